@@ -1,0 +1,81 @@
+# The notification gateway: build, test and run.
+#
+#   make                 build build/consumer and build/producer
+#   make test            install what the tests need, build, run every test
+#   make unit            C unit tests only
+#   make integration     integration tests only (real Kafka and FerretDB)
+#   make SANITIZE=address,undefined test
+#   make deps            install the build dependencies (Debian packages)
+
+CC      ?= cc
+BUILD   ?= build
+PKGS    := rdkafka libmongoc-1.0 libbson-1.0 libwebsockets jansson
+CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
+WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2
+OPT     ?= -O2 -g
+CFLAGS  += $(CSTD) $(WARN) $(OPT) -pthread -Icommon $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -pthread
+
+ifdef SANITIZE
+CFLAGS  += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer
+LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+COMMON_SRC   := $(wildcard common/*.c)
+CONSUMER_SRC := $(wildcard consumer/*.c)
+PRODUCER_SRC := $(wildcard producer/*.c)
+UNIT_SRC     := $(wildcard tests/unit/test_*.c)
+
+COMMON_OBJ   := $(COMMON_SRC:%.c=$(BUILD)/%.o)
+CONSUMER_OBJ := $(CONSUMER_SRC:%.c=$(BUILD)/%.o)
+PRODUCER_OBJ := $(PRODUCER_SRC:%.c=$(BUILD)/%.o)
+# Unit tests link the consumer's modules, not its main().
+CONSUMER_LIB_OBJ := $(filter-out $(BUILD)/consumer/main.o,$(CONSUMER_OBJ))
+UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test-deps test unit integration clean check-docker
+all: $(BUILD)/consumer $(BUILD)/producer
+
+deps:
+	scripts/install-deps.sh build
+
+test-deps:
+	scripts/install-deps.sh test
+
+$(BUILD)/libcommon.a: $(COMMON_OBJ)
+	$(AR) rcs $@ $^
+
+$(BUILD)/consumer: $(CONSUMER_OBJ) $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/producer: $(PRODUCER_OBJ) $(BUILD)/libcommon.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/tests/%: tests/unit/%.c $(CONSUMER_LIB_OBJ) $(BUILD)/libcommon.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Iconsumer $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+unit: $(UNIT_BIN)
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+
+integration: all
+	python3 -m pytest -v tests/integration
+
+# The README's test command: everything, from a clean clone on a fresh machine.
+test: test-deps
+	$(MAKE) all unit
+	$(MAKE) check-docker
+	python3 -m pytest -v tests/integration
+
+# No Docker engine runs on the test machines: validate what can be validated.
+check-docker:
+	scripts/check-docker.sh
+
+clean:
+	rm -rf $(BUILD)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -1,0 +1,55 @@
+/* The notification codec: parses a notification from the JSON that
+ * applications publish and renders the JSON frame that clients receive.
+ *
+ * Accepted input (the original design's forms included):
+ *   {"id":"…","userId":"…","message":"…","timestamp":"ISO-8601" | epoch-ms,
+ *    "type":"…"?, "data":<any JSON>?}
+ * with "user_id" accepted for "userId". Other fields are ignored. */
+#ifndef COMMON_NOTIFICATION_H
+#define COMMON_NOTIFICATION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "timeutil.h"
+
+#define NOTIF_ID_MAX 128       /* bytes in an id */
+#define NOTIF_USER_MAX 128     /* bytes in a user id */
+#define NOTIF_TYPE_MAX 64      /* bytes in a type */
+#define NOTIF_JSON_MAX 65536   /* bytes in one notification's JSON, in and out */
+
+typedef struct notification {
+    char id[NOTIF_ID_MAX + 1];
+    char user[NOTIF_USER_MAX + 1];
+    char timestamp[ISO8601_LEN]; /* normalised to "YYYY-MM-DDTHH:MM:SS.mmmZ" */
+    char type[NOTIF_TYPE_MAX + 1]; /* "" when absent */
+    char *message;   /* owned, NUL-terminated UTF-8 */
+    char *data_json; /* owned compact JSON of "data", or NULL */
+} notification_t;
+
+/* What notification_parse may fill in when the input lacks it. */
+enum {
+    NOTIF_FILL_ID = 1,        /* a new UUIDv7 */
+    NOTIF_FILL_TIMESTAMP = 2, /* the current time */
+};
+
+/* Parses one notification. On error returns -1 with a sentence in errstr
+ * saying what was wrong; *n is then left empty. */
+int notification_parse(const char *json, size_t len, int fill, notification_t *n, char *errstr,
+                       size_t errstr_size);
+
+/* Renders the frame sent to clients, adding "replayed":true for one that
+ * comes from the offline store. Returns a malloc'd NUL-terminated string
+ * and its length in *len, or NULL when out of memory. */
+char *notification_to_json(const notification_t *n, int replayed, size_t *len);
+
+/* Frees what a parsed notification owns and empties it. */
+void notification_clear(notification_t *n);
+
+/* Whether s is an acceptable user id: 1..NOTIF_USER_MAX bytes of letters,
+ * digits and . _ - @ : + ~ (nothing a URL, a log line or a query could
+ * misread). The same rule holds for ids given by the producer. */
+int notification_user_valid(const char *s, size_t len);
+int notification_id_valid(const char *s, size_t len);
+
+#endif
