@@ -26,11 +26,12 @@ CONSUMER_SRC := $(wildcard consumer/*.c)
 PRODUCER_SRC := $(wildcard producer/*.c)
 UNIT_SRC     := $(wildcard tests/unit/test_*.c)
 
-COMMON_OBJ   := $(COMMON_SRC:%.c=$(BUILD)/%.o)
-CONSUMER_OBJ := $(CONSUMER_SRC:%.c=$(BUILD)/%.o)
-PRODUCER_OBJ := $(PRODUCER_SRC:%.c=$(BUILD)/%.o)
+OBJ          := $(BUILD)/obj
+COMMON_OBJ   := $(COMMON_SRC:%.c=$(OBJ)/%.o)
+CONSUMER_OBJ := $(CONSUMER_SRC:%.c=$(OBJ)/%.o)
+PRODUCER_OBJ := $(PRODUCER_SRC:%.c=$(OBJ)/%.o)
 # Unit tests link the consumer's modules, not its main().
-CONSUMER_LIB_OBJ := $(filter-out $(BUILD)/consumer/main.o,$(CONSUMER_OBJ))
+CONSUMER_LIB_OBJ := $(filter-out $(OBJ)/consumer/main.o,$(CONSUMER_OBJ))
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test-deps test unit integration clean check-docker
@@ -55,7 +56,7 @@ $(BUILD)/tests/%: tests/unit/%.c $(CONSUMER_LIB_OBJ) $(BUILD)/libcommon.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -Iconsumer $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
 
-$(BUILD)/%.o: %.c
+$(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 

@@ -89,6 +89,7 @@ static int parse_fields(json_t *root, int fill, notification_t *n, char *errstr,
         memcpy(n->id, s, len + 1);
     } else if (fill & NOTIF_FILL_ID) {
         uuid7_generate(n->id);
+        n->filled |= NOTIF_FILL_ID;
     } else {
         return fail(errstr, size, "\"id\" is missing");
     }
@@ -125,6 +126,7 @@ static int parse_fields(json_t *root, int fill, notification_t *n, char *errstr,
         if (!(fill & NOTIF_FILL_TIMESTAMP))
             return fail(errstr, size, "\"timestamp\" is missing");
         ms = now_wall_ms();
+        n->filled |= NOTIF_FILL_TIMESTAMP;
     } else if (json_is_integer(ts)) {
         ms = (int64_t)json_integer_value(ts);
     } else if (json_is_real(ts)) {

@@ -25,6 +25,7 @@ typedef struct notification {
     char type[NOTIF_TYPE_MAX + 1]; /* "" when absent */
     char *message;   /* owned, NUL-terminated UTF-8 */
     char *data_json; /* owned compact JSON of "data", or NULL */
+    int filled;      /* the NOTIF_FILL_* fields that were missing and made up */
 } notification_t;
 
 /* What notification_parse may fill in when the input lacks it. */

@@ -1,0 +1,104 @@
+/* The online-user map and the delivery rules, with no sockets and no I/O.
+ *
+ * The hub decides, for every notification, whether it goes to the user's
+ * live connections or to the offline store, replays what is stored when a
+ * user connects (oldest first, in batches, before newer live ones), and
+ * tracks each pushed notification until a connection acknowledges it. It
+ * acts on the world only through struct hub_ops, so the WebSocket adapter,
+ * the store worker and the Kafka consumer stay thin and the rules can be
+ * unit-tested.
+ *
+ * Delivery rules:
+ * - online user, nothing waiting in the store, room in every connection's
+ *   window: pushed to all the user's connections;
+ * - otherwise stored, and the user (if online) replays from the store;
+ * - acknowledged by any of the user's connections: done (a live one's Kafka
+ *   offset completes, a replayed one is removed from the store);
+ * - released unacknowledged by every connection it was pushed to (closed,
+ *   ack timeout, shutdown): a live one is stored, a replayed one stays stored.
+ *
+ * Single-threaded: the event loop owns the hub. */
+#ifndef CONSUMER_HUB_H
+#define CONSUMER_HUB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct hub hub_t;
+typedef struct hub_conn hub_conn_t;
+
+/* A notification entering the hub or leaving it for the store. */
+typedef struct hub_msg {
+    const char *id;
+    const char *user;
+    const char *frame; /* the JSON sent to clients, without "replayed" */
+    size_t frame_len;
+    int64_t seq;       /* store order; 0 on publish: the hub assigns one */
+    int32_t partition; /* the Kafka message it came from, or -1 */
+    int64_t offset;
+} hub_msg_t;
+
+struct hub_ops {
+    void *ctx;
+    /* The connection has a frame to send (see hub_next_frame). */
+    void (*want_write)(void *ctx, void *transport);
+    /* Keep m durably; a message with a partition completes its offset once
+     * stored. m is only valid during the call. */
+    void (*store)(void *ctx, const hub_msg_t *m);
+    /* Ask for up to limit of the user's stored notifications with seq above
+     * after_seq, oldest first; answer with hub_replayed(.., gen, ..). */
+    void (*fetch)(void *ctx, const char *user, int64_t after_seq, size_t limit, uint64_t gen);
+    /* A stored notification was acknowledged: delete it. */
+    void (*remove)(void *ctx, const char *user, const char *id);
+    /* A live notification was acknowledged: its offset is complete. */
+    void (*offset_done)(void *ctx, int32_t partition, int64_t offset);
+    /* The hub dropped the connection (hub_disconnect_all): close it. */
+    void (*closed)(void *ctx, void *transport);
+};
+
+struct hub_limits {
+    size_t window;          /* frames queued or unacknowledged per connection */
+    size_t window_bytes;    /* bytes of those frames per connection */
+    int64_t ack_timeout_ms; /* after this an unacknowledged frame is released */
+    size_t conns_per_user;
+    size_t fetch_batch;     /* most notifications asked of the store at once */
+    size_t frame_headroom;  /* bytes kept free before each frame (LWS_PRE) */
+};
+
+hub_t *hub_new(const struct hub_ops *ops, const struct hub_limits *limits);
+void hub_free(hub_t *hub);
+
+/* A connection for user opened. Returns NULL when the user already has
+ * conns_per_user connections, or when out of memory. */
+hub_conn_t *hub_connect(hub_t *hub, const char *user, void *transport);
+/* The connection closed: what it held unacknowledged is released. */
+void hub_disconnect(hub_t *hub, hub_conn_t *conn);
+/* Releases and drops every connection (shutdown), calling ops->closed. */
+void hub_disconnect_all(hub_t *hub);
+
+/* A live notification from Kafka. */
+void hub_publish(hub_t *hub, const hub_msg_t *m);
+/* The store's answer to ops->fetch; limit is the one asked for. */
+void hub_replayed(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t *msgs, size_t n,
+                  size_t limit);
+
+/* The next frame to send on conn, or NULL. Its frame_headroom bytes before
+ * the returned pointer may be written (lws_write does). */
+char *hub_next_frame(const hub_t *hub, hub_conn_t *conn, size_t *len);
+/* The frame hub_next_frame returned was written at now_ms. */
+void hub_frame_sent(hub_t *hub, hub_conn_t *conn, int64_t now_ms);
+/* The connection acknowledged id. Returns 0, or -1 when it holds no such
+ * notification (unknown, another user's, or already released). */
+int hub_ack(hub_t *hub, hub_conn_t *conn, const char *id);
+
+/* Releases frames unacknowledged for longer than ack_timeout_ms. */
+void hub_tick(hub_t *hub, int64_t now_ms);
+
+size_t hub_user_count(const hub_t *hub);
+size_t hub_conn_count(const hub_t *hub);
+/* Notifications pushed or queued and not yet acknowledged or released. */
+size_t hub_inflight_count(const hub_t *hub);
+/* Whether the user is online and draining the store before live delivery. */
+int hub_user_replaying(const hub_t *hub, const char *user);
+
+#endif

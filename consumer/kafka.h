@@ -1,0 +1,58 @@
+/* The Kafka side of the gateway: a thread that consumes the topic in a
+ * consumer group, parses each message into a notification and hands them
+ * to the event loop in batches, and the at-least-once bookkeeping.
+ *
+ * Offsets are stored for commit (auto commit, enable.auto.offset.store=false)
+ * only through kafka_offsets_done, which the loop calls when notifications
+ * are acknowledged or durably stored; the tracker holds back an offset until
+ * everything before it in its partition is done. */
+#ifndef CONSUMER_KAFKA_H
+#define CONSUMER_KAFKA_H
+
+#include <stddef.h>
+
+#include "hub.h"
+#include "tracker.h"
+
+typedef struct kafka kafka_t;
+
+struct kafka_conf {
+    const char *brokers;
+    const char *topic;
+    const char *group;
+    const char *const *props; /* "key=value" passed to librdkafka, NULL-ended */
+    size_t batch_max;         /* notifications per hand-off batch */
+    size_t queue_batches;     /* batches waiting for the loop before the thread waits */
+};
+
+/* Notifications handed to the loop; each msgs[i] owns its strings. */
+typedef struct kafka_batch {
+    hub_msg_t *msgs;
+    size_t n;
+    struct kafka_batch *next;
+} kafka_batch_t;
+
+/* Creates the consumer, subscribes and starts the thread; notify(arg) is
+ * called (from that thread) when a batch is ready. NULL with errstr on a
+ * configuration error. */
+kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), void *arg,
+                     char *errstr, size_t errstr_size);
+
+/* Takes the oldest waiting batch, or NULL. Loop thread. */
+kafka_batch_t *kafka_take(kafka_t *k);
+void kafka_batch_free(kafka_batch_t *b);
+
+/* Notifications that are done; stores the offsets that became committable.
+ * Any thread. */
+void kafka_offsets_done(kafka_t *k, const struct part_offset *done, size_t n);
+
+/* Messages consumed and not yet committable. */
+size_t kafka_pending(kafka_t *k);
+
+/* Stops consuming: the thread exits; nothing is committed yet. */
+void kafka_stop(kafka_t *k);
+/* Commits the stored offsets, leaves the group and frees everything,
+ * including batches never taken (their offsets stay uncommitted). */
+void kafka_close(kafka_t *k);
+
+#endif

@@ -1,0 +1,56 @@
+/* consumer: the notification gateway daemon. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "gateway.h"
+#include "log.h"
+
+static gateway_t *running;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    if (running)
+        gateway_request_stop(running);
+}
+
+int main(int argc, char **argv)
+{
+    struct config conf;
+    char err[512];
+
+    switch (config_load(&conf, argc, argv, err, sizeof(err))) {
+    case CONFIG_EXIT_OK:
+        return 0;
+    case CONFIG_ERROR:
+        fprintf(stderr, "consumer: %s\n", err);
+        return 2;
+    case CONFIG_OK:
+        break;
+    }
+    config_log(&conf);
+
+    /* A client that vanishes mid-write must not kill the daemon. */
+    signal(SIGPIPE, SIG_IGN);
+
+    gateway_t *g = gateway_new(&conf, err, sizeof(err));
+    if (!g) {
+        log_error("cannot start: %s", err);
+        return 1;
+    }
+    running = g;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    int rc = gateway_run(g);
+    running = NULL;
+    gateway_free(g);
+    return rc == 0 ? 0 : 1;
+}

@@ -1,0 +1,52 @@
+/* The offline store: notifications kept for users who are not connected.
+ *
+ * Semantics every backend keeps: idempotent by notification id (a second put
+ * of the same id is a no-op), ordered per user by seq, and a notification
+ * leaves only through store_remove, which the gateway calls after a client
+ * acknowledged it. Calls block: they run on the store worker thread, never
+ * on the event loop. */
+#ifndef CONSUMER_STORE_H
+#define CONSUMER_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct store store_t;
+
+typedef struct store_doc {
+    const char *id;
+    const char *user;
+    const char *frame; /* the notification's JSON, as sent to clients */
+    size_t frame_len;
+    int64_t seq;
+} store_doc_t;
+
+/* Called for each fetched notification, oldest first; doc is valid only
+ * during the call. */
+typedef void (*store_fetch_cb)(void *arg, const store_doc_t *doc);
+
+/* Opens the store named by uri (mongodb://… or mongodb+srv://…), using
+ * database db. Does no I/O: a bad URI fails here, an unreachable server
+ * in store_prepare. */
+store_t *store_open(const char *uri, const char *db, char *errstr, size_t errstr_size);
+/* Reaches the server and makes sure the indexes exist. Returns 0 or -1. */
+int store_prepare(store_t *st, char *errstr, size_t errstr_size);
+void store_close(store_t *st);
+
+/* Makes every doc durable. Returns 0 when all are stored (or were already),
+ * -1 with errstr otherwise; the caller retries the whole batch. */
+int store_put(store_t *st, const store_doc_t *docs, size_t n, char *errstr, size_t errstr_size);
+
+/* Up to limit of user's notifications with seq above after_seq, oldest
+ * first. Returns how many were passed to cb, or -1 with errstr. */
+int store_fetch(store_t *st, const char *user, int64_t after_seq, size_t limit, store_fetch_cb cb,
+                void *arg, char *errstr, size_t errstr_size);
+
+/* Deletes the notifications ids[i] of users[i]. Returns 0 or -1. */
+int store_remove(store_t *st, const char *const *users, const char *const *ids, size_t n,
+                 char *errstr, size_t errstr_size);
+
+/* Stored notifications for user, or for everyone when user is NULL; -1 on error. */
+int64_t store_count(store_t *st, const char *user, char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,246 @@
+/* The MongoDB backend of the offline store.
+ *
+ * Collection "notifications", one document per stored notification:
+ *   {_id: <notification id>, userId, seq: <int64>, notification: <JSON text>, storedAt: <date>}
+ * _id makes puts idempotent; the index {userId: 1, seq: 1} serves "this
+ * user's pending, oldest first". */
+#include "store.h"
+
+#include <mongoc/mongoc.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "timeutil.h"
+
+#define COLLECTION "notifications"
+#define MONGO_DUPLICATE_KEY 11000
+
+struct store {
+    mongoc_client_t *client;
+    mongoc_collection_t *coll;
+};
+
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+static void mongo_init(void)
+{
+    mongoc_init();
+}
+
+static int set_err(char *errstr, size_t size, const char *what, const bson_error_t *err)
+{
+    snprintf(errstr, size, "%s: %s", what, err->message);
+    return -1;
+}
+
+int store_prepare(store_t *st, char *errstr, size_t size)
+{
+    bson_t keys, *cmd;
+    bson_t reply;
+    bson_error_t err;
+    int rc = 0;
+
+    bson_init(&keys);
+    BSON_APPEND_INT32(&keys, "userId", 1);
+    BSON_APPEND_INT32(&keys, "seq", 1);
+    char *name = mongoc_collection_keys_to_index_string(&keys);
+    cmd = BCON_NEW("createIndexes", BCON_UTF8(COLLECTION), "indexes", "[", "{", "key",
+                   BCON_DOCUMENT(&keys), "name", BCON_UTF8(name), "}", "]");
+    if (!mongoc_collection_write_command_with_opts(st->coll, cmd, NULL, &reply, &err))
+        rc = set_err(errstr, size, "cannot create the index on userId and seq", &err);
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    bson_free(name);
+    bson_destroy(&keys);
+    return rc;
+}
+
+store_t *store_open(const char *uri_string, const char *db, char *errstr, size_t size)
+{
+    bson_error_t err;
+    store_t *st = NULL;
+
+    pthread_once(&init_once, mongo_init);
+    mongoc_uri_t *uri = mongoc_uri_new_with_error(uri_string, &err);
+    if (!uri) {
+        set_err(errstr, size, "invalid MongoDB URI", &err);
+        return NULL;
+    }
+    /* Fail a write in seconds rather than the driver's 30 s when the server
+     * is down, so the worker can report it and retry. */
+    if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000);
+    mongoc_write_concern_t *wc = mongoc_write_concern_new();
+    /* A put must be durable before its Kafka offset is committed. */
+    mongoc_write_concern_set_journal(wc, true);
+    mongoc_uri_set_write_concern(uri, wc);
+    mongoc_write_concern_destroy(wc);
+
+    st = calloc(1, sizeof(*st));
+    if (!st)
+        goto fail;
+    st->client = mongoc_client_new_from_uri_with_error(uri, &err);
+    if (!st->client) {
+        set_err(errstr, size, "cannot create a MongoDB client", &err);
+        goto fail;
+    }
+    mongoc_client_set_appname(st->client, "notification-gateway");
+    mongoc_client_set_error_api(st->client, MONGOC_ERROR_API_VERSION_2);
+    st->coll = mongoc_client_get_collection(st->client, db, COLLECTION);
+    mongoc_uri_destroy(uri);
+    return st;
+
+fail:
+    mongoc_uri_destroy(uri);
+    store_close(st);
+    return NULL;
+}
+
+void store_close(store_t *st)
+{
+    if (!st)
+        return;
+    if (st->coll)
+        mongoc_collection_destroy(st->coll);
+    if (st->client)
+        mongoc_client_destroy(st->client);
+    free(st);
+}
+
+/* Whether every write error in an insert reply is a duplicate key: those
+ * notifications were stored before, which is what a put asks for. */
+static int only_duplicates(const bson_t *reply)
+{
+    bson_iter_t it, errs;
+    int seen = 0;
+
+    if (bson_iter_init_find(&it, reply, "writeConcernErrors") && BSON_ITER_HOLDS_ARRAY(&it)) {
+        bson_iter_t wce;
+        if (bson_iter_recurse(&it, &wce) && bson_iter_next(&wce))
+            return 0;
+    }
+    if (!bson_iter_init_find(&it, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+        !bson_iter_recurse(&it, &errs))
+        return 0;
+    while (bson_iter_next(&errs)) {
+        bson_iter_t e;
+        if (!BSON_ITER_HOLDS_DOCUMENT(&errs) || !bson_iter_recurse(&errs, &e) ||
+            !bson_iter_find(&e, "code") || bson_iter_as_int64(&e) != MONGO_DUPLICATE_KEY)
+            return 0;
+        seen++;
+    }
+    return seen > 0;
+}
+
+int store_put(store_t *st, const store_doc_t *docs, size_t n, char *errstr, size_t size)
+{
+    bson_t opts = BSON_INITIALIZER, reply;
+    bson_error_t err;
+    bson_t **bdocs;
+    int rc = 0;
+
+    if (n == 0)
+        return 0;
+    bdocs = calloc(n, sizeof(*bdocs));
+    if (!bdocs) {
+        snprintf(errstr, size, "out of memory");
+        return -1;
+    }
+    int64_t now = now_wall_ms();
+    for (size_t i = 0; i < n; i++) {
+        bdocs[i] = bson_new();
+        BSON_APPEND_UTF8(bdocs[i], "_id", docs[i].id);
+        BSON_APPEND_UTF8(bdocs[i], "userId", docs[i].user);
+        BSON_APPEND_INT64(bdocs[i], "seq", docs[i].seq);
+        bson_append_utf8(bdocs[i], "notification", -1, docs[i].frame, (int)docs[i].frame_len);
+        BSON_APPEND_DATE_TIME(bdocs[i], "storedAt", now);
+    }
+    /* Unordered: one duplicate does not stop the rest of the batch. */
+    BSON_APPEND_BOOL(&opts, "ordered", false);
+    if (!mongoc_collection_insert_many(st->coll, (const bson_t **)bdocs, n, &opts, &reply, &err) &&
+        !only_duplicates(&reply))
+        rc = set_err(errstr, size, "cannot store notifications", &err);
+    bson_destroy(&reply);
+    bson_destroy(&opts);
+    for (size_t i = 0; i < n; i++)
+        bson_destroy(bdocs[i]);
+    free(bdocs);
+    return rc;
+}
+
+int store_fetch(store_t *st, const char *user, int64_t after_seq, size_t limit, store_fetch_cb cb,
+                void *arg, char *errstr, size_t size)
+{
+    bson_error_t err;
+    const bson_t *doc;
+    int count = 0;
+
+    bson_t *filter = BCON_NEW("userId", BCON_UTF8(user), "seq", "{", "$gt", BCON_INT64(after_seq), "}");
+    bson_t *opts = BCON_NEW("sort", "{", "userId", BCON_INT32(1), "seq", BCON_INT32(1), "}",
+                            "limit", BCON_INT64((int64_t)limit), "projection", "{", "seq",
+                            BCON_INT32(1), "notification", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->coll, filter, opts, NULL);
+
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        store_doc_t d = {.user = user};
+        uint32_t len = 0;
+        if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_UTF8(&it))
+            d.id = bson_iter_utf8(&it, NULL);
+        if (bson_iter_init_find(&it, doc, "seq"))
+            d.seq = bson_iter_as_int64(&it);
+        if (bson_iter_init_find(&it, doc, "notification") && BSON_ITER_HOLDS_UTF8(&it))
+            d.frame = bson_iter_utf8(&it, &len);
+        d.frame_len = len;
+        if (!d.id || !d.frame) {
+            log_warn("skipping a malformed stored document for user %s (no _id or notification)", user);
+            continue;
+        }
+        cb(arg, &d);
+        count++;
+    }
+    if (mongoc_cursor_error(cur, &err))
+        count = set_err(errstr, size, "cannot read stored notifications", &err);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(filter);
+    return count;
+}
+
+int store_remove(store_t *st, const char *const *users, const char *const *ids, size_t n,
+                 char *errstr, size_t size)
+{
+    bson_error_t err;
+    bson_t reply;
+    int rc = 0;
+
+    if (n == 0)
+        return 0;
+    bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(st->coll, opts);
+    for (size_t i = 0; i < n; i++) {
+        /* The user in the filter keeps an ack from deleting anyone else's. */
+        bson_t *sel = BCON_NEW("_id", BCON_UTF8(ids[i]), "userId", BCON_UTF8(users[i]));
+        mongoc_bulk_operation_remove_one_with_opts(bulk, sel, NULL, NULL);
+        bson_destroy(sel);
+    }
+    if (!mongoc_bulk_operation_execute(bulk, &reply, &err))
+        rc = set_err(errstr, size, "cannot delete acknowledged notifications", &err);
+    bson_destroy(&reply);
+    mongoc_bulk_operation_destroy(bulk);
+    bson_destroy(opts);
+    return rc;
+}
+
+int64_t store_count(store_t *st, const char *user, char *errstr, size_t size)
+{
+    bson_error_t err;
+    bson_t *filter = user ? BCON_NEW("userId", BCON_UTF8(user)) : bson_new();
+    int64_t n = mongoc_collection_count_documents(st->coll, filter, NULL, NULL, NULL, &err);
+    if (n < 0)
+        set_err(errstr, size, "cannot count stored notifications", &err);
+    bson_destroy(filter);
+    return n;
+}

@@ -1,0 +1,366 @@
+/* The delivery rules of the hub, driven without sockets: a recorder stands
+ * in for the world (connections, store, Kafka) and the tests check what the
+ * hub asked of it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "hub.h"
+
+#define MAX_EVENTS 256
+
+struct rec {
+    char stored[MAX_EVENTS][64];
+    int64_t stored_offset[MAX_EVENTS];
+    int nstored;
+    char fetched_user[MAX_EVENTS][32];
+    int64_t fetched_after[MAX_EVENTS];
+    size_t fetched_limit[MAX_EVENTS];
+    uint64_t fetched_gen[MAX_EVENTS];
+    int nfetched;
+    char removed[MAX_EVENTS][64];
+    int nremoved;
+    int64_t done[MAX_EVENTS];
+    int ndone;
+    int writes;
+    int closed;
+};
+
+static void want_write(void *ctx, void *t)
+{
+    (void)t;
+    ((struct rec *)ctx)->writes++;
+}
+
+static void store(void *ctx, const hub_msg_t *m)
+{
+    struct rec *r = ctx;
+    snprintf(r->stored[r->nstored], 64, "%s", m->id);
+    r->stored_offset[r->nstored++] = m->offset;
+}
+
+static void fetch(void *ctx, const char *user, int64_t after, size_t limit, uint64_t gen)
+{
+    struct rec *r = ctx;
+    snprintf(r->fetched_user[r->nfetched], 32, "%s", user);
+    r->fetched_after[r->nfetched] = after;
+    r->fetched_limit[r->nfetched] = limit;
+    r->fetched_gen[r->nfetched++] = gen;
+}
+
+static void removed(void *ctx, const char *user, const char *id)
+{
+    (void)user;
+    struct rec *r = ctx;
+    snprintf(r->removed[r->nremoved++], 64, "%s", id);
+}
+
+static void offset_done(void *ctx, int32_t p, int64_t o)
+{
+    (void)p;
+    struct rec *r = ctx;
+    r->done[r->ndone++] = o;
+}
+
+static void closed(void *ctx, void *t)
+{
+    (void)t;
+    ((struct rec *)ctx)->closed++;
+}
+
+static struct rec rec;
+
+static hub_t *new_hub(size_t window)
+{
+    memset(&rec, 0, sizeof(rec));
+    struct hub_ops ops = {&rec, want_write, store, fetch, removed, offset_done, closed};
+    struct hub_limits lim = {
+        .window = window,
+        .window_bytes = 1 << 20,
+        .ack_timeout_ms = 1000,
+        .conns_per_user = 3,
+        .fetch_batch = 10,
+        .frame_headroom = 16,
+    };
+    return hub_new(&ops, &lim);
+}
+
+static hub_msg_t msg(const char *id, const char *user, int64_t offset)
+{
+    static char frames[64][128];
+    static int next;
+    char *f = frames[next++ % 64];
+    snprintf(f, 128, "{\"id\":\"%s\",\"userId\":\"%s\",\"message\":\"m\"}", id, user);
+    return (hub_msg_t){id, user, f, strlen(f), 0, 0, offset};
+}
+
+/* The store's answer: nothing stored for the user. */
+static void answer_empty(hub_t *hub, const char *user)
+{
+    int i = rec.nfetched - 1;
+    assert_true(i >= 0);
+    hub_replayed(hub, user, rec.fetched_gen[i], NULL, 0, rec.fetched_limit[i]);
+}
+
+static const char *next_frame(hub_t *hub, hub_conn_t *c)
+{
+    size_t len;
+    char *f = hub_next_frame(hub, c, &len);
+    if (f)
+        hub_frame_sent(hub, c, 0);
+    return f;
+}
+
+static void offline_user_is_stored(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    hub_msg_t m = msg("n1", "alice", 5);
+    hub_publish(hub, &m);
+    assert_int_equal(rec.nstored, 1);
+    assert_string_equal(rec.stored[0], "n1");
+    assert_int_equal(rec.stored_offset[0], 5);
+    assert_int_equal(rec.ndone, 0); /* done only once the store says so */
+    hub_free(hub);
+}
+
+static void connect_replays_before_live(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    int t;
+    hub_conn_t *c = hub_connect(hub, "alice", &t);
+    assert_non_null(c);
+    assert_int_equal(rec.nfetched, 1);
+    assert_int_equal(rec.fetched_after[0], 0);
+    assert_true(hub_user_replaying(hub, "alice"));
+
+    /* While the replay is outstanding, a live one waits in the store. */
+    hub_msg_t live = msg("n2", "alice", 9);
+    hub_publish(hub, &live);
+    assert_int_equal(rec.nstored, 1);
+
+    /* The fetch answered before the store write: the hub asks again. */
+    answer_empty(hub, "alice");
+    assert_int_equal(rec.nfetched, 2);
+    assert_true(hub_user_replaying(hub, "alice"));
+
+    hub_msg_t stored[2] = {msg("n1", "alice", -1), msg("n2", "alice", -1)};
+    stored[0].seq = 100;
+    stored[1].seq = 200;
+    hub_replayed(hub, "alice", rec.fetched_gen[1], stored, 2, rec.fetched_limit[1]);
+    assert_non_null(strstr(next_frame(hub, c), "\"id\":\"n1\""));
+    const char *f2 = next_frame(hub, c);
+    assert_non_null(strstr(f2, "\"id\":\"n2\""));
+    assert_non_null(strstr(f2, "\"replayed\":true}"));
+    assert_null(next_frame(hub, c));
+
+    /* Fewer than asked, and nothing stored since the question: caught up. */
+    assert_int_equal(rec.nfetched, 2);
+    assert_false(hub_user_replaying(hub, "alice"));
+
+    /* Caught up: live delivery again, with no store write. */
+    hub_msg_t n3 = msg("n3", "alice", 10);
+    hub_publish(hub, &n3);
+    assert_int_equal(rec.nstored, 1);
+    assert_non_null(strstr(next_frame(hub, c), "n3"));
+    hub_free(hub);
+}
+
+static hub_conn_t *online(hub_t *hub, const char *user, void *t)
+{
+    hub_conn_t *c = hub_connect(hub, user, t);
+    answer_empty(hub, user);
+    return c;
+}
+
+static void ack_of_live_completes_its_offset(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    int t;
+    hub_conn_t *c = online(hub, "bob", &t);
+    hub_msg_t m = msg("x1", "bob", 42);
+    hub_publish(hub, &m);
+    next_frame(hub, c);
+    assert_int_equal(hub_inflight_count(hub), 1);
+    assert_int_equal(hub_ack(hub, c, "x1"), 0);
+    assert_int_equal(rec.ndone, 1);
+    assert_int_equal(rec.done[0], 42);
+    assert_int_equal(hub_inflight_count(hub), 0);
+    assert_int_equal(rec.nstored, 0);
+    /* A second ack of the same id does nothing. */
+    assert_int_equal(hub_ack(hub, c, "x1"), -1);
+    assert_int_equal(rec.ndone, 1);
+    hub_free(hub);
+}
+
+static void ack_of_replayed_removes_it_from_the_store(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    int t;
+    hub_conn_t *c = hub_connect(hub, "bob", &t);
+    hub_msg_t s = msg("old", "bob", -1);
+    s.seq = 7;
+    s.partition = -1;
+    hub_replayed(hub, "bob", rec.fetched_gen[0], &s, 1, rec.fetched_limit[0]);
+    next_frame(hub, c);
+    assert_int_equal(hub_ack(hub, c, "old"), 0);
+    assert_int_equal(rec.nremoved, 1);
+    assert_string_equal(rec.removed[0], "old");
+    assert_int_equal(rec.ndone, 0);
+    hub_free(hub);
+}
+
+static void closing_unacked_stores_live_ones(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    int t;
+    hub_conn_t *c = online(hub, "carol", &t);
+    hub_msg_t a = msg("a", "carol", 1), b = msg("b", "carol", 2);
+    hub_publish(hub, &a);
+    hub_publish(hub, &b);
+    next_frame(hub, c);
+    hub_ack(hub, c, "a");
+    hub_disconnect(hub, c);
+    /* "a" was acknowledged; "b" was not and is kept for later. */
+    assert_int_equal(rec.nstored, 1);
+    assert_string_equal(rec.stored[0], "b");
+    assert_int_equal(rec.stored_offset[0], 2);
+    assert_int_equal(hub_user_count(hub), 0);
+    assert_int_equal(hub_inflight_count(hub), 0);
+    hub_free(hub);
+}
+
+static void every_tab_gets_it_and_one_ack_is_enough(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    int t1, t2;
+    hub_conn_t *c1 = online(hub, "dave", &t1);
+    hub_conn_t *c2 = online(hub, "dave", &t2);
+    hub_msg_t m = msg("m1", "dave", 3);
+    hub_publish(hub, &m);
+    assert_non_null(next_frame(hub, c1));
+    assert_non_null(next_frame(hub, c2));
+    assert_int_equal(hub_ack(hub, c2, "m1"), 0);
+    assert_int_equal(rec.ndone, 1);
+    /* The other tab closing without an ack stores nothing: it was delivered. */
+    hub_disconnect(hub, c1);
+    assert_int_equal(rec.nstored, 0);
+    hub_disconnect(hub, c2);
+    hub_free(hub);
+}
+
+static void no_user_sees_another_users_notification(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    int t1, t2;
+    hub_conn_t *alice = online(hub, "alice", &t1);
+    hub_conn_t *eve = online(hub, "eve", &t2);
+    hub_msg_t m = msg("secret", "alice", 1);
+    hub_publish(hub, &m);
+    assert_null(next_frame(hub, eve));
+    /* Nor can eve acknowledge it away. */
+    assert_int_equal(hub_ack(hub, eve, "secret"), -1);
+    assert_int_equal(rec.ndone, 0);
+    assert_non_null(next_frame(hub, alice));
+    hub_free(hub);
+}
+
+static void full_window_sends_to_the_store_then_replays(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(2);
+    int t;
+    hub_conn_t *c = online(hub, "erin", &t);
+    hub_msg_t a = msg("a", "erin", 1), b = msg("b", "erin", 2), d = msg("d", "erin", 3);
+    hub_publish(hub, &a);
+    hub_publish(hub, &b);
+    int fetches = rec.nfetched;
+    hub_publish(hub, &d); /* window of 2 is full */
+    assert_int_equal(rec.nstored, 1);
+    assert_string_equal(rec.stored[0], "d");
+    assert_true(hub_user_replaying(hub, "erin"));
+    assert_int_equal(rec.nfetched, fetches); /* no room to replay into yet */
+    next_frame(hub, c);
+    next_frame(hub, c);
+    hub_ack(hub, c, "a");
+    assert_int_equal(rec.nfetched, fetches + 1);
+    assert_int_equal(rec.fetched_limit[fetches], 1);
+    hub_free(hub);
+}
+
+static void ack_timeout_releases_to_the_store(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    int t;
+    hub_conn_t *c = online(hub, "frank", &t);
+    hub_msg_t m = msg("slow", "frank", 11);
+    hub_publish(hub, &m);
+    size_t len;
+    hub_next_frame(hub, c, &len);
+    hub_frame_sent(hub, c, 5000);
+    hub_tick(hub, 5500);
+    assert_int_equal(rec.nstored, 0);
+    hub_tick(hub, 6000);
+    assert_int_equal(rec.nstored, 1);
+    assert_string_equal(rec.stored[0], "slow");
+    assert_int_equal(hub_inflight_count(hub), 0);
+    hub_free(hub);
+}
+
+static void per_user_connection_limit(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(4);
+    int t[4];
+    for (int i = 0; i < 3; i++)
+        assert_non_null(hub_connect(hub, "gina", &t[i]));
+    assert_null(hub_connect(hub, "gina", &t[3]));
+    assert_int_equal(hub_conn_count(hub), 3);
+    hub_disconnect_all(hub);
+    assert_int_equal(rec.closed, 3);
+    assert_int_equal(hub_conn_count(hub), 0);
+    hub_free(hub);
+}
+
+static void redelivered_copy_in_flight_goes_to_the_store(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    int t;
+    online(hub, "hal", &t);
+    hub_msg_t m1 = msg("dup", "hal", 1), m2 = msg("dup", "hal", 7);
+    hub_publish(hub, &m1);
+    hub_publish(hub, &m2);
+    assert_int_equal(rec.nstored, 1);
+    assert_int_equal(rec.stored_offset[0], 7);
+    hub_free(hub);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(offline_user_is_stored),
+        cmocka_unit_test(connect_replays_before_live),
+        cmocka_unit_test(ack_of_live_completes_its_offset),
+        cmocka_unit_test(ack_of_replayed_removes_it_from_the_store),
+        cmocka_unit_test(closing_unacked_stores_live_ones),
+        cmocka_unit_test(every_tab_gets_it_and_one_ack_is_enough),
+        cmocka_unit_test(no_user_sees_another_users_notification),
+        cmocka_unit_test(full_window_sends_to_the_store_then_replays),
+        cmocka_unit_test(ack_timeout_releases_to_the_store),
+        cmocka_unit_test(per_user_connection_limit),
+        cmocka_unit_test(redelivered_copy_in_flight_goes_to_the_store),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
