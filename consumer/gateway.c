@@ -288,8 +288,6 @@ static int on_http(gateway_t *g, struct lws *wsi, struct session *s)
         hub_inflight_count(g->hub), storeq_backlog(g->storeq), kafka_pending(g->kafka));
     if (lws_add_http_common_headers(wsi, g->stopping ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK,
                                     "application/json", s->http_len, &p, end) ||
-        lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CACHE_CONTROL, (unsigned char *)"no-store", 8,
-                                     &p, end) ||
         lws_finalize_write_http_header(wsi, headers + LWS_PRE, &p, end))
         return 1;
     lws_callback_on_writable(wsi);
@@ -351,8 +349,11 @@ static const struct lws_protocols protocols[] = {
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
-static const struct lws_protocol_vhost_options no_store = {
-    NULL, NULL, "cache-control", "no-cache"};
+/* Added to every HTTP response: the page and the health answer are live. */
+static const struct lws_protocol_vhost_options nosniff = {
+    NULL, NULL, "x-content-type-options:", "nosniff"};
+static const struct lws_protocol_vhost_options no_cache = {
+    &nosniff, NULL, "cache-control:", "no-cache"};
 
 /* ---- life cycle ---- */
 
@@ -430,7 +431,7 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     info.iface = c->bind && *c->bind ? c->bind : NULL;
     info.protocols = protocols;
     info.mounts = mounts;
-    info.headers = &no_store;
+    info.headers = &no_cache;
     info.user = g;
     info.retry_and_idle_policy = &retry;
     info.alpn = "http/1.1"; /* HTTP/2 in this libwebsockets has known defects */

@@ -24,9 +24,23 @@ struct store {
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
+/* The driver's own lines join ours; its warnings are mostly about servers
+ * that lack an optional command (FerretDB has no endSessions), so they
+ * only show at debug level. */
+static void on_mongoc_log(mongoc_log_level_t level, const char *domain, const char *message,
+                          void *arg)
+{
+    (void)arg;
+    if (level <= MONGOC_LOG_LEVEL_ERROR)
+        log_error("mongoc %s: %s", domain, message);
+    else
+        log_debug("mongoc %s: %s", domain, message);
+}
+
 static void mongo_init(void)
 {
     mongoc_init();
+    mongoc_log_set_handler(on_mongoc_log, NULL);
 }
 
 static int set_err(char *errstr, size_t size, const char *what, const bson_error_t *err)
