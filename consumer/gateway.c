@@ -209,8 +209,8 @@ static int on_established(gateway_t *g, struct lws *wsi, struct session *s)
                       "server at its connection limit, try again later");
     s->conn = hub_connect(g->hub, user, wsi);
     if (!s->conn)
-        return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-                      "too many connections for this user");
+        return refuse(wsi, (enum lws_close_status)1013,
+                      "too many connections for this user, try again later");
     log_debug("user %s connected (%zu connections)", user, hub_conn_count(g->hub));
     schedule_flush(g);
     return 0;

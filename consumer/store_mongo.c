@@ -85,7 +85,7 @@ store_t *store_open(const char *uri_string, const char *db, char *errstr, size_t
     /* Fail a write in seconds rather than the driver's 30 s when the server
      * is down, so the worker can report it and retry. */
     if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
-        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 5000);
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 2000);
     mongoc_write_concern_t *wc = mongoc_write_concern_new();
     /* A put must be durable before its Kafka offset is committed. */
     mongoc_write_concern_set_journal(wc, true);

@@ -1,3 +1,4 @@
+#define _GNU_SOURCE /* pthread_timedjoin_np */
 #include "storeq.h"
 
 #include <pthread.h>
@@ -47,6 +48,7 @@ struct storeq {
     void *notify_arg;
     pthread_t thread;
     int started;
+    int abandoned; /* the worker outlived the stop deadline: never free what it uses */
 
     pthread_mutex_t lock;
     pthread_cond_t cond;
@@ -179,28 +181,38 @@ size_t storeq_backlog_bytes(const storeq_t *q)
 
 /* ---- worker ---- */
 
-static void sleep_ms(int64_t ms)
+/* Whether a failed call should be tried again: yes, after a pause, until
+ * a stop is asked for and either the deadline has passed or the call was
+ * not carrying queued work. Logs the first failure and then every 30 s. */
+static int retry(storeq_t *q, const char *what, const char *errstr, int attempt, int64_t *delay,
+                 int carrying_work)
 {
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
-}
-
-/* Whether a failed call should be tried again: always, until the stop
- * deadline has passed. Logs the first failure and then every 30 s. */
-static int retry(storeq_t *q, const char *what, const char *errstr, int attempt, int64_t *delay)
-{
-    pthread_mutex_lock(&q->lock);
-    int give_up = q->stopping && now_mono_ms() >= q->deadline_ms;
-    pthread_mutex_unlock(&q->lock);
-    if (give_up) {
-        log_error("giving up on %s at shutdown: %s (the notifications are not lost: their Kafka "
-                  "offsets are not committed, so they are consumed again on restart)",
-                  what, errstr);
-        return 0;
-    }
     if (attempt == 1 || attempt % (int)(30000 / RETRY_MAX_MS) == 0)
         log_warn("%s failed, retrying (attempt %d): %s", what, attempt, errstr);
-    sleep_ms(*delay);
+
+    pthread_mutex_lock(&q->lock);
+    int64_t until = now_mono_ms() + *delay;
+    /* A stop cuts the pause short only for a call with nothing to finish. */
+    while (!(q->stopping && !carrying_work) && now_mono_ms() < until) {
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += 50 * 1000000;
+        if (ts.tv_nsec >= 1000000000) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&q->cond, &q->lock, &ts);
+    }
+    int give_up = q->stopping && (!carrying_work || now_mono_ms() >= q->deadline_ms);
+    pthread_mutex_unlock(&q->lock);
+
+    if (give_up) {
+        if (carrying_work)
+            log_error("giving up on %s at shutdown: %s (nothing is lost: the Kafka offsets of "
+                      "these notifications stay uncommitted, so they are consumed again on restart)",
+                      what, errstr);
+        return 0;
+    }
     *delay = *delay * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : *delay * 2;
     return 1;
 }
@@ -266,7 +278,7 @@ static void run_puts(storeq_t *q, batch_t *list, struct round *r)
                 continue;
             int64_t delay = RETRY_MIN_MS;
             for (int attempt = 1; store_put(q->st, docs, n, err, sizeof(err)) != 0; attempt++) {
-                if (!retry(q, "storing notifications", err, attempt, &delay))
+                if (!retry(q, "storing notifications", err, attempt, &delay, 1))
                     return;
             }
             for (size_t k = 0; k < n; k++) {
@@ -299,7 +311,7 @@ static void run_removals(storeq_t *q, batch_t *list)
             int64_t delay = RETRY_MIN_MS;
             for (int attempt = 1; store_remove(q->st, users, ids, n, err, sizeof(err)) != 0;
                  attempt++) {
-                if (!retry(q, "deleting acknowledged notifications", err, attempt, &delay))
+                if (!retry(q, "deleting acknowledged notifications", err, attempt, &delay, 1))
                     return;
             }
             n = 0;
@@ -327,7 +339,7 @@ static void run_fetches(storeq_t *q, batch_t *list, struct round *r)
                 memset(&acc, 0, sizeof(acc));
                 if (rc >= 0)
                     snprintf(err, sizeof(err), "out of memory");
-                if (!retry(q, "reading stored notifications", err, attempt++, &delay))
+                if (!retry(q, "reading stored notifications", err, attempt++, &delay, 0))
                     return;
             }
             struct storeq_fetched *out = PUSH(r->fetched);
@@ -374,7 +386,7 @@ static void *worker(void *arg)
     int64_t delay = RETRY_MIN_MS;
 
     for (int attempt = 1; store_prepare(q->st, err, sizeof(err)) != 0; attempt++) {
-        if (!retry(q, "preparing the offline store", err, attempt, &delay))
+        if (!retry(q, "preparing the offline store", err, attempt, &delay, 0))
             return NULL;
     }
     log_info("offline store ready");
@@ -447,7 +459,7 @@ void storeq_results_free(struct storeq_results *r)
 
 void storeq_stop(storeq_t *q, int64_t deadline_ms)
 {
-    if (!q || !q->started)
+    if (!q || !q->started || q->abandoned)
         return;
     storeq_flush(q);
     pthread_mutex_lock(&q->lock);
@@ -455,7 +467,26 @@ void storeq_stop(storeq_t *q, int64_t deadline_ms)
     q->deadline_ms = deadline_ms;
     pthread_cond_signal(&q->cond);
     pthread_mutex_unlock(&q->lock);
-    pthread_join(q->thread, NULL);
+
+    /* A call to an unreachable server can block for the driver's server
+     * selection timeout: past the deadline, leave the worker to the
+     * process exit rather than hold the shutdown. */
+    int64_t wait_ms = deadline_ms - now_mono_ms() + 500;
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    if (wait_ms > 0) {
+        until.tv_sec += wait_ms / 1000;
+        until.tv_nsec += (wait_ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+    }
+    if (pthread_timedjoin_np(q->thread, NULL, &until) != 0) {
+        log_warn("the store did not answer before the shutdown deadline; leaving it");
+        q->abandoned = 1;
+        return;
+    }
     q->started = 0;
     store_close(q->st);
     q->st = NULL;
@@ -466,6 +497,8 @@ void storeq_free(storeq_t *q)
     if (!q)
         return;
     storeq_stop(q, 0);
+    if (q->abandoned)
+        return;
     struct storeq_results r;
     storeq_poll(q, &r);
     storeq_results_free(&r);
