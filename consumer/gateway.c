@@ -283,9 +283,10 @@ static int on_http(gateway_t *g, struct lws *wsi, struct session *s)
     s->http_len = (size_t)snprintf(
         s->http_body, sizeof(s->http_body),
         "{\"status\":\"%s\",\"users\":%zu,\"connections\":%zu,\"inflight\":%zu,"
-        "\"storeBacklog\":%zu,\"kafkaPending\":%zu}\n",
+        "\"storeBacklog\":%zu,\"kafkaPending\":%zu,\"partitions\":%d}\n",
         g->stopping ? "stopping" : "ok", hub_user_count(g->hub), hub_conn_count(g->hub),
-        hub_inflight_count(g->hub), storeq_backlog(g->storeq), kafka_pending(g->kafka));
+        hub_inflight_count(g->hub), storeq_backlog(g->storeq), kafka_pending(g->kafka),
+        kafka_assigned(g->kafka));
     if (lws_add_http_common_headers(wsi, g->stopping ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK,
                                     "application/json", s->http_len, &p, end) ||
         lws_finalize_write_http_header(wsi, headers + LWS_PRE, &p, end))

@@ -25,6 +25,7 @@ struct kafka {
     kafka_batch_t *head, *tail;
     size_t queued;
     int running;
+    int assigned; /* partitions assigned to this member */
     tracker_t *tracker;
 };
 
@@ -54,6 +55,9 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         log_info("assigned partitions [%s] of %s", list, k->topic);
         rd_kafka_assign(rk, parts);
+        pthread_mutex_lock(&k->lock);
+        k->assigned = parts->cnt;
+        pthread_mutex_unlock(&k->lock);
         return;
     }
     /* Revoked: completions still to come for these partitions are
@@ -62,6 +66,7 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     pthread_mutex_lock(&k->lock);
     for (int i = 0; i < parts->cnt; i++)
         tracker_forget(k->tracker, parts->elems[i].partition);
+    k->assigned = 0;
     pthread_mutex_unlock(&k->lock);
     rd_kafka_assign(rk, NULL);
 }
@@ -101,6 +106,14 @@ size_t kafka_pending(kafka_t *k)
 {
     pthread_mutex_lock(&k->lock);
     size_t n = tracker_pending(k->tracker);
+    pthread_mutex_unlock(&k->lock);
+    return n;
+}
+
+int kafka_assigned(kafka_t *k)
+{
+    pthread_mutex_lock(&k->lock);
+    int n = k->assigned;
     pthread_mutex_unlock(&k->lock);
     return n;
 }
@@ -308,6 +321,10 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
         /* A group's first start must not skip what was published before it. */
         {"auto.offset.reset", "earliest"},
         {"enable.partition.eof", "false"},
+        /* After a crash the group waits this long before handing the dead
+         * member's partitions to a live one: notifications wait too. */
+        {"session.timeout.ms", "10000"},
+        {"heartbeat.interval.ms", "2000"},
     };
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
         if (rd_kafka_conf_set(rconf, defaults[i][0], defaults[i][1], err, sizeof(err)) !=

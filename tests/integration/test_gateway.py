@@ -1,0 +1,374 @@
+"""The gateway end to end: real Kafka, real FerretDB, the real daemon, real
+WebSocket clients. Each test has its own topic, consumer group and database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import urllib.request
+
+import pytest
+import websockets
+from confluent_kafka import Producer
+
+from conftest import REPO
+from servers import produce
+from wsclient import Tab
+
+PRODUCER = REPO / "build" / "producer"
+
+
+def note(nid: str, user: str, message: str | None = None, **extra) -> dict:
+    return {"id": nid, "userId": user, "message": message or f"message {nid}",
+            "timestamp": "2026-11-25T12:00:00.000Z", **extra}
+
+
+def stored(mongo, db: str, user: str | None = None) -> list[dict]:
+    with mongo.client() as c:
+        query = {"userId": user} if user else {}
+        return list(c[db].notifications.find(query).sort("seq", 1))
+
+
+def wait_stored(mongo, db: str, user: str, count: int, timeout: float = 15.0) -> list[dict]:
+    deadline = time.monotonic() + timeout
+    docs = []
+    while time.monotonic() < deadline:
+        docs = stored(mongo, db, user)
+        if len(docs) >= count:
+            return docs
+        time.sleep(0.1)
+    raise AssertionError(f"expected {count} stored notifications for {user}, found {len(docs)}")
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def health(gw) -> dict:
+    with urllib.request.urlopen(gw.http_url("/healthz"), timeout=5) as r:
+        return json.load(r)
+
+
+def wait_assigned(gw, timeout: float = 30.0) -> None:
+    """Until the gateway's consumer group gave it its partitions."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if health(gw)["partitions"] > 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError("the gateway was assigned no partition")
+
+
+def test_online_user_receives_from_the_producer_cli(kafka, topic, gateway):
+    gw = gateway()
+
+    async def scenario():
+        async with Tab(gw.ws_url("u1")) as tab:
+            await asyncio.sleep(0.3)
+            out = subprocess.run(
+                [str(PRODUCER), "--brokers", kafka.bootstrap, "--topic", topic,
+                 "--user", "u1", "--message", "hello there", "--type", "greeting"],
+                capture_output=True, text=True, timeout=30, check=True)
+            sent_id = out.stdout.strip()
+            frames = await tab.wait_for(1)
+            assert frames[0]["id"] == sent_id
+            assert frames[0]["userId"] == "u1"
+            assert frames[0]["message"] == "hello there"
+            assert frames[0]["type"] == "greeting"
+            assert "replayed" not in frames[0]
+    run(scenario())
+
+
+def test_every_tab_of_a_user_receives_it(kafka, topic, gateway):
+    gw = gateway()
+
+    async def scenario():
+        async with Tab(gw.ws_url("multi")) as a, Tab(gw.ws_url("multi")) as b, \
+                Tab(gw.ws_url("multi"), ack=False) as c:
+            await asyncio.sleep(0.3)
+            produce(kafka.bootstrap, topic, [note("m1", "multi"), note("m2", "multi")])
+            for tab in (a, b, c):
+                await tab.wait_for(2)
+                assert tab.ids == ["m1", "m2"]
+    run(scenario())
+
+
+def test_offline_notifications_are_stored_and_flushed_oldest_first(kafka, mongo, topic,
+                                                                   mongo_db_name, gateway):
+    gw = gateway()
+    ids = [f"off-{i:03d}" for i in range(300)]
+    produce(kafka.bootstrap, topic, [note(i, "sleeper") for i in ids])
+    docs = wait_stored(mongo, mongo_db_name, "sleeper", len(ids))
+    assert [d["_id"] for d in docs] == ids
+    assert all(d["userId"] == "sleeper" for d in docs)
+
+    async def scenario():
+        async with Tab(gw.ws_url("sleeper")) as tab:
+            frames = await tab.wait_for(len(ids))
+            assert tab.ids == ids  # oldest first, in several batches
+            assert all(f.get("replayed") is True for f in frames)
+            # Newer live notifications come after the stored ones.
+            produce(kafka.bootstrap, topic, [note("live-1", "sleeper")])
+            await tab.wait_for(len(ids) + 1)
+            assert tab.ids[-1] == "live-1"
+    run(scenario())
+    # Every one was acknowledged: the store is empty.
+    deadline = time.monotonic() + 10
+    while stored(mongo, mongo_db_name, "sleeper") and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stored(mongo, mongo_db_name, "sleeper") == []
+
+
+def test_no_ack_means_redelivery_and_ack_deletes(kafka, mongo, topic, mongo_db_name, gateway):
+    gw = gateway()
+    produce(kafka.bootstrap, topic, [note("r1", "forgetful"), note("r2", "forgetful")])
+    wait_stored(mongo, mongo_db_name, "forgetful", 2)
+
+    async def scenario():
+        async with Tab(gw.ws_url("forgetful"), ack=False) as tab:
+            await tab.wait_for(2)
+        # Not acknowledged: still stored, delivered again on the next connect.
+        assert len(stored(mongo, mongo_db_name, "forgetful")) == 2
+        async with Tab(gw.ws_url("forgetful"), ack=False) as tab:
+            await tab.wait_for(2)
+            assert tab.ids == ["r1", "r2"]
+            await tab.send_ack("r1")
+            await asyncio.sleep(1.0)
+        left = [d["_id"] for d in stored(mongo, mongo_db_name, "forgetful")]
+        assert left == ["r2"]
+    run(scenario())
+
+
+def test_live_notification_not_acked_is_stored_when_the_tab_closes(kafka, mongo, topic,
+                                                                  mongo_db_name, gateway):
+    gw = gateway()
+
+    async def scenario():
+        async with Tab(gw.ws_url("closer"), ack=False) as tab:
+            await asyncio.sleep(0.3)
+            produce(kafka.bootstrap, topic, [note("c1", "closer")])
+            await tab.wait_for(1)
+            assert "replayed" not in tab.frames[0]
+        docs = wait_stored(mongo, mongo_db_name, "closer", 1)
+        assert docs[0]["_id"] == "c1"
+        async with Tab(gw.ws_url("closer")) as tab:
+            frames = await tab.wait_for(1)
+            assert frames[0]["id"] == "c1" and frames[0]["replayed"] is True
+    run(scenario())
+
+
+def test_unacknowledged_past_the_timeout_is_stored(kafka, mongo, topic, mongo_db_name, gateway):
+    gw = gateway(args=["--ack-timeout", "1"])
+
+    async def scenario():
+        async with Tab(gw.ws_url("slowpoke"), ack=False) as tab:
+            await asyncio.sleep(0.3)
+            produce(kafka.bootstrap, topic, [note("s1", "slowpoke")])
+            await tab.wait_for(1)
+            docs = wait_stored(mongo, mongo_db_name, "slowpoke", 1, timeout=10)
+            assert docs[0]["_id"] == "s1"
+    run(scenario())
+
+
+def test_original_ack_forms_are_accepted(kafka, mongo, topic, mongo_db_name, gateway):
+    gw = gateway()
+    produce(kafka.bootstrap, topic, [note("o1", "legacy"), note("o2", "legacy")])
+    wait_stored(mongo, mongo_db_name, "legacy", 2)
+
+    async def scenario():
+        async with Tab(gw.ws_url("legacy"), ack=False) as tab:
+            await tab.wait_for(2)
+            await tab.ws.send(json.dumps({"type": "ack", "userId": "legacy", "messageId": "o1"}))
+            await tab.ws.send(json.dumps({"type": "ack", "contentId": "o2"}))
+            await asyncio.sleep(1.0)
+    run(scenario())
+    assert stored(mongo, mongo_db_name, "legacy") == []
+
+
+def test_no_user_sees_or_acks_another_users_notifications(kafka, mongo, topic, mongo_db_name,
+                                                          gateway):
+    gw = gateway()
+    produce(kafka.bootstrap, topic, [note("secret-1", "alice")])
+    wait_stored(mongo, mongo_db_name, "alice", 1)
+
+    async def scenario():
+        async with Tab(gw.ws_url("alice"), ack=False) as alice, Tab(gw.ws_url("mallory")) as mal:
+            await alice.wait_for(1)
+            # mallory tries to acknowledge alice's stored notification away.
+            await mal.send_ack("secret-1")
+            await mal.ws.send(json.dumps({"type": "ack", "userId": "alice", "messageId": "secret-1"}))
+            produce(kafka.bootstrap, topic, [note("secret-2", "alice"), note("hers", "mallory")])
+            await mal.wait_for(1)
+            await alice.wait_for(2)
+            await mal.quiet_for(0.5)
+            assert mal.ids == ["hers"]
+            assert alice.ids == ["secret-1", "secret-2"]
+        # Also through user_id, the other spelling of the query.
+        async with Tab(gw.ws_url("mallory").replace("userId=", "user_id=")) as mal2:
+            await mal2.quiet_for(0.5)
+    run(scenario())
+    assert [d["_id"] for d in stored(mongo, mongo_db_name, "alice")] == ["secret-1", "secret-2"]
+
+
+def test_malformed_messages_are_skipped_and_logged(kafka, topic, gateway):
+    gw = gateway()
+    bad = [
+        ("ghost", b"this is not json"),
+        ("ghost", json.dumps({"id": "x", "message": "no user"}).encode()),
+        ("ghost", json.dumps({"id": "y", "userId": "ghost"}).encode()),
+        ("ghost", json.dumps({"id": "z", "userId": "bad user!", "message": "m"}).encode()),
+    ]
+
+    async def scenario():
+        async with Tab(gw.ws_url("ghost")) as tab:
+            await asyncio.sleep(0.3)
+            # Same key: same partition, the good one after the bad ones.
+            produce(kafka.bootstrap, topic, bad + [("ghost", json.dumps(note("good", "ghost")).encode())])
+            await tab.wait_for(1)
+            assert tab.ids == ["good"]
+    run(scenario())
+    log = gw.log_text()
+    assert log.count("skipping the message at") == 4
+    assert "not valid JSON" in log and '"userId" is missing' in log and '"message" is missing' in log
+    assert gw.healthz() == 200
+
+
+def test_connection_without_a_user_is_refused_with_a_reason(gateway):
+    gw = gateway()
+
+    async def scenario():
+        for url in (f"ws://127.0.0.1:{gw.port}/", f"ws://127.0.0.1:{gw.port}/?userId=",
+                    f"ws://127.0.0.1:{gw.port}/?userId=bad%20user"):
+            async with websockets.connect(url) as ws:
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), 5)
+                assert closed.value.rcvd.code == 1008
+                assert "user" in closed.value.rcvd.reason.lower()
+    run(scenario())
+
+
+def test_oversized_and_invalid_client_frames_close_the_connection(gateway):
+    gw = gateway()
+
+    async def scenario():
+        async with websockets.connect(gw.ws_url("big")) as ws:
+            await ws.send("x" * 10000)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert closed.value.rcvd.code == 1009
+        async with websockets.connect(gw.ws_url("garbled")) as ws:
+            await ws.send("ack please")
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert closed.value.rcvd.code == 1007
+            assert "JSON" in closed.value.rcvd.reason
+    run(scenario())
+    assert gw.healthz() == 200
+
+
+def test_http_serves_the_page_and_health(gateway):
+    gw = gateway()
+    with urllib.request.urlopen(gw.http_url("/"), timeout=5) as r:
+        assert r.status == 200
+        assert b"<html" in r.read().lower()
+    h = health(gw)
+    assert h["status"] == "ok" and h["connections"] == 0
+
+
+def test_sigterm_stores_in_flight_commits_and_exits_zero(kafka, mongo, topic, mongo_db_name,
+                                                         gateway):
+    gw = gateway()
+
+    async def scenario():
+        async with Tab(gw.ws_url("holder"), ack=False) as tab:
+            await asyncio.sleep(0.3)
+            produce(kafka.bootstrap, topic, [note("h1", "holder"), note("h2", "holder")])
+            await tab.wait_for(2)
+            started = time.monotonic()
+            assert gw.stop(timeout=10) == 0
+            assert time.monotonic() - started < 5
+    run(scenario())
+    assert [d["_id"] for d in stored(mongo, mongo_db_name, "holder")] == ["h1", "h2"]
+    # Everything was stored, so everything was committed: a restart
+    # redelivers nothing from Kafka, only the stored copies on connect.
+    gw.restart()
+
+    async def again():
+        async with Tab(gw.ws_url("holder")) as tab:
+            await tab.wait_for(2)
+            await tab.quiet_for(1.5)
+            assert tab.ids == ["h1", "h2"]
+            assert all(f.get("replayed") for f in tab.frames)
+    run(again())
+
+
+def test_sigkill_under_traffic_loses_nothing(kafka, mongo, topic, mongo_db_name, gateway):
+    """Kill the daemon with SIGKILL while notifications flow to online and
+    offline users, restart it, and check that every notification reaches
+    its user (duplicates allowed: they carry the same id)."""
+    gw = gateway()
+    wait_assigned(gw)
+    users = [f"k{i}" for i in range(10)]
+    online = users[:5]
+    total = 3000
+    records = [note(f"kill-{n:05d}", users[n % len(users)]) for n in range(total)]
+    expected = {u: {r["id"] for r in records if r["userId"] == u} for u in users}
+    got: dict[str, set] = {u: set() for u in users}
+
+    async def collect(tab_list):
+        for t in tab_list:
+            for f in t.frames:
+                assert f["userId"] == t.url.split("userId=")[1]
+                got[f["userId"]].add(f["id"])
+
+    async def phase_one():
+        tabs = [Tab(gw.ws_url(u)) for u in online]
+        for t in tabs:
+            await t.__aenter__()
+        await asyncio.sleep(0.3)
+        def paced():
+            # About 3 s of traffic, so the kill lands in the middle of it.
+            p = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True,
+                          "linger.ms": 0})
+            failures = []
+            for r in records:
+                p.produce(topic, json.dumps(r).encode(), r["userId"].encode(),
+                          on_delivery=lambda err, msg: err and failures.append(err))
+                p.poll(0)
+                time.sleep(0.001)
+            assert p.flush(30) == 0 and not failures, failures
+
+        producer = asyncio.get_running_loop().run_in_executor(None, paced)
+        while sum(len(t.frames) for t in tabs) < 100:
+            await asyncio.sleep(0.05)
+        assert gw.kill() == -9
+        await producer
+        for t in tabs:
+            await t.close()
+        await collect(tabs)
+        delivered = sum(len(got[u]) for u in online)
+        sent_online = sum(len(expected[u]) for u in online)
+        assert 0 < delivered < sent_online, "the kill did not land mid-traffic"
+
+    run(phase_one())
+    gw.start()
+
+    async def phase_two():
+        tabs = [Tab(gw.ws_url(u)) for u in users]
+        for t in tabs:
+            await t.__aenter__()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            await collect(tabs)
+            if all(expected[u] <= got[u] for u in users):
+                break
+            await asyncio.sleep(0.5)
+        for t in tabs:
+            await t.close()
+        await collect(tabs)
+
+    run(phase_two())
+    missing = {u: sorted(expected[u] - got[u])[:5] for u in users if expected[u] - got[u]}
+    assert not missing, f"lost notifications: {missing}"

@@ -1,0 +1,66 @@
+"""The test servers are real and work: a Kafka consumer group receives what
+was produced, and FerretDB enforces a unique index."""
+
+import time
+import uuid
+
+import pymongo
+import pytest
+from confluent_kafka import Consumer
+
+from servers import produce
+
+
+def test_kafka_produce_and_consume_in_group(kafka, topic):
+    records = [{"id": f"n{i}", "userId": f"user{i % 4}", "message": f"hello {i}"}
+               for i in range(12)]
+    delivered = produce(kafka.bootstrap, topic, records)
+    assert len({p for p, _ in delivered}) > 1, "keys should spread over the 3 partitions"
+
+    group = f"sanity-{uuid.uuid4().hex[:8]}"
+    consumer = Consumer({
+        "bootstrap.servers": kafka.bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+    })
+    try:
+        consumer.subscribe([topic])
+        got = []
+        deadline = time.monotonic() + 30
+        while len(got) < len(records) and time.monotonic() < deadline:
+            msg = consumer.poll(0.5)
+            if msg is None:
+                continue
+            assert msg.error() is None, msg.error()
+            got.append(msg)
+        assert len(got) == len(records), f"consumed {len(got)} of {len(records)}"
+        # Same key, same partition.
+        by_key = {}
+        for m in got:
+            by_key.setdefault(m.key(), set()).add(m.partition())
+        assert all(len(parts) == 1 for parts in by_key.values())
+        consumer.commit(asynchronous=False)
+        committed = consumer.committed(consumer.assignment(), timeout=10)
+        assert sum(tp.offset for tp in committed if tp.offset >= 0) == len(records)
+    finally:
+        consumer.close()
+
+
+def test_ferretdb_crud_and_unique_index(mongo, mongo_db_name):
+    with mongo.client() as client:
+        coll = client[mongo_db_name]["notifications"]
+        coll.create_index("id", unique=True)
+        coll.insert_one({"id": "notif-001", "userId": "user1", "message": "hi"})
+        with pytest.raises(pymongo.errors.DuplicateKeyError):
+            coll.insert_one({"id": "notif-001", "userId": "user1", "message": "again"})
+        # Unordered bulk: the duplicate is reported, the rest is inserted.
+        with pytest.raises(pymongo.errors.BulkWriteError) as exc:
+            coll.insert_many([{"id": "notif-002", "userId": "user1"},
+                              {"id": "notif-001", "userId": "user1"},
+                              {"id": "notif-003", "userId": "user2"}], ordered=False)
+        assert [e["code"] for e in exc.value.details["writeErrors"]] == [11000]
+        found = list(coll.find({"userId": "user1"}, {"_id": 0, "id": 1}).sort("id", 1))
+        assert found == [{"id": "notif-001"}, {"id": "notif-002"}]
+        assert coll.delete_many({"userId": "user1"}).deleted_count == 2
+        assert coll.count_documents({}) == 1
