@@ -264,7 +264,7 @@ static int on_writeable(gateway_t *g, struct lws *wsi, struct session *s)
 
     if (s->closing)
         return refuse(wsi, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
-    if (!s->conn || !(frame = hub_next_frame(g->hub, s->conn, &len)))
+    if (!s->conn || !(frame = hub_next_frame(s->conn, &len)))
         return 0;
     if (lws_write(wsi, (unsigned char *)frame, len, LWS_WRITE_TEXT) < (int)len) {
         log_warn("write to a client failed; closing its connection");

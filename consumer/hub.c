@@ -34,8 +34,11 @@ struct slot {
 struct hub_conn {
     struct user *user;
     void *transport;
-    struct slot *ring; /* window slots: [0, nsent) sent, [nsent, len) queued */
-    size_t head, len, nsent;
+    /* Window slots from head: [0, nsent) sent, [nsent, len) queued. The
+     * ring starts empty and grows to the window, so an idle connection
+     * costs a few bytes, not a window's worth. */
+    struct slot *ring;
+    size_t cap, head, len, nsent;
     size_t bytes;
     hub_conn_t *next;
 };
@@ -96,7 +99,7 @@ static user_t *find_user(const hub_t *hub, const char *id)
     return u;
 }
 
-#define SLOT(c, i) (&(c)->ring[((c)->head + (i)) % hub->lim.window])
+#define SLOT(c, i) (&(c)->ring[((c)->head + (i)) % (c)->cap])
 
 /* ---- deliveries ---- */
 
@@ -181,11 +184,33 @@ static size_t user_room(const hub_t *hub, const user_t *u, size_t frame_len)
     return u->conns ? min : 0;
 }
 
+static int grow_ring(const hub_t *hub, hub_conn_t *c)
+{
+    size_t cap = c->cap ? c->cap * 2 : 4;
+    if (cap > hub->lim.window)
+        cap = hub->lim.window;
+    struct slot *ring = malloc(cap * sizeof(*ring));
+    if (!ring)
+        return -1;
+    for (size_t i = 0; i < c->len; i++)
+        ring[i] = *SLOT(c, i);
+    free(c->ring);
+    c->ring = ring;
+    c->cap = cap;
+    c->head = 0;
+    return 0;
+}
+
 static void push(hub_t *hub, user_t *u, delivery_t *d)
 {
     HASH_ADD_KEYPTR(hh, u->inflight, d->id, strlen(d->id), d);
     hub->ninflight++;
+    d->holders++; /* held by the push itself until every connection has it */
     for (hub_conn_t *c = u->conns; c; c = c->next) {
+        if (c->len == c->cap && grow_ring(hub, c) != 0) {
+            log_error("out of memory queueing notification %s for user %s", d->id, u->id);
+            continue;
+        }
         struct slot *s = SLOT(c, c->len);
         s->d = d;
         s->sent_at = 0;
@@ -196,13 +221,14 @@ static void push(hub_t *hub, user_t *u, delivery_t *d)
         if (c->len - c->nsent == 1)
             hub->ops.want_write(hub->ops.ctx, c->transport);
     }
+    delivery_release(hub, u, d); /* stored at once if no connection could take it */
 }
 
 /* Drops released slots from the front of the window. */
-static void compact(hub_t *hub, hub_conn_t *c)
+static void compact(hub_conn_t *c)
 {
     while (c->len > 0 && SLOT(c, 0)->d == NULL) {
-        c->head = (c->head + 1) % hub->lim.window;
+        c->head = (c->head + 1) % c->cap;
         c->len--;
         if (c->nsent > 0)
             c->nsent--;
@@ -318,15 +344,9 @@ hub_conn_t *hub_connect(hub_t *hub, const char *user, void *transport)
     hub_conn_t *c = calloc(1, sizeof(*c));
     if (!c)
         return NULL;
-    c->ring = calloc(hub->lim.window, sizeof(*c->ring));
-    if (!c->ring) {
-        free(c);
-        return NULL;
-    }
     if (!u) {
         u = calloc(1, sizeof(*u));
         if (!u) {
-            free(c->ring);
             free(c);
             return NULL;
         }
@@ -396,7 +416,7 @@ void hub_disconnect_all(hub_t *hub)
 
 /* ---- writes and acks ---- */
 
-char *hub_next_frame(const hub_t *hub, hub_conn_t *c, size_t *len)
+char *hub_next_frame(hub_conn_t *c, size_t *len)
 {
     /* Slots acknowledged before they were sent are skipped. */
     while (c->nsent < c->len) {
@@ -447,7 +467,7 @@ int hub_ack(hub_t *hub, hub_conn_t *c, const char *id)
             hub->ops.remove(hub->ops.ctx, u->id, d->id);
     }
     release_slot(hub, c, s);
-    compact(hub, c);
+    compact(c);
     pump(hub, u);
     return 0;
 }
@@ -470,7 +490,7 @@ void hub_tick(hub_t *hub, int64_t now_ms)
             if (released) {
                 log_debug("user %s: %zu notifications unacknowledged after %lld ms, released",
                           u->id, released, (long long)hub->lim.ack_timeout_ms);
-                compact(hub, c);
+                compact(c);
             }
         }
         pump(hub, u);

@@ -84,7 +84,7 @@ void hub_replayed(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t *m
 
 /* The next frame to send on conn, or NULL. Its frame_headroom bytes before
  * the returned pointer may be written (lws_write does). */
-char *hub_next_frame(const hub_t *hub, hub_conn_t *conn, size_t *len);
+char *hub_next_frame(hub_conn_t *conn, size_t *len);
 /* The frame hub_next_frame returned was written at now_ms. */
 void hub_frame_sent(hub_t *hub, hub_conn_t *conn, int64_t now_ms);
 /* The connection acknowledged id. Returns 0, or -1 when it holds no such

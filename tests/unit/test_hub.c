@@ -109,7 +109,7 @@ static void answer_empty(hub_t *hub, const char *user)
 static const char *next_frame(hub_t *hub, hub_conn_t *c)
 {
     size_t len;
-    char *f = hub_next_frame(hub, c, &len);
+    char *f = hub_next_frame(c, &len);
     if (f)
         hub_frame_sent(hub, c, 0);
     return f;
@@ -307,7 +307,7 @@ static void ack_timeout_releases_to_the_store(void **state)
     hub_msg_t m = msg("slow", "frank", 11);
     hub_publish(hub, &m);
     size_t len;
-    hub_next_frame(hub, c, &len);
+    hub_next_frame(c, &len);
     hub_frame_sent(hub, c, 5000);
     hub_tick(hub, 5500);
     assert_int_equal(rec.nstored, 0);
