@@ -1,6 +1,8 @@
 # The notification gateway: build, test and run.
 #
 #   make                 build build/consumer and build/producer
+#   make run             install what is missing, build, and start the gateway with
+#                        its embedded broker and a SQLite store in data/ (Ctrl-C stops it)
 #   make test            install what the tests need, build, run every test
 #   make unit            C unit tests only
 #   make integration     integration tests only (real Kafka and FerretDB)
@@ -9,7 +11,7 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS    := rdkafka libmongoc-1.0 libbson-1.0 libwebsockets jansson
+PKGS    := rdkafka libmongoc-1.0 libbson-1.0 libwebsockets jansson sqlite3
 CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2
 OPT     ?= -O2 -g
@@ -34,7 +36,7 @@ PRODUCER_OBJ := $(PRODUCER_SRC:%.c=$(OBJ)/%.o)
 CONSUMER_LIB_OBJ := $(filter-out $(OBJ)/consumer/main.o,$(CONSUMER_OBJ))
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test-deps test unit integration clean check-docker
+.PHONY: all deps test-deps test unit integration clean check-docker run
 all: $(BUILD)/consumer $(BUILD)/producer
 
 deps:
@@ -65,6 +67,13 @@ unit: $(UNIT_BIN)
 
 integration: all
 	python3 -m pytest -v tests/integration
+
+# The newcomer's command: no Kafka, no MongoDB, no Docker needed. Settings
+# can still come from the environment (PORT=9000 make run).
+run: deps
+	@$(MAKE) --no-print-directory all
+	@mkdir -p data
+	./build/consumer --embedded --store sqlite:data/notifications.db --web-root web
 
 # The README's test command: everything, from a clean clone on a fresh machine.
 test: test-deps

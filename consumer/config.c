@@ -13,7 +13,7 @@
 #define GATEWAY_VERSION "0.1.0"
 #endif
 
-enum kind { STR, INT };
+enum kind { STR, INT, FLAG };
 
 struct setting {
     const char *flag;
@@ -30,8 +30,15 @@ struct setting {
 static const struct setting settings[] = {
     {"brokers", "KAFKA_BROKERS", "localhost:9092", STR, 0, 0, S(brokers),
      "Kafka bootstrap servers, host:port[,host:port…]"},
+    {"embedded", "EMBEDDED", "false", FLAG, 0, 0, S(embedded),
+     "run an in-memory Kafka broker inside the gateway (development and demos; "
+     "the store defaults to sqlite:data/notifications.db)"},
+    {"embedded-port", "EMBEDDED_PORT", "9092", INT, 1, 65535, S(embedded_port),
+     "loopback port where producers reach the embedded broker"},
     {"topic", "KAFKA_TOPIC", "notifications", STR, 0, 0, S(topic), "Kafka topic to consume"},
     {"group", "KAFKA_GROUP", "notification-group", STR, 0, 0, S(group), "Kafka consumer group"},
+    {"store", "STORE_URI", "", STR, 0, 0, S(store),
+     "offline store: mongodb://HOST:PORT/ or sqlite:PATH (empty: the --mongodb-uri server)"},
     {"mongodb-uri", "MONGODB_URI", "mongodb://localhost:27017/", STR, 0, 0, S(mongodb_uri),
      "MongoDB connection string for the offline store"},
     {"mongodb-db", "MONGODB_DB", "notification_gateway", STR, 0, 0, S(mongodb_db),
@@ -64,6 +71,17 @@ static int apply(struct config *c, const struct setting *s, const char *value, c
         *(const char **)base = value;
         return 0;
     }
+    if (s->kind == FLAG) {
+        if (!strcmp(value, "1") || !strcmp(value, "true") || !strcmp(value, "yes"))
+            *(int *)base = 1;
+        else if (!strcmp(value, "0") || !strcmp(value, "false") || !strcmp(value, "no"))
+            *(int *)base = 0;
+        else {
+            snprintf(errstr, size, "%s: \"%s\" is not true or false", source, value);
+            return -1;
+        }
+        return 0;
+    }
     char *end;
     errno = 0;
     long v = strtol(value, &end, 10);
@@ -85,8 +103,12 @@ void config_usage(FILE *out)
             "Options (each also read from the environment variable shown):\n");
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *s = &settings[i];
-        fprintf(out, "  --%s=VALUE\n      %s\n      env %s, default \"%s\"\n", s->flag, s->help,
-                s->env, s->def);
+        if (s->kind == FLAG)
+            fprintf(out, "  --%s\n      %s\n      env %s=true|false, default %s\n", s->flag,
+                    s->help, s->env, s->def);
+        else
+            fprintf(out, "  --%s=VALUE\n      %s\n      env %s, default \"%s\"\n", s->flag,
+                    s->help, s->env, s->def);
     }
     fprintf(out,
             "  -X key=value\n      librdkafka consumer property (repeatable), e.g. -X "
@@ -113,7 +135,8 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
         snprintf(source, sizeof(source), "environment variable %s", s->env);
         if (env && *env && apply(c, s, env, source, errstr, size) != 0)
             return CONFIG_ERROR;
-        longopts[i] = (struct option){s->flag, required_argument, NULL, 1000 + (int)i};
+        longopts[i] = (struct option){s->flag, s->kind == FLAG ? no_argument : required_argument,
+                                      NULL, 1000 + (int)i};
     }
     longopts[NSETTINGS] = (struct option){"help", no_argument, NULL, 'h'};
     longopts[NSETTINGS + 1] = (struct option){"version", no_argument, NULL, 'V'};
@@ -147,7 +170,7 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
         default: {
             const struct setting *s = &settings[opt - 1000];
             snprintf(source, sizeof(source), "--%s", s->flag);
-            if (apply(c, s, optarg, source, errstr, size) != 0)
+            if (apply(c, s, s->kind == FLAG ? "true" : optarg, source, errstr, size) != 0)
                 return CONFIG_ERROR;
         }
         }
@@ -171,7 +194,9 @@ void config_log(const struct config *c)
         const char *base = (const char *)c + s->offset;
         if (s->kind == INT)
             log_info("setting %s = %d", s->flag, *(const int *)base);
-        else if (strcmp(s->flag, "mongodb-uri") == 0)
+        else if (s->kind == FLAG)
+            log_info("setting %s = %s", s->flag, *(const int *)base ? "true" : "false");
+        else if (strcmp(s->flag, "mongodb-uri") == 0 || strcmp(s->flag, "store") == 0)
             log_info("setting %s = %s", s->flag, "(set; not logged, it may hold a password)");
         else
             log_info("setting %s = %s", s->flag, *(const char *const *)base);

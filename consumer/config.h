@@ -13,12 +13,15 @@ struct config {
     const char *brokers;
     const char *topic;
     const char *group;
+    const char *store;
     const char *mongodb_uri;
     const char *mongodb_db;
     const char *bind;
     const char *web_root;
     const char *log_level;
     int port;
+    int embedded;
+    int embedded_port;
     int ack_timeout_s;
     int max_connections;
     int max_connections_per_user;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ack.h"
+#include "embedded.h"
 #include "hub.h"
 #include "kafka.h"
 #include "log.h"
@@ -25,6 +26,8 @@
 #define WINDOW_BYTES (1u << 20) /* per connection, queued and unacknowledged */
 #define FETCH_BATCH 128
 #define TICK_US (1 * LWS_US_PER_SEC)
+#define EMBEDDED_STORE "sqlite:data/notifications.db"
+#define EMBEDDED_PARTITIONS 3
 
 struct gateway {
     struct config conf;
@@ -32,6 +35,7 @@ struct gateway {
     hub_t *hub;
     storeq_t *storeq;
     kafka_t *kafka;
+    embedded_t *embedded;
     lws_sorted_usec_list_t tick;
     lws_sorted_usec_list_t flush_sul;
     int flush_scheduled;
@@ -395,7 +399,10 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
         goto fail;
     }
 
-    store_t *st = store_open(c->mongodb_uri, c->mongodb_db, errstr, size);
+    const char *store_uri = c->store && *c->store ? c->store
+                            : c->embedded           ? EMBEDDED_STORE
+                                                    : c->mongodb_uri;
+    store_t *st = store_open(store_uri, c->mongodb_db, errstr, size);
     if (!st)
         goto fail;
     g->storeq = storeq_start(st, wake_loop, g);
@@ -447,8 +454,16 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     }
     lws_sul_schedule(g->ctx, 0, &g->tick, on_tick, TICK_US);
 
+    const char *brokers = c->brokers;
+    if (c->embedded) {
+        g->embedded = embedded_start(c->topic, EMBEDDED_PARTITIONS, c->embedded_port, errstr, size);
+        if (!g->embedded)
+            goto fail;
+        brokers = embedded_bootstraps(g->embedded);
+        g->conf.brokers = brokers;
+    }
     struct kafka_conf kc = {
-        .brokers = c->brokers,
+        .brokers = brokers,
         .topic = c->topic,
         .group = c->group,
         .props = c->kafka_props,
@@ -478,6 +493,14 @@ int gateway_run(gateway_t *g)
 
     log_info("listening on port %d; consuming %s as group %s from %s", g->conf.port,
              g->conf.topic, g->conf.group, g->conf.brokers);
+    if (g->embedded) {
+        char brokers[64] = "";
+        if (g->conf.embedded_port != 9092)
+            snprintf(brokers, sizeof(brokers), " --brokers 127.0.0.1:%d", g->conf.embedded_port);
+        log_info("ready: open http://localhost:%d/?user=u1&autoconnect=1 and send a notification "
+                 "with: ./build/producer%s --user u1 --message \"Hello\"",
+                 g->conf.port, brokers);
+    }
     while (!g->stop_requested) {
         if (lws_service(g->ctx, 0) < 0) {
             log_error("the event loop failed");
@@ -516,6 +539,7 @@ void gateway_free(gateway_t *g)
     if (!g)
         return;
     kafka_close(g->kafka);
+    embedded_stop(g->embedded);
     if (g->ctx)
         lws_context_destroy(g->ctx);
     storeq_free(g->storeq);

@@ -25,10 +25,12 @@ typedef struct store_doc {
  * during the call. */
 typedef void (*store_fetch_cb)(void *arg, const store_doc_t *doc);
 
-/* Opens the store named by uri (mongodb://… or mongodb+srv://…), using
- * database db. Does no I/O: a bad URI fails here, an unreachable server
- * in store_prepare. */
+/* Opens the store named by uri: mongodb://… or mongodb+srv://… (database
+ * db, collection "notifications"), or sqlite:PATH (a file, created if
+ * missing). A bad URI fails here; an unreachable server in store_prepare. */
 store_t *store_open(const char *uri, const char *db, char *errstr, size_t errstr_size);
+/* "MongoDB" or "SQLite", for logs. */
+const char *store_name(const store_t *st);
 /* Reaches the server and makes sure the indexes exist. Returns 0 or -1. */
 int store_prepare(store_t *st, char *errstr, size_t errstr_size);
 void store_close(store_t *st);

@@ -4,7 +4,7 @@
  *   {_id: <notification id>, userId, seq: <int64>, notification: <JSON text>, storedAt: <date>}
  * _id makes puts idempotent; the index {userId: 1, seq: 1} serves "this
  * user's pending, oldest first". */
-#include "store.h"
+#include "store_backend.h"
 
 #include <mongoc/mongoc.h>
 #include <pthread.h>
@@ -17,10 +17,12 @@
 #define COLLECTION "notifications"
 #define MONGO_DUPLICATE_KEY 11000
 
-struct store {
+struct mongo_store {
     mongoc_client_t *client;
     mongoc_collection_t *coll;
 };
+
+typedef struct mongo_store mongo_store_t;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
@@ -49,8 +51,9 @@ static int set_err(char *errstr, size_t size, const char *what, const bson_error
     return -1;
 }
 
-int store_prepare(store_t *st, char *errstr, size_t size)
+static int mongo_prepare(void *impl, char *errstr, size_t size)
 {
+    mongo_store_t *st = impl;
     bson_t keys, *cmd;
     bson_t reply;
     bson_error_t err;
@@ -71,10 +74,12 @@ int store_prepare(store_t *st, char *errstr, size_t size)
     return rc;
 }
 
-store_t *store_open(const char *uri_string, const char *db, char *errstr, size_t size)
+static void mongo_close(void *impl);
+
+static void *mongo_open(const char *uri_string, const char *db, char *errstr, size_t size)
 {
     bson_error_t err;
-    store_t *st = NULL;
+    mongo_store_t *st = NULL;
 
     pthread_once(&init_once, mongo_init);
     mongoc_uri_t *uri = mongoc_uri_new_with_error(uri_string, &err);
@@ -108,12 +113,13 @@ store_t *store_open(const char *uri_string, const char *db, char *errstr, size_t
 
 fail:
     mongoc_uri_destroy(uri);
-    store_close(st);
+    mongo_close(st);
     return NULL;
 }
 
-void store_close(store_t *st)
+static void mongo_close(void *impl)
 {
+    mongo_store_t *st = impl;
     if (!st)
         return;
     if (st->coll)
@@ -148,8 +154,9 @@ static int only_duplicates(const bson_t *reply)
     return seen > 0;
 }
 
-int store_put(store_t *st, const store_doc_t *docs, size_t n, char *errstr, size_t size)
+static int mongo_put(void *impl, const store_doc_t *docs, size_t n, char *errstr, size_t size)
 {
+    mongo_store_t *st = impl;
     bson_t opts = BSON_INITIALIZER, reply;
     bson_error_t err;
     bson_t **bdocs;
@@ -184,9 +191,10 @@ int store_put(store_t *st, const store_doc_t *docs, size_t n, char *errstr, size
     return rc;
 }
 
-int store_fetch(store_t *st, const char *user, int64_t after_seq, size_t limit, store_fetch_cb cb,
-                void *arg, char *errstr, size_t size)
+static int mongo_fetch(void *impl, const char *user, int64_t after_seq, size_t limit,
+                       store_fetch_cb cb, void *arg, char *errstr, size_t size)
 {
+    mongo_store_t *st = impl;
     bson_error_t err;
     const bson_t *doc;
     int count = 0;
@@ -223,9 +231,10 @@ int store_fetch(store_t *st, const char *user, int64_t after_seq, size_t limit, 
     return count;
 }
 
-int store_remove(store_t *st, const char *const *users, const char *const *ids, size_t n,
-                 char *errstr, size_t size)
+static int mongo_remove(void *impl, const char *const *users, const char *const *ids, size_t n,
+                        char *errstr, size_t size)
 {
+    mongo_store_t *st = impl;
     bson_error_t err;
     bson_t reply;
     int rc = 0;
@@ -248,8 +257,9 @@ int store_remove(store_t *st, const char *const *users, const char *const *ids, 
     return rc;
 }
 
-int64_t store_count(store_t *st, const char *user, char *errstr, size_t size)
+static int64_t mongo_count(void *impl, const char *user, char *errstr, size_t size)
 {
+    mongo_store_t *st = impl;
     bson_error_t err;
     bson_t *filter = user ? BCON_NEW("userId", BCON_UTF8(user)) : bson_new();
     int64_t n = mongoc_collection_count_documents(st->coll, filter, NULL, NULL, NULL, &err);
@@ -258,3 +268,14 @@ int64_t store_count(store_t *st, const char *user, char *errstr, size_t size)
     bson_destroy(filter);
     return n;
 }
+
+const struct store_backend store_mongo_backend = {
+    .name = "MongoDB",
+    .open = mongo_open,
+    .prepare = mongo_prepare,
+    .put = mongo_put,
+    .fetch = mongo_fetch,
+    .remove = mongo_remove,
+    .count = mongo_count,
+    .close = mongo_close,
+};

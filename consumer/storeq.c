@@ -389,7 +389,7 @@ static void *worker(void *arg)
         if (!retry(q, "preparing the offline store", err, attempt, &delay, 0))
             return NULL;
     }
-    log_info("offline store ready");
+    log_info("offline store ready (%s)", store_name(q->st));
 
     for (;;) {
         pthread_mutex_lock(&q->lock);

@@ -1,0 +1,240 @@
+#define _GNU_SOURCE /* accept4, pipe2 */
+#include "embedded.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+
+#define MAX_PAIRS 64 /* client connections forwarded at once */
+#define CHUNK 65536
+
+struct pair {
+    int client, broker;
+};
+
+struct embedded {
+    rd_kafka_t *rk; /* owns the mock cluster */
+    rd_kafka_mock_cluster_t *mc;
+    char *bootstraps;
+    struct sockaddr_in target;
+    int listen_fd;
+    int wake[2];
+    pthread_t thread;
+    int started;
+    struct pair pairs[MAX_PAIRS];
+    int npairs;
+};
+
+static int connect_target(const embedded_t *e)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    if (connect(fd, (const struct sockaddr *)&e->target, sizeof(e->target)) != 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void drop_pair(embedded_t *e, int i)
+{
+    close(e->pairs[i].client);
+    close(e->pairs[i].broker);
+    e->pairs[i] = e->pairs[--e->npairs];
+}
+
+/* Copies what is readable on from to to. Returns -1 when either side is done. */
+static int pump(int from, int to)
+{
+    char buf[CHUNK];
+    ssize_t n = read(from, buf, sizeof(buf));
+    if (n <= 0)
+        return n < 0 && errno == EINTR ? 0 : -1;
+    for (ssize_t off = 0; off < n;) {
+        ssize_t w = write(to, buf + off, (size_t)(n - off));
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        off += w;
+    }
+    return 0;
+}
+
+/* One thread forwards every connection: a development broker sees a handful
+ * of clients, and each bootstrap connection carries little. */
+static void *forward(void *arg)
+{
+    embedded_t *e = arg;
+    struct pollfd fds[2 + 2 * MAX_PAIRS];
+
+    for (;;) {
+        fds[0] = (struct pollfd){e->wake[0], POLLIN, 0};
+        fds[1] = (struct pollfd){e->listen_fd, POLLIN, 0};
+        for (int i = 0; i < e->npairs; i++) {
+            fds[2 + 2 * i] = (struct pollfd){e->pairs[i].client, POLLIN, 0};
+            fds[3 + 2 * i] = (struct pollfd){e->pairs[i].broker, POLLIN, 0};
+        }
+        int nfds = 2 + 2 * e->npairs;
+        if (poll(fds, (nfds_t)nfds, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_error("embedded broker: poll failed: %s", strerror(errno));
+            return NULL;
+        }
+        if (fds[0].revents)
+            return NULL;
+        /* Pairs first, from the end, so dropping one does not skip another. */
+        for (int i = e->npairs - 1; i >= 0; i--) {
+            short rc = fds[2 + 2 * i].revents, rb = fds[3 + 2 * i].revents;
+            if ((rc && pump(e->pairs[i].client, e->pairs[i].broker) != 0) ||
+                (rb && pump(e->pairs[i].broker, e->pairs[i].client) != 0))
+                drop_pair(e, i);
+        }
+        if (fds[1].revents & POLLIN) {
+            int client = accept4(e->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+            if (client < 0)
+                continue;
+            int broker = e->npairs < MAX_PAIRS ? connect_target(e) : -1;
+            if (broker < 0) {
+                log_warn("embedded broker: refusing a client (%s)",
+                         e->npairs < MAX_PAIRS ? "mock broker unreachable"
+                                               : "too many connections");
+                close(client);
+                continue;
+            }
+            e->pairs[e->npairs++] = (struct pair){client, broker};
+        }
+    }
+}
+
+static int parse_target(embedded_t *e, char *errstr, size_t size)
+{
+    /* "127.0.0.1:PORT" (the first broker, if several) */
+    char host[64];
+    int port;
+    if (sscanf(e->bootstraps, "%63[^:]:%d", host, &port) != 2 ||
+        inet_pton(AF_INET, host, &e->target.sin_addr) != 1) {
+        snprintf(errstr, size, "unexpected mock broker address \"%s\"", e->bootstraps);
+        return -1;
+    }
+    e->target.sin_family = AF_INET;
+    e->target.sin_port = htons((uint16_t)port);
+    return 0;
+}
+
+static int listen_on(embedded_t *e, int port, char *errstr, size_t size)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    int one = 1;
+
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    e->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (e->listen_fd < 0 ||
+        setsockopt(e->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+        bind(e->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
+        listen(e->listen_fd, 16) != 0) {
+        snprintf(errstr, size,
+                 "the embedded broker cannot listen on 127.0.0.1:%d: %s (is a Kafka broker "
+                 "already running there? choose another with --embedded-port)",
+                 port, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+embedded_t *embedded_start(const char *topic, int partitions, int port, char *errstr,
+                           size_t size)
+{
+    char err[512];
+    embedded_t *e = calloc(1, sizeof(*e));
+    if (!e) {
+        snprintf(errstr, size, "out of memory");
+        return NULL;
+    }
+    e->listen_fd = -1;
+    e->wake[0] = e->wake[1] = -1;
+
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    rd_kafka_conf_set(conf, "client.id", "embedded-broker", err, sizeof(err));
+    /* Its only job is to own the mock: no notice that it has no brokers. */
+    rd_kafka_conf_set(conf, "log_level", "4", err, sizeof(err));
+    e->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+    if (!e->rk) {
+        rd_kafka_conf_destroy(conf);
+        snprintf(errstr, size, "cannot start the embedded broker: %s", err);
+        goto fail;
+    }
+    e->mc = rd_kafka_mock_cluster_new(e->rk, 1);
+    if (!e->mc) {
+        snprintf(errstr, size, "cannot start the embedded broker (librdkafka mock cluster)");
+        goto fail;
+    }
+    rd_kafka_resp_err_t rerr = rd_kafka_mock_topic_create(e->mc, topic, partitions, 1);
+    if (rerr) {
+        snprintf(errstr, size, "cannot create topic %s on the embedded broker: %s", topic,
+                 rd_kafka_err2str(rerr));
+        goto fail;
+    }
+    e->bootstraps = strdup(rd_kafka_mock_cluster_bootstraps(e->mc));
+    if (!e->bootstraps || parse_target(e, errstr, size) != 0 ||
+        listen_on(e, port, errstr, size) != 0)
+        goto fail;
+    if (pipe2(e->wake, O_CLOEXEC) != 0 || pthread_create(&e->thread, NULL, forward, e) != 0) {
+        snprintf(errstr, size, "cannot start the embedded broker's forwarder");
+        goto fail;
+    }
+    e->started = 1;
+    log_warn("embedded Kafka broker on 127.0.0.1:%d (topic %s, %d partitions): it keeps "
+             "messages in memory only and loses them when the gateway stops; for development "
+             "and demos, not production",
+             port, topic, partitions);
+    return e;
+
+fail:
+    embedded_stop(e);
+    return NULL;
+}
+
+const char *embedded_bootstraps(const embedded_t *e)
+{
+    return e->bootstraps;
+}
+
+void embedded_stop(embedded_t *e)
+{
+    if (!e)
+        return;
+    if (e->started) {
+        ssize_t w = write(e->wake[1], "x", 1);
+        (void)w;
+        pthread_join(e->thread, NULL);
+    }
+    while (e->npairs)
+        drop_pair(e, e->npairs - 1);
+    if (e->listen_fd >= 0)
+        close(e->listen_fd);
+    if (e->wake[0] >= 0) {
+        close(e->wake[0]);
+        close(e->wake[1]);
+    }
+    if (e->mc)
+        rd_kafka_mock_cluster_destroy(e->mc);
+    if (e->rk)
+        rd_kafka_destroy(e->rk);
+    free(e->bootstraps);
+    free(e);
+}

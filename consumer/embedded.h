@@ -1,0 +1,26 @@
+/* The embedded broker: librdkafka's in-process mock cluster, which speaks
+ * the Kafka protocol on loopback, so a newcomer needs no Kafka to try the
+ * gateway. It keeps messages in memory only: for development and demos.
+ *
+ * librdkafka 2.0.2 binds the mock to an ephemeral port it cannot be told
+ * to use, so the embedded broker also listens on a fixed loopback port and
+ * forwards each connection there. Clients bootstrap through the fixed port;
+ * the metadata they get back names the mock's own address, also loopback. */
+#ifndef CONSUMER_EMBEDDED_H
+#define CONSUMER_EMBEDDED_H
+
+#include <stddef.h>
+
+typedef struct embedded embedded_t;
+
+/* Starts the mock with topic (partitions partitions) and the forwarder on
+ * 127.0.0.1:port. NULL with errstr if either cannot start. */
+embedded_t *embedded_start(const char *topic, int partitions, int port, char *errstr,
+                           size_t errstr_size);
+
+/* The mock's own bootstrap address, for the gateway's consumer. */
+const char *embedded_bootstraps(const embedded_t *e);
+
+void embedded_stop(embedded_t *e);
+
+#endif

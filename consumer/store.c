@@ -1,0 +1,79 @@
+#include "store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "store_backend.h"
+
+struct store {
+    const struct store_backend *backend;
+    void *impl;
+};
+
+store_t *store_open(const char *uri, const char *db, char *errstr, size_t size)
+{
+    const struct store_backend *backend;
+
+    if (strncmp(uri, "sqlite:", 7) == 0)
+        backend = &store_sqlite_backend;
+    else if (strncmp(uri, "mongodb://", 10) == 0 || strncmp(uri, "mongodb+srv://", 14) == 0)
+        backend = &store_mongo_backend;
+    else {
+        snprintf(errstr, size,
+                 "unknown store \"%s\": use mongodb://HOST:PORT/ or sqlite:PATH", uri);
+        return NULL;
+    }
+    store_t *st = calloc(1, sizeof(*st));
+    if (!st) {
+        snprintf(errstr, size, "out of memory");
+        return NULL;
+    }
+    st->backend = backend;
+    st->impl = backend->open(uri, db, errstr, size);
+    if (!st->impl) {
+        free(st);
+        return NULL;
+    }
+    return st;
+}
+
+const char *store_name(const store_t *st)
+{
+    return st->backend->name;
+}
+
+int store_prepare(store_t *st, char *errstr, size_t size)
+{
+    return st->backend->prepare(st->impl, errstr, size);
+}
+
+int store_put(store_t *st, const store_doc_t *docs, size_t n, char *errstr, size_t size)
+{
+    return n ? st->backend->put(st->impl, docs, n, errstr, size) : 0;
+}
+
+int store_fetch(store_t *st, const char *user, int64_t after_seq, size_t limit, store_fetch_cb cb,
+                void *arg, char *errstr, size_t size)
+{
+    return st->backend->fetch(st->impl, user, after_seq, limit, cb, arg, errstr, size);
+}
+
+int store_remove(store_t *st, const char *const *users, const char *const *ids, size_t n,
+                 char *errstr, size_t size)
+{
+    return n ? st->backend->remove(st->impl, users, ids, n, errstr, size) : 0;
+}
+
+int64_t store_count(store_t *st, const char *user, char *errstr, size_t size)
+{
+    return st->backend->count(st->impl, user, errstr, size);
+}
+
+void store_close(store_t *st)
+{
+    if (!st)
+        return;
+    st->backend->close(st->impl);
+    free(st);
+}

@@ -1,0 +1,25 @@
+/* What an offline-store backend provides; store.c picks one by the URI's
+ * scheme and forwards store.h's calls to it. Each function has the meaning
+ * of its store.h counterpart. */
+#ifndef CONSUMER_STORE_BACKEND_H
+#define CONSUMER_STORE_BACKEND_H
+
+#include "store.h"
+
+struct store_backend {
+    const char *name;
+    void *(*open)(const char *uri, const char *db, char *errstr, size_t errstr_size);
+    int (*prepare)(void *impl, char *errstr, size_t errstr_size);
+    int (*put)(void *impl, const store_doc_t *docs, size_t n, char *errstr, size_t errstr_size);
+    int (*fetch)(void *impl, const char *user, int64_t after_seq, size_t limit, store_fetch_cb cb,
+                 void *arg, char *errstr, size_t errstr_size);
+    int (*remove)(void *impl, const char *const *users, const char *const *ids, size_t n,
+                  char *errstr, size_t errstr_size);
+    int64_t (*count)(void *impl, const char *user, char *errstr, size_t errstr_size);
+    void (*close)(void *impl);
+};
+
+extern const struct store_backend store_mongo_backend;
+extern const struct store_backend store_sqlite_backend;
+
+#endif

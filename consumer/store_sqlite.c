@@ -1,0 +1,245 @@
+/* The SQLite backend of the offline store: one file, WAL mode, for a
+ * single gateway (development, demos, small installations).
+ *
+ * Table notifications(id PRIMARY KEY, user_id, seq, notification, stored_at)
+ * with an index on (user_id, seq). A put commits with synchronous=FULL, so
+ * it is on disk before its Kafka offset is committed. */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store_backend.h"
+#include "timeutil.h"
+
+struct sqlite_store {
+    sqlite3 *db;
+    sqlite3_stmt *insert, *select, *delete, *count_user, *count_all;
+};
+
+typedef struct sqlite_store sqlite_store_t;
+
+static int fail(sqlite_store_t *st, char *errstr, size_t size, const char *what)
+{
+    snprintf(errstr, size, "%s: %s", what, st->db ? sqlite3_errmsg(st->db) : "out of memory");
+    return -1;
+}
+
+static void sqlite_close(void *impl)
+{
+    sqlite_store_t *st = impl;
+    if (!st)
+        return;
+    sqlite3_finalize(st->insert);
+    sqlite3_finalize(st->select);
+    sqlite3_finalize(st->delete);
+    sqlite3_finalize(st->count_user);
+    sqlite3_finalize(st->count_all);
+    sqlite3_close(st->db);
+    free(st);
+}
+
+/* Creates the folder the file goes in (data/ on a first run), one level. */
+static void make_parent(const char *path)
+{
+    char dir[1024];
+    const char *slash = strrchr(path, '/');
+    if (!slash || slash == path || (size_t)(slash - path) >= sizeof(dir))
+        return;
+    memcpy(dir, path, (size_t)(slash - path));
+    dir[slash - path] = '\0';
+    mkdir(dir, 0750); /* an error shows when the file cannot be opened */
+}
+
+static void *sqlite_open(const char *uri, const char *db, char *errstr, size_t size)
+{
+    (void)db;
+    const char *path = uri + strlen("sqlite:");
+    if (strncmp(path, "//", 2) == 0) /* sqlite:///abs/path as URLs spell it */
+        path += 2;
+    if (!*path) {
+        snprintf(errstr, size, "sqlite: needs a file path, e.g. sqlite:data/notifications.db");
+        return NULL;
+    }
+    make_parent(path);
+    sqlite_store_t *st = calloc(1, sizeof(*st));
+    if (!st) {
+        snprintf(errstr, size, "out of memory");
+        return NULL;
+    }
+    /* FULLMUTEX: the store worker is the only user, but cheap insurance. */
+    if (sqlite3_open_v2(path, &st->db,
+                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                        NULL) != SQLITE_OK) {
+        char what[300];
+        snprintf(what, sizeof(what), "cannot open %s (does its folder exist?)", path);
+        fail(st, errstr, size, what);
+        sqlite_close(st);
+        return NULL;
+    }
+    sqlite3_busy_timeout(st->db, 5000);
+    return st;
+}
+
+static int exec(sqlite_store_t *st, const char *sql, char *errstr, size_t size)
+{
+    if (sqlite3_exec(st->db, sql, NULL, NULL, NULL) != SQLITE_OK)
+        return fail(st, errstr, size, sql);
+    return 0;
+}
+
+static int sqlite_prepare(void *impl, char *errstr, size_t size)
+{
+    sqlite_store_t *st = impl;
+    if (st->insert)
+        return 0;
+    if (exec(st, "PRAGMA journal_mode=WAL", errstr, size) ||
+        exec(st, "PRAGMA synchronous=FULL", errstr, size) ||
+        exec(st,
+             "CREATE TABLE IF NOT EXISTS notifications ("
+             " id TEXT PRIMARY KEY, user_id TEXT NOT NULL, seq INTEGER NOT NULL,"
+             " notification TEXT NOT NULL, stored_at INTEGER NOT NULL)",
+             errstr, size) ||
+        exec(st,
+             "CREATE INDEX IF NOT EXISTS notifications_user_seq ON notifications (user_id, seq)",
+             errstr, size))
+        return -1;
+    const struct {
+        sqlite3_stmt **stmt;
+        const char *sql;
+    } stmts[] = {
+        {&st->insert, "INSERT OR IGNORE INTO notifications (id, user_id, seq, notification, "
+                      "stored_at) VALUES (?, ?, ?, ?, ?)"},
+        {&st->select, "SELECT id, seq, notification FROM notifications WHERE user_id = ? AND "
+                      "seq > ? ORDER BY seq LIMIT ?"},
+        {&st->delete, "DELETE FROM notifications WHERE id = ? AND user_id = ?"},
+        {&st->count_user, "SELECT count(*) FROM notifications WHERE user_id = ?"},
+        {&st->count_all, "SELECT count(*) FROM notifications"},
+    };
+    for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
+        if (sqlite3_prepare_v2(st->db, stmts[i].sql, -1, stmts[i].stmt, NULL) != SQLITE_OK)
+            return fail(st, errstr, size, "cannot prepare a statement");
+    }
+    return 0;
+}
+
+/* Runs step(i) for i < n inside one transaction: one fsync per batch. */
+static int in_transaction(sqlite_store_t *st, size_t n, sqlite3_stmt *stmt,
+                          void (*bind)(sqlite3_stmt *, const void *, size_t), const void *arg,
+                          const char *what, char *errstr, size_t size)
+{
+    if (exec(st, "BEGIN IMMEDIATE", errstr, size))
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        sqlite3_reset(stmt);
+        sqlite3_clear_bindings(stmt);
+        bind(stmt, arg, i);
+        if (sqlite3_step(stmt) != SQLITE_DONE) {
+            fail(st, errstr, size, what);
+            sqlite3_reset(stmt);
+            sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+    }
+    sqlite3_reset(stmt);
+    if (exec(st, "COMMIT", errstr, size)) {
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return 0;
+}
+
+static void bind_doc(sqlite3_stmt *stmt, const void *arg, size_t i)
+{
+    const store_doc_t *d = (const store_doc_t *)arg + i;
+    sqlite3_bind_text(stmt, 1, d->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, d->user, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 3, d->seq);
+    sqlite3_bind_text(stmt, 4, d->frame, (int)d->frame_len, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 5, now_wall_ms());
+}
+
+static int sqlite_put(void *impl, const store_doc_t *docs, size_t n, char *errstr, size_t size)
+{
+    sqlite_store_t *st = impl;
+    return in_transaction(st, n, st->insert, bind_doc, docs, "cannot store notifications", errstr,
+                          size);
+}
+
+struct removal {
+    const char *const *users, *const *ids;
+};
+
+static void bind_removal(sqlite3_stmt *stmt, const void *arg, size_t i)
+{
+    const struct removal *r = arg;
+    sqlite3_bind_text(stmt, 1, r->ids[i], -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, r->users[i], -1, SQLITE_STATIC);
+}
+
+static int sqlite_remove(void *impl, const char *const *users, const char *const *ids, size_t n,
+                         char *errstr, size_t size)
+{
+    sqlite_store_t *st = impl;
+    struct removal r = {users, ids};
+    return in_transaction(st, n, st->delete, bind_removal, &r,
+                          "cannot delete acknowledged notifications", errstr, size);
+}
+
+static int sqlite_fetch(void *impl, const char *user, int64_t after_seq, size_t limit,
+                        store_fetch_cb cb, void *arg, char *errstr, size_t size)
+{
+    sqlite_store_t *st = impl;
+    int count = 0, rc;
+
+    sqlite3_reset(st->select);
+    sqlite3_bind_text(st->select, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st->select, 2, after_seq);
+    sqlite3_bind_int64(st->select, 3, (sqlite3_int64)limit);
+    while ((rc = sqlite3_step(st->select)) == SQLITE_ROW) {
+        store_doc_t d = {
+            .id = (const char *)sqlite3_column_text(st->select, 0),
+            .user = user,
+            .seq = sqlite3_column_int64(st->select, 1),
+            .frame = (const char *)sqlite3_column_text(st->select, 2),
+            .frame_len = (size_t)sqlite3_column_bytes(st->select, 2),
+        };
+        if (d.id && d.frame) {
+            cb(arg, &d);
+            count++;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        count = fail(st, errstr, size, "cannot read stored notifications");
+    sqlite3_reset(st->select);
+    return count;
+}
+
+static int64_t sqlite_count(void *impl, const char *user, char *errstr, size_t size)
+{
+    sqlite_store_t *st = impl;
+    sqlite3_stmt *stmt = user ? st->count_user : st->count_all;
+    int64_t n = -1;
+
+    sqlite3_reset(stmt);
+    if (user)
+        sqlite3_bind_text(stmt, 1, user, -1, SQLITE_STATIC);
+    if (sqlite3_step(stmt) == SQLITE_ROW)
+        n = sqlite3_column_int64(stmt, 0);
+    else
+        fail(st, errstr, size, "cannot count stored notifications");
+    sqlite3_reset(stmt);
+    return n;
+}
+
+const struct store_backend store_sqlite_backend = {
+    .name = "SQLite",
+    .open = sqlite_open,
+    .prepare = sqlite_prepare,
+    .put = sqlite_put,
+    .fetch = sqlite_fetch,
+    .remove = sqlite_remove,
+    .count = sqlite_count,
+    .close = sqlite_close,
+};

@@ -1,0 +1,115 @@
+"""The newcomer's path: a clean clone, `make run`, the producer with no
+broker flag, and a WebSocket client, with no Kafka and no MongoDB server:
+the gateway's embedded broker and its SQLite store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import REPO
+from servers import free_port, tail
+from wsclient import Tab
+
+
+class MakeRun:
+    def __init__(self, clone, port, kafka_port, log):
+        self.clone, self.port, self.kafka_port, self.log = clone, port, kafka_port, log
+        self.env = dict(os.environ, PORT=str(port), EMBEDDED_PORT=str(kafka_port))
+        for k in ("KAFKA_BROKERS", "KAFKA_TOPIC", "KAFKA_GROUP", "MONGODB_URI", "STORE_URI"):
+            self.env.pop(k, None)
+        self.proc = None
+
+    def start(self, timeout=300):
+        out = open(self.log, "a")
+        # Its own process group, so Ctrl-C can be sent the way a terminal does.
+        self.proc = subprocess.Popen(["make", "run"], cwd=self.clone, env=self.env, stdout=out,
+                                     stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"make run exited:\n{tail(self.log)}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                    if b'"partitions":3' in r.read():
+                        return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"make run did not become ready:\n{tail(self.log)}")
+
+    def ctrl_c(self, timeout=15) -> int:
+        os.killpg(self.proc.pid, signal.SIGINT)
+        return self.proc.wait(timeout)
+
+    def produce(self, *args) -> str:
+        env = dict(self.env, KAFKA_BROKERS=f"127.0.0.1:{self.kafka_port}")
+        run = subprocess.run([str(self.clone / "build" / "producer"), *args], env=env,
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        return run.stdout.strip()
+
+
+@pytest.fixture
+def newcomer(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+    runner = MakeRun(clone, free_port(), free_port(), tmp_path / "make-run.log")
+    yield runner
+    if runner.proc and runner.proc.poll() is None:
+        os.killpg(runner.proc.pid, signal.SIGKILL)
+        runner.proc.wait()
+
+
+def test_make_run_then_producer_reaches_a_browser_tab(newcomer):
+    newcomer.start()
+    log = newcomer.log.read_text()
+    assert "in memory only" in log
+    assert "producer" in log and "--user u1" in log  # the command to try is printed
+
+    async def scenario():
+        async with Tab(f"ws://127.0.0.1:{newcomer.port}/?userId=u1") as tab:
+            await asyncio.sleep(0.2)
+            sent = newcomer.produce("--user", "u1", "--message", "Hello")
+            frames = await tab.wait_for(1)
+            assert frames[0]["id"] == sent and frames[0]["message"] == "Hello"
+    asyncio.run(scenario())
+
+    # Other Kafka clients reach the embedded broker at the same address.
+    listing = subprocess.run(["kcat", "-b", f"127.0.0.1:{newcomer.kafka_port}", "-L", "-t",
+                              "notifications"], capture_output=True, text=True, timeout=30)
+    assert "3 partitions" in listing.stdout, listing.stdout + listing.stderr
+    assert newcomer.ctrl_c() in (0, 2)  # make reports the interrupt; the gateway exits 0
+    assert "stopped" in newcomer.log.read_text()
+
+
+def test_offline_notification_survives_a_restart_in_sqlite_mode(newcomer):
+    newcomer.start()
+    sent = newcomer.produce("--user", "away", "--message", "kept on disk")
+    db = newcomer.clone / "data" / "notifications.db"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        rows = subprocess.run(["sqlite3", str(db), "select id from notifications"],
+                              capture_output=True, text=True).stdout.split()
+        if sent in rows:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"{sent} was not stored in {db}")
+    newcomer.ctrl_c()
+    newcomer.start()
+
+    async def scenario():
+        async with Tab(f"ws://127.0.0.1:{newcomer.port}/?userId=away") as tab:
+            frames = await tab.wait_for(1)
+            assert frames[0]["id"] == sent and frames[0]["replayed"] is True
+            await asyncio.sleep(0.5)
+    asyncio.run(scenario())
+    rows = subprocess.run(["sqlite3", str(db), "select count(*) from notifications"],
+                          capture_output=True, text=True).stdout.strip()
+    assert rows == "0"  # acknowledged, so deleted

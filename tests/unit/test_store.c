@@ -1,0 +1,204 @@
+/* The offline-store contract, run against every backend: SQLite always
+ * (a file in a temporary folder), MongoDB when STORE_TEST_MONGODB_URI names
+ * a server (the integration suite points it at FerretDB). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "store.h"
+
+static char uri[512];
+static char db[64];
+
+struct got {
+    char ids[64][32];
+    int64_t seqs[64];
+    char frames[64][128];
+    int n;
+};
+
+static void collect(void *arg, const store_doc_t *d)
+{
+    struct got *g = arg;
+    snprintf(g->ids[g->n], 32, "%s", d->id);
+    snprintf(g->frames[g->n], 128, "%.*s", (int)d->frame_len, d->frame);
+    g->seqs[g->n++] = d->seq;
+}
+
+static store_doc_t doc(const char *id, const char *user, int64_t seq)
+{
+    static char frames[64][96];
+    static int next;
+    char *f = frames[next++ % 64];
+    snprintf(f, 96, "{\"id\":\"%s\",\"userId\":\"%s\",\"message\":\"é ✓\"}", id, user);
+    return (store_doc_t){id, user, f, strlen(f), seq};
+}
+
+static store_t *open_store(void)
+{
+    char err[512];
+    store_t *st = store_open(uri, db, err, sizeof(err));
+    if (!st)
+        fail_msg("store_open(%s): %s", uri, err);
+    if (store_prepare(st, err, sizeof(err)) != 0)
+        fail_msg("store_prepare(%s): %s", uri, err);
+    return st;
+}
+
+static int fresh(void **state)
+{
+    (void)state;
+    static int n;
+    snprintf(db, sizeof(db), "store_suite_%d_%d", (int)getpid(), ++n);
+    if (strncmp(uri, "sqlite:", 7) == 0) {
+        static char dir[] = "/tmp/store-suite-XXXXXX";
+        static int made;
+        if (!made && mkdtemp(dir))
+            made = 1;
+        snprintf(uri, sizeof(uri), "sqlite:%s/%s.db", dir, db);
+    }
+    return 0;
+}
+
+static void put_is_idempotent_by_id(void **state)
+{
+    (void)state;
+    char err[512];
+    store_t *st = open_store();
+    store_doc_t docs[] = {doc("a", "u1", 1), doc("b", "u1", 2)};
+    assert_int_equal(store_put(st, docs, 2, err, sizeof(err)), 0);
+    /* The same ids again, with one new: no error, no second copy. */
+    store_doc_t again[] = {doc("a", "u1", 1), doc("c", "u1", 3), doc("b", "u1", 2)};
+    assert_int_equal(store_put(st, again, 3, err, sizeof(err)), 0);
+    assert_int_equal(store_count(st, "u1", err, sizeof(err)), 3);
+    store_close(st);
+}
+
+static void fetch_is_per_user_oldest_first_in_batches(void **state)
+{
+    (void)state;
+    char err[512];
+    store_t *st = open_store();
+    /* Put out of order and mixed with another user's. */
+    store_doc_t docs[] = {doc("n3", "u1", 30), doc("x", "u2", 15), doc("n1", "u1", 10),
+                          doc("n2", "u1", 20), doc("n4", "u1", 40)};
+    assert_int_equal(store_put(st, docs, 5, err, sizeof(err)), 0);
+
+    struct got g = {0};
+    assert_int_equal(store_fetch(st, "u1", 0, 3, collect, &g, err, sizeof(err)), 3);
+    assert_string_equal(g.ids[0], "n1");
+    assert_string_equal(g.ids[1], "n2");
+    assert_string_equal(g.ids[2], "n3");
+    assert_int_equal(g.seqs[2], 30);
+    assert_string_equal(g.frames[0], "{\"id\":\"n1\",\"userId\":\"u1\",\"message\":\"é ✓\"}");
+
+    struct got rest = {0};
+    assert_int_equal(store_fetch(st, "u1", 30, 3, collect, &rest, err, sizeof(err)), 1);
+    assert_string_equal(rest.ids[0], "n4");
+
+    struct got none = {0};
+    assert_int_equal(store_fetch(st, "nobody", 0, 10, collect, &none, err, sizeof(err)), 0);
+    store_close(st);
+}
+
+static void remove_needs_the_owner(void **state)
+{
+    (void)state;
+    char err[512];
+    store_t *st = open_store();
+    store_doc_t docs[] = {doc("mine", "alice", 1), doc("other", "alice", 2)};
+    assert_int_equal(store_put(st, docs, 2, err, sizeof(err)), 0);
+
+    const char *users[] = {"mallory"}, *ids[] = {"mine"};
+    assert_int_equal(store_remove(st, users, ids, 1, err, sizeof(err)), 0);
+    assert_int_equal(store_count(st, "alice", err, sizeof(err)), 2);
+
+    const char *owners[] = {"alice", "alice"}, *both[] = {"mine", "missing"};
+    assert_int_equal(store_remove(st, owners, both, 2, err, sizeof(err)), 0);
+    assert_int_equal(store_count(st, "alice", err, sizeof(err)), 1);
+    assert_int_equal(store_count(st, NULL, err, sizeof(err)), 1);
+    store_close(st);
+}
+
+static void survives_reopening(void **state)
+{
+    (void)state;
+    char err[512];
+    store_t *st = open_store();
+    store_doc_t d = doc("kept", "u9", 5);
+    assert_int_equal(store_put(st, &d, 1, err, sizeof(err)), 0);
+    store_close(st);
+
+    st = open_store();
+    struct got g = {0};
+    assert_int_equal(store_fetch(st, "u9", 0, 10, collect, &g, err, sizeof(err)), 1);
+    assert_string_equal(g.ids[0], "kept");
+    store_close(st);
+}
+
+static void big_batches(void **state)
+{
+    (void)state;
+    char err[512];
+    enum { N = 2500 };
+    static char ids[N][16];
+    static store_doc_t docs[N];
+    store_t *st = open_store();
+    for (int i = 0; i < N; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "b%05d", i);
+        docs[i] = (store_doc_t){ids[i], "bulk", "{}", 2, i + 1};
+    }
+    assert_int_equal(store_put(st, docs, N, err, sizeof(err)), 0);
+    assert_int_equal(store_count(st, "bulk", err, sizeof(err)), N);
+    store_close(st);
+}
+
+static void bad_uris_are_refused_clearly(void **state)
+{
+    (void)state;
+    char err[512];
+    assert_null(store_open("redis://x", "d", err, sizeof(err)));
+    assert_non_null(strstr(err, "mongodb://"));
+    assert_null(store_open("sqlite:", "d", err, sizeof(err)));
+    assert_non_null(strstr(err, "file path"));
+    assert_null(store_open("sqlite:/nonexistent-dir/x/y.db", "d", err, sizeof(err)));
+    assert_non_null(strstr(err, "cannot open"));
+}
+
+#define SUITE                                                                                   \
+    {                                                                                          \
+        cmocka_unit_test_setup(put_is_idempotent_by_id, fresh),                                \
+            cmocka_unit_test_setup(fetch_is_per_user_oldest_first_in_batches, fresh),          \
+            cmocka_unit_test_setup(remove_needs_the_owner, fresh),                             \
+            cmocka_unit_test_setup(survives_reopening, fresh),                                 \
+            cmocka_unit_test_setup(big_batches, fresh),                                        \
+    }
+
+int main(void)
+{
+    int failed = 0;
+    const struct CMUnitTest sqlite_suite[] = SUITE;
+    const struct CMUnitTest mongo_suite[] = SUITE;
+    const struct CMUnitTest common[] = {cmocka_unit_test(bad_uris_are_refused_clearly)};
+
+    failed += cmocka_run_group_tests_name("store: common", common, NULL, NULL);
+    snprintf(uri, sizeof(uri), "sqlite:");
+    failed += cmocka_run_group_tests_name("store: SQLite", sqlite_suite, NULL, NULL);
+
+    const char *mongo = getenv("STORE_TEST_MONGODB_URI");
+    if (mongo && *mongo) {
+        snprintf(uri, sizeof(uri), "%s", mongo);
+        failed += cmocka_run_group_tests_name("store: MongoDB", mongo_suite, NULL, NULL);
+    } else {
+        printf("store: MongoDB suite not run (set STORE_TEST_MONGODB_URI; the integration "
+               "tests do)\n");
+    }
+    return failed;
+}
