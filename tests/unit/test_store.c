@@ -190,11 +190,15 @@ int main(void)
 
     failed += cmocka_run_group_tests_name("store: common", common, NULL, NULL);
     snprintf(uri, sizeof(uri), "sqlite:");
+    printf("store: SQLite\n");
+    fflush(stdout);
     failed += cmocka_run_group_tests_name("store: SQLite", sqlite_suite, NULL, NULL);
 
     const char *mongo = getenv("STORE_TEST_MONGODB_URI");
     if (mongo && *mongo) {
         snprintf(uri, sizeof(uri), "%s", mongo);
+        printf("store: MongoDB at %s\n", mongo);
+        fflush(stdout);
         failed += cmocka_run_group_tests_name("store: MongoDB", mongo_suite, NULL, NULL);
     } else {
         printf("store: MongoDB suite not run (set STORE_TEST_MONGODB_URI; the integration "

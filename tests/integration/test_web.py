@@ -1,0 +1,300 @@
+"""web/test.html in a real browser: Debian's Chromium driven by Playwright
+(sync API), against the real daemon, Kafka and FerretDB.
+
+Playwright's own browser download is not used: the browser is always
+/usr/bin/chromium. One browser per module, a fresh context (own
+localStorage, own cookies) per test.
+
+    served by the daemon   live notification shown, acked (server side too),
+                           screenshot kept in tests/artifacts/test_html.png
+    replay + duplicates    stored while offline, typed into the form,
+                           replayed oldest first, a resent id dropped
+    opened as a file       file:// page with ?server=… receives live
+    no user                the page refuses to connect and says why
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from conftest import REPO
+from servers import produce
+
+playwright_sync = pytest.importorskip("playwright.sync_api")
+expect = playwright_sync.expect
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run",
+                 "--disable-quic"]
+ARTIFACTS = REPO / "tests" / "artifacts"
+PAGE = REPO / "web" / "test.html"
+TIMEOUT_MS = 15_000  # for every wait; a notification takes well under a second
+expect.set_options(timeout=TIMEOUT_MS)
+
+
+# --------------------------------------------------------------------------
+# Helpers
+
+def health(gw) -> dict:
+    with urllib.request.urlopen(gw.http_url("/healthz"), timeout=5) as r:
+        return json.load(r)
+
+
+def wait_health(gw, what: str, pred, timeout: float = 10.0) -> dict:
+    """Poll /healthz until PRED(health) holds."""
+    deadline = time.monotonic() + timeout
+    h = {}
+    while time.monotonic() < deadline:
+        h = health(gw)
+        if pred(h):
+            return h
+        time.sleep(0.05)
+    raise AssertionError(f"gateway never reached: {what}; last /healthz: {h}")
+
+
+def wait_assigned(gw, timeout: float = 30.0) -> None:
+    """Until the gateway's consumer group gave it its partitions."""
+    wait_health(gw, "partitions assigned", lambda h: h["partitions"] > 0, timeout)
+
+
+def note(nid: str, user: str, message: str) -> dict:
+    return {"id": nid, "userId": user, "message": message,
+            "timestamp": "2026-11-25T12:00:00.000Z"}
+
+
+def stored_ids(mongo, db: str, user: str) -> list[str]:
+    with mongo.client() as c:
+        return [d["_id"] for d in c[db].notifications.find({"userId": user}).sort("seq", 1)]
+
+
+def wait_stored_count(mongo, db: str, user: str, count: int, timeout: float = 15.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    ids: list[str] = []
+    while time.monotonic() < deadline:
+        ids = stored_ids(mongo, db, user)
+        if len(ids) == count:
+            return ids
+        time.sleep(0.1)
+    raise AssertionError(f"expected {count} stored notifications for {user}, found {ids}")
+
+
+def token() -> str:
+    return uuid.uuid4().hex[:10]
+
+
+def list_ids(page) -> list[str]:
+    """The data-id of every card, in the page's (DOM) order."""
+    return page.locator("#list > li.notification").evaluate_all(
+        "els => els.map(e => e.getAttribute('data-id'))")
+
+
+# --------------------------------------------------------------------------
+# Browser fixtures
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A page in a fresh context; console errors and uncaught exceptions are
+    collected in page.problems (checked by the tests that expect none)."""
+    context = browser.new_context(viewport={"width": 1000, "height": 700})
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    pg.problems = []
+    pg.on("pageerror", lambda e: pg.problems.append(f"uncaught: {e}"))
+    pg.on("console", lambda m: m.type == "error" and pg.problems.append(f"console: {m.text}"))
+    yield pg
+    context.close()
+
+
+def connected(page):
+    expect(page.locator("#status")).to_have_attribute("data-state", "connected")
+
+
+# --------------------------------------------------------------------------
+# Tests
+
+def test_served_by_the_daemon_shows_and_acks_a_live_notification(
+        kafka, mongo, topic, mongo_db_name, gateway, page):
+    gw = gateway()
+    wait_assigned(gw)
+    page.goto(gw.http_url("/?user=webuser&autoconnect=1"))
+    # The server address was derived from where the page came from.
+    expect(page.locator("#server")).to_have_value(f"ws://127.0.0.1:{gw.port}")
+    connected(page)
+    wait_health(gw, "the page's connection", lambda h: h["connections"] == 1)
+
+    nid = f"web-{token()}"
+    message = f"Deploy finished <b>not bold</b> & ünïcode ✓ {token()}"
+    produce(kafka.bootstrap, topic, [note(nid, "webuser", message)])
+
+    card = page.locator(f'#list > li.notification[data-id="{nid}"]')
+    expect(card).to_be_visible()
+    expect(card.locator(".message")).to_have_text(message)  # text, not markup
+    assert message in card.inner_text()
+    assert card.locator("b").count() == 0
+    expect(card).not_to_contain_class("replayed")
+    assert card.get_attribute("data-replayed") is None
+    expect(page.locator("#received-count")).to_have_text("1")
+    expect(page.locator("#duplicate-count")).to_have_text("0")
+    expect(page.locator("#ack-count")).to_have_text("1")
+    expect(page.locator("#empty")).to_be_hidden()
+
+    # The ack reached the daemon: nothing waits for one any more (without it
+    # the notification stays in flight for the 30 s ack timeout).
+    wait_health(gw, "no notification in flight", lambda h: h["inflight"] == 0)
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "test_html.png"), full_page=True,
+                    animations="disabled")
+    assert not page.problems, page.problems
+
+    # Closing the tab: a live notification that was not acked would be
+    # stored now; an acked one must not be.
+    page.close()
+    wait_health(gw, "the tab's connection closed and the store queue empty",
+                lambda h: h["connections"] == 0 and h["storeBacklog"] == 0)
+    time.sleep(1.0)
+    with mongo.client() as c:
+        assert c[mongo_db_name].notifications.count_documents({"_id": nid}) == 0
+        assert c[mongo_db_name].notifications.count_documents({}) == 0
+
+
+def test_replayed_oldest_first_and_duplicates_dropped(
+        kafka, mongo, topic, mongo_db_name, gateway, page):
+    gw = gateway()
+    wait_assigned(gw)
+    user = "replay.user"
+    tag = token()
+    ids = [f"rp-{tag}-{i}" for i in range(3)]
+    # One key, one partition: stored in this order.
+    produce(kafka.bootstrap, topic, [note(i, user, f"stored while offline #{n} {tag}")
+                                     for n, i in enumerate(ids)])
+    assert wait_stored_count(mongo, mongo_db_name, user, 3) == ids
+
+    # As a person would: the page with nothing in its query, type, click.
+    page.goto(gw.http_url("/"))
+    expect(page.locator("#status")).to_have_attribute("data-state", "disconnected")
+    server = page.locator("#server")
+    server.click()
+    server.press("ControlOrMeta+a")
+    server.press("Backspace")
+    server.press_sequentially(f"127.0.0.1:{gw.port}")  # no scheme: the page adds ws://
+    page.locator("#user").click()
+    page.locator("#user").press_sequentially(user)
+    page.locator("#connect").click()
+    connected(page)
+
+    replayed = page.locator('#list > li.notification.replayed[data-replayed="true"]')
+    expect(replayed).to_have_count(3)
+    # Delivered oldest first; the page puts the newest on top.
+    assert list_ids(page) == list(reversed(ids))
+    for n, i in enumerate(ids):
+        card = page.locator(f'#list > li.notification[data-id="{i}"]')
+        expect(card.locator(".message")).to_have_text(f"stored while offline #{n} {tag}")
+        expect(card.locator(".badge.replayed-marker")).to_have_text("replayed")
+    expect(page.locator("#received-count")).to_have_text("3")
+    expect(page.locator("#ack-count")).to_have_text("3")
+    expect(page.locator("#duplicate-count")).to_have_text("0")
+
+    # Every replayed one was acked: the store empties.
+    wait_stored_count(mongo, mongo_db_name, user, 0, timeout=10)
+    wait_health(gw, "no notification in flight", lambda h: h["inflight"] == 0)
+
+    # The same id again (a producer retry, a Kafka redelivery): acked,
+    # counted as a duplicate, not shown twice. A new id after it is shown.
+    fresh = f"live-{tag}"
+    produce(kafka.bootstrap, topic, [note(ids[1], user, "second copy"),
+                                     note(fresh, user, f"live after replay {tag}")])
+    expect(page.locator(f'#list > li.notification[data-id="{fresh}"]')).to_be_visible()
+    expect(page.locator("#duplicate-count")).to_have_text("1")
+    expect(page.locator("#ack-count")).to_have_text("5")
+    expect(page.locator("#received-count")).to_have_text("4")
+    assert list_ids(page) == [fresh] + list(reversed(ids))
+    expect(page.locator("#list")).not_to_contain_text("second copy")
+    wait_health(gw, "no notification in flight", lambda h: h["inflight"] == 0)
+    assert not page.problems, page.problems
+
+    page.close()
+    wait_health(gw, "the tab's connection closed and the store queue empty",
+                lambda h: h["connections"] == 0 and h["storeBacklog"] == 0)
+    time.sleep(0.5)
+    assert stored_ids(mongo, mongo_db_name, user) == []
+
+
+def test_opened_as_a_file_receives_live(kafka, topic, gateway, page):
+    gw = gateway()
+    wait_assigned(gw)
+    page.goto("file://" + str(PAGE) + f"?server=ws://127.0.0.1:{gw.port}&user=fileuser&autoconnect=1")
+    expect(page.locator("#server")).to_have_value(f"ws://127.0.0.1:{gw.port}")
+    expect(page.locator("#user")).to_have_value("fileuser")
+    connected(page)
+    wait_health(gw, "the page's connection", lambda h: h["connections"] == 1)
+
+    nid = f"file-{token()}"
+    message = f"from a file:// page {token()}"
+    produce(kafka.bootstrap, topic, [note(nid, "fileuser", message)])
+    card = page.locator(f'#list > li.notification[data-id="{nid}"]')
+    expect(card.locator(".message")).to_have_text(message)
+    expect(page.locator("#ack-count")).to_have_text("1")
+    wait_health(gw, "no notification in flight", lambda h: h["inflight"] == 0)
+    assert not page.problems, page.problems
+
+
+def test_no_user_means_no_connection(gateway, page):
+    gw = gateway()
+    sockets = []
+    page.on("websocket", lambda ws: sockets.append(ws.url))
+    status = page.locator("#status")
+    error = page.locator("#form-error")
+    user = page.locator("#user")
+
+    # autoconnect without a user: an error, not a connection.
+    page.goto(gw.http_url("/?autoconnect=1"))
+    expect(error).to_have_text("Enter a user id.")
+    expect(error).to_be_visible()
+    page.wait_for_timeout(500)
+    assert sockets == [], "the page opened a WebSocket without a user id"
+    expect(status).to_have_attribute("data-state", "disconnected")
+    expect(user).to_have_attribute("aria-invalid", "true")
+    expect(user).to_be_focused()
+
+    # Clicking Connect with blanks only: the same.
+    user.press_sequentially("   ")
+    page.locator("#connect").click()
+    expect(error).to_have_text("Enter a user id.")
+    expect(status).to_have_attribute("data-state", "disconnected")
+
+    # A user id the protocol does not allow is refused by the page too.
+    user.fill("")
+    user.press_sequentially("bad user!")
+    page.locator("#connect").click()
+    expect(error).to_contain_text("1 to 128")
+    page.wait_for_timeout(500)
+    expect(status).to_have_attribute("data-state", "disconnected")
+    assert sockets == []
+    assert health(gw)["connections"] == 0
+
+    # Fixing it clears the error, and then it connects.
+    user.fill("")
+    user.press_sequentially("gooduser")
+    expect(error).to_have_text("")
+    expect(error).to_be_hidden()
+    expect(user).to_have_attribute("aria-invalid", "false")
+    page.locator("#connect").click()
+    connected(page)
+    assert len(sockets) == 1 and sockets[0].endswith("/?userId=gooduser")
+    wait_health(gw, "the page's connection", lambda h: h["connections"] == 1)
+    assert not page.problems, page.problems
