@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ack.h"
 #include "embedded.h"
@@ -310,6 +311,17 @@ static int on_http_writeable(struct lws *wsi, struct session *s)
     return 0;
 }
 
+/* Only WebSocket upgrades: HTTP/2 (h2c) in this libwebsockets has known
+ * defects. The header is read from the request, not from `in`, which this
+ * version may hand over already freed (CVE-2025-11677). */
+static int confirm_upgrade(struct lws *wsi)
+{
+    char up[32];
+    if (lws_hdr_copy(wsi, up, sizeof(up), WSI_TOKEN_UPGRADE) > 0 && strcasecmp(up, "websocket") == 0)
+        return 0;
+    return -1;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
@@ -338,6 +350,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         free(s->rx);
         s->rx = NULL;
         return 0;
+    case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        return confirm_upgrade(wsi);
     case LWS_CALLBACK_HTTP:
         return on_http(of(wsi), wsi, s);
     case LWS_CALLBACK_HTTP_WRITEABLE:

@@ -471,16 +471,15 @@ void storeq_stop(storeq_t *q, int64_t deadline_ms)
     /* A call to an unreachable server can block for the driver's server
      * selection timeout: past the deadline, leave the worker to the
      * process exit rather than hold the shutdown. */
-    int64_t wait_ms = deadline_ms - now_mono_ms() + 500;
+    int64_t wait_ms = deadline_ms - now_mono_ms();
+    wait_ms = (wait_ms > 0 ? wait_ms : 0) + 500;
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
-    if (wait_ms > 0) {
-        until.tv_sec += wait_ms / 1000;
-        until.tv_nsec += (wait_ms % 1000) * 1000000;
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
+    until.tv_sec += wait_ms / 1000;
+    until.tv_nsec += (wait_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
     }
     if (pthread_timedjoin_np(q->thread, NULL, &until) != 0) {
         log_warn("the store did not answer before the shutdown deadline; leaving it");

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import time
 import urllib.request
@@ -275,6 +276,12 @@ def test_http_serves_the_page_and_health(gateway):
         assert b"<html" in r.read().lower()
     h = health(gw)
     assert h["status"] == "ok" and h["connections"] == 0
+    # HTTP/2 over cleartext is refused: only HTTP/1.1 and WebSocket upgrades.
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+                  b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n")
+        reply = s.recv(4096)
+        assert b"101" not in reply.split(b"\r\n")[0]
 
 
 def test_sigterm_stores_in_flight_commits_and_exits_zero(kafka, mongo, topic, mongo_db_name,
