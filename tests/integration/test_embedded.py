@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -55,10 +56,17 @@ class MakeRun:
         return run.stdout.strip()
 
 
+@pytest.fixture(scope="module")
+def clone(tmp_path_factory):
+    """A clean clone, built by the first `make run` and reused after."""
+    path = tmp_path_factory.mktemp("newcomer") / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(path)], check=True)
+    return path
+
+
 @pytest.fixture
-def newcomer(tmp_path):
-    clone = tmp_path / "clone"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True)
+def newcomer(clone, tmp_path):
+    shutil.rmtree(clone / "data", ignore_errors=True)
     runner = MakeRun(clone, free_port(), free_port(), tmp_path / "make-run.log")
     yield runner
     if runner.proc and runner.proc.poll() is None:
