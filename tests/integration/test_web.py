@@ -16,6 +16,7 @@ localStorage, own cookies) per test.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 import urllib.request
 import uuid
@@ -23,7 +24,7 @@ import uuid
 import pytest
 
 from conftest import REPO
-from servers import produce
+from servers import free_port, produce
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
 expect = playwright_sync.expect
@@ -297,4 +298,30 @@ def test_no_user_means_no_connection(gateway, page):
     connected(page)
     assert len(sockets) == 1 and sockets[0].endswith("/?userId=gooduser")
     wait_health(gw, "the page's connection", lambda h: h["connections"] == 1)
+    assert not page.problems, page.problems
+
+
+def test_embedded_mode_page_shows_a_producer_notification(gateway, page, tmp_path):
+    """The newcomer's setup: no Kafka, no MongoDB; the gateway's embedded
+    broker and SQLite store, the producer CLI, and the page."""
+    kafka_port = free_port()
+    gw = gateway(topic="notifications", args=["--embedded", "--embedded-port", kafka_port,
+                       "--store", f"sqlite:{tmp_path}/notifications.db"])
+    wait_assigned(gw)
+    page.goto(gw.http_url("/?user=u1&autoconnect=1"))
+    connected(page)
+    wait_health(gw, "the page's connection", lambda h: h["connections"] == 1)
+
+    message = f"Hello from the embedded broker {token()}"
+    sent = subprocess.run([str(REPO / "build" / "producer"), "--brokers", f"127.0.0.1:{kafka_port}",
+                           "--user", "u1", "--message", message],
+                          capture_output=True, text=True, timeout=60)
+    assert sent.returncode == 0, sent.stderr
+    nid = sent.stdout.strip()
+    card = page.locator(f'#list > li.notification[data-id="{nid}"]')
+    expect(card.locator(".message")).to_have_text(message)
+    expect(page.locator("#ack-count")).to_have_text("1")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "test_html_embedded.png"), full_page=True,
+                    animations="disabled")
     assert not page.problems, page.problems
