@@ -10,7 +10,13 @@
 #   make deps            install the build dependencies (Debian packages)
 
 CC      ?= cc
+# A sanitizer build gets its own folder, so no object is half-instrumented.
+ifdef SANITIZE
+BUILD   ?= build-$(subst $(comma),-,$(SANITIZE))
+else
 BUILD   ?= build
+endif
+comma   := ,
 PKGS    := rdkafka libmongoc-1.0 libbson-1.0 libwebsockets jansson sqlite3
 CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2
@@ -36,7 +42,7 @@ PRODUCER_OBJ := $(PRODUCER_SRC:%.c=$(OBJ)/%.o)
 CONSUMER_LIB_OBJ := $(filter-out $(OBJ)/consumer/main.o,$(CONSUMER_OBJ))
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test-deps test unit integration clean check-docker run
+.PHONY: all deps test-deps test unit unit-bin integration clean check-docker run
 all: $(BUILD)/consumer $(BUILD)/producer
 
 deps:
@@ -62,11 +68,16 @@ $(OBJ)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
 
-unit: $(UNIT_BIN)
+unit-bin: $(UNIT_BIN)
+
+unit: unit-bin
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
-integration: all
-	python3 -m pytest -v tests/integration
+# The integration tests run the binaries of this build.
+PYTEST  := BUILD_DIR=$(abspath $(BUILD)) python3 -m pytest -v tests/integration
+
+integration: all unit-bin
+	$(PYTEST)
 
 # The newcomer's command: no Kafka, no MongoDB, no Docker needed. Settings
 # can still come from the environment (PORT=9000 make run).
@@ -79,13 +90,13 @@ run: deps
 test: test-deps
 	$(MAKE) all unit
 	$(MAKE) check-docker
-	python3 -m pytest -v tests/integration
+	$(PYTEST)
 
 # No Docker engine runs on the test machines: validate what can be validated.
 check-docker:
 	scripts/check-docker.sh
 
 clean:
-	rm -rf $(BUILD)
+	rm -rf build build-*
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

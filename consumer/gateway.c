@@ -42,6 +42,7 @@ struct gateway {
     int flush_scheduled;
     volatile sig_atomic_t stop_requested;
     int stopping;
+    size_t sessions; /* open WebSocket connections, hub's or not */
     /* Offsets completed by acks during this turn of the loop. */
     struct part_offset *done;
     size_t ndone, done_cap;
@@ -50,6 +51,7 @@ struct gateway {
 /* Per connection (WebSocket or plain HTTP). */
 struct session {
     hub_conn_t *conn;
+    int counted; /* in gateway.sessions */
     int closing;
     char *rx; /* a client frame that came in several fragments */
     size_t rx_len;
@@ -201,7 +203,7 @@ static int on_established(gateway_t *g, struct lws *wsi, struct session *s)
     if (g->stopping)
         return refuse(wsi, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
     user = lws_get_urlarg_by_name(wsi, "userId=", buf, sizeof(buf));
-    if (!user)
+    if (!user || !*user)
         user = lws_get_urlarg_by_name(wsi, "user_id=", buf, sizeof(buf));
     if (!user || !*user)
         return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
@@ -284,6 +286,13 @@ static int on_writeable(gateway_t *g, struct lws *wsi, struct session *s)
 static int on_http(gateway_t *g, struct lws *wsi, struct session *s)
 {
     unsigned char headers[LWS_PRE + 512], *p = headers + LWS_PRE, *end = headers + sizeof(headers);
+    char uri[32];
+
+    /* Files are the mount's; what reaches here is /healthz or nothing. */
+    if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 || strcmp(uri, "/healthz") != 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+        return -1;
+    }
 
     s->http_len = (size_t)snprintf(
         s->http_body, sizeof(s->http_body),
@@ -335,6 +344,8 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
             take_work(g);
         return 0;
     case LWS_CALLBACK_ESTABLISHED:
+        of(wsi)->sessions++;
+        s->counted = 1;
         return on_established(of(wsi), wsi, s);
     case LWS_CALLBACK_RECEIVE:
         return on_receive(of(wsi), wsi, s, in, len);
@@ -342,6 +353,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return on_writeable(of(wsi), wsi, s);
     case LWS_CALLBACK_CLOSED:
         g = of(wsi);
+        if (s->counted) {
+            g->sessions--;
+            s->counted = 0;
+        }
         if (s->conn) {
             hub_disconnect(g->hub, s->conn);
             s->conn = NULL;
@@ -532,7 +547,8 @@ int gateway_run(gateway_t *g)
     kafka_stop(g->kafka);
     hub_disconnect_all(g->hub);
     flush_now(g);
-    while (storeq_backlog(g->storeq) > 0 && now_mono_ms() < deadline) {
+    /* Until what clients held is stored and every client got its close frame. */
+    while ((storeq_backlog(g->storeq) > 0 || g->sessions > 0) && now_mono_ms() < deadline) {
         if (lws_service(g->ctx, 0) < 0)
             break;
     }

@@ -292,6 +292,17 @@ void hub_replayed(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t *m
     pump(hub, u);
 }
 
+/* Replays everything stored for u, oldest first, before live delivery
+ * resumes; what is in flight to u is not sent twice. */
+static void replay_from_start(hub_t *hub, user_t *u)
+{
+    u->gen++;
+    u->cursor = 0;
+    u->replaying = 1;
+    u->dirty = 1;
+    pump(hub, u);
+}
+
 static void store_for(hub_t *hub, user_t *u, const hub_msg_t *m)
 {
     hub->ops.store(hub->ops.ctx, m);
@@ -361,11 +372,7 @@ hub_conn_t *hub_connect(hub_t *hub, const char *user, void *transport)
     hub->nconns++;
 
     /* Whatever is stored for the user goes out first, to every connection. */
-    u->gen++;
-    u->cursor = 0;
-    u->replaying = 1;
-    u->dirty = 1;
-    pump(hub, u);
+    replay_from_start(hub, u);
     return c;
 }
 
@@ -476,6 +483,7 @@ void hub_tick(hub_t *hub, int64_t now_ms)
 {
     user_t *u, *tmp;
     HASH_ITER(hh, hub->users, u, tmp) {
+        int timed_out = 0;
         for (hub_conn_t *c = u->conns; c; c = c->next) {
             size_t released = 0;
             for (size_t i = 0; i < c->nsent; i++) {
@@ -491,9 +499,15 @@ void hub_tick(hub_t *hub, int64_t now_ms)
                 log_debug("user %s: %zu notifications unacknowledged after %lld ms, released",
                           u->id, released, (long long)hub->lim.ack_timeout_ms);
                 compact(c);
+                timed_out = 1;
             }
         }
-        pump(hub, u);
+        /* What timed out is in the store now: send it again, in order,
+         * ahead of newer notifications. */
+        if (timed_out)
+            replay_from_start(hub, u);
+        else
+            pump(hub, u);
     }
 }
 

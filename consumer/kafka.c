@@ -342,6 +342,16 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
         }
         memcpy(key, *p, (size_t)(eq - *p));
         key[eq - *p] = '\0';
+        if (!strcmp(key, "enable.auto.offset.store") || !strcmp(key, "enable.auto.commit") ||
+            !strcmp(key, "group.id") || !strcmp(key, "bootstrap.servers")) {
+            snprintf(errstr, size,
+                     "-X %s: the gateway sets %s itself (%s); use its own option instead",
+                     *p, key,
+                     strncmp(key, "enable.", 7) == 0
+                         ? "offsets are stored only once a notification is delivered or stored"
+                         : "--group / --brokers");
+            goto fail;
+        }
         if (rd_kafka_conf_set(rconf, key, eq + 1, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
             snprintf(errstr, size, "-X %s: %s", *p, err);
             goto fail;

@@ -91,11 +91,14 @@ static void *mongo_open(const char *uri_string, const char *db, char *errstr, si
      * is down, so the worker can report it and retry. */
     if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 2000);
-    mongoc_write_concern_t *wc = mongoc_write_concern_new();
-    /* A put must be durable before its Kafka offset is committed. */
-    mongoc_write_concern_set_journal(wc, true);
-    mongoc_uri_set_write_concern(uri, wc);
-    mongoc_write_concern_destroy(wc);
+    /* A put must be durable before its Kafka offset is committed: journaled,
+     * unless the URI asks for a write concern of its own (w=majority…). */
+    if (mongoc_write_concern_is_default(mongoc_uri_get_write_concern(uri))) {
+        mongoc_write_concern_t *wc = mongoc_write_concern_new();
+        mongoc_write_concern_set_journal(wc, true);
+        mongoc_uri_set_write_concern(uri, wc);
+        mongoc_write_concern_destroy(wc);
+    }
 
     st = calloc(1, sizeof(*st));
     if (!st)

@@ -37,7 +37,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import servers  # noqa: E402
 from servers import REPO, FerretDB, KafkaServer, free_port, produce, tail  # noqa: E402,F401
 
-GATEWAY_BIN = Path(os.environ.get("GATEWAY_BIN") or (REPO / "build" / "consumer"))
+# `make test` points these at its build folder (another one for sanitizer builds).
+BUILD_DIR = Path(os.environ.get("BUILD_DIR") or (REPO / "build"))
+GATEWAY_BIN = Path(os.environ.get("GATEWAY_BIN") or (BUILD_DIR / "consumer"))
+PRODUCER_BIN = Path(os.environ.get("PRODUCER_BIN") or (BUILD_DIR / "producer"))
 WEB_ROOT = REPO / "web"
 # The gateway also reads its settings from these; a test's gateway must not
 # pick them up from the environment pytest runs in.

@@ -8,17 +8,18 @@ import json
 import socket
 import subprocess
 import time
+import urllib.error
 import urllib.request
 
 import pytest
 import websockets
 from confluent_kafka import Producer
 
-from conftest import REPO
+from conftest import PRODUCER_BIN
 from servers import produce
 from wsclient import Tab
 
-PRODUCER = REPO / "build" / "producer"
+PRODUCER = PRODUCER_BIN
 
 
 def note(nid: str, user: str, message: str | None = None, **extra) -> dict:
@@ -170,6 +171,14 @@ def test_unacknowledged_past_the_timeout_is_stored(kafka, mongo, topic, mongo_db
             await tab.wait_for(1)
             docs = wait_stored(mongo, mongo_db_name, "slowpoke", 1, timeout=10)
             assert docs[0]["_id"] == "s1"
+            # Sent again from the store on the same connection; acked this time.
+            await tab.wait_for(2)
+            assert tab.frames[1]["id"] == "s1" and tab.frames[1]["replayed"] is True
+            await tab.send_ack("s1")
+            deadline = time.monotonic() + 10
+            while stored(mongo, mongo_db_name, "slowpoke") and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert stored(mongo, mongo_db_name, "slowpoke") == []
     run(scenario())
 
 
@@ -276,6 +285,9 @@ def test_http_serves_the_page_and_health(gateway):
         assert b"<html" in r.read().lower()
     h = health(gw)
     assert h["status"] == "ok" and h["connections"] == 0
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(gw.http_url("/no-such-page"), timeout=5)
+    assert missing.value.code == 404
     # HTTP/2 over cleartext is refused: only HTTP/1.1 and WebSocket upgrades.
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
@@ -296,6 +308,8 @@ def test_sigterm_stores_in_flight_commits_and_exits_zero(kafka, mongo, topic, mo
             started = time.monotonic()
             assert gw.stop(timeout=10) == 0
             assert time.monotonic() - started < 5
+            await tab.close()
+            assert tab.ws.close_code == 1001  # told it is going away
     run(scenario())
     assert [d["_id"] for d in stored(mongo, mongo_db_name, "holder")] == ["h1", "h2"]
     # Everything was stored, so everything was committed: a restart
@@ -379,3 +393,23 @@ def test_sigkill_under_traffic_loses_nothing(kafka, mongo, topic, mongo_db_name,
     run(phase_two())
     missing = {u: sorted(expected[u] - got[u])[:5] for u in users if expected[u] - got[u]}
     assert not missing, f"lost notifications: {missing}"
+
+
+@pytest.mark.parametrize("prop", ["enable.auto.commit=false", "enable.auto.offset.store=true"])
+def test_settings_that_would_lose_notifications_are_refused(gateway, prop):
+    gw = gateway(args=["-X", prop], wait=False)
+    deadline = time.monotonic() + 15
+    while gw.running and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert gw.returncode not in (None, 0)
+    assert "the gateway sets" in gw.log_text()
+
+
+def test_bad_settings_get_a_clear_error():
+    from conftest import GATEWAY_BIN
+    for args, says in ((["--port", "http"], "--port"), (["--window", "0"], "--window"),
+                       (["--store", "redis://x"], "unknown store"), (["--nope"], "--help"),
+                       (["--log-level", "loud"], "log level")):
+        run_ = subprocess.run([str(GATEWAY_BIN), *args], capture_output=True, text=True, timeout=30)
+        assert run_.returncode != 0, args
+        assert says in run_.stderr, (args, run_.stderr)

@@ -20,9 +20,10 @@ from datetime import datetime, timezone
 
 import pytest
 
+from conftest import PRODUCER_BIN
 from servers import REPO, free_port
 
-PRODUCER = os.environ.get("PRODUCER_BIN") or str(REPO / "build" / "producer")
+PRODUCER = str(PRODUCER_BIN)
 
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")

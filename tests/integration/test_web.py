@@ -23,7 +23,7 @@ import uuid
 
 import pytest
 
-from conftest import REPO
+from conftest import PRODUCER_BIN, REPO
 from servers import free_port, produce
 
 playwright_sync = pytest.importorskip("playwright.sync_api")
@@ -313,7 +313,7 @@ def test_embedded_mode_page_shows_a_producer_notification(gateway, page, tmp_pat
     wait_health(gw, "the page's connection", lambda h: h["connections"] == 1)
 
     message = f"Hello from the embedded broker {token()}"
-    sent = subprocess.run([str(REPO / "build" / "producer"), "--brokers", f"127.0.0.1:{kafka_port}",
+    sent = subprocess.run([str(PRODUCER_BIN), "--brokers", f"127.0.0.1:{kafka_port}",
                            "--user", "u1", "--message", message],
                           capture_output=True, text=True, timeout=60)
     assert sent.returncode == 0, sent.stderr

@@ -311,10 +311,18 @@ static void ack_timeout_releases_to_the_store(void **state)
     hub_frame_sent(hub, c, 5000);
     hub_tick(hub, 5500);
     assert_int_equal(rec.nstored, 0);
+    int fetches = rec.nfetched;
     hub_tick(hub, 6000);
     assert_int_equal(rec.nstored, 1);
     assert_string_equal(rec.stored[0], "slow");
     assert_int_equal(hub_inflight_count(hub), 0);
+    /* It is sent again from the store, ahead of anything newer. */
+    assert_int_equal(rec.nfetched, fetches + 1);
+    assert_int_equal(rec.fetched_after[fetches], 0);
+    assert_true(hub_user_replaying(hub, "frank"));
+    hub_msg_t newer = msg("newer", "frank", 12);
+    hub_publish(hub, &newer);
+    assert_int_equal(rec.nstored, 2);
     hub_free(hub);
 }
 
