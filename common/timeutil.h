@@ -7,7 +7,11 @@
 
 #define ISO8601_LEN 32 /* room for "2023-10-01T12:00:00.000Z" and a NUL */
 
+#include <time.h>
+
 int64_t now_wall_ms(void);
+/* The wall-clock time ms from now, as the pthread timed waits take it. */
+struct timespec wall_in_ms(int64_t ms);
 int64_t now_mono_ms(void);
 
 /* Formats epoch milliseconds as "YYYY-MM-DDTHH:MM:SS.mmmZ"; -1 if out of range. */

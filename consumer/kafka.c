@@ -211,13 +211,7 @@ static int hand_off(kafka_t *k, kafka_batch_t *b)
 {
     pthread_mutex_lock(&k->lock);
     while (k->queued >= k->queue_max && k->running) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 100 * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = wall_in_ms(100);
         pthread_cond_timedwait(&k->room, &k->lock, &ts);
     }
     if (!k->running) {

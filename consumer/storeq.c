@@ -194,13 +194,7 @@ static int retry(storeq_t *q, const char *what, const char *errstr, int attempt,
     int64_t until = now_mono_ms() + *delay;
     /* A stop cuts the pause short only for a call with nothing to finish. */
     while (!(q->stopping && !carrying_work) && now_mono_ms() < until) {
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 50 * 1000000;
-        if (ts.tv_nsec >= 1000000000) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000;
-        }
+        struct timespec ts = wall_in_ms(50);
         pthread_cond_timedwait(&q->cond, &q->lock, &ts);
     }
     int give_up = q->stopping && (!carrying_work || now_mono_ms() >= q->deadline_ms);
@@ -473,14 +467,7 @@ void storeq_stop(storeq_t *q, int64_t deadline_ms)
      * process exit rather than hold the shutdown. */
     int64_t wait_ms = deadline_ms - now_mono_ms();
     wait_ms = (wait_ms > 0 ? wait_ms : 0) + 500;
-    struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += wait_ms / 1000;
-    until.tv_nsec += (wait_ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = wall_in_ms(wait_ms);
     if (pthread_timedjoin_np(q->thread, NULL, &until) != 0) {
         log_warn("the store did not answer before the shutdown deadline; leaving it");
         q->abandoned = 1;
