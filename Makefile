@@ -91,7 +91,7 @@ integration: all unit-bin
 run: deps
 	@$(MAKE) --no-print-directory all
 	@mkdir -p data
-	./build/consumer --embedded --store sqlite:data/notifications.db --web-root web
+	$(BUILD)/consumer --embedded --store sqlite:data/notifications.db --web-root web
 
 # The README's test command: everything, from a clean clone on a fresh machine.
 test: test-deps

@@ -23,7 +23,9 @@ class MakeRun:
     def __init__(self, clone, port, kafka_port, log):
         self.clone, self.port, self.kafka_port, self.log = clone, port, kafka_port, log
         self.env = dict(os.environ, PORT=str(port), EMBEDDED_PORT=str(kafka_port))
-        for k in ("KAFKA_BROKERS", "KAFKA_TOPIC", "KAFKA_GROUP", "MONGODB_URI", "STORE_URI"):
+        # A newcomer's shell: none of the settings, and no make of ours around it.
+        for k in ("KAFKA_BROKERS", "KAFKA_TOPIC", "KAFKA_GROUP", "MONGODB_URI", "STORE_URI",
+                  "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "BUILD_DIR", "GATEWAY_BIN", "PRODUCER_BIN"):
             self.env.pop(k, None)
         self.proc = None
 
