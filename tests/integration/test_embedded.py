@@ -25,7 +25,8 @@ class MakeRun:
         self.env = dict(os.environ, PORT=str(port), EMBEDDED_PORT=str(kafka_port))
         # A newcomer's shell: none of the settings, and no make of ours around it.
         for k in ("KAFKA_BROKERS", "KAFKA_TOPIC", "KAFKA_GROUP", "MONGODB_URI", "STORE_URI",
-                  "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "BUILD_DIR", "GATEWAY_BIN", "PRODUCER_BIN"):
+                  "MAKEFLAGS", "MFLAGS", "MAKELEVEL", "SANITIZE", "BUILD", "BUILD_DIR",
+                  "GATEWAY_BIN", "PRODUCER_BIN"):
             self.env.pop(k, None)
         self.proc = None
 
