@@ -350,6 +350,8 @@ static void run_fetches(storeq_t *q, batch_t *list, struct round *r)
 
 #define APPEND(dst, ndst, src, nsrc)                                                           \
     do {                                                                                       \
+        if ((nsrc) == 0)                                                                       \
+            break;                                                                             \
         void *grown = realloc((dst), ((ndst) + (nsrc)) * sizeof(*(dst)));                      \
         if (grown) {                                                                           \
             (dst) = grown;                                                                     \
