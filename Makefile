@@ -81,7 +81,8 @@ unit: unit-bin
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
 
 # The integration tests run the binaries of this build.
-PYTEST  := BUILD_DIR=$(abspath $(BUILD)) python3 -m pytest -v tests/integration
+PYTEST_ARGS ?= tests/integration
+PYTEST  = BUILD_DIR=$(abspath $(BUILD)) python3 -m pytest -v $(PYTEST_ARGS)
 
 integration: all unit-bin
 	$(PYTEST)
@@ -94,10 +95,15 @@ run: deps
 	$(BUILD)/consumer --embedded --store sqlite:data/notifications.db --web-root web
 
 # The README's test command: everything, from a clean clone on a fresh machine.
+# Then the C code once more under AddressSanitizer and UBSan: the unit tests
+# and the gateway's integration tests (a report in its log fails the test).
 test: test-deps
 	$(MAKE) all unit
 	$(MAKE) check-docker
 	$(PYTEST)
+	$(MAKE) SANITIZE=address,undefined unit
+	$(MAKE) SANITIZE=address,undefined integration \
+	    PYTEST_ARGS="tests/integration/test_gateway.py tests/integration/test_store_suite.py"
 
 # No Docker engine runs on the test machines: validate what can be validated.
 check-docker:

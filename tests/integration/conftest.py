@@ -303,9 +303,18 @@ def gateway(kafka, mongo, topic, mongo_db_name, gateway_group, tmp_path, request
     yield start
 
     failed = _test_failed(request)
+    sanitizer_reports = []
     for gw in started:
         code = gw.stop()
+        # A sanitizer build reports memory errors and leaks in the log.
+        for line in gw.log_text().splitlines():
+            if "ERROR: AddressSanitizer" in line or "ERROR: LeakSanitizer" in line \
+                    or "runtime error:" in line:
+                sanitizer_reports.append(f"{gw.log_path}: {line}")
         if failed and gw.starts:
             # Shown by pytest under "Captured stderr teardown" of the failed test.
             print(f"\n----- gateway on port {gw.port} (exit {code}): {gw.log_path}\n"
                   f"{tail(gw.log_path, 80)}", file=sys.stderr)
+    if sanitizer_reports:
+        pytest.fail("sanitizer reports in the gateway's log:\n" + "\n".join(sanitizer_reports[:20]),
+                    pytrace=False)
