@@ -19,6 +19,7 @@
 #include "store.h"
 #include "storeq.h"
 #include "timeutil.h"
+#include "wsframe.h"
 
 /* Puts handed to the store and not yet durable: past either limit the loop
  * stops taking notifications from Kafka until the store catches up. */
@@ -27,6 +28,8 @@
 #define WINDOW_BYTES (1u << 20) /* per connection, queued and unacknowledged */
 #define FETCH_BATCH 128
 #define TICK_US (1 * LWS_US_PER_SEC)
+/* Bytes of frames put in one write to a connection. */
+#define WRITE_BATCH_BYTES (32u << 10)
 #define EMBEDDED_STORE "sqlite:data/notifications.db"
 #define EMBEDDED_PARTITIONS 3
 
@@ -43,6 +46,9 @@ struct gateway {
     volatile sig_atomic_t stop_requested;
     int stopping;
     size_t sessions; /* open WebSocket connections, hub's or not */
+    /* Where frames are gathered for one write: a batch, or one frame of the
+     * largest size a notification can have. */
+    unsigned char wbuf[LWS_PRE + WRITE_BATCH_BYTES + NOTIF_JSON_MAX + 64];
     /* Offsets completed by acks during this turn of the loop. */
     struct part_offset *done;
     size_t ndone, done_cap;
@@ -266,18 +272,36 @@ static int on_receive(gateway_t *g, struct lws *wsi, struct session *s, const ch
 
 static int on_writeable(gateway_t *g, struct lws *wsi, struct session *s)
 {
-    size_t len;
+    unsigned char *out = g->wbuf + LWS_PRE;
+    size_t used = 0, len;
     char *frame;
+    int64_t now = now_mono_ms();
 
     if (s->closing)
         return refuse(wsi, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
-    if (!s->conn || !(frame = hub_next_frame(s->conn, &len)))
+    if (!s->conn)
         return 0;
-    if (lws_write(wsi, (unsigned char *)frame, len, LWS_WRITE_TEXT) < (int)len) {
+    /* Every queued frame that fits, in one write; the hub asks for another
+     * writable callback when some are left. The first always fits. */
+    while ((frame = hub_next_frame(s->conn, &len))) {
+        if (used && used + WSFRAME_HEADER_MAX + len > WRITE_BATCH_BYTES)
+            break;
+        if (WSFRAME_HEADER_MAX + len > sizeof(g->wbuf) - LWS_PRE) {
+            /* Only a store edited by hand can hold one this large. */
+            log_error("a notification of %zu bytes is over the limit; closing the connection", len);
+            return -1;
+        }
+        used += wsframe_text_header(out + used, len);
+        memcpy(out + used, frame, len);
+        used += len;
+        hub_frame_sent(g->hub, s->conn, now);
+    }
+    /* Whole frames built here, so lws sends them as they are; whatever the
+     * socket does not take now, lws keeps and sends first next time. */
+    if (used && lws_write(wsi, out, used, LWS_WRITE_RAW) < (int)used) {
         log_warn("write to a client failed; closing its connection");
         return -1;
     }
-    hub_frame_sent(g->hub, s->conn, now_mono_ms());
     return 0;
 }
 

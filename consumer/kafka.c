@@ -185,6 +185,15 @@ static void take_message(kafka_t *k, const rd_kafka_message_t *rkm, kafka_batch_
     }
     size_t len = 0;
     char *frame = notification_to_json(&n, 0, &len);
+    if (frame && len > NOTIF_JSON_MAX) {
+        log_warn("skipping the message at %s partition %d offset %lld: it is %zu bytes once "
+                 "normalised, over the limit of %d",
+                 k->topic, (int)rkm->partition, (long long)rkm->offset, len, NOTIF_JSON_MAX);
+        free(frame);
+        notification_clear(&n);
+        skipped[(*nskipped)++] = (struct part_offset){rkm->partition, rkm->offset};
+        return;
+    }
     m->id = strdup(n.id);
     m->user = strdup(n.user);
     if (!frame || !m->id || !m->user) {

@@ -97,6 +97,22 @@ def test_every_tab_of_a_user_receives_it(kafka, topic, gateway):
     run(scenario())
 
 
+def test_large_and_many_notifications_arrive_whole_and_in_order(kafka, topic, gateway):
+    """Frames of every header size, many written to a connection at once."""
+    gw = gateway()
+    sizes = [10, 125, 126, 4000, 20000, 60000] + [300] * 500
+    records = [note(f"big-{i:04d}", "bulky", "x" * size) for i, size in enumerate(sizes)]
+
+    async def scenario():
+        async with Tab(gw.ws_url("bulky")) as tab:
+            await asyncio.sleep(0.3)
+            produce(kafka.bootstrap, topic, records)
+            frames = await tab.wait_for(len(records), timeout=30)
+            assert tab.ids == [r["id"] for r in records]
+            assert [len(f["message"]) for f in frames] == sizes
+    run(scenario())
+
+
 def test_offline_notifications_are_stored_and_flushed_oldest_first(kafka, mongo, topic,
                                                                    mongo_db_name, gateway):
     gw = gateway()

@@ -11,6 +11,7 @@
 #include "notification.h"
 #include "timeutil.h"
 #include "uuid7.h"
+#include "wsframe.h"
 
 static int parse(const char *json, int fill, notification_t *n, char *err)
 {
@@ -161,6 +162,27 @@ static void ack_forms(void **state)
     assert_non_null(strstr(err, "JSON object"));
 }
 
+static void websocket_frame_headers(void **state)
+{
+    (void)state;
+    unsigned char h[WSFRAME_HEADER_MAX];
+    assert_int_equal(wsframe_text_header(h, 5), 2);
+    assert_int_equal(h[0], 0x81);
+    assert_int_equal(h[1], 5);
+    assert_int_equal(wsframe_text_header(h, 125), 2);
+    assert_int_equal(h[1], 125);
+    assert_int_equal(wsframe_text_header(h, 126), 4);
+    assert_int_equal(h[1], 126);
+    assert_int_equal(h[2] << 8 | h[3], 126);
+    assert_int_equal(wsframe_text_header(h, 65535), 4);
+    assert_int_equal(h[2] << 8 | h[3], 65535);
+    assert_int_equal(wsframe_text_header(h, 65536), 10);
+    assert_int_equal(h[1], 127);
+    assert_int_equal(h[7], 1); /* 0x10000 big-endian in bytes 2..9 */
+    assert_int_equal(h[8], 0);
+    assert_int_equal(h[9], 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,6 +194,7 @@ int main(void)
         cmocka_unit_test(iso8601_round_trips),
         cmocka_unit_test(uuid7_ids_are_unique_and_increasing),
         cmocka_unit_test(ack_forms),
+        cmocka_unit_test(websocket_frame_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
