@@ -42,7 +42,7 @@ PRODUCER_OBJ := $(PRODUCER_SRC:%.c=$(OBJ)/%.o)
 CONSUMER_LIB_OBJ := $(filter-out $(OBJ)/consumer/main.o,$(CONSUMER_OBJ))
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test-deps test unit unit-bin integration clean check-docker run
+.PHONY: all deps test-deps test unit unit-bin integration clean check-docker run bench bench-quick
 all: $(BUILD)/consumer $(BUILD)/producer
 
 deps:
@@ -104,6 +104,13 @@ test: test-deps
 	$(MAKE) SANITIZE=address,undefined unit
 	$(MAKE) SANITIZE=address,undefined integration \
 	    PYTEST_ARGS="tests/integration/test_gateway.py tests/integration/test_store_suite.py"
+
+# Benchmarks (not tests): real Kafka and FerretDB on loopback; see bench/README.md.
+bench: all
+	python3 bench/run.py
+
+bench-quick: all
+	python3 bench/run.py --quick
 
 # No Docker engine runs on the test machines: validate what can be validated.
 check-docker:
