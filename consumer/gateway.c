@@ -582,7 +582,8 @@ int gateway_run(gateway_t *g)
     if (left)
         log_warn("%zu notifications were not stored before the deadline: their offsets stay "
                  "uncommitted and they are consumed again on restart", left);
-    kafka_close(g->kafka);
+    /* A little beyond the store's deadline, for the final commit. */
+    kafka_close(g->kafka, (deadline > now_mono_ms() ? deadline : now_mono_ms()) + 1000);
     g->kafka = NULL;
     log_info("stopped");
     return rc;
@@ -592,7 +593,7 @@ void gateway_free(gateway_t *g)
 {
     if (!g)
         return;
-    kafka_close(g->kafka);
+    kafka_close(g->kafka, now_mono_ms() + 2000);
     embedded_stop(g->embedded);
     if (g->ctx)
         lws_context_destroy(g->ctx);

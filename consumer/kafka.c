@@ -394,7 +394,7 @@ fail:
         rd_kafka_conf_destroy(rconf);
     if (k) {
         k->started = 0;
-        kafka_close(k);
+        kafka_close(k, 0);
     }
     return NULL;
 }
@@ -411,18 +411,47 @@ void kafka_stop(kafka_t *k)
     k->started = 0;
 }
 
-void kafka_close(kafka_t *k)
+/* Commits the offsets stored so far and leaves the group, waiting for the
+ * broker no later than deadline_ms (monotonic): with the broker gone, a
+ * plain rd_kafka_consumer_close() would wait for ever. Uncommitted offsets
+ * are consumed again on restart, so giving up loses nothing. */
+static void close_consumer(kafka_t *k, int64_t deadline_ms)
+{
+    rd_kafka_queue_t *q = rd_kafka_queue_new(k->rk);
+    rd_kafka_error_t *error = rd_kafka_consumer_close_queue(k->rk, q);
+    int closed = 0;
+
+    if (error) {
+        log_warn("closing the Kafka consumer: %s", rd_kafka_error_string(error));
+        rd_kafka_error_destroy(error);
+    } else {
+        while (!(closed = rd_kafka_consumer_closed(k->rk)) && now_mono_ms() < deadline_ms) {
+            rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 100);
+            if (ev && rd_kafka_event_type(ev) == RD_KAFKA_EVENT_REBALANCE) {
+                /* The last revoke: hand the partitions back. */
+                rd_kafka_assign(k->rk, NULL);
+            }
+            if (ev)
+                rd_kafka_event_destroy(ev);
+        }
+    }
+    rd_kafka_queue_destroy(q);
+    if (closed) {
+        rd_kafka_destroy(k->rk);
+    } else {
+        log_warn("the Kafka broker did not answer before the shutdown deadline: leaving without "
+                 "a final commit (what was not committed is consumed again on restart)");
+        rd_kafka_destroy_flags(k->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    }
+}
+
+void kafka_close(kafka_t *k, int64_t deadline_ms)
 {
     if (!k)
         return;
     kafka_stop(k);
-    if (k->rk) {
-        /* Commits the offsets stored so far and leaves the group. */
-        rd_kafka_resp_err_t err = rd_kafka_consumer_close(k->rk);
-        if (err)
-            log_warn("closing the Kafka consumer: %s", rd_kafka_err2str(err));
-        rd_kafka_destroy(k->rk);
-    }
+    if (k->rk)
+        close_consumer(k, deadline_ms);
     kafka_batch_t *b;
     while ((b = k->head)) {
         k->head = b->next;

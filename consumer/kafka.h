@@ -53,8 +53,9 @@ int kafka_assigned(kafka_t *k);
 
 /* Stops consuming: the thread exits; nothing is committed yet. */
 void kafka_stop(kafka_t *k);
-/* Commits the stored offsets, leaves the group and frees everything,
- * including batches never taken (their offsets stay uncommitted). */
-void kafka_close(kafka_t *k);
+/* Commits the stored offsets, leaves the group (waiting for the broker no
+ * later than deadline_ms, monotonic) and frees everything, including
+ * batches never taken (their offsets stay uncommitted). */
+void kafka_close(kafka_t *k, int64_t deadline_ms);
 
 #endif
