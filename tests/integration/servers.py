@@ -291,6 +291,31 @@ def _client_logger() -> logging.Logger:
 FAST_START_JVM_OPTS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
 
 
+def wait_started(server, deadline: float) -> None:
+    """Until SERVER's port accepts connections; raises server._fail() if the
+    process exits first or the deadline passes."""
+    if not wait_port(server.port, max(0.0, deadline - time.monotonic()), server.proc):
+        if server.proc.poll() is not None:
+            raise server._fail(f"exited with code {server.proc.returncode} while starting")
+        raise server._fail("did not open its port in time")
+
+
+def poll_until(server, deadline: float, attempt, what: str) -> None:
+    """Calls ATTEMPT until it returns something true; an exception counts as
+    not yet. Raises server._fail() if the process exits or the deadline passes."""
+    last = None
+    while time.monotonic() < deadline:
+        if server.proc.poll() is not None:
+            raise server._fail(f"exited with code {server.proc.returncode} while starting")
+        try:
+            if attempt():
+                return
+        except Exception as e:
+            last = e
+        time.sleep(0.1)
+    raise server._fail(f"{what} in time (last error: {last})")
+
+
 class KafkaServer:
     """A single-node Apache Kafka (KRaft: broker and controller in one JVM).
 
@@ -456,36 +481,18 @@ class KafkaServer:
 
     def _wait_ready(self, deadline: float) -> None:
         # First the port (quietly), then a real metadata request.
-        if not wait_port(self.port, max(0.0, deadline - time.monotonic()), self.proc):
-            if self.proc.poll() is not None:
-                raise self._fail(f"exited with code {self.proc.returncode} while starting")
-            raise self._fail("did not open its port in time")
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise self._fail(f"exited with code {self.proc.returncode} while starting")
-            try:
-                md = self.admin().list_topics(timeout=2)
-                if md.brokers:
-                    break
-            except Exception as e:  # KafkaException while the broker is fenced
-                last = e
-            time.sleep(0.1)
-        else:
-            raise self._fail(f"did not answer a metadata request in time (last error: {last})")
+        wait_started(self, deadline)
+        # KafkaException while the broker is fenced.
+        poll_until(self, deadline, lambda: self.admin().list_topics(timeout=2).brokers,
+                   "did not answer a metadata request")
+
         # Have the group coordinator ready (this creates __consumer_offsets),
         # so the first consumer group of a test does not wait for it.
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise self._fail(f"exited with code {self.proc.returncode} while starting")
-            try:
-                self.admin().describe_consumer_groups(
-                    ["servers-warm-up"], request_timeout=5)["servers-warm-up"].result()
-                return
-            except Exception as e:  # NOT_COORDINATOR, COORDINATOR_NOT_AVAILABLE
-                last = e
-            time.sleep(0.1)
-        raise self._fail(f"has no group coordinator in time (last error: {last})")
+        def coordinator():
+            self.admin().describe_consumer_groups(
+                ["servers-warm-up"], request_timeout=5)["servers-warm-up"].result()
+            return True
+        poll_until(self, deadline, coordinator, "has no group coordinator")
 
     def admin(self):
         """A confluent_kafka AdminClient for this broker (created once)."""
@@ -595,22 +602,13 @@ class FerretDB:
         )
 
     def _wait_ready(self, deadline: float) -> None:
-        if not wait_port(self.port, max(0.0, deadline - time.monotonic()), self.proc):
-            if self.proc.poll() is not None:
-                raise self._fail(f"exited with code {self.proc.returncode} while starting")
-            raise self._fail("did not open its port in time")
-        last = None
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise self._fail(f"exited with code {self.proc.returncode} while starting")
-            try:
-                with self.client(serverSelectionTimeoutMS=1000) as c:
-                    c.admin.command("ping")
-                return
-            except Exception as e:
-                last = e
-                time.sleep(0.1)
-        raise self._fail(f"did not answer ping in time (last error: {last})")
+        wait_started(self, deadline)
+
+        def ping():
+            with self.client(serverSelectionTimeoutMS=1000) as c:
+                c.admin.command("ping")
+            return True
+        poll_until(self, deadline, ping, "did not answer ping")
 
     def stop(self, timeout: float = 10.0) -> int | None:
         if self.proc is None:
