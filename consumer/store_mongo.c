@@ -9,6 +9,7 @@
 #include <mongoc/mongoc.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -234,6 +235,16 @@ static int mongo_fetch(void *impl, const char *user, int64_t after_seq, size_t l
     return count;
 }
 
+static const char *const *sort_users; /* for by_user: the store worker is the only caller */
+
+static int by_user(const void *a, const void *b)
+{
+    return strcmp(sort_users[*(const size_t *)a], sort_users[*(const size_t *)b]);
+}
+
+/* One delete per user in the batch, {userId: U, _id: {$in: [...]}}, rather
+ * than one per notification: the user in the filter keeps an ack from
+ * deleting anyone else's. */
 static int mongo_remove(void *impl, const char *const *users, const char *const *ids, size_t n,
                         char *errstr, size_t size)
 {
@@ -244,19 +255,45 @@ static int mongo_remove(void *impl, const char *const *users, const char *const 
 
     if (n == 0)
         return 0;
+    size_t *order = malloc(n * sizeof(*order));
+    if (!order) {
+        snprintf(errstr, size, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++)
+        order[i] = i;
+    sort_users = users;
+    qsort(order, n, sizeof(*order), by_user);
+
     bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
     mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(st->coll, opts);
-    for (size_t i = 0; i < n; i++) {
-        /* The user in the filter keeps an ack from deleting anyone else's. */
-        bson_t *sel = BCON_NEW("_id", BCON_UTF8(ids[i]), "userId", BCON_UTF8(users[i]));
-        mongoc_bulk_operation_remove_one_with_opts(bulk, sel, NULL, NULL);
-        bson_destroy(sel);
+    for (size_t start = 0; start < n;) {
+        const char *user = users[order[start]];
+        bson_t sel, in, list;
+        char key[16];
+        const char *k;
+        size_t end = start;
+
+        bson_init(&sel);
+        BSON_APPEND_UTF8(&sel, "userId", user);
+        BSON_APPEND_DOCUMENT_BEGIN(&sel, "_id", &in);
+        BSON_APPEND_ARRAY_BEGIN(&in, "$in", &list);
+        for (; end < n && strcmp(users[order[end]], user) == 0; end++) {
+            bson_uint32_to_string((uint32_t)(end - start), &k, key, sizeof(key));
+            BSON_APPEND_UTF8(&list, k, ids[order[end]]);
+        }
+        bson_append_array_end(&in, &list);
+        bson_append_document_end(&sel, &in);
+        mongoc_bulk_operation_remove_many_with_opts(bulk, &sel, NULL, NULL);
+        bson_destroy(&sel);
+        start = end;
     }
     if (!mongoc_bulk_operation_execute(bulk, &reply, &err))
         rc = set_err(errstr, size, "cannot delete acknowledged notifications", &err);
     bson_destroy(&reply);
     mongoc_bulk_operation_destroy(bulk);
     bson_destroy(opts);
+    free(order);
     return rc;
 }
 

@@ -124,6 +124,15 @@ static void remove_needs_the_owner(void **state)
     assert_int_equal(store_remove(st, owners, both, 2, err, sizeof(err)), 0);
     assert_int_equal(store_count(st, "alice", err, sizeof(err)), 1);
     assert_int_equal(store_count(st, NULL, err, sizeof(err)), 1);
+
+    /* A batch of several users' acks, interleaved: each removes only its own. */
+    store_doc_t more[] = {doc("b1", "bob", 3), doc("b2", "bob", 4), doc("c1", "carol", 5)};
+    assert_int_equal(store_put(st, more, 3, err, sizeof(err)), 0);
+    const char *who[] = {"bob", "carol", "bob", "carol"}, *what[] = {"b2", "b1", "b1", "c1"};
+    assert_int_equal(store_remove(st, who, what, 4, err, sizeof(err)), 0);
+    assert_int_equal(store_count(st, "bob", err, sizeof(err)), 0);
+    assert_int_equal(store_count(st, "carol", err, sizeof(err)), 0);
+    assert_int_equal(store_count(st, "alice", err, sizeof(err)), 1);
     store_close(st);
 }
 
