@@ -28,6 +28,10 @@
 #define WINDOW_BYTES (1u << 20) /* per connection, queued and unacknowledged */
 #define FETCH_BATCH 128
 #define TICK_US (1 * LWS_US_PER_SEC)
+/* libwebsockets allocates this for every connection: clients only send
+ * acks of a few dozen bytes, and longer frames are reassembled up to
+ * ACK_FRAME_MAX from several reads. */
+#define RX_BUFFER_BYTES 512
 /* Bytes of frames put in one write to a connection. */
 #define WRITE_BATCH_BYTES (32u << 10)
 #define EMBEDDED_STORE "sqlite:data/notifications.db"
@@ -403,7 +407,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 /* First in the list: a WebSocket that names no subprotocol, as the
  * original design's clients do, is bound to it. */
 static const struct lws_protocols protocols[] = {
-    {"notifications", callback, sizeof(struct session), 4096, 0, NULL, 0},
+    {"notifications", callback, sizeof(struct session), RX_BUFFER_BYTES, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
