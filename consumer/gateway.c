@@ -239,7 +239,10 @@ static int on_receive(gateway_t *g, struct lws *wsi, struct session *s, const ch
     char err[160];
     const char *frame = in;
     size_t frame_len = len;
-    int whole = lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi);
+    /* One read holding a whole message; otherwise the pieces (WebSocket
+     * fragments, or one frame longer than the receive buffer) are joined. */
+    int whole = !s->rx_len && lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) &&
+                !lws_remaining_packet_payload(wsi);
 
     if (!s->conn)
         return 0;

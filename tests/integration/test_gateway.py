@@ -213,6 +213,24 @@ def test_original_ack_forms_are_accepted(kafka, mongo, topic, mongo_db_name, gat
     assert stored(mongo, mongo_db_name, "legacy") == []
 
 
+def test_long_and_fragmented_acks_are_joined(kafka, mongo, topic, mongo_db_name, gateway):
+    """An ack longer than one read, and one sent as several WebSocket fragments."""
+    gw = gateway()
+    produce(kafka.bootstrap, topic, [note("l1", "verbose"), note("l2", "verbose")])
+    wait_stored(mongo, mongo_db_name, "verbose", 2)
+
+    async def scenario():
+        async with Tab(gw.ws_url("verbose"), ack=False) as tab:
+            await tab.wait_for(2)
+            await tab.ws.send('{"type":"ack",' + " " * 3000 + '"id":"l1"}')
+            await tab.ws.send(iter(['{"type":"ack",', '"id":', '"l2"}']))
+            deadline = time.monotonic() + 10
+            while stored(mongo, mongo_db_name, "verbose") and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            assert stored(mongo, mongo_db_name, "verbose") == []
+    run(scenario())
+
+
 def test_no_user_sees_or_acks_another_users_notifications(kafka, mongo, topic, mongo_db_name,
                                                           gateway):
     gw = gateway()
