@@ -44,6 +44,14 @@ def wait_stored(mongo, db: str, user: str, count: int, timeout: float = 15.0) ->
     raise AssertionError(f"expected {count} stored notifications for {user}, found {len(docs)}")
 
 
+def wait_store_empty(mongo, db: str, user: str, timeout: float = 10.0) -> None:
+    """Until nothing is stored for USER (every notification acknowledged)."""
+    deadline = time.monotonic() + timeout
+    while stored(mongo, db, user) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert stored(mongo, db, user) == []
+
+
 def run(coro):
     return asyncio.run(coro)
 
@@ -133,10 +141,7 @@ def test_offline_notifications_are_stored_and_flushed_oldest_first(kafka, mongo,
             assert tab.ids[-1] == "live-1"
     run(scenario())
     # Every one was acknowledged: the store is empty.
-    deadline = time.monotonic() + 10
-    while stored(mongo, mongo_db_name, "sleeper") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert stored(mongo, mongo_db_name, "sleeper") == []
+    wait_store_empty(mongo, mongo_db_name, "sleeper")
 
 
 def test_no_ack_means_redelivery_and_ack_deletes(kafka, mongo, topic, mongo_db_name, gateway):
@@ -191,10 +196,7 @@ def test_unacknowledged_past_the_timeout_is_stored(kafka, mongo, topic, mongo_db
             await tab.wait_for(2)
             assert tab.frames[1]["id"] == "s1" and tab.frames[1]["replayed"] is True
             await tab.send_ack("s1")
-            deadline = time.monotonic() + 10
-            while stored(mongo, mongo_db_name, "slowpoke") and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            assert stored(mongo, mongo_db_name, "slowpoke") == []
+            await asyncio.to_thread(wait_store_empty, mongo, mongo_db_name, "slowpoke")
     run(scenario())
 
 
@@ -224,10 +226,7 @@ def test_long_and_fragmented_acks_are_joined(kafka, mongo, topic, mongo_db_name,
             await tab.wait_for(2)
             await tab.ws.send('{"type":"ack",' + " " * 3000 + '"id":"l1"}')
             await tab.ws.send(iter(['{"type":"ack",', '"id":', '"l2"}']))
-            deadline = time.monotonic() + 10
-            while stored(mongo, mongo_db_name, "verbose") and time.monotonic() < deadline:
-                await asyncio.sleep(0.1)
-            assert stored(mongo, mongo_db_name, "verbose") == []
+            await asyncio.to_thread(wait_store_empty, mongo, mongo_db_name, "verbose")
     run(scenario())
 
 
