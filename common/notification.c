@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "uuid7.h"
+#include "xalloc.h"
 
 static int fail(char *errstr, size_t size, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -115,9 +116,7 @@ static int parse_fields(json_t *root, int fill, notification_t *n, char *errstr,
         return fail(errstr, size, "\"message\" is missing");
     if (strlen(s) != len)
         return fail(errstr, size, "\"message\" contains a NUL character");
-    n->message = strdup(s);
-    if (!n->message)
-        return fail(errstr, size, "out of memory");
+    n->message = xstrdup(s);
 
     /* timestamp: ISO-8601 text or epoch milliseconds */
     json_t *ts = json_object_get(root, "timestamp");

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "xalloc.h"
 
 #define MAX_PAIRS 64 /* client connections forwarded at once */
 #define CHUNK 65536
@@ -160,11 +161,7 @@ embedded_t *embedded_start(const char *topic, int partitions, int port, char *er
                            size_t size)
 {
     char err[512];
-    embedded_t *e = calloc(1, sizeof(*e));
-    if (!e) {
-        snprintf(errstr, size, "out of memory");
-        return NULL;
-    }
+    embedded_t *e = xcalloc(1, sizeof(*e));
     e->listen_fd = -1;
     e->wake[0] = e->wake[1] = -1;
 
@@ -189,8 +186,8 @@ embedded_t *embedded_start(const char *topic, int partitions, int port, char *er
                  rd_kafka_err2str(rerr));
         goto fail;
     }
-    e->bootstraps = strdup(rd_kafka_mock_cluster_bootstraps(e->mc));
-    if (!e->bootstraps || parse_target(e, errstr, size) != 0 ||
+    e->bootstraps = xstrdup(rd_kafka_mock_cluster_bootstraps(e->mc));
+    if (parse_target(e, errstr, size) != 0 ||
         listen_on(e, port, errstr, size) != 0)
         goto fail;
     if (pipe2(e->wake, O_CLOEXEC) != 0 || pthread_create(&e->thread, NULL, forward, e) != 0) {

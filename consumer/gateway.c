@@ -20,6 +20,7 @@
 #include "storeq.h"
 #include "timeutil.h"
 #include "wsframe.h"
+#include "xalloc.h"
 
 /* Puts handed to the store and not yet durable: past either limit the loop
  * stops taking notifications from Kafka until the store catches up. */
@@ -85,38 +86,27 @@ static void op_want_write(void *ctx, void *transport)
 static void op_store(void *ctx, const hub_msg_t *m)
 {
     gateway_t *g = ctx;
-    if (storeq_put(g->storeq, m) != 0)
-        log_error("out of memory queueing notification %s for the store: its Kafka offset stays "
-                  "uncommitted, so it is consumed again after a restart", m->id);
+    storeq_put(g->storeq, m);
 }
 
 static void op_fetch(void *ctx, const char *user, int64_t after, size_t limit, uint64_t gen)
 {
     gateway_t *g = ctx;
-    if (storeq_fetch(g->storeq, user, after, limit, gen) != 0)
-        log_error("out of memory asking the store for user %s's notifications", user);
+    storeq_fetch(g->storeq, user, after, limit, gen);
 }
 
 static void op_remove(void *ctx, const char *user, const char *id)
 {
     gateway_t *g = ctx;
-    if (storeq_remove(g->storeq, user, id) != 0)
-        log_error("out of memory queueing the deletion of acknowledged notification %s", id);
+    storeq_remove(g->storeq, user, id);
 }
 
 static void op_offset_done(void *ctx, int32_t partition, int64_t offset)
 {
     gateway_t *g = ctx;
     if (g->ndone == g->done_cap) {
-        size_t cap = g->done_cap ? g->done_cap * 2 : 256;
-        struct part_offset *d = realloc(g->done, cap * sizeof(*d));
-        if (!d) {
-            /* Left uncommitted: redelivered after a restart, never lost. */
-            log_error("out of memory recording an acknowledged offset");
-            return;
-        }
-        g->done = d;
-        g->done_cap = cap;
+        g->done_cap = g->done_cap ? g->done_cap * 2 : 256;
+        g->done = xrealloc(g->done, g->done_cap * sizeof(*g->done));
     }
     g->done[g->ndone++] = (struct part_offset){partition, offset};
 }
@@ -256,8 +246,8 @@ static int on_receive(gateway_t *g, struct lws *wsi, struct session *s, const ch
             s->rx = NULL;
             return refuse(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, "client frames are limited to 4096 bytes");
         }
-        if (!s->rx && !(s->rx = malloc(ACK_FRAME_MAX)))
-            return -1;
+        if (!s->rx)
+            s->rx = xmalloc(ACK_FRAME_MAX);
         memcpy(s->rx + s->rx_len, in, len);
         s->rx_len += len;
         if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
@@ -437,11 +427,7 @@ static void lws_log(int level, const char *line)
 
 gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
 {
-    gateway_t *g = calloc(1, sizeof(*g));
-    if (!g) {
-        snprintf(errstr, size, "out of memory");
-        return NULL;
-    }
+    gateway_t *g = xcalloc(1, sizeof(*g));
     g->conf = *c;
 
     struct hub_ops ops = {g, op_want_write, op_store, op_fetch, op_remove, op_offset_done, op_closed};
@@ -454,10 +440,6 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
         .frame_headroom = LWS_PRE,
     };
     g->hub = hub_new(&ops, &limits);
-    if (!g->hub) {
-        snprintf(errstr, size, "out of memory");
-        goto fail;
-    }
 
     const char *store_uri = c->store && *c->store ? c->store
                             : c->embedded           ? EMBEDDED_STORE

@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "notification.h"
+#include "xalloc.h"
 
 enum source { FROM_KAFKA, FROM_STORE };
 
@@ -69,9 +70,7 @@ struct hub {
 
 hub_t *hub_new(const struct hub_ops *ops, const struct hub_limits *limits)
 {
-    hub_t *hub = calloc(1, sizeof(*hub));
-    if (!hub)
-        return NULL;
+    hub_t *hub = xcalloc(1, sizeof(*hub));
     hub->ops = *ops;
     hub->lim = *limits;
     if (hub->lim.window == 0)
@@ -115,9 +114,7 @@ static delivery_t *delivery_new(hub_t *hub, const hub_msg_t *m, enum source sour
             return NULL;
         frame_len += sizeof(replayed) - 2;
     }
-    delivery_t *d = malloc(sizeof(*d) + idlen + 1 + hub->lim.frame_headroom + frame_len + 1);
-    if (!d)
-        return NULL;
+    delivery_t *d = xmalloc(sizeof(*d) + idlen + 1 + hub->lim.frame_headroom + frame_len + 1);
     memset(d, 0, sizeof(*d));
     memcpy(d->buf, m->id, idlen + 1);
     d->id = d->buf;
@@ -184,21 +181,18 @@ static size_t user_room(const hub_t *hub, const user_t *u, size_t frame_len)
     return u->conns ? min : 0;
 }
 
-static int grow_ring(const hub_t *hub, hub_conn_t *c)
+static void grow_ring(const hub_t *hub, hub_conn_t *c)
 {
     size_t cap = c->cap ? c->cap * 2 : 4;
     if (cap > hub->lim.window)
         cap = hub->lim.window;
-    struct slot *ring = malloc(cap * sizeof(*ring));
-    if (!ring)
-        return -1;
+    struct slot *ring = xmalloc(cap * sizeof(*ring));
     for (size_t i = 0; i < c->len; i++)
         ring[i] = *SLOT(c, i);
     free(c->ring);
     c->ring = ring;
     c->cap = cap;
     c->head = 0;
-    return 0;
 }
 
 static void push(hub_t *hub, user_t *u, delivery_t *d)
@@ -207,10 +201,8 @@ static void push(hub_t *hub, user_t *u, delivery_t *d)
     hub->ninflight++;
     d->holders++; /* held by the push itself until every connection has it */
     for (hub_conn_t *c = u->conns; c; c = c->next) {
-        if (c->len == c->cap && grow_ring(hub, c) != 0) {
-            log_error("out of memory queueing notification %s for user %s", d->id, u->id);
-            continue;
-        }
+        if (c->len == c->cap)
+            grow_ring(hub, c);
         struct slot *s = SLOT(c, c->len);
         s->d = d;
         s->sent_at = 0;
@@ -276,11 +268,11 @@ void hub_replayed(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t *m
             if (user_room(hub, u, m->frame_len) == 0)
                 break; /* fetched again once acks make room */
             d = delivery_new(hub, m, FROM_STORE);
-            if (!d) {
-                log_error("cannot replay notification %s to user %s: out of memory", m->id, user);
-                break;
-            }
-            push(hub, u, d);
+            if (!d)
+                log_error("stored notification %s of user %s is not a JSON object: skipped, "
+                          "left in the store", m->id, user);
+            else
+                push(hub, u, d);
         }
         if (gen == u->gen)
             u->cursor = m->seq;
@@ -333,12 +325,7 @@ void hub_publish(hub_t *hub, const hub_msg_t *in)
         store_for(hub, u, &m);
         return;
     }
-    d = delivery_new(hub, &m, FROM_KAFKA);
-    if (!d) {
-        store_for(hub, u, &m);
-        return;
-    }
-    push(hub, u, d);
+    push(hub, u, delivery_new(hub, &m, FROM_KAFKA));
 }
 
 /* ---- connections ---- */
@@ -352,15 +339,9 @@ hub_conn_t *hub_connect(hub_t *hub, const char *user, void *transport)
         return NULL;
     if (u && u->nconns >= hub->lim.conns_per_user)
         return NULL;
-    hub_conn_t *c = calloc(1, sizeof(*c));
-    if (!c)
-        return NULL;
+    hub_conn_t *c = xcalloc(1, sizeof(*c));
     if (!u) {
-        u = calloc(1, sizeof(*u));
-        if (!u) {
-            free(c);
-            return NULL;
-        }
+        u = xcalloc(1, sizeof(*u));
         memcpy(u->id, user, ulen + 1);
         HASH_ADD_STR(hub->users, id, u);
     }

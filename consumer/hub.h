@@ -69,7 +69,7 @@ hub_t *hub_new(const struct hub_ops *ops, const struct hub_limits *limits);
 void hub_free(hub_t *hub);
 
 /* A connection for user opened. Returns NULL when the user already has
- * conns_per_user connections, or when out of memory. */
+ * conns_per_user connections. */
 hub_conn_t *hub_connect(hub_t *hub, const char *user, void *transport);
 /* The connection closed: what it held unacknowledged is released. */
 void hub_disconnect(hub_t *hub, hub_conn_t *conn);

@@ -10,6 +10,7 @@
 #include "log.h"
 #include "notification.h"
 #include "timeutil.h"
+#include "xalloc.h"
 
 struct kafka {
     rd_kafka_t *rk;
@@ -157,11 +158,8 @@ static void take_message(kafka_t *k, const rd_kafka_message_t *rkm, kafka_batch_
     hub_msg_t *m = &b->msgs[b->n];
 
     pthread_mutex_lock(&k->lock);
-    int tracked = tracker_add(k->tracker, rkm->partition, rkm->offset);
+    tracker_add(k->tracker, rkm->partition, rkm->offset);
     pthread_mutex_unlock(&k->lock);
-    if (tracked != 0)
-        log_error("out of memory tracking offset %d:%lld", (int)rkm->partition,
-                  (long long)rkm->offset);
 
     if (!rkm->payload ||
         notification_parse(rkm->payload, rkm->len, NOTIF_FILL_ID | NOTIF_FILL_TIMESTAMP, &n, err,
@@ -194,23 +192,14 @@ static void take_message(kafka_t *k, const rd_kafka_message_t *rkm, kafka_batch_
         skipped[(*nskipped)++] = (struct part_offset){rkm->partition, rkm->offset};
         return;
     }
-    m->id = strdup(n.id);
-    m->user = strdup(n.user);
-    if (!frame || !m->id || !m->user) {
-        /* Not done: the offset stays uncommitted and the message comes back. */
-        log_error("out of memory taking the message at partition %d offset %lld",
-                  (int)rkm->partition, (long long)rkm->offset);
-        free(frame);
-        free((char *)m->id);
-        free((char *)m->user);
-    } else {
-        m->frame = frame;
-        m->frame_len = len;
-        m->seq = 0;
-        m->partition = rkm->partition;
-        m->offset = rkm->offset;
-        b->n++;
-    }
+    m->id = xstrdup(n.id);
+    m->user = xstrdup(n.user);
+    m->frame = frame;
+    m->frame_len = len;
+    m->seq = 0;
+    m->partition = rkm->partition;
+    m->offset = rkm->offset;
+    b->n++;
     notification_clear(&n);
 }
 
@@ -250,19 +239,11 @@ static int is_running(kafka_t *k)
 static void *consume_loop(void *arg)
 {
     kafka_t *k = arg;
-    struct part_offset *skipped = calloc(k->batch_max, sizeof(*skipped));
+    struct part_offset *skipped = xcalloc(k->batch_max, sizeof(*skipped));
 
     while (is_running(k)) {
-        kafka_batch_t *b = calloc(1, sizeof(*b));
-        if (b)
-            b->msgs = calloc(k->batch_max, sizeof(*b->msgs));
-        if (!b || !b->msgs || !skipped) {
-            log_error("out of memory in the Kafka consumer; retrying in a second");
-            kafka_batch_free(b);
-            struct timespec ts = {1, 0};
-            nanosleep(&ts, NULL);
-            continue;
-        }
+        kafka_batch_t *b = xcalloc(1, sizeof(*b));
+        b->msgs = xcalloc(k->batch_max, sizeof(*b->msgs));
         size_t nskipped = 0;
         /* Wait for the first message, then take what is already there. */
         int timeout = 100;
@@ -296,15 +277,11 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
                      char *errstr, size_t size)
 {
     char err[512];
-    kafka_t *k = calloc(1, sizeof(*k));
+    kafka_t *k = xcalloc(1, sizeof(*k));
     rd_kafka_conf_t *rconf = rd_kafka_conf_new();
 
-    if (!k || !rconf)
-        goto oom;
-    k->topic = strdup(conf->topic);
+    k->topic = xstrdup(conf->topic);
     k->tracker = tracker_new();
-    if (!k->topic || !k->tracker)
-        goto oom;
     k->batch_max = conf->batch_max ? conf->batch_max : 512;
     k->queue_max = conf->queue_batches ? conf->queue_batches : 8;
     k->notify = notify;
@@ -387,15 +364,11 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
     k->started = 1;
     return k;
 
-oom:
-    snprintf(errstr, size, "out of memory");
 fail:
     if (rconf)
         rd_kafka_conf_destroy(rconf);
-    if (k) {
-        k->started = 0;
-        kafka_close(k, 0);
-    }
+    k->started = 0;
+    kafka_close(k, 0);
     return NULL;
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "store_backend.h"
+#include "xalloc.h"
 
 struct store {
     const struct store_backend *backend;
@@ -24,11 +25,7 @@ store_t *store_open(const char *uri, const char *db, char *errstr, size_t size)
                  "unknown store \"%s\": use mongodb://HOST:PORT/ or sqlite:PATH", uri);
         return NULL;
     }
-    store_t *st = calloc(1, sizeof(*st));
-    if (!st) {
-        snprintf(errstr, size, "out of memory");
-        return NULL;
-    }
+    store_t *st = xcalloc(1, sizeof(*st));
     st->backend = backend;
     st->impl = backend->open(uri, db, errstr, size);
     if (!st->impl) {

@@ -14,6 +14,7 @@
 
 #include "log.h"
 #include "timeutil.h"
+#include "xalloc.h"
 
 #define COLLECTION "notifications"
 #define MONGO_DUPLICATE_KEY 11000
@@ -101,9 +102,7 @@ static void *mongo_open(const char *uri_string, const char *db, char *errstr, si
         mongoc_write_concern_destroy(wc);
     }
 
-    st = calloc(1, sizeof(*st));
-    if (!st)
-        goto fail;
+    st = xcalloc(1, sizeof(*st));
     st->client = mongoc_client_new_from_uri_with_error(uri, &err);
     if (!st->client) {
         set_err(errstr, size, "cannot create a MongoDB client", &err);
@@ -168,11 +167,7 @@ static int mongo_put(void *impl, const store_doc_t *docs, size_t n, char *errstr
 
     if (n == 0)
         return 0;
-    bdocs = calloc(n, sizeof(*bdocs));
-    if (!bdocs) {
-        snprintf(errstr, size, "out of memory");
-        return -1;
-    }
+    bdocs = xcalloc(n, sizeof(*bdocs));
     int64_t now = now_wall_ms();
     for (size_t i = 0; i < n; i++) {
         bdocs[i] = bson_new();
@@ -235,11 +230,13 @@ static int mongo_fetch(void *impl, const char *user, int64_t after_seq, size_t l
     return count;
 }
 
-static const char *const *sort_users; /* for by_user: the store worker is the only caller */
+struct removal {
+    const char *user, *id;
+};
 
 static int by_user(const void *a, const void *b)
 {
-    return strcmp(sort_users[*(const size_t *)a], sort_users[*(const size_t *)b]);
+    return strcmp(((const struct removal *)a)->user, ((const struct removal *)b)->user);
 }
 
 /* One delete per user in the batch, {userId: U, _id: {$in: [...]}}, rather
@@ -255,20 +252,15 @@ static int mongo_remove(void *impl, const char *const *users, const char *const 
 
     if (n == 0)
         return 0;
-    size_t *order = malloc(n * sizeof(*order));
-    if (!order) {
-        snprintf(errstr, size, "out of memory");
-        return -1;
-    }
+    struct removal *order = xmalloc(n * sizeof(*order));
     for (size_t i = 0; i < n; i++)
-        order[i] = i;
-    sort_users = users;
+        order[i] = (struct removal){users[i], ids[i]};
     qsort(order, n, sizeof(*order), by_user);
 
     bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
     mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(st->coll, opts);
     for (size_t start = 0; start < n;) {
-        const char *user = users[order[start]];
+        const char *user = order[start].user;
         bson_t sel, in, list;
         char key[16];
         const char *k;
@@ -278,9 +270,9 @@ static int mongo_remove(void *impl, const char *const *users, const char *const 
         BSON_APPEND_UTF8(&sel, "userId", user);
         BSON_APPEND_DOCUMENT_BEGIN(&sel, "_id", &in);
         BSON_APPEND_ARRAY_BEGIN(&in, "$in", &list);
-        for (; end < n && strcmp(users[order[end]], user) == 0; end++) {
+        for (; end < n && strcmp(order[end].user, user) == 0; end++) {
             bson_uint32_to_string((uint32_t)(end - start), &k, key, sizeof(key));
-            BSON_APPEND_UTF8(&list, k, ids[order[end]]);
+            BSON_APPEND_UTF8(&list, k, order[end].id);
         }
         bson_append_array_end(&in, &list);
         bson_append_document_end(&sel, &in);

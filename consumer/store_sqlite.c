@@ -12,6 +12,7 @@
 
 #include "store_backend.h"
 #include "timeutil.h"
+#include "xalloc.h"
 
 struct sqlite_store {
     sqlite3 *db;
@@ -63,11 +64,7 @@ static void *sqlite_open(const char *uri, const char *db, char *errstr, size_t s
         return NULL;
     }
     make_parent(path);
-    sqlite_store_t *st = calloc(1, sizeof(*st));
-    if (!st) {
-        snprintf(errstr, size, "out of memory");
-        return NULL;
-    }
+    sqlite_store_t *st = xcalloc(1, sizeof(*st));
     /* FULLMUTEX: the store worker is the only user, but cheap insurance. */
     if (sqlite3_open_v2(path, &st->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,

@@ -9,6 +9,7 @@
 
 #include "log.h"
 #include "timeutil.h"
+#include "xalloc.h"
 
 #define PUT_CHUNK 1000      /* documents per bulk insert */
 #define RETRY_MIN_MS 100
@@ -62,23 +63,18 @@ struct storeq {
     size_t backlog, backlog_bytes;
 };
 
-static int grow(void **v, size_t *cap, size_t size)
+static void grow(void **v, size_t *cap, size_t size)
 {
-    size_t ncap = *cap ? *cap * 2 : 16;
-    void *nv = realloc(*v, ncap * size);
-    if (!nv)
-        return -1;
-    *v = nv;
-    *cap = ncap;
-    return 0;
+    *cap = *cap ? *cap * 2 : 16;
+    *v = xrealloc(*v, *cap * size);
 }
 
-#define PUSH(vec) ((vec).n == (vec).cap && grow((void **)&(vec).v, &(vec).cap, sizeof(*(vec).v)) != 0 ? NULL : &(vec).v[(vec).n++])
+#define PUSH(vec) ((vec).n == (vec).cap ? grow((void **)&(vec).v, &(vec).cap, sizeof(*(vec).v)) : (void)0, &(vec).v[(vec).n++])
 
 static batch_t *open_batch(storeq_t *q)
 {
     if (!q->open)
-        q->open = calloc(1, sizeof(batch_t));
+        q->open = xcalloc(1, sizeof(batch_t));
     return q->open;
 }
 
@@ -101,56 +97,34 @@ static void batch_free(batch_t *b)
     free(b);
 }
 
-static char *dup_n(const char *s, size_t n)
+void storeq_put(storeq_t *q, const hub_msg_t *m)
 {
-    char *d = malloc(n + 1);
-    if (d) {
-        memcpy(d, s, n);
-        d[n] = '\0';
-    }
-    return d;
-}
-
-int storeq_put(storeq_t *q, const hub_msg_t *m)
-{
-    batch_t *b = open_batch(q);
-    struct put *p = b ? PUSH(b->puts) : NULL;
-    if (!p)
-        return -1;
-    p->id = strdup(m->id);
-    p->user = strdup(m->user);
-    p->frame = dup_n(m->frame, m->frame_len);
+    struct put *p = PUSH(open_batch(q)->puts);
+    p->id = xstrdup(m->id);
+    p->user = xstrdup(m->user);
+    p->frame = xstrndup(m->frame, m->frame_len);
     p->frame_len = m->frame_len;
     p->seq = m->seq;
     p->partition = m->partition;
     p->offset = m->offset;
     q->backlog++;
     q->backlog_bytes += m->frame_len;
-    return p->id && p->user && p->frame ? 0 : -1;
 }
 
-int storeq_remove(storeq_t *q, const char *user, const char *id)
+void storeq_remove(storeq_t *q, const char *user, const char *id)
 {
-    batch_t *b = open_batch(q);
-    struct removal *r = b ? PUSH(b->removals) : NULL;
-    if (!r)
-        return -1;
-    r->user = strdup(user);
-    r->id = strdup(id);
-    return r->user && r->id ? 0 : -1;
+    struct removal *r = PUSH(open_batch(q)->removals);
+    r->user = xstrdup(user);
+    r->id = xstrdup(id);
 }
 
-int storeq_fetch(storeq_t *q, const char *user, int64_t after_seq, size_t limit, uint64_t gen)
+void storeq_fetch(storeq_t *q, const char *user, int64_t after_seq, size_t limit, uint64_t gen)
 {
-    batch_t *b = open_batch(q);
-    struct fetch *f = b ? PUSH(b->fetches) : NULL;
-    if (!f)
-        return -1;
-    f->user = strdup(user);
+    struct fetch *f = PUSH(open_batch(q)->fetches);
+    f->user = xstrdup(user);
     f->after = after_seq;
     f->limit = limit;
     f->gen = gen;
-    return f->user ? 0 : -1;
 }
 
 void storeq_flush(storeq_t *q)
@@ -213,26 +187,19 @@ static int retry(storeq_t *q, const char *what, const char *errstr, int attempt,
 
 struct fetch_acc {
     VEC(hub_msg_t) msgs;
-    int failed;
 };
 
 static void on_fetched(void *arg, const store_doc_t *doc)
 {
     struct fetch_acc *acc = arg;
     hub_msg_t *m = PUSH(acc->msgs);
-    if (!m) {
-        acc->failed = 1;
-        return;
-    }
-    m->id = strdup(doc->id);
-    m->user = strdup(doc->user);
-    m->frame = dup_n(doc->frame, doc->frame_len);
+    m->id = xstrdup(doc->id);
+    m->user = xstrdup(doc->user);
+    m->frame = xstrndup(doc->frame, doc->frame_len);
     m->frame_len = doc->frame_len;
     m->seq = doc->seq;
     m->partition = -1;
     m->offset = -1;
-    if (!m->id || !m->user || !m->frame)
-        acc->failed = 1;
 }
 
 static void free_msgs(hub_msg_t *msgs, size_t n)
@@ -278,9 +245,8 @@ static void run_puts(storeq_t *q, batch_t *list, struct round *r)
             for (size_t k = 0; k < n; k++) {
                 r->puts_done++;
                 r->put_bytes_done += src[k]->frame_len;
-                struct part_offset *o = src[k]->partition >= 0 ? PUSH(r->stored) : NULL;
-                if (o)
-                    *o = (struct part_offset){src[k]->partition, src[k]->offset};
+                if (src[k]->partition >= 0)
+                    *PUSH(r->stored) = (struct part_offset){src[k]->partition, src[k]->offset};
             }
             n = 0;
         }
@@ -327,22 +293,15 @@ static void run_fetches(storeq_t *q, batch_t *list, struct round *r)
             for (;;) {
                 int rc = store_fetch(q->st, f->user, f->after, f->limit, on_fetched, &acc, err,
                                      sizeof(err));
-                if (rc >= 0 && !acc.failed)
+                if (rc >= 0)
                     break;
                 free_msgs(acc.msgs.v, acc.msgs.n);
                 memset(&acc, 0, sizeof(acc));
-                if (rc >= 0)
-                    snprintf(err, sizeof(err), "out of memory");
                 if (!retry(q, "reading stored notifications", err, attempt++, &delay, 0))
                     return;
             }
-            struct storeq_fetched *out = PUSH(r->fetched);
-            if (!out) {
-                free_msgs(acc.msgs.v, acc.msgs.n);
-                continue;
-            }
             /* Ownership of the user string moves to the result. */
-            *out = (struct storeq_fetched){f->user, f->gen, f->limit, acc.msgs.v, acc.msgs.n};
+            *PUSH(r->fetched) = (struct storeq_fetched){f->user, f->gen, f->limit, acc.msgs.v, acc.msgs.n};
             f->user = NULL;
         }
     }
@@ -352,14 +311,9 @@ static void run_fetches(storeq_t *q, batch_t *list, struct round *r)
     do {                                                                                       \
         if ((nsrc) == 0)                                                                       \
             break;                                                                             \
-        void *grown = realloc((dst), ((ndst) + (nsrc)) * sizeof(*(dst)));                      \
-        if (grown) {                                                                           \
-            (dst) = grown;                                                                     \
-            memcpy((dst) + (ndst), (src), (nsrc) * sizeof(*(dst)));                            \
-            (ndst) += (nsrc);                                                                  \
-        } else {                                                                               \
-            log_error("out of memory posting store results");                                  \
-        }                                                                                      \
+        (dst) = xrealloc((dst), ((ndst) + (nsrc)) * sizeof(*(dst)));                           \
+        memcpy((dst) + (ndst), (src), (nsrc) * sizeof(*(dst)));                                \
+        (ndst) += (nsrc);                                                                      \
     } while (0)
 
 static void post(storeq_t *q, struct round *r)
@@ -414,9 +368,7 @@ static void *worker(void *arg)
 
 storeq_t *storeq_start(store_t *st, void (*notify)(void *arg), void *arg)
 {
-    storeq_t *q = calloc(1, sizeof(*q));
-    if (!q)
-        return NULL;
+    storeq_t *q = xcalloc(1, sizeof(*q));
     q->st = st;
     q->notify = notify;
     q->notify_arg = arg;

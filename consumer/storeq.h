@@ -42,9 +42,9 @@ struct storeq_results {
 /* Starts the worker on an opened store; it owns st from then on. */
 storeq_t *storeq_start(store_t *st, void (*notify)(void *arg), void *arg);
 
-int storeq_put(storeq_t *q, const hub_msg_t *m);
-int storeq_remove(storeq_t *q, const char *user, const char *id);
-int storeq_fetch(storeq_t *q, const char *user, int64_t after_seq, size_t limit, uint64_t gen);
+void storeq_put(storeq_t *q, const hub_msg_t *m);
+void storeq_remove(storeq_t *q, const char *user, const char *id);
+void storeq_fetch(storeq_t *q, const char *user, int64_t after_seq, size_t limit, uint64_t gen);
 /* Hands what was queued to the worker. */
 void storeq_flush(storeq_t *q);
 

@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "xalloc.h"
+
 /* One partition: a ring of the offsets still tracked, oldest first. Offsets
  * are increasing but need not be contiguous (compaction, transaction
  * markers), so a completion finds its slot by binary search. */
@@ -20,7 +22,7 @@ struct tracker {
 
 tracker_t *tracker_new(void)
 {
-    return calloc(1, sizeof(tracker_t));
+    return xcalloc(1, sizeof(tracker_t));
 }
 
 static void partition_reset(struct partition *p)
@@ -48,9 +50,7 @@ static struct partition *get_partition(tracker_t *t, int32_t partition, int crea
         if (!create)
             return NULL;
         int32_t n = partition + 1;
-        struct partition *parts = realloc(t->parts, (size_t)n * sizeof(*parts));
-        if (!parts)
-            return NULL;
+        struct partition *parts = xrealloc(t->parts, (size_t)n * sizeof(*parts));
         memset(parts + t->nparts, 0, (size_t)(n - t->nparts) * sizeof(*parts));
         t->parts = parts;
         t->nparts = n;
@@ -60,16 +60,11 @@ static struct partition *get_partition(tracker_t *t, int32_t partition, int crea
 
 #define AT(p, i) (((p)->head + (i)) % (p)->cap)
 
-static int grow(struct partition *p)
+static void grow(struct partition *p)
 {
     size_t cap = p->cap ? p->cap * 2 : 64;
-    int64_t *offsets = malloc(cap * sizeof(*offsets));
-    unsigned char *done = malloc(cap);
-    if (!offsets || !done) {
-        free(offsets);
-        free(done);
-        return -1;
-    }
+    int64_t *offsets = xmalloc(cap * sizeof(*offsets));
+    unsigned char *done = xmalloc(cap);
     for (size_t i = 0; i < p->len; i++) {
         offsets[i] = p->offsets[AT(p, i)];
         done[i] = p->done[AT(p, i)];
@@ -80,7 +75,6 @@ static int grow(struct partition *p)
     p->done = done;
     p->cap = cap;
     p->head = 0;
-    return 0;
 }
 
 int tracker_add(tracker_t *t, int32_t partition, int64_t offset)
@@ -93,8 +87,8 @@ int tracker_add(tracker_t *t, int32_t partition, int64_t offset)
         p->len = 0;
         p->head = 0;
     }
-    if (p->len == p->cap && grow(p) != 0)
-        return -1;
+    if (p->len == p->cap)
+        grow(p);
     size_t slot = AT(p, p->len);
     p->offsets[slot] = offset;
     p->done[slot] = 0;

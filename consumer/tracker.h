@@ -26,7 +26,8 @@ void tracker_free(tracker_t *t);
 
 /* Registers a consumed message. An offset not above the last one added for
  * the partition means the partition was rewound (a rebalance or a seek): its
- * tracking restarts from that offset. Returns 0, or -1 when out of memory. */
+ * tracking restarts from that offset. Returns 0, or -1 for a negative
+ * partition (not a message of the topic). */
 int tracker_add(tracker_t *t, int32_t partition, int64_t offset);
 
 /* Marks a message done. Returns the partition's new committable offset when

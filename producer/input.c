@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "xalloc.h"
+
 #define READ_CHUNK 65536
 
 struct input {
@@ -23,18 +25,12 @@ struct input {
 
 input_t *input_new(int fd, size_t max_line)
 {
-    input_t *in = calloc(1, sizeof(*in));
-    if (!in)
-        return NULL;
+    input_t *in = xcalloc(1, sizeof(*in));
     in->fd = fd;
     in->max_line = max_line;
     /* A whole line, its "\r\n", a NUL, and room to read ahead. */
     in->cap = max_line + 3 + READ_CHUNK;
-    in->buf = malloc(in->cap);
-    if (!in->buf) {
-        free(in);
-        return NULL;
-    }
+    in->buf = xmalloc(in->cap);
     return in;
 }
 

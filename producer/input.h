@@ -16,7 +16,7 @@ enum input_result {
     INPUT_ERROR,    /* read failed; errno says why */
 };
 
-/* A reader of fd whose lines may be up to max_line bytes. NULL when out of memory. */
+/* A reader of fd whose lines may be up to max_line bytes. */
 input_t *input_new(int fd, size_t max_line);
 
 /* Waits up to wait_ms for the next line. The line stays valid until the

@@ -174,11 +174,6 @@ static void run_stdin(sender_t *s, struct run *r)
     char *line;
     size_t len;
 
-    if (!in) {
-        fprintf(stderr, "producer: out of memory\n");
-        r->stopped = 1;
-        return;
-    }
     while (!interrupted) {
         enum input_result got = input_next(in, &line, &len, STDIN_WAIT_MS);
         long lineno = input_lineno(in);

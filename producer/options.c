@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "notification.h"
+#include "xalloc.h"
 
 /* Codes for options that have no short form. */
 enum {
@@ -333,10 +334,7 @@ static int apply(producer_options_t *o, int code, const char *val, const char *f
         if (!eq || eq == val)
             return fail(errstr, size,
                         "-X needs KEY=VALUE, not '%s' (-X list shows the properties)", val);
-        const char **p = realloc(o->props, (o->nprops + 1) * sizeof(*p));
-        if (!p)
-            return fail(errstr, size, "out of memory");
-        o->props = p;
+        o->props = xrealloc(o->props, (o->nprops + 1) * sizeof(*o->props));
         o->props[o->nprops++] = val;
         break;
     }

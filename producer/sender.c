@@ -10,6 +10,7 @@
 
 #include "log.h"
 #include "timeutil.h"
+#include "xalloc.h"
 
 #define FLUSH_MARGIN_MS 3000  /* librdkafka checks message timeouts about once a second */
 #define PURGE_WAIT_MS 2000    /* for the reports of withdrawn messages */
@@ -187,17 +188,12 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, con
 sender_t *sender_new(const sender_config_t *cfg, char *errstr, size_t errstr_size)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    sender_t *s = calloc(1, sizeof(*s));
+    sender_t *s = xcalloc(1, sizeof(*s));
     char buf[64];
     char why[512];
     size_t size;
 
-    if (s)
-        pthread_mutex_init(&s->lock, NULL);
-    if (!s || !conf) {
-        snprintf(errstr, errstr_size, "out of memory");
-        goto fail;
-    }
+    pthread_mutex_init(&s->lock, NULL);
     s->quiet = cfg->quiet;
     s->verbose = cfg->verbose;
     s->interrupted = cfg->interrupted;
@@ -278,13 +274,8 @@ enum sender_result sender_send(sender_t *s, char *payload, size_t len, const cha
                                const char *id, long line)
 {
     size_t idlen = strlen(id);
-    struct msg_info *info = malloc(sizeof(*info) + idlen + 1);
+    struct msg_info *info = xmalloc(sizeof(*info) + idlen + 1);
 
-    if (!info) {
-        free(payload);
-        log_error("out of memory");
-        return SEND_FATAL;
-    }
     info->line = line;
     memcpy(info->id, id, idlen + 1);
 
