@@ -183,33 +183,126 @@ int notification_parse(const char *json, size_t len, int fill, notification_t *n
     return rc;
 }
 
+/* The frame is written directly rather than through a jansson object:
+ * rendering is on the path of every notification, and "data" is already
+ * compact JSON (json_dumps at parse time), so it is spliced as is instead
+ * of being parsed and dumped again. The bytes are those jansson writes
+ * with JSON_COMPACT (and without JSON_ENSURE_ASCII), which the unit tests
+ * check against jansson itself. */
+
+/* What jansson writes for c when it must escape it, or NULL when c goes
+ * out as is. */
+static const char *short_escape(unsigned char c)
+{
+    switch (c) {
+    case '"': return "\\\"";
+    case '\\': return "\\\\";
+    case '\b': return "\\b";
+    case '\f': return "\\f";
+    case '\n': return "\\n";
+    case '\r': return "\\r";
+    case '\t': return "\\t";
+    default: return NULL;
+    }
+}
+
+/* Bytes that pass through unescaped: everything but quote, backslash and
+ * control characters. '/' and DEL are not escaped, and UTF-8 sequences
+ * (validated by the parser) pass through whole. */
+static int plain(unsigned char c)
+{
+    return c >= 0x20 && c != '"' && c != '\\';
+}
+
+/* Length of s as a JSON string, quotes included. */
+static size_t quoted_len(const char *s)
+{
+    size_t len = 2;
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        len += plain(*p) ? 1 : short_escape(*p) ? 2 : 6;
+    return len;
+}
+
+/* Writes s as a JSON string at out; returns the end of what was written. */
+static char *put_quoted(char *out, const char *s)
+{
+    static const char hex[] = "0123456789ABCDEF"; /* jansson's \u00XX is upper case */
+    const unsigned char *p = (const unsigned char *)s;
+
+    *out++ = '"';
+    for (;;) {
+        const unsigned char *run = p;
+        while (plain(*p))
+            p++;
+        memcpy(out, run, (size_t)(p - run));
+        out += p - run;
+        if (!*p)
+            break;
+        const char *e = short_escape(*p);
+        if (e) {
+            *out++ = e[0];
+            *out++ = e[1];
+        } else {
+            memcpy(out, "\\u00", 4);
+            out[4] = hex[*p >> 4];
+            out[5] = hex[*p & 0xf];
+            out += 6;
+        }
+        p++;
+    }
+    *out++ = '"';
+    return out;
+}
+
+static char *put(char *out, const char *s, size_t len)
+{
+    memcpy(out, s, len);
+    return out + len;
+}
+
+#define LIT(s) s, sizeof(s) - 1
+
+static const char replayed_field[] = ",\"replayed\":true";
+
 char *notification_to_json(const notification_t *n, int replayed, size_t *len)
 {
-    json_t *o = json_object();
-    char *out = NULL;
+    const char *message = n->message ? n->message : "";
+    size_t data_len = n->data_json ? strlen(n->data_json) : 0;
+    size_t size = sizeof("{\"id\":,\"userId\":,\"message\":,\"timestamp\":}") - 1 +
+                  quoted_len(n->id) + quoted_len(n->user) + quoted_len(message) +
+                  quoted_len(n->timestamp);
 
-    if (!o)
-        return NULL;
-    /* Field order is kept (jansson preserves insertion order) so frames read
-     * the same as the original design's. */
-    if (json_object_set_new(o, "id", json_string(n->id)) ||
-        json_object_set_new(o, "userId", json_string(n->user)) ||
-        json_object_set_new(o, "message", json_string(n->message ? n->message : "")) ||
-        json_object_set_new(o, "timestamp", json_string(n->timestamp)))
-        goto out;
-    if (n->type[0] && json_object_set_new(o, "type", json_string(n->type)))
-        goto out;
-    if (n->data_json) {
-        json_t *data = json_loads(n->data_json, JSON_DECODE_ANY, NULL);
-        if (!data || json_object_set_new(o, "data", data))
-            goto out;
+    if (n->type[0])
+        size += sizeof(",\"type\":") - 1 + quoted_len(n->type);
+    if (n->data_json)
+        size += sizeof(",\"data\":") - 1 + data_len;
+    if (replayed)
+        size += sizeof(replayed_field) - 1;
+
+    char *json = xmalloc(size + 1);
+    char *p = json;
+    /* The original design's field order, which clients may rely on. */
+    p = put(p, LIT("{\"id\":"));
+    p = put_quoted(p, n->id);
+    p = put(p, LIT(",\"userId\":"));
+    p = put_quoted(p, n->user);
+    p = put(p, LIT(",\"message\":"));
+    p = put_quoted(p, message);
+    p = put(p, LIT(",\"timestamp\":"));
+    p = put_quoted(p, n->timestamp);
+    if (n->type[0]) {
+        p = put(p, LIT(",\"type\":"));
+        p = put_quoted(p, n->type);
     }
-    if (replayed && json_object_set_new(o, "replayed", json_true()))
-        goto out;
-    out = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    if (out && len)
-        *len = strlen(out);
-out:
-    json_decref(o);
-    return out;
+    if (n->data_json) {
+        p = put(p, LIT(",\"data\":"));
+        p = put(p, n->data_json, data_len);
+    }
+    if (replayed)
+        p = put(p, LIT(replayed_field));
+    *p++ = '}';
+    *p = '\0';
+    if (len)
+        *len = size;
+    return json;
 }

@@ -39,9 +39,17 @@ enum {
 int notification_parse(const char *json, size_t len, int fill, notification_t *n, char *errstr,
                        size_t errstr_size);
 
-/* Renders the frame sent to clients, adding "replayed":true for one that
- * comes from the offline store. Returns a malloc'd NUL-terminated string
- * and its length in *len, or NULL when out of memory. */
+/* Frames. A frame is the text clients receive for one notification: a
+ * compact JSON object (no whitespace outside strings) made by this codec,
+ *   {"id":…,"userId":…,"message":…,"timestamp":…[,"type":…][,"data":…][,"replayed":true]}
+ * in that order; "type" only when not empty, "data" only when present. It
+ * is valid UTF-8 (strings must be: the parser guarantees it) with only
+ * quote, backslash and control characters escaped, exactly as jansson's
+ * json_dumps(JSON_COMPACT) writes it. */
+
+/* Renders n's frame, with "replayed":true when it comes from the offline
+ * store. Returns a malloc'd NUL-terminated string, its length in *len when
+ * len is not NULL; never NULL (out of memory aborts). */
 char *notification_to_json(const notification_t *n, int replayed, size_t *len);
 
 /* Frees what a parsed notification owns and empties it. */
