@@ -262,7 +262,9 @@ static char *put(char *out, const char *s, size_t len)
 
 #define LIT(s) s, sizeof(s) - 1
 
+/* Shared by both renderings of a replayed frame, so they cannot differ. */
 static const char replayed_field[] = ",\"replayed\":true";
+_Static_assert(sizeof(replayed_field) - 1 == NOTIF_REPLAYED_EXTRA, "NOTIF_REPLAYED_EXTRA");
 
 char *notification_to_json(const notification_t *n, int replayed, size_t *len)
 {
@@ -277,7 +279,7 @@ char *notification_to_json(const notification_t *n, int replayed, size_t *len)
     if (n->data_json)
         size += sizeof(",\"data\":") - 1 + data_len;
     if (replayed)
-        size += sizeof(replayed_field) - 1;
+        size += NOTIF_REPLAYED_EXTRA;
 
     char *json = xmalloc(size + 1);
     char *p = json;
@@ -305,4 +307,22 @@ char *notification_to_json(const notification_t *n, int replayed, size_t *len)
     if (len)
         *len = size;
     return json;
+}
+
+size_t notification_frame_replayed(const char *frame, size_t len, char *out)
+{
+    if (len < 2 || frame[0] != '{' || frame[len - 1] != '}')
+        return 0;
+    if (len == 2) {
+        /* No field to follow, so no comma: {"replayed":true} */
+        out[0] = '{';
+        memcpy(out + 1, replayed_field + 1, NOTIF_REPLAYED_EXTRA - 1);
+        memcpy(out + NOTIF_REPLAYED_EXTRA, "}", 2);
+        return NOTIF_REPLAYED_EXTRA + 1;
+    }
+    /* memmove: out may be frame itself. */
+    memmove(out, frame, len - 1);
+    memcpy(out + len - 1, replayed_field, NOTIF_REPLAYED_EXTRA);
+    memcpy(out + len - 1 + NOTIF_REPLAYED_EXTRA, "}", 2);
+    return len + NOTIF_REPLAYED_EXTRA;
 }

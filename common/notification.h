@@ -45,12 +45,23 @@ int notification_parse(const char *json, size_t len, int fill, notification_t *n
  * in that order; "type" only when not empty, "data" only when present. It
  * is valid UTF-8 (strings must be: the parser guarantees it) with only
  * quote, backslash and control characters escaped, exactly as jansson's
- * json_dumps(JSON_COMPACT) writes it. */
+ * json_dumps(JSON_COMPACT) writes it. Code outside the codec treats a
+ * frame as opaque text and goes through the functions below to change it. */
 
 /* Renders n's frame, with "replayed":true when it comes from the offline
  * store. Returns a malloc'd NUL-terminated string, its length in *len when
  * len is not NULL; never NULL (out of memory aborts). */
 char *notification_to_json(const notification_t *n, int replayed, size_t *len);
+
+/* Bytes notification_frame_replayed adds at most: ,"replayed":true */
+#define NOTIF_REPLAYED_EXTRA 16
+
+/* Writes to out the frame of len bytes (rendered without "replayed") with
+ * "replayed":true added, the same bytes as notification_to_json(n, 1, ..)
+ * gives, and a NUL. out holds len + NOTIF_REPLAYED_EXTRA + 1 bytes and may
+ * be frame itself. Returns the new length, or 0 (out untouched) when frame
+ * is not a JSON object's text: it must begin with '{' and end with '}'. */
+size_t notification_frame_replayed(const char *frame, size_t len, char *out);
 
 /* Frees what a parsed notification owns and empties it. */
 void notification_clear(notification_t *n);

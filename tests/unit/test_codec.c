@@ -93,8 +93,9 @@ struct sample {
 };
 
 /* Publishes s as a producer would (jansson writes the input), parses it,
- * and checks both renderings against jansson's and that the frame parses
- * back to the same notification. */
+ * and checks both renderings against jansson's, the replayed splice
+ * against the replayed rendering, and that the frame parses back to the
+ * same notification. */
 static void check_sample(const struct sample *s)
 {
     static const char ts[] = "2023-10-01T12:00:00.123Z";
@@ -119,6 +120,16 @@ static void check_sample(const struct sample *s)
         assert_string_equal(got, want);
         assert_int_equal(len, strlen(want));
         free(want);
+
+        if (!replayed) {
+            char *spliced = malloc(len + NOTIF_REPLAYED_EXTRA + 1);
+            size_t slen = notification_frame_replayed(got, len, spliced);
+            char *want_r = notification_to_json(&n, 1, NULL);
+            assert_int_equal(slen, strlen(want_r));
+            assert_string_equal(spliced, want_r);
+            free(want_r);
+            free(spliced);
+        }
 
         /* Parsing the frame gives the notification back. */
         assert_int_equal(notification_parse(got, len, 0, &back, err, sizeof(err)), 0);
@@ -254,6 +265,27 @@ static void renders_what_was_not_parsed(void **state)
     free(want);
 }
 
+static void replayed_splice_checks_its_input(void **state)
+{
+    (void)state;
+    char out[64 + NOTIF_REPLAYED_EXTRA + 1];
+    static const char *bad[] = {"", "x", "[1]", "}", "{", "{\"a\":1", "\"}\""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        memset(out, '#', sizeof(out));
+        assert_int_equal(notification_frame_replayed(bad[i], strlen(bad[i]), out), 0);
+        assert_int_equal(out[0], '#'); /* untouched */
+    }
+    assert_int_equal(notification_frame_replayed("{}", 2, out), strlen("{\"replayed\":true}"));
+    assert_string_equal(out, "{\"replayed\":true}");
+    assert_int_equal(NOTIF_REPLAYED_EXTRA, strlen(",\"replayed\":true"));
+
+    /* In place, as the header allows. */
+    strcpy(out, "{\"id\":\"a\"}");
+    assert_int_equal(notification_frame_replayed(out, strlen(out), out),
+                     strlen("{\"id\":\"a\",\"replayed\":true}"));
+    assert_string_equal(out, "{\"id\":\"a\",\"replayed\":true}");
+}
+
 static void fills_missing_id_and_timestamp_when_asked(void **state)
 {
     (void)state;
@@ -385,6 +417,7 @@ int main(void)
         cmocka_unit_test(frames_are_byte_for_byte_janssons),
         cmocka_unit_test(random_messages_match_jansson),
         cmocka_unit_test(renders_what_was_not_parsed),
+        cmocka_unit_test(replayed_splice_checks_its_input),
         cmocka_unit_test(fills_missing_id_and_timestamp_when_asked),
         cmocka_unit_test(rejects_what_it_cannot_deliver),
         cmocka_unit_test(rejects_oversized_input),
