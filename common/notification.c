@@ -1,25 +1,12 @@
 #include "notification.h"
 
 #include <jansson.h>
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "errstr.h"
 #include "uuid7.h"
 #include "xalloc.h"
-
-static int fail(char *errstr, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *errstr, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, size, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static int token_char(unsigned char c)
 {
@@ -77,22 +64,23 @@ static int parse_fields(json_t *root, int fill, notification_t *n, char *errstr,
     int bad;
 
     if (!json_is_object(root))
-        return fail(errstr, size, "a notification must be a JSON object");
+        return errstr_set(errstr, size, "a notification must be a JSON object");
 
     /* id */
     s = string_field(root, "id", &len, &bad);
     if (bad)
-        return fail(errstr, size, "\"id\" must be a string");
+        return errstr_set(errstr, size, "\"id\" must be a string");
     if (s) {
         if (!notification_id_valid(s, len))
-            return fail(errstr, size,
-                        "\"id\" must be 1 to %d letters, digits or . _ - @ : + ~", NOTIF_ID_MAX);
+            return errstr_set(errstr, size,
+                              "\"id\" must be 1 to %d letters, digits or . _ - @ : + ~",
+                              NOTIF_ID_MAX);
         memcpy(n->id, s, len + 1);
     } else if (fill & NOTIF_FILL_ID) {
         uuid7_generate(n->id);
         n->filled |= NOTIF_FILL_ID;
     } else {
-        return fail(errstr, size, "\"id\" is missing");
+        return errstr_set(errstr, size, "\"id\" is missing");
     }
 
     /* userId, or user_id as some of the original producers send it */
@@ -100,22 +88,24 @@ static int parse_fields(json_t *root, int fill, notification_t *n, char *errstr,
     if (!s && !bad)
         s = string_field(root, "user_id", &len, &bad);
     if (bad)
-        return fail(errstr, size, "\"userId\" must be a string");
+        return errstr_set(errstr, size, "\"userId\" must be a string");
     if (!s)
-        return fail(errstr, size, "\"userId\" is missing: every notification is for one user");
+        return errstr_set(errstr, size,
+                          "\"userId\" is missing: every notification is for one user");
     if (!notification_user_valid(s, len))
-        return fail(errstr, size, "\"userId\" must be 1 to %d letters, digits or . _ - @ : + ~",
-                    NOTIF_USER_MAX);
+        return errstr_set(errstr, size,
+                          "\"userId\" must be 1 to %d letters, digits or . _ - @ : + ~",
+                          NOTIF_USER_MAX);
     memcpy(n->user, s, len + 1);
 
     /* message */
     s = string_field(root, "message", &len, &bad);
     if (bad)
-        return fail(errstr, size, "\"message\" must be a string");
+        return errstr_set(errstr, size, "\"message\" must be a string");
     if (!s)
-        return fail(errstr, size, "\"message\" is missing");
+        return errstr_set(errstr, size, "\"message\" is missing");
     if (strlen(s) != len)
-        return fail(errstr, size, "\"message\" contains a NUL character");
+        return errstr_set(errstr, size, "\"message\" contains a NUL character");
     n->message = xstrdup(s);
 
     /* timestamp: ISO-8601 text or epoch milliseconds */
@@ -123,7 +113,7 @@ static int parse_fields(json_t *root, int fill, notification_t *n, char *errstr,
     int64_t ms;
     if (!ts || json_is_null(ts)) {
         if (!(fill & NOTIF_FILL_TIMESTAMP))
-            return fail(errstr, size, "\"timestamp\" is missing");
+            return errstr_set(errstr, size, "\"timestamp\" is missing");
         ms = now_wall_ms();
         n->filled |= NOTIF_FILL_TIMESTAMP;
     } else if (json_is_integer(ts)) {
@@ -132,21 +122,22 @@ static int parse_fields(json_t *root, int fill, notification_t *n, char *errstr,
         ms = (int64_t)json_real_value(ts);
     } else if (json_is_string(ts)) {
         if (iso8601_parse(json_string_value(ts), json_string_length(ts), &ms) != 0)
-            return fail(errstr, size,
-                        "\"timestamp\" must be ISO-8601 (2023-10-01T12:00:00Z) or epoch milliseconds");
+            return errstr_set(errstr, size, "\"timestamp\" must be ISO-8601 "
+                              "(2023-10-01T12:00:00Z) or epoch milliseconds");
     } else {
-        return fail(errstr, size, "\"timestamp\" must be a string or a number");
+        return errstr_set(errstr, size, "\"timestamp\" must be a string or a number");
     }
     if (iso8601_from_ms(ms, n->timestamp) != 0)
-        return fail(errstr, size, "\"timestamp\" is out of range (1970 to 9999)");
+        return errstr_set(errstr, size, "\"timestamp\" is out of range (1970 to 9999)");
 
     /* type */
     s = string_field(root, "type", &len, &bad);
     if (bad)
-        return fail(errstr, size, "\"type\" must be a string");
+        return errstr_set(errstr, size, "\"type\" must be a string");
     if (s) {
         if (len > NOTIF_TYPE_MAX || strlen(s) != len)
-            return fail(errstr, size, "\"type\" must be at most %d characters", NOTIF_TYPE_MAX);
+            return errstr_set(errstr, size, "\"type\" must be at most %d characters",
+                              NOTIF_TYPE_MAX);
         memcpy(n->type, s, len + 1);
     }
 
@@ -155,7 +146,7 @@ static int parse_fields(json_t *root, int fill, notification_t *n, char *errstr,
     if (data && !json_is_null(data)) {
         n->data_json = json_dumps(data, JSON_COMPACT | JSON_ENCODE_ANY);
         if (!n->data_json)
-            return fail(errstr, size, "out of memory");
+            return errstr_set(errstr, size, "out of memory");
     }
     return 0;
 }
@@ -169,13 +160,14 @@ int notification_parse(const char *json, size_t len, int fill, notification_t *n
 
     memset(n, 0, sizeof(*n));
     if (len > NOTIF_JSON_MAX)
-        return fail(errstr, errstr_size, "notification is %zu bytes, more than the limit of %d",
-                    len, NOTIF_JSON_MAX);
+        return errstr_set(errstr, errstr_size,
+                          "notification is %zu bytes, more than the limit of %d", len,
+                          NOTIF_JSON_MAX);
 
     root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
-        return fail(errstr, errstr_size, "not valid JSON: %s (at character %d)", jerr.text,
-                    jerr.position);
+        return errstr_set(errstr, errstr_size, "not valid JSON: %s (at character %d)", jerr.text,
+                          jerr.position);
     rc = parse_fields(root, fill, n, errstr, errstr_size);
     json_decref(root);
     if (rc != 0)

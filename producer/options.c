@@ -5,11 +5,11 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "errstr.h"
 #include "notification.h"
 #include "xalloc.h"
 
@@ -196,17 +196,9 @@ static void print_usage(FILE *fp)
     fputs(usage_tail, fp);
 }
 
-static int fail(char *errstr, size_t size, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *errstr, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, size, fmt, ap);
-    va_end(ap);
-    return OPTIONS_USAGE;
-}
+/* A bad command line: errstr says why, and the caller exits with status 2
+ * (OPTIONS_USAGE, not errstr_set's -1). */
+#define fail(errstr, size, ...) (errstr_set(errstr, size, __VA_ARGS__), OPTIONS_USAGE)
 
 static int parse_ulong(const char *s, unsigned long min, unsigned long max, unsigned long *out)
 {
