@@ -2,7 +2,6 @@
 
 #include <errno.h>
 #include <getopt.h>
-#include <limits.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,89 +12,241 @@
 #define GATEWAY_VERSION "0.1.0"
 #endif
 
-enum kind { STR, INT, FLAG };
+/* The store of --embedded when --store is empty: nothing else to run. */
+#define EMBEDDED_STORE "sqlite:data/notifications.db"
+
+enum kind { STR, INT, FLAG, ENUM };
+
+/* Checks a value once it is parsed; source says where it came from (a flag,
+ * an environment variable or the default) for the error. */
+typedef int validate_fn(const char *value, const char *source, char *errstr, size_t size);
 
 struct setting {
     const char *flag;
     const char *env;
     const char *def;
     enum kind kind;
-    int min, max;
     size_t offset;
     const char *help;
+    int min, max;              /* INT */
+    const char *const *values; /* ENUM: the allowed values, NULL-ended */
+    int secret;                /* may hold a password: never logged */
+    validate_fn *validate;     /* optional */
 };
+
+static validate_fn check_store, check_mongodb_uri;
+
+static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
 #define S(field) offsetof(struct config, field)
 
+#define RANGE(lo, hi) .min = (lo), .max = (hi)
+
+/* One entry a setting: flag, env, default, kind, field and help in that
+ * order (after the leading .flag designator the fields follow in order),
+ * then by name what the kind or the value needs. */
 static const struct setting settings[] = {
-    {"brokers", "KAFKA_BROKERS", "localhost:9092", STR, 0, 0, S(brokers),
+    {.flag = "brokers", "KAFKA_BROKERS", "localhost:9092", STR, S(brokers),
      "Kafka bootstrap servers, host:port[,host:port…]"},
-    {"embedded", "EMBEDDED", "false", FLAG, 0, 0, S(embedded),
+    {.flag = "embedded", "EMBEDDED", "false", FLAG, S(embedded),
      "run an in-memory Kafka broker inside the gateway (development and demos; "
-     "the store defaults to sqlite:data/notifications.db)"},
-    {"embedded-port", "EMBEDDED_PORT", "9092", INT, 1, 65535, S(embedded_port),
-     "loopback port where producers reach the embedded broker"},
-    {"topic", "KAFKA_TOPIC", "notifications", STR, 0, 0, S(topic), "Kafka topic to consume"},
-    {"group", "KAFKA_GROUP", "notification-group", STR, 0, 0, S(group), "Kafka consumer group"},
-    {"store", "STORE_URI", "", STR, 0, 0, S(store),
-     "offline store: mongodb://HOST:PORT/ or sqlite:PATH (empty: the --mongodb-uri server)"},
-    {"mongodb-uri", "MONGODB_URI", "mongodb://localhost:27017/", STR, 0, 0, S(mongodb_uri),
-     "MongoDB connection string for the offline store"},
-    {"mongodb-db", "MONGODB_DB", "notification_gateway", STR, 0, 0, S(mongodb_db),
+     "the store defaults to " EMBEDDED_STORE ")"},
+    {.flag = "embedded-port", "EMBEDDED_PORT", "9092", INT, S(embedded_port),
+     "loopback port where producers reach the embedded broker", RANGE(1, 65535)},
+    {.flag = "topic", "KAFKA_TOPIC", "notifications", STR, S(topic), "Kafka topic to consume"},
+    {.flag = "group", "KAFKA_GROUP", "notification-group", STR, S(group), "Kafka consumer group"},
+    {.flag = "store", "STORE_URI", "", STR, S(store),
+     "offline store: mongodb://HOST:PORT/ or sqlite:PATH (empty: the --mongodb-uri server)",
+     .secret = 1, .validate = check_store},
+    {.flag = "mongodb-uri", "MONGODB_URI", "mongodb://localhost:27017/", STR, S(mongodb_uri),
+     "MongoDB connection string for the offline store", .secret = 1,
+     .validate = check_mongodb_uri},
+    {.flag = "mongodb-db", "MONGODB_DB", "notification_gateway", STR, S(mongodb_db),
      "MongoDB database (collection \"notifications\")"},
-    {"port", "PORT", "8083", INT, 1, 65535, S(port), "WebSocket and HTTP port"},
-    {"bind", "BIND_ADDRESS", "", STR, 0, 0, S(bind),
+    {.flag = "port", "PORT", "8083", INT, S(port), "WebSocket and HTTP port", RANGE(1, 65535)},
+    {.flag = "bind", "BIND_ADDRESS", "", STR, S(bind),
      "address to listen on (empty: every interface)"},
-    {"web-root", "WEB_ROOT", "web", STR, 0, 0, S(web_root),
+    {.flag = "web-root", "WEB_ROOT", "web", STR, S(web_root),
      "folder served over HTTP (test.html at /)"},
-    {"ack-timeout", "ACK_TIMEOUT", "30", INT, 1, 86400, S(ack_timeout_s),
-     "seconds a pushed notification may stay unacknowledged before it is stored for later"},
-    {"max-connections", "MAX_CONNECTIONS", "10000", INT, 1, 1000000, S(max_connections),
-     "WebSocket connections in all"},
-    {"max-connections-per-user", "MAX_CONNECTIONS_PER_USER", "16", INT, 1, 10000,
-     S(max_connections_per_user), "WebSocket connections of one user (tabs, devices)"},
-    {"window", "WINDOW", "256", INT, 1, 65536, S(window),
-     "notifications sent to one connection and not yet acknowledged; past it, they wait in the store"},
-    {"shutdown-timeout", "SHUTDOWN_TIMEOUT", "5", INT, 1, 600, S(shutdown_timeout_s),
-     "seconds allowed at SIGTERM to store what is in flight and commit"},
-    {"log-level", "LOG_LEVEL", "info", STR, 0, 0, S(log_level), "error, warn, info or debug"},
+    {.flag = "ack-timeout", "ACK_TIMEOUT", "30", INT, S(ack_timeout_s),
+     "seconds a pushed notification may stay unacknowledged before it is stored for later",
+     RANGE(1, 86400)},
+    {.flag = "max-connections", "MAX_CONNECTIONS", "10000", INT, S(max_connections),
+     "WebSocket connections in all", RANGE(1, 1000000)},
+    {.flag = "max-connections-per-user", "MAX_CONNECTIONS_PER_USER", "16", INT,
+     S(max_connections_per_user), "WebSocket connections of one user (tabs, devices)",
+     RANGE(1, 10000)},
+    {.flag = "window", "WINDOW", "256", INT, S(window),
+     "notifications sent to one connection and not yet acknowledged; "
+     "past it, they wait in the store",
+     RANGE(1, 65536)},
+    {.flag = "shutdown-timeout", "SHUTDOWN_TIMEOUT", "5", INT, S(shutdown_timeout_s),
+     "seconds allowed at SIGTERM to store what is in flight and commit", RANGE(1, 600)},
+    {.flag = "log-level", "LOG_LEVEL", "info", ENUM, S(log_level), "how much to log on stderr",
+     .values = log_levels},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
-static int apply(struct config *c, const struct setting *s, const char *value, const char *source,
-                 char *errstr, size_t size)
+/* librdkafka properties the gateway sets itself: -X must not change them.
+ * The delivery guarantee rests on the first two. */
+#define AT_LEAST_ONCE "offsets are stored only once a notification is delivered or stored"
+static const struct {
+    const char *key, *why;
+} protected_props[] = {
+    {"enable.auto.offset.store", AT_LEAST_ONCE},
+    {"enable.auto.commit", AT_LEAST_ONCE},
+    {"group.id", "--group / --brokers"},
+    {"bootstrap.servers", "--group / --brokers"},
+};
+
+#define NPROTECTED (sizeof(protected_props) / sizeof(protected_props[0]))
+
+static const char *const store_schemes[] = {"mongodb://", "mongodb+srv://", "sqlite:", NULL};
+static const char *const mongodb_schemes[] = {"mongodb://", "mongodb+srv://", NULL};
+static const char *const yes_words[] = {"1", "true", "yes", NULL};
+static const char *const no_words[] = {"0", "false", "no", NULL};
+
+static int is_one_of(const char *value, const char *const *values)
 {
-    char *base = (char *)c + s->offset;
-    if (s->kind == STR) {
-        *(const char **)base = value;
-        return 0;
+    for (; *values; values++)
+        if (strcmp(value, *values) == 0)
+            return 1;
+    return 0;
+}
+
+/* "a, b or c" */
+static const char *join(const char *const *values, char *buf, size_t size)
+{
+    buf[0] = '\0';
+    for (size_t i = 0; values[i]; i++) {
+        size_t len = strlen(buf);
+        snprintf(buf + len, size - len, "%s%s", i == 0 ? "" : values[i + 1] ? ", " : " or ",
+                 values[i]);
     }
-    if (s->kind == FLAG) {
-        if (!strcmp(value, "1") || !strcmp(value, "true") || !strcmp(value, "yes"))
-            *(int *)base = 1;
-        else if (!strcmp(value, "0") || !strcmp(value, "false") || !strcmp(value, "no"))
-            *(int *)base = 0;
-        else {
-            snprintf(errstr, size, "%s: \"%s\" is not true or false", source, value);
-            return -1;
-        }
-        return 0;
-    }
+    return buf;
+}
+
+/* The message quotes only the scheme (the text up to the first colon): the
+ * rest of a URI may hold a password. */
+static int check_scheme(const char *uri, const char *const *schemes, const char *what,
+                        const char *hint, const char *source, char *errstr, size_t size)
+{
+    for (const char *const *p = schemes; *p; p++)
+        if (strncmp(uri, *p, strlen(*p)) == 0)
+            return 0;
+    size_t n = strcspn(uri, ":");
+    snprintf(errstr, size, "%s: unknown %s scheme \"%.*s\"; use %s", source, what,
+             (int)(n < 32 ? n + (uri[n] == ':') : 32), uri, hint);
+    return -1;
+}
+
+static int check_store_uri(const char *uri, const char *source, char *errstr, size_t size)
+{
+    return check_scheme(uri, store_schemes, "store", "mongodb://HOST:PORT/ or sqlite:PATH",
+                        source, errstr, size);
+}
+
+/* Empty: the embedded store or the --mongodb-uri server, see resolve_store. */
+static int check_store(const char *value, const char *source, char *errstr, size_t size)
+{
+    return *value ? check_store_uri(value, source, errstr, size) : 0;
+}
+
+static int check_mongodb_uri(const char *value, const char *source, char *errstr, size_t size)
+{
+    return check_scheme(value, mongodb_schemes, "MongoDB URI",
+                        "mongodb://HOST:PORT/ or mongodb+srv://HOST/", source, errstr, size);
+}
+
+static int parse_int(const struct setting *s, const char *value, int *out)
+{
     char *end;
     errno = 0;
     long v = strtol(value, &end, 10);
-    if (errno || end == value || *end || v < s->min || v > s->max) {
-        snprintf(errstr, size, "%s: \"%s\" is not a whole number from %d to %d", source, value,
-                 s->min, s->max);
+    if (errno || end == value || *end || v < s->min || v > s->max)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static int apply(struct config *c, const struct setting *s, const char *value, const char *source,
+                 char *errstr, size_t size)
+{
+    char *field = (char *)c + s->offset;
+    char list[128], what[64];
+
+    switch (s->kind) {
+    case STR:
+        *(const char **)field = value;
+        break;
+    case FLAG:
+        if (!is_one_of(value, yes_words) && !is_one_of(value, no_words)) {
+            snprintf(errstr, size, "%s: \"%s\" is not true or false", source, value);
+            return -1;
+        }
+        *(int *)field = is_one_of(value, yes_words);
+        break;
+    case INT:
+        if (parse_int(s, value, (int *)field) != 0) {
+            snprintf(errstr, size, "%s: \"%s\" is not a whole number from %d to %d", source,
+                     value, s->min, s->max);
+            return -1;
+        }
+        break;
+    case ENUM:
+        if (!is_one_of(value, s->values)) {
+            /* "log-level" reads "log level" in a sentence. */
+            snprintf(what, sizeof(what), "%s", s->flag);
+            for (char *p = what; *p; p++)
+                *p = *p == '-' ? ' ' : *p;
+            snprintf(errstr, size, "%s: \"%s\" is not a %s; use %s", source, value, what,
+                     join(s->values, list, sizeof(list)));
+            return -1;
+        }
+        *(const char **)field = value;
+        break;
+    }
+    return s->validate ? s->validate(value, source, errstr, size) : 0;
+}
+
+static int add_kafka_prop(struct config *c, size_t *n, const char *prop, char *errstr,
+                          size_t size)
+{
+    const char *eq = strchr(prop, '=');
+    if (!eq || eq == prop || *n == CONFIG_MAX_PROPS) {
+        snprintf(errstr, size, "-X %s: expected key=value (at most %d of them)", prop,
+                 CONFIG_MAX_PROPS);
         return -1;
     }
-    *(int *)base = (int)v;
+    size_t keylen = (size_t)(eq - prop);
+    for (size_t i = 0; i < NPROTECTED; i++) {
+        const char *key = protected_props[i].key;
+        if (strlen(key) == keylen && strncmp(prop, key, keylen) == 0) {
+            snprintf(errstr, size,
+                     "-X %s: the gateway sets %s itself (%s); use its own option instead", prop,
+                     key, protected_props[i].why);
+            return -1;
+        }
+    }
+    c->kafka_props[(*n)++] = prop;
     return 0;
+}
+
+/* The one place that decides which store the gateway opens. */
+static int resolve_store(struct config *c, char *errstr, size_t size)
+{
+    c->store_uri = *c->store ? c->store : c->embedded ? EMBEDDED_STORE : c->mongodb_uri;
+    /* Each candidate was checked as it was read; this guards the choice. */
+    return check_store_uri(c->store_uri,
+                           "the store chosen from --store, --embedded and --mongodb-uri", errstr,
+                           size);
 }
 
 void config_usage(FILE *out)
 {
+    char list[128];
+
     fprintf(out,
             "Usage: consumer [OPTION]...\n"
             "The notification gateway: consumes notifications from Kafka and pushes each to its\n"
@@ -103,16 +254,25 @@ void config_usage(FILE *out)
             "Options (each also read from the environment variable shown):\n");
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *s = &settings[i];
-        if (s->kind == FLAG)
-            fprintf(out, "  --%s\n      %s\n      env %s=true|false, default %s\n", s->flag,
-                    s->help, s->env, s->def);
-        else
-            fprintf(out, "  --%s=VALUE\n      %s\n      env %s, default \"%s\"\n", s->flag,
-                    s->help, s->env, s->def);
+        fprintf(out, "  --%s%s\n      %s", s->flag, s->kind == FLAG ? "" : "=VALUE", s->help);
+        /* The README's table shows the same text: keep it in step. */
+        if (s->kind == INT)
+            fprintf(out, " (%d–%d)", s->min, s->max);
+        else if (s->kind == ENUM)
+            fprintf(out, " (%s)", join(s->values, list, sizeof(list)));
+        const char *quote = s->kind == FLAG || !*s->def ? "" : "\"";
+        fprintf(out, "\n      env %s%s, default %s%s%s\n", s->env,
+                s->kind == FLAG ? "=true|false" : "", quote, *s->def ? s->def : "(empty)", quote);
     }
     fprintf(out,
-            "  -X key=value\n      librdkafka consumer property (repeatable), e.g. -X "
-            "security.protocol=ssl\n"
+            "  -X key=value\n      librdkafka consumer property (repeatable, at most %d), e.g. "
+            "-X security.protocol=ssl\n      except",
+            CONFIG_MAX_PROPS);
+    for (size_t i = 0; i < NPROTECTED; i++)
+        fprintf(out, "%s%s", i == 0 ? " " : i + 1 < NPROTECTED ? ", " : " and ",
+                protected_props[i].key);
+    fprintf(out,
+            ", which the gateway sets itself\n"
             "  -h, --help       this text\n"
             "  -V, --version    the version\n\n"
             "Clients connect to ws://HOST:PORT/?userId=USER and acknowledge each notification with\n"
@@ -142,7 +302,9 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
     longopts[NSETTINGS + 1] = (struct option){"version", no_argument, NULL, 'V'};
     longopts[NSETTINGS + 2] = (struct option){NULL, 0, NULL, 0};
 
-    optind = 1;
+    /* 0, not 1: glibc and musl then also forget a group of short options
+     * left half-read by an earlier call (the unit tests call this often). */
+    optind = 0;
     opterr = 0;
     int opt;
     while ((opt = getopt_long(argc, argv, ":hVX:", longopts, NULL)) != -1) {
@@ -154,12 +316,8 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
             printf("consumer (notification gateway) %s\n", GATEWAY_VERSION);
             return CONFIG_EXIT_OK;
         case 'X':
-            if (!strchr(optarg, '=') || nprops == CONFIG_MAX_PROPS) {
-                snprintf(errstr, size, "-X %s: expected key=value (at most %d of them)", optarg,
-                         CONFIG_MAX_PROPS);
+            if (add_kafka_prop(c, &nprops, optarg, errstr, size) != 0)
                 return CONFIG_ERROR;
-            }
-            c->kafka_props[nprops++] = optarg;
             break;
         case ':':
             snprintf(errstr, size, "%s needs a value (see --help)", argv[optind - 1]);
@@ -179,26 +337,46 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
         snprintf(errstr, size, "unexpected argument \"%s\" (see --help)", argv[optind]);
         return CONFIG_ERROR;
     }
+    if (resolve_store(c, errstr, size) != 0)
+        return CONFIG_ERROR;
+    /* Only if log_levels[] lists a name common/log.c does not know. */
     if (log_set_level(c->log_level) != 0) {
-        snprintf(errstr, size, "log level \"%s\" is not one of error, warn, info, debug",
-                 c->log_level);
+        snprintf(errstr, size, "log level \"%s\" is not known to common/log.c", c->log_level);
         return CONFIG_ERROR;
     }
     return CONFIG_OK;
 }
 
+static const char *value_text(const struct config *c, const struct setting *s, char *buf,
+                              size_t size)
+{
+    const char *field = (const char *)c + s->offset;
+    const char *str = s->kind == INT    ? NULL
+                      : s->kind == FLAG ? (*(const int *)field ? "true" : "false")
+                                        : *(const char *const *)field;
+
+    if (!str)
+        snprintf(buf, size, "%d", *(const int *)field);
+    else
+        snprintf(buf, size, "%s",
+                 !*str       ? "(empty)"
+                 : s->secret ? "(set; not logged, it may hold a password)"
+                             : str);
+    return buf;
+}
+
+const char *config_value_text(const struct config *c, const char *flag, char *buf, size_t size)
+{
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (strcmp(settings[i].flag, flag) == 0)
+            return value_text(c, &settings[i], buf, size);
+    return NULL;
+}
+
 void config_log(const struct config *c)
 {
-    for (size_t i = 0; i < NSETTINGS; i++) {
-        const struct setting *s = &settings[i];
-        const char *base = (const char *)c + s->offset;
-        if (s->kind == INT)
-            log_info("setting %s = %d", s->flag, *(const int *)base);
-        else if (s->kind == FLAG)
-            log_info("setting %s = %s", s->flag, *(const int *)base ? "true" : "false");
-        else if (strcmp(s->flag, "mongodb-uri") == 0 || strcmp(s->flag, "store") == 0)
-            log_info("setting %s = %s", s->flag, "(set; not logged, it may hold a password)");
-        else
-            log_info("setting %s = %s", s->flag, *(const char *const *)base);
-    }
+    char buf[256];
+
+    for (size_t i = 0; i < NSETTINGS; i++)
+        log_info("setting %s = %s", settings[i].flag, value_text(c, &settings[i], buf, sizeof(buf)));
 }

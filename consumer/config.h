@@ -1,7 +1,8 @@
 /* The gateway's settings, each declared once in config.c's table with its
- * flag, environment variable, default and help: --help, parsing and the
- * README's table come from the same place. Precedence: default, then the
- * environment, then flags. */
+ * flag, environment variable, default, kind and help: --help, parsing,
+ * checking and the README's table come from the same place. Precedence:
+ * default, then the environment, then flags. A setting that may hold a
+ * password is never logged. */
 #ifndef CONSUMER_CONFIG_H
 #define CONSUMER_CONFIG_H
 
@@ -13,12 +14,12 @@ struct config {
     const char *brokers;
     const char *topic;
     const char *group;
-    const char *store;
+    const char *store; /* as given; the gateway opens store_uri */
     const char *mongodb_uri;
     const char *mongodb_db;
     const char *bind;
     const char *web_root;
-    const char *log_level;
+    const char *log_level; /* one of error, warn, info, debug */
     int port;
     int embedded;
     int embedded_port;
@@ -27,17 +28,32 @@ struct config {
     int max_connections_per_user;
     int window;
     int shutdown_timeout_s;
-    const char *kafka_props[CONFIG_MAX_PROPS + 1]; /* -X key=value, NULL-ended */
+    /* The store to open, never empty: --store, else the embedded mode's
+     * SQLite file, else --mongodb-uri. Its scheme is mongodb://,
+     * mongodb+srv:// or sqlite:. */
+    const char *store_uri;
+    /* -X key=value, NULL-ended; none sets a key the gateway sets itself
+     * (group.id, bootstrap.servers, enable.auto.commit,
+     * enable.auto.offset.store): config_load refuses those. */
+    const char *kafka_props[CONFIG_MAX_PROPS + 1];
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };
 
-/* Fills c from the defaults, the environment and argv. CONFIG_EXIT_OK
- * after printing --help or --version; CONFIG_ERROR with errstr. */
+/* Fills c from the defaults, the environment and argv, checks every value
+ * and sets the log level. CONFIG_EXIT_OK after printing --help or
+ * --version; CONFIG_ERROR with errstr naming the flag or variable at fault.
+ * The strings in c point into argv, the environment or static text. */
 enum config_result config_load(struct config *c, int argc, char **argv, char *errstr,
                                size_t errstr_size);
 
+/* The --help text. */
 void config_usage(FILE *out);
+
+/* The value of the setting --flag (flag without the dashes) as config_log
+ * shows it, in buf: a secret reads "(set; not logged, ...)", an empty
+ * string "(empty)". NULL if there is no such setting. */
+const char *config_value_text(const struct config *c, const char *flag, char *buf, size_t size);
 
 /* Logs every setting (info level) at start-up. */
 void config_log(const struct config *c);
