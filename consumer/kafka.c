@@ -8,25 +8,20 @@
 #include <time.h>
 
 #include "log.h"
-#include "notification.h"
+#include "record.h"
 #include "timeutil.h"
 #include "xalloc.h"
 
 struct kafka {
     rd_kafka_t *rk;
     char *topic;
-    size_t batch_max, queue_max;
-    void (*notify)(void *);
-    void *notify_arg;
+    size_t batch_max;
+    handoff_t *batches; /* to the loop; closed when consuming stops */
     pthread_t thread;
     int started;
 
-    pthread_mutex_t lock; /* guards the queue, the tracker and running */
-    pthread_cond_t room;
-    kafka_batch_t *head, *tail;
-    size_t queued;
-    int running;
-    int assigned; /* partitions assigned to this member */
+    pthread_mutex_t lock; /* guards the tracker and assigned */
+    int assigned;         /* partitions assigned to this member */
     tracker_t *tracker;
 };
 
@@ -123,152 +118,87 @@ void kafka_batch_free(kafka_batch_t *b)
 {
     if (!b)
         return;
-    for (size_t i = 0; i < b->n; i++) {
-        free((char *)b->msgs[i].id);
-        free((char *)b->msgs[i].user);
-        free((char *)b->msgs[i].frame);
-    }
-    free(b->msgs);
+    for (size_t i = 0; i < b->n; i++)
+        record_msg_clear(&b->msgs[i]);
     free(b);
+}
+
+static void free_batch_msg(handoff_msg_t *m)
+{
+    kafka_batch_free((kafka_batch_t *)m);
 }
 
 kafka_batch_t *kafka_take(kafka_t *k)
 {
-    pthread_mutex_lock(&k->lock);
-    kafka_batch_t *b = k->head;
-    if (b) {
-        k->head = b->next;
-        if (!k->head)
-            k->tail = NULL;
-        k->queued--;
-        b->next = NULL;
-        pthread_cond_signal(&k->room);
-    }
-    pthread_mutex_unlock(&k->lock);
-    return b;
+    return (kafka_batch_t *)handoff_take(k->batches, 1);
 }
 
-/* Parses one message into msgs[*n]; an invalid one is logged, skipped and
- * counted done at once so it never holds back its partition. */
-static void take_message(kafka_t *k, const rd_kafka_message_t *rkm, kafka_batch_t *b,
-                         struct part_offset *skipped, size_t *nskipped)
+/* Wait for the first record, then take what is already there. */
+static size_t poll_records(kafka_t *k, rd_kafka_message_t **rkms)
 {
-    notification_t n;
-    char err[256];
-    hub_msg_t *m = &b->msgs[b->n];
-
-    pthread_mutex_lock(&k->lock);
-    tracker_add(k->tracker, rkm->partition, rkm->offset);
-    pthread_mutex_unlock(&k->lock);
-
-    if (!rkm->payload ||
-        notification_parse(rkm->payload, rkm->len, NOTIF_FILL_ID | NOTIF_FILL_TIMESTAMP, &n, err,
-                           sizeof(err)) != 0) {
-        log_warn("skipping the message at %s partition %d offset %lld: %s", k->topic,
-                 (int)rkm->partition, (long long)rkm->offset,
-                 rkm->payload ? err : "it has no value");
-        skipped[(*nskipped)++] = (struct part_offset){rkm->partition, rkm->offset};
-        return;
+    size_t n = 0;
+    int timeout = 100;
+    while (n < k->batch_max) {
+        rd_kafka_message_t *rkm = rd_kafka_consumer_poll(k->rk, timeout);
+        if (!rkm)
+            break;
+        timeout = 0;
+        if (rkm->err) {
+            if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                log_warn("kafka: %s", rd_kafka_message_errstr(rkm));
+            rd_kafka_message_destroy(rkm);
+            continue;
+        }
+        rkms[n++] = rkm;
     }
-    /* An id made from the message's place, so a redelivered copy keeps it
-     * and clients can drop the duplicate. */
-    if (n.filled & NOTIF_FILL_ID)
-        snprintf(n.id, sizeof(n.id), "%s-%d-%lld", k->topic, (int)rkm->partition,
-                 (long long)rkm->offset);
-    if (n.filled & NOTIF_FILL_TIMESTAMP) {
-        rd_kafka_timestamp_type_t tstype;
-        int64_t ts = rd_kafka_message_timestamp(rkm, &tstype);
-        if (ts >= 0)
-            iso8601_from_ms(ts, n.timestamp);
-    }
-    size_t len = 0;
-    char *frame = notification_to_json(&n, 0, &len);
-    if (frame && len > NOTIF_JSON_MAX) {
-        log_warn("skipping the message at %s partition %d offset %lld: it is %zu bytes once "
-                 "normalised, over the limit of %d",
-                 k->topic, (int)rkm->partition, (long long)rkm->offset, len, NOTIF_JSON_MAX);
-        free(frame);
-        notification_clear(&n);
-        skipped[(*nskipped)++] = (struct part_offset){rkm->partition, rkm->offset};
-        return;
-    }
-    m->id = xstrdup(n.id);
-    m->user = xstrdup(n.user);
-    m->frame = frame;
-    m->frame_len = len;
-    m->seq = 0;
-    m->partition = rkm->partition;
-    m->offset = rkm->offset;
-    b->n++;
-    notification_clear(&n);
-}
-
-/* Queues b for the loop, waiting while the queue is full. Returns -1 when
- * stopped meanwhile (b is then freed: its offsets stay uncommitted). */
-static int hand_off(kafka_t *k, kafka_batch_t *b)
-{
-    pthread_mutex_lock(&k->lock);
-    while (k->queued >= k->queue_max && k->running) {
-        struct timespec ts = wall_in_ms(100);
-        pthread_cond_timedwait(&k->room, &k->lock, &ts);
-    }
-    if (!k->running) {
-        pthread_mutex_unlock(&k->lock);
-        kafka_batch_free(b);
-        return -1;
-    }
-    if (k->tail)
-        k->tail->next = b;
-    else
-        k->head = b;
-    k->tail = b;
-    k->queued++;
-    pthread_mutex_unlock(&k->lock);
-    k->notify(k->notify_arg);
-    return 0;
-}
-
-static int is_running(kafka_t *k)
-{
-    pthread_mutex_lock(&k->lock);
-    int r = k->running;
-    pthread_mutex_unlock(&k->lock);
-    return r;
+    return n;
 }
 
 static void *consume_loop(void *arg)
 {
     kafka_t *k = arg;
+    rd_kafka_message_t **rkms = xcalloc(k->batch_max, sizeof(*rkms));
     struct part_offset *skipped = xcalloc(k->batch_max, sizeof(*skipped));
+    char err[256];
 
-    while (is_running(k)) {
-        kafka_batch_t *b = xcalloc(1, sizeof(*b));
-        b->msgs = xcalloc(k->batch_max, sizeof(*b->msgs));
-        size_t nskipped = 0;
-        /* Wait for the first message, then take what is already there. */
-        int timeout = 100;
-        size_t polled = 0;
-        while (polled < k->batch_max) {
-            rd_kafka_message_t *rkm = rd_kafka_consumer_poll(k->rk, timeout);
-            if (!rkm)
-                break;
-            timeout = 0;
-            if (rkm->err) {
-                if (rkm->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
-                    log_warn("kafka: %s", rd_kafka_message_errstr(rkm));
+    while (!handoff_closed(k->batches)) {
+        size_t polled = poll_records(k, rkms), nskipped = 0;
+        if (!polled)
+            continue;
+        kafka_batch_t *b = xmalloc(sizeof(*b) + polled * sizeof(b->msgs[0]));
+        b->n = 0;
+        /* Tracked before anything else, so no later offset of its
+         * partition can be committed past it. */
+        pthread_mutex_lock(&k->lock);
+        for (size_t i = 0; i < polled; i++)
+            tracker_add(k->tracker, rkms[i]->partition, rkms[i]->offset);
+        pthread_mutex_unlock(&k->lock);
+
+        for (size_t i = 0; i < polled; i++) {
+            const rd_kafka_message_t *rkm = rkms[i];
+            if (notification_from_record(rkm->payload, rkm->len, k->topic, rkm->partition,
+                                         rkm->offset, rd_kafka_message_timestamp(rkm, NULL),
+                                         &b->msgs[b->n], err, sizeof(err)) == 0) {
+                b->n++; /* deliver */
             } else {
-                take_message(k, rkm, b, skipped, &nskipped);
-                polled++;
+                /* skip: done at once, so it never holds back its partition */
+                log_warn("skipping the message at %s partition %d offset %lld: %s", k->topic,
+                         (int)rkm->partition, (long long)rkm->offset, err);
+                skipped[nskipped++] = (struct part_offset){rkm->partition, rkm->offset};
             }
-            rd_kafka_message_destroy(rkm);
+            rd_kafka_message_destroy(rkms[i]);
         }
         if (nskipped)
             kafka_offsets_done(k, skipped, nskipped);
-        if (b->n == 0)
+        if (b->n == 0) {
             kafka_batch_free(b);
-        else if (hand_off(k, b) != 0)
+        } else if (handoff_send(k->batches, &b->link) != 0) {
+            /* Stopped meanwhile: its offsets stay uncommitted. */
+            kafka_batch_free(b);
             break;
+        }
     }
+    free(rkms);
     free(skipped);
     return NULL;
 }
@@ -283,12 +213,8 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
     k->topic = xstrdup(conf->topic);
     k->tracker = tracker_new();
     k->batch_max = conf->batch_max ? conf->batch_max : 512;
-    k->queue_max = conf->queue_batches ? conf->queue_batches : 8;
-    k->notify = notify;
-    k->notify_arg = arg;
-    k->running = 1;
+    k->batches = handoff_new(conf->queue_batches ? conf->queue_batches : 8, notify, arg);
     pthread_mutex_init(&k->lock, NULL);
-    pthread_cond_init(&k->room, NULL);
 
     /* Our defaults first, so -X can override any of them. */
     const char *defaults[][2] = {
@@ -322,16 +248,6 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
         }
         memcpy(key, *p, (size_t)(eq - *p));
         key[eq - *p] = '\0';
-        if (!strcmp(key, "enable.auto.offset.store") || !strcmp(key, "enable.auto.commit") ||
-            !strcmp(key, "group.id") || !strcmp(key, "bootstrap.servers")) {
-            snprintf(errstr, size,
-                     "-X %s: the gateway sets %s itself (%s); use its own option instead",
-                     *p, key,
-                     strncmp(key, "enable.", 7) == 0
-                         ? "offsets are stored only once a notification is delivered or stored"
-                         : "--group / --brokers");
-            goto fail;
-        }
         if (rd_kafka_conf_set(rconf, key, eq + 1, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
             snprintf(errstr, size, "-X %s: %s", *p, err);
             goto fail;
@@ -376,10 +292,7 @@ void kafka_stop(kafka_t *k)
 {
     if (!k || !k->started)
         return;
-    pthread_mutex_lock(&k->lock);
-    k->running = 0;
-    pthread_cond_broadcast(&k->room);
-    pthread_mutex_unlock(&k->lock);
+    handoff_close(k->batches);
     pthread_join(k->thread, NULL);
     k->started = 0;
 }
@@ -425,11 +338,7 @@ void kafka_close(kafka_t *k, int64_t deadline_ms)
     kafka_stop(k);
     if (k->rk)
         close_consumer(k, deadline_ms);
-    kafka_batch_t *b;
-    while ((b = k->head)) {
-        k->head = b->next;
-        kafka_batch_free(b);
-    }
+    handoff_free(k->batches, free_batch_msg);
     tracker_free(k->tracker);
     free(k->topic);
     free(k);

@@ -1,6 +1,7 @@
 /* The Kafka side of the gateway: a thread that consumes the topic in a
- * consumer group, parses each message into a notification and hands them
- * to the event loop in batches, and the at-least-once bookkeeping.
+ * consumer group, turns each record into a notification (record.h) and
+ * hands them to the event loop in batches, and the at-least-once
+ * bookkeeping.
  *
  * Offsets are stored for commit (auto commit, enable.auto.offset.store=false)
  * only through kafka_offsets_done, which the loop calls when notifications
@@ -11,6 +12,7 @@
 
 #include <stddef.h>
 
+#include "handoff.h"
 #include "hub.h"
 #include "tracker.h"
 
@@ -20,16 +22,17 @@ struct kafka_conf {
     const char *brokers;
     const char *topic;
     const char *group;
-    const char *const *props; /* "key=value" passed to librdkafka, NULL-ended */
+    const char *const *props; /* "key=value" for librdkafka, NULL-ended; config.c
+                               * has refused the keys set here */
     size_t batch_max;         /* notifications per hand-off batch */
     size_t queue_batches;     /* batches waiting for the loop before the thread waits */
 };
 
 /* Notifications handed to the loop; each msgs[i] owns its strings. */
 typedef struct kafka_batch {
-    hub_msg_t *msgs;
+    handoff_msg_t link;
     size_t n;
-    struct kafka_batch *next;
+    hub_msg_t msgs[];
 } kafka_batch_t;
 
 /* Creates the consumer, subscribes and starts the thread; notify(arg) is
