@@ -1,0 +1,67 @@
+/* The store worker: a thread that runs the offline store's blocking calls
+ * off the event loop, each request answered by its own completion.
+ *
+ * The loop submits puts, removes and fetches as they arise, each with a
+ * completion callback; store_worker_flush hands everything submitted so
+ * far to the worker in one step. The worker takes all the work waiting,
+ * runs its puts as bulk writes, then its removes, then its fetches (so a
+ * fetch always sees every put submitted before it), retries a failed call
+ * until it succeeds or the stop deadline passes, and posts each finished
+ * request back as soon as its call returns. store_worker_poll, on the loop
+ * thread, calls the completions (never on the worker) and frees the
+ * requests.
+ *
+ * Every function here is for the loop thread only. */
+#ifndef CONSUMER_STORE_WORKER_H
+#define CONSUMER_STORE_WORKER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hub.h"
+#include "store.h"
+
+typedef struct store_worker store_worker_t;
+typedef struct store_req store_req_t;
+
+/* What a completion sees of its finished request. */
+struct store_result {
+    const hub_msg_t *msg; /* put: the notification stored */
+    const char *user;     /* fetch: whose notifications */
+    uint64_t tag;         /* fetch: the caller's, as submitted */
+    size_t limit;         /* fetch: the most asked for */
+    const hub_msg_t *msgs; /* fetch: what was found, oldest first */
+    size_t n;
+};
+
+typedef void (*store_done_fn)(void *arg, const struct store_result *r);
+
+/* Starts the worker on an opened store; it owns st from then on. wake(arg)
+ * is called from the worker when completions are waiting. */
+store_worker_t *store_worker_start(store_t *st, void (*wake)(void *arg), void *arg);
+
+/* done may be NULL. Strings and frames are copied. */
+void store_worker_put(store_worker_t *w, const hub_msg_t *m, store_done_fn done, void *arg);
+void store_worker_remove(store_worker_t *w, const char *user, const char *id, store_done_fn done,
+                         void *arg);
+void store_worker_fetch(store_worker_t *w, const char *user, int64_t after_seq, size_t limit,
+                        uint64_t tag, store_done_fn done, void *arg);
+/* Hands what was submitted to the worker. */
+void store_worker_flush(store_worker_t *w);
+
+/* Calls the completions posted so far. Returns how many. */
+size_t store_worker_poll(store_worker_t *w);
+
+/* Puts submitted and not yet completed, and their bytes: the loop stops
+ * taking from Kafka while these are over its limits. */
+size_t store_worker_backlog(const store_worker_t *w);
+size_t store_worker_backlog_bytes(const store_worker_t *w);
+
+/* Lets the worker finish what it holds, retrying failures until
+ * deadline_ms (monotonic), then joins it and closes the store. Completions
+ * posted before it stopped can still be polled; free with
+ * store_worker_free. */
+void store_worker_stop(store_worker_t *w, int64_t deadline_ms);
+void store_worker_free(store_worker_t *w);
+
+#endif

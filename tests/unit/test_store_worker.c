@@ -1,0 +1,120 @@
+/* The store worker on a real SQLite store: each request answered by its
+ * own completion, on the polling thread, puts before the fetch that
+ * follows them, backlog counted until completion. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "store_worker.h"
+#include "timeutil.h"
+
+struct seen {
+    pthread_t thread;
+    int puts, fetches, removes;
+    int32_t last_partition;
+    size_t found;
+    uint64_t tag;
+    char first_id[32];
+};
+
+static void wake(void *arg)
+{
+    (void)arg;
+}
+
+static void on_put(void *arg, const struct store_result *r)
+{
+    struct seen *s = arg;
+    assert_true(pthread_equal(s->thread, pthread_self()));
+    s->puts++;
+    s->last_partition = r->msg->partition;
+}
+
+static void on_fetch(void *arg, const struct store_result *r)
+{
+    struct seen *s = arg;
+    assert_true(pthread_equal(s->thread, pthread_self()));
+    s->fetches++;
+    s->found = r->n;
+    s->tag = r->tag;
+    if (r->n)
+        snprintf(s->first_id, sizeof(s->first_id), "%s", r->msgs[0].id);
+}
+
+static void on_remove(void *arg, const struct store_result *r)
+{
+    struct seen *s = arg;
+    (void)r;
+    s->removes++;
+}
+
+static void wait_for(store_worker_t *w, const int *count, int want)
+{
+    int64_t until = now_mono_ms() + 10000;
+    while (*count < want && now_mono_ms() < until) {
+        store_worker_poll(w);
+        usleep(1000);
+    }
+    assert_int_equal(*count, want);
+}
+
+static void each_request_completes_on_the_polling_thread(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/store_worker_XXXXXX", uri[128], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(uri, sizeof(uri), "sqlite:%s/s.db", dir);
+    store_t *st = store_open(uri, NULL, err, sizeof(err));
+    assert_non_null(st);
+    store_worker_t *w = store_worker_start(st, wake, NULL);
+    struct seen s = {.thread = pthread_self()};
+
+    for (int i = 0; i < 3; i++) {
+        char id[16], frame[64];
+        snprintf(id, sizeof(id), "n%d", i);
+        snprintf(frame, sizeof(frame), "{\"id\":\"%s\"}", id);
+        hub_msg_t m = {id, "alice", frame, strlen(frame), 100 + i, 7, 1000 + i};
+        store_worker_put(w, &m, on_put, &s);
+    }
+    store_worker_fetch(w, "alice", 0, 10, 42, on_fetch, &s);
+    assert_int_equal(store_worker_backlog(w), 3);
+    assert_int_equal(store_worker_backlog_bytes(w), 3 * strlen("{\"id\":\"n0\"}"));
+    store_worker_flush(w);
+    wait_for(w, &s.fetches, 1);
+    assert_int_equal(s.puts, 3);
+    assert_int_equal(s.last_partition, 7);
+    assert_int_equal(store_worker_backlog(w), 0);
+    assert_int_equal(store_worker_backlog_bytes(w), 0);
+    assert_int_equal(s.found, 3);
+    assert_int_equal(s.tag, 42);
+    assert_string_equal(s.first_id, "n0");
+
+    store_worker_remove(w, "alice", "n0", on_remove, &s);
+    store_worker_fetch(w, "alice", 100, 10, 43, on_fetch, &s);
+    store_worker_flush(w);
+    wait_for(w, &s.fetches, 2);
+    assert_int_equal(s.removes, 1);
+    assert_int_equal(s.found, 2); /* after seq 100: n1, n2 */
+    assert_string_equal(s.first_id, "n1");
+
+    store_worker_stop(w, now_mono_ms() + 5000);
+    store_worker_free(w);
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(each_request_completes_on_the_polling_thread),
+    };
+    return cmocka_run_group_tests_name("store worker", tests, NULL, NULL);
+}
