@@ -17,7 +17,8 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t errstr_size)
  * commits, and returns 0 (or -1 when the loop failed). */
 int gateway_run(gateway_t *g);
 
-/* Async-signal-safe: asks gateway_run to wind down. */
+/* Asks gateway_run to wind down: it only sets a flag, so a signal handler
+ * may call it; the loop sees it after its current wait (at most a tick). */
 void gateway_request_stop(gateway_t *g);
 
 void gateway_free(gateway_t *g);

@@ -46,7 +46,7 @@ struct hub_ops {
      * stored. m is only valid during the call. */
     void (*store)(void *ctx, const hub_msg_t *m);
     /* Ask for up to limit of the user's stored notifications with seq above
-     * after_seq, oldest first; answer with hub_replayed(.., gen, ..). */
+     * after_seq, oldest first; answer with hub_fetch_done(.., gen, ..). */
     void (*fetch)(void *ctx, const char *user, int64_t after_seq, size_t limit, uint64_t gen);
     /* A stored notification was acknowledged: delete it. */
     void (*remove)(void *ctx, const char *user, const char *id);
@@ -79,7 +79,7 @@ void hub_disconnect_all(hub_t *hub);
 /* A live notification from Kafka. */
 void hub_publish(hub_t *hub, const hub_msg_t *m);
 /* The store's answer to ops->fetch; limit is the one asked for. */
-void hub_replayed(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t *msgs, size_t n,
+void hub_fetch_done(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t *msgs, size_t n,
                   size_t limit);
 
 /* The next frame to send on conn, or NULL. Its frame_headroom bytes before

@@ -1,4 +1,5 @@
 /* consumer: the notification gateway daemon. */
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,14 @@ int main(int argc, char **argv)
     /* A client that vanishes mid-write must not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);
 
+    /* SIGINT and SIGTERM go to this thread only: the threads started in
+     * gateway_new inherit them blocked, so a stop signal always interrupts
+     * the event loop's wait, which then sees the flag. */
+    sigset_t stops;
+    sigemptyset(&stops);
+    sigaddset(&stops, SIGINT);
+    sigaddset(&stops, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &stops, NULL);
     gateway_t *g = gateway_new(&conf, err, sizeof(err));
     if (!g) {
         log_error("cannot start: %s", err);
@@ -48,6 +57,7 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    pthread_sigmask(SIG_UNBLOCK, &stops, NULL);
 
     int rc = gateway_run(g);
     running = NULL;

@@ -103,7 +103,7 @@ static void answer_empty(hub_t *hub, const char *user)
 {
     int i = rec.nfetched - 1;
     assert_true(i >= 0);
-    hub_replayed(hub, user, rec.fetched_gen[i], NULL, 0, rec.fetched_limit[i]);
+    hub_fetch_done(hub, user, rec.fetched_gen[i], NULL, 0, rec.fetched_limit[i]);
 }
 
 static const char *next_frame(hub_t *hub, hub_conn_t *c)
@@ -152,7 +152,7 @@ static void connect_replays_before_live(void **state)
     hub_msg_t stored[2] = {msg("n1", "alice", -1), msg("n2", "alice", -1)};
     stored[0].seq = 100;
     stored[1].seq = 200;
-    hub_replayed(hub, "alice", rec.fetched_gen[1], stored, 2, rec.fetched_limit[1]);
+    hub_fetch_done(hub, "alice", rec.fetched_gen[1], stored, 2, rec.fetched_limit[1]);
     assert_non_null(strstr(next_frame(hub, c), "\"id\":\"n1\""));
     const char *f2 = next_frame(hub, c);
     assert_non_null(strstr(f2, "\"id\":\"n2\""));
@@ -208,7 +208,7 @@ static void ack_of_replayed_removes_it_from_the_store(void **state)
     hub_msg_t s = msg("old", "bob", -1);
     s.seq = 7;
     s.partition = -1;
-    hub_replayed(hub, "bob", rec.fetched_gen[0], &s, 1, rec.fetched_limit[0]);
+    hub_fetch_done(hub, "bob", rec.fetched_gen[0], &s, 1, rec.fetched_limit[0]);
     next_frame(hub, c);
     assert_int_equal(hub_ack(hub, c, "old"), 0);
     assert_int_equal(rec.nremoved, 1);

@@ -1,0 +1,207 @@
+#include "http.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "xalloc.h"
+
+#define RESPONSE_HEADERS 512
+
+struct http_request {
+    struct lws *wsi;   /* NULL once the client went away */
+    int refs;          /* the connection's, and the handler's until it answers */
+    const struct http_route *route;
+    struct http_params params;
+    char *body;
+    size_t body_len;
+    int status;        /* 0 until answered */
+    int headers_sent;
+    char content_type[64];
+    char *resp;
+    size_t resp_len;
+};
+
+static const char *const method_names[] = {"GET", "POST", "OPTIONS", "PUT", "PATCH", "DELETE"};
+
+static void release(http_request_t *req)
+{
+    if (--req->refs > 0)
+        return;
+    free(req->body);
+    free(req->resp);
+    free(req);
+}
+
+static int answer_error(struct lws *wsi, struct http_session *s, int status, const char *why)
+{
+    char body[256];
+    int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", why);
+    s->req->refs++; /* http_respond drops one, as for a handler */
+    http_respond(s->req, status, "application/json", body, (size_t)n);
+    (void)wsi;
+    return 0;
+}
+
+static void dispatch(const struct http_server *srv, http_request_t *req)
+{
+    req->refs++; /* the handler's */
+    req->route->handle(srv->ctx, req);
+}
+
+int http_on_request(const struct http_server *srv, struct lws *wsi, struct http_session *s)
+{
+    char *uri;
+    int uri_len, m = lws_http_get_uri_and_method(wsi, &uri, &uri_len);
+    char path[512];
+
+    if (s->req) { /* the previous request on a kept-alive connection */
+        s->req->wsi = NULL;
+        release(s->req);
+    }
+    s->req = xcalloc(1, sizeof(*s->req));
+    s->req->wsi = wsi;
+    s->req->refs = 1;
+    if (m < 0 || (size_t)m >= sizeof(method_names) / sizeof(method_names[0]) || uri_len < 1 ||
+        (size_t)uri_len >= sizeof(path)) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+        return -1;
+    }
+    memcpy(path, uri, (size_t)uri_len);
+    path[uri_len] = '\0';
+
+    int r = http_route_match(srv->routes, srv->nroutes, method_names[m], path, &s->req->params);
+    if (r == HTTP_ROUTE_NONE) {
+        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
+        return -1;
+    }
+    if (r == HTTP_ROUTE_BAD_METHOD)
+        return answer_error(wsi, s, HTTP_STATUS_METHOD_NOT_ALLOWED,
+                            "method not allowed on this path");
+    s->req->route = &srv->routes[r];
+
+    char clen[24];
+    if (lws_hdr_copy(wsi, clen, sizeof(clen), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 && atol(clen) > 0) {
+        if ((size_t)atol(clen) > s->req->route->max_body)
+            return answer_error(wsi, s, HTTP_STATUS_REQ_ENTITY_TOO_LARGE,
+                                "request body over this path's limit");
+        return 0; /* handled once the body is in */
+    }
+    dispatch(srv, s->req);
+    return 0;
+}
+
+int http_on_body(struct lws *wsi, struct http_session *s, const void *in, size_t len)
+{
+    http_request_t *req = s->req;
+    (void)wsi;
+    if (!req || !req->route || req->status)
+        return 0;
+    /* Content-Length was checked; a body longer than it announced is not. */
+    if (req->body_len + len > req->route->max_body)
+        return answer_error(wsi, s, HTTP_STATUS_REQ_ENTITY_TOO_LARGE,
+                            "request body over this path's limit");
+    req->body = xrealloc(req->body, req->body_len + len + 1);
+    memcpy(req->body + req->body_len, in, len);
+    req->body_len += len;
+    req->body[req->body_len] = '\0';
+    return 0;
+}
+
+int http_on_body_done(const struct http_server *srv, struct lws *wsi, struct http_session *s)
+{
+    (void)wsi;
+    if (s->req && s->req->route && !s->req->status)
+        dispatch(srv, s->req);
+    return 0;
+}
+
+void http_respond(http_request_t *req, int status, const char *content_type, const char *body,
+                  size_t len)
+{
+    if (req->status) {
+        log_error("a request was answered twice; the second answer (%d) is dropped", status);
+    } else {
+        req->status = status;
+        snprintf(req->content_type, sizeof(req->content_type), "%s", content_type);
+        req->resp = xstrndup(body, len);
+        req->resp_len = len;
+        if (req->wsi)
+            lws_callback_on_writable(req->wsi);
+    }
+    release(req); /* the handler's */
+}
+
+int http_on_writeable(struct lws *wsi, struct http_session *s)
+{
+    http_request_t *req = s->req;
+    if (!req || !req->status)
+        return 0;
+    if (!req->headers_sent) {
+        unsigned char buf[LWS_PRE + RESPONSE_HEADERS];
+        unsigned char *p = buf + LWS_PRE, *end = buf + sizeof(buf);
+        if (lws_add_http_common_headers(wsi, (unsigned int)req->status, req->content_type,
+                                        req->resp_len, &p, end) ||
+            lws_finalize_write_http_header(wsi, buf + LWS_PRE, &p, end))
+            return 1;
+        req->headers_sent = 1;
+        lws_callback_on_writable(wsi);
+        return 0;
+    }
+    unsigned char *out = xmalloc(LWS_PRE + req->resp_len);
+    memcpy(out + LWS_PRE, req->resp, req->resp_len);
+    int n = lws_write(wsi, out + LWS_PRE, req->resp_len, LWS_WRITE_HTTP_FINAL);
+    free(out);
+    if (n != (int)req->resp_len)
+        return 1;
+    return lws_http_transaction_completed(wsi) ? -1 : 0;
+}
+
+void http_on_closed(struct http_session *s)
+{
+    if (!s->req)
+        return;
+    s->req->wsi = NULL;
+    release(s->req);
+    s->req = NULL;
+}
+
+const char *http_request_param(const http_request_t *req, const char *name)
+{
+    return http_param(&req->params, name);
+}
+
+const char *http_request_body(const http_request_t *req, size_t *len)
+{
+    *len = req->body_len;
+    return req->body ? req->body : "";
+}
+
+const struct lws_http_mount *http_mounts(const struct http_server *srv, struct http_mounts *out,
+                                         const char *protocol, const struct lws_http_mount *next)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        const char *pattern = srv->routes[i].pattern;
+        size_t len = http_route_prefix_len(pattern), j;
+        for (j = 0; j < n; j++) {
+            if (strlen(out->prefix[j]) == len && memcmp(out->prefix[j], pattern, len) == 0)
+                break;
+        }
+        if (j < n)
+            continue;
+        if (n == HTTP_MOUNTS_MAX || len >= sizeof(out->prefix[n]))
+            return NULL;
+        memcpy(out->prefix[n], pattern, len);
+        out->prefix[n][len] = '\0';
+        memset(&out->m[n], 0, sizeof(out->m[n]));
+        out->m[n].mountpoint = out->prefix[n];
+        out->m[n].mountpoint_len = (unsigned char)len;
+        out->m[n].origin = protocol;
+        out->m[n].origin_protocol = LWSMPRO_CALLBACK;
+        n++;
+    }
+    for (size_t j = 0; j < n; j++)
+        out->m[j].mount_next = j + 1 < n ? &out->m[j + 1] : next;
+    return n ? &out->m[0] : next;
+}

@@ -1,0 +1,96 @@
+/* The hub's insides, shared by hub.c (users, publish, connections,
+ * replay from the store) and hub_window.c (deliveries, each connection's
+ * window, writes, acks and timeouts). Nothing outside the hub includes it. */
+#ifndef CONSUMER_HUB_INTERNAL_H
+#define CONSUMER_HUB_INTERNAL_H
+
+#include <uthash.h>
+
+#include "hub.h"
+#include "notification.h"
+
+enum source { FROM_KAFKA, FROM_STORE };
+
+/* One notification pushed to a user's connections. Shared by all of them;
+ * freed when the last one releases it. */
+typedef struct delivery {
+    UT_hash_handle hh; /* in user->inflight, by id */
+    const char *id;    /* points into buf */
+    enum source source;
+    int32_t partition;
+    int64_t offset;
+    int64_t seq;
+    int holders; /* connections that have it queued or unacknowledged */
+    int acked;
+    char *frame; /* points into buf, after the headroom */
+    size_t frame_len;
+    char buf[];  /* id, NUL, headroom, frame, NUL */
+} delivery_t;
+
+struct slot {
+    delivery_t *d; /* NULL once released out of order */
+    int64_t sent_at;
+};
+
+struct hub_conn {
+    struct user *user;
+    void *transport;
+    /* Window slots from head: [0, nsent) sent, [nsent, len) queued. The
+     * ring starts empty and grows to the window, so an idle connection
+     * costs a few bytes, not a window's worth. */
+    struct slot *ring;
+    size_t cap, head, len, nsent;
+    size_t bytes;
+    hub_conn_t *next;
+};
+
+typedef struct user {
+    UT_hash_handle hh;
+    char id[NOTIF_USER_MAX + 1];
+    hub_conn_t *conns;
+    size_t nconns;
+    delivery_t *inflight;
+    /* Replay from the store: while replaying, live notifications for this
+     * user are stored too, so that they come out after older stored ones. */
+    int replaying;
+    int fetching;   /* a fetch is outstanding */
+    int dirty;      /* something was stored since the outstanding fetch was asked */
+    uint64_t gen;   /* bumped when a connection joins: replay restarts */
+    int64_t cursor; /* seq of the last stored notification replayed */
+} user_t;
+
+struct hub {
+    struct hub_ops ops;
+    struct hub_limits lim;
+    user_t *users;
+    size_t nconns;
+    size_t ninflight;
+    int64_t last_seq;
+};
+
+#define SLOT(c, i) (&(c)->ring[((c)->head + (i)) % (c)->cap])
+
+/* hub_window.c */
+
+/* A delivery of m, with its frame marked replayed when it comes from the
+ * store; NULL when a stored frame is not a JSON object. */
+delivery_t *delivery_new(hub_t *hub, const hub_msg_t *m, enum source source);
+/* One holder lets go of d; the last one stores it unless acknowledged. */
+void delivery_release(hub_t *hub, user_t *u, delivery_t *d);
+/* Frames every connection of u can still take (0: a window is full). */
+size_t window_room(const hub_t *hub, const user_t *u, size_t frame_len);
+/* Queues d on every connection of u. */
+void window_push(hub_t *hub, user_t *u, delivery_t *d);
+void window_release_slot(hub_t *hub, hub_conn_t *c, struct slot *s);
+/* Drops released slots from the front of c's window. */
+void window_compact(hub_conn_t *c);
+
+/* hub.c */
+
+/* Asks the store for u's next batch when replaying and there is room. */
+void replay_pump(hub_t *hub, user_t *u);
+/* Replays everything stored for u, oldest first, before live delivery
+ * resumes. */
+void replay_from_start(hub_t *hub, user_t *u);
+
+#endif

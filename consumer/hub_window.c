@@ -1,0 +1,232 @@
+/* Deliveries and connection windows: what each connection has queued and
+ * unacknowledged, the frames it writes, its acks and ack timeouts. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "hub_internal.h"
+#include "log.h"
+#include "xalloc.h"
+
+/* ---- deliveries ---- */
+
+delivery_t *delivery_new(hub_t *hub, const hub_msg_t *m, enum source source)
+{
+    size_t idlen = strlen(m->id);
+    size_t room = m->frame_len + (source == FROM_STORE ? NOTIF_REPLAYED_EXTRA : 0);
+    delivery_t *d = xmalloc(sizeof(*d) + idlen + 1 + hub->lim.frame_headroom + room + 1);
+
+    memset(d, 0, sizeof(*d));
+    memcpy(d->buf, m->id, idlen + 1);
+    d->id = d->buf;
+    d->frame = d->buf + idlen + 1 + hub->lim.frame_headroom;
+    if (source == FROM_STORE) {
+        /* A replayed frame says so. */
+        d->frame_len = notification_frame_replayed(m->frame, m->frame_len, d->frame);
+        if (d->frame_len == 0) {
+            free(d);
+            return NULL;
+        }
+    } else {
+        memcpy(d->frame, m->frame, m->frame_len);
+        d->frame[m->frame_len] = '\0';
+        d->frame_len = m->frame_len;
+    }
+    d->source = source;
+    d->partition = m->partition;
+    d->offset = m->offset;
+    d->seq = m->seq;
+    return d;
+}
+
+static void delivery_as_msg(const delivery_t *d, const user_t *u, hub_msg_t *m)
+{
+    m->id = d->id;
+    m->user = u->id;
+    m->frame = d->frame;
+    m->frame_len = d->frame_len;
+    m->seq = d->seq;
+    m->partition = d->partition;
+    m->offset = d->offset;
+}
+
+/* One connection lets go of d. The last one to do so without an ack sends
+ * a live notification to the store, so it is delivered on a later connect. */
+void delivery_release(hub_t *hub, user_t *u, delivery_t *d)
+{
+    if (--d->holders > 0)
+        return;
+    if (!d->acked && d->source == FROM_KAFKA) {
+        hub_msg_t m;
+        delivery_as_msg(d, u, &m);
+        hub->ops.store(hub->ops.ctx, &m);
+    }
+    HASH_DEL(u->inflight, d);
+    hub->ninflight--;
+    free(d);
+}
+
+/* ---- connection windows ---- */
+
+static size_t conn_room(const hub_t *hub, const hub_conn_t *c, size_t frame_len)
+{
+    if (c->len >= hub->lim.window || c->bytes + frame_len > hub->lim.window_bytes)
+        return 0;
+    return hub->lim.window - c->len;
+}
+
+size_t window_room(const hub_t *hub, const user_t *u, size_t frame_len)
+{
+    size_t min = (size_t)-1;
+    for (const hub_conn_t *c = u->conns; c; c = c->next) {
+        size_t r = conn_room(hub, c, frame_len);
+        if (r < min)
+            min = r;
+    }
+    return u->conns ? min : 0;
+}
+
+static void grow_ring(const hub_t *hub, hub_conn_t *c)
+{
+    size_t cap = c->cap ? c->cap * 2 : 4;
+    if (cap > hub->lim.window)
+        cap = hub->lim.window;
+    struct slot *ring = xmalloc(cap * sizeof(*ring));
+    for (size_t i = 0; i < c->len; i++)
+        ring[i] = *SLOT(c, i);
+    free(c->ring);
+    c->ring = ring;
+    c->cap = cap;
+    c->head = 0;
+}
+
+void window_push(hub_t *hub, user_t *u, delivery_t *d)
+{
+    HASH_ADD_KEYPTR(hh, u->inflight, d->id, strlen(d->id), d);
+    hub->ninflight++;
+    d->holders++; /* held by the push itself until every connection has it */
+    for (hub_conn_t *c = u->conns; c; c = c->next) {
+        if (c->len == c->cap)
+            grow_ring(hub, c);
+        struct slot *s = SLOT(c, c->len);
+        s->d = d;
+        s->sent_at = 0;
+        c->len++;
+        c->bytes += d->frame_len;
+        d->holders++;
+        /* Ask for a write only when this is the first frame waiting. */
+        if (c->len - c->nsent == 1)
+            hub->ops.want_write(hub->ops.ctx, c->transport);
+    }
+    delivery_release(hub, u, d); /* stored at once if no connection could take it */
+}
+
+/* Drops released slots from the front of the window. */
+void window_compact(hub_conn_t *c)
+{
+    while (c->len > 0 && SLOT(c, 0)->d == NULL) {
+        c->head = (c->head + 1) % c->cap;
+        c->len--;
+        if (c->nsent > 0)
+            c->nsent--;
+    }
+}
+
+void window_release_slot(hub_t *hub, hub_conn_t *c, struct slot *s)
+{
+    delivery_t *d = s->d;
+    s->d = NULL;
+    c->bytes -= d->frame_len;
+    delivery_release(hub, c->user, d);
+}
+
+
+/* ---- writes and acks ---- */
+
+char *hub_next_frame(hub_conn_t *c, size_t *len)
+{
+    /* Slots acknowledged before they were sent are skipped. */
+    while (c->nsent < c->len) {
+        struct slot *s = SLOT(c, c->nsent);
+        if (s->d) {
+            *len = s->d->frame_len;
+            return s->d->frame;
+        }
+        c->nsent++;
+    }
+    return NULL;
+}
+
+void hub_frame_sent(hub_t *hub, hub_conn_t *c, int64_t now_ms)
+{
+    if (c->nsent >= c->len)
+        return;
+    SLOT(c, c->nsent)->sent_at = now_ms;
+    c->nsent++;
+    if (c->nsent < c->len)
+        hub->ops.want_write(hub->ops.ctx, c->transport);
+}
+
+int hub_ack(hub_t *hub, hub_conn_t *c, const char *id)
+{
+    user_t *u = c->user;
+    delivery_t *d = NULL;
+
+    HASH_FIND_STR(u->inflight, id, d);
+    if (!d)
+        return -1;
+    /* Acks come mostly in order, so the slot is near the front. */
+    struct slot *s = NULL;
+    for (size_t i = 0; i < c->len; i++) {
+        if (SLOT(c, i)->d == d) {
+            s = SLOT(c, i);
+            break;
+        }
+    }
+    if (!s)
+        return -1; /* another connection's, already released here */
+
+    if (!d->acked) {
+        d->acked = 1;
+        if (d->source == FROM_KAFKA)
+            hub->ops.offset_done(hub->ops.ctx, d->partition, d->offset);
+        else
+            hub->ops.remove(hub->ops.ctx, u->id, d->id);
+    }
+    window_release_slot(hub, c, s);
+    window_compact(c);
+    replay_pump(hub, u);
+    return 0;
+}
+
+void hub_tick(hub_t *hub, int64_t now_ms)
+{
+    user_t *u, *tmp;
+    HASH_ITER(hh, hub->users, u, tmp) {
+        int timed_out = 0;
+        for (hub_conn_t *c = u->conns; c; c = c->next) {
+            size_t released = 0;
+            for (size_t i = 0; i < c->nsent; i++) {
+                struct slot *s = SLOT(c, i);
+                if (!s->d)
+                    continue;
+                if (now_ms - s->sent_at < hub->lim.ack_timeout_ms)
+                    break; /* sent in order: the rest are younger */
+                window_release_slot(hub, c, s);
+                released++;
+            }
+            if (released) {
+                log_debug("user %s: %zu notifications unacknowledged after %lld ms, released",
+                          u->id, released, (long long)hub->lim.ack_timeout_ms);
+                window_compact(c);
+                timed_out = 1;
+            }
+        }
+        /* What timed out is in the store now: send it again, in order,
+         * ahead of newer notifications. */
+        if (timed_out)
+            replay_from_start(hub, u);
+        else
+            replay_pump(hub, u);
+    }
+}
+

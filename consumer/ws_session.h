@@ -1,0 +1,61 @@
+/* WebSocket sessions: a client connection as the hub sees it. Reads the
+ * user from the URL, joins client messages that span several reads or
+ * fragments (up to ACK_FRAME_MAX), passes acks to the hub, and writes
+ * every queued notification that fits in one system call.
+ *
+ * Invariant: frames are built here, headers included, and written raw.
+ * That is valid only while no WebSocket extension (permessage-deflate) is
+ * negotiated: the gateway offers none, and one that is added must go back
+ * to lws_write(LWS_WRITE_TEXT) per frame.
+ *
+ * The ws_on_* functions are called by the gateway's lws callback, on the
+ * service thread. */
+#ifndef CONSUMER_WS_SESSION_H
+#define CONSUMER_WS_SESSION_H
+
+#include <libwebsockets.h>
+#include <stddef.h>
+
+#include "hub.h"
+#include "notification.h"
+#include "wsframe.h"
+
+/* Bytes of frames put in one write to a connection. */
+#define WS_WRITE_BATCH (32u << 10)
+
+/* What every session shares; the gateway owns it. */
+struct ws_server {
+    hub_t *hub;
+    size_t max_connections;
+    int stopping;   /* new connections are refused with 1001 */
+    size_t sessions; /* open WebSocket connections, the hub's or not */
+    /* An ack or a connect queued work to hand on at the end of this turn. */
+    void (*turn_work)(void *arg);
+    void *arg;
+    /* Where frames are gathered for one write: a batch, or one frame of the
+     * largest size a notification can have. */
+    unsigned char wbuf[LWS_PRE + WS_WRITE_BATCH + NOTIF_JSON_MAX + 64];
+};
+
+/* Per connection, inside lws's per-session data. */
+struct ws_session {
+    hub_conn_t *conn;
+    int counted; /* in ws_server.sessions */
+    int closing; /* the hub let go of it: close with 1001 */
+    char *rx;    /* a client message that came in several pieces */
+    size_t rx_len;
+};
+
+/* LWS_CALLBACK_ESTABLISHED, _RECEIVE, _SERVER_WRITEABLE and _CLOSED: each
+ * returns what the callback must return. */
+int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session *s);
+int ws_on_receive(struct ws_server *srv, struct lws *wsi, struct ws_session *s, const char *in,
+                  size_t len);
+int ws_on_writeable(struct ws_server *srv, struct lws *wsi, struct ws_session *s);
+void ws_on_closed(struct ws_server *srv, struct ws_session *s);
+
+/* hub_ops.want_write and hub_ops.closed: the transport is the lws wsi. */
+void ws_want_write(void *ctx, void *transport);
+void ws_hub_closed(void *ctx, void *transport);
+
+#endif
