@@ -65,10 +65,6 @@ static int send_notification(sender_t *s, const notification_t *n, const char *w
     size_t len = 0;
     char *json = notification_to_json(n, 0, &len);
 
-    if (!json) {
-        fprintf(stderr, "producer: out of memory\n");
-        return -1;
-    }
     if (len > NOTIF_JSON_MAX) {
         free(json);
         fprintf(stderr, "%s: notification is %zu bytes as JSON, more than the limit of %d\n",
