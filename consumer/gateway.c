@@ -1,10 +1,10 @@
 /* The gateway's wiring and life cycle: creates the hub, the store worker,
- * the Kafka consumer and the libwebsockets context, moves work between
- * them once per turn of the loop, and winds down at a stop. The lws
- * callback here only dispatches: WebSocket events to ws_session.c, HTTP
- * to http.c. Everything here runs on the single service thread; the other
- * threads reach it through their hand-off queues, which wake the loop with
- * lws_cancel_service(). */
+ * the Kafka consumer and the libwebsockets context, runs the loop (the
+ * pipeline moves work between the parts at each turn) and winds down at a
+ * stop. The lws callback here only dispatches: WebSocket events to
+ * ws_session.c, HTTP to http.c and the routes in routes.c. Everything here
+ * runs on the single service thread; the other threads reach it through
+ * their hand-off queues, which wake the loop with lws_cancel_service(). */
 #include "gateway.h"
 
 #include <libwebsockets.h>
@@ -16,18 +16,14 @@
 #include "embedded.h"
 #include "http.h"
 #include "hub.h"
-#include "kafka.h"
 #include "log.h"
+#include "pipeline.h"
+#include "routes.h"
 #include "store.h"
-#include "store_worker.h"
 #include "timeutil.h"
 #include "ws_session.h"
 #include "xalloc.h"
 
-/* Puts handed to the store and not yet durable: past either limit the loop
- * stops taking notifications from Kafka until the store catches up. */
-#define STORE_BACKLOG_MAX 20000
-#define STORE_BACKLOG_BYTES_MAX (64u << 20)
 #define WINDOW_BYTES (1u << 20) /* per connection, queued and unacknowledged */
 #define FETCH_BATCH 128
 #define TICK_US (1 * LWS_US_PER_SEC)
@@ -41,9 +37,7 @@
 struct gateway {
     struct config conf;
     struct lws_context *ctx;
-    hub_t *hub;
-    store_worker_t *store;
-    kafka_t *kafka;
+    struct pipeline pipe; /* the hub, the store worker, Kafka */
     embedded_t *embedded;
     lws_sorted_usec_list_t tick;
     lws_sorted_usec_list_t turn_end;
@@ -51,14 +45,10 @@ struct gateway {
     /* Set by a signal handler: a plain flag, read by the loop after each
      * wait (the signal interrupts the wait; the tick bounds it anyway). */
     volatile sig_atomic_t stop_requested;
-    int stopping;
     struct ws_server ws;
     struct http_server http;
     struct http_mounts mounts;
     struct lws_http_mount files;
-    /* Offsets completed during this turn of the loop. */
-    struct part_offset *done;
-    size_t ndone, done_cap;
 };
 
 /* lws's per-session data, for a WebSocket or a plain HTTP connection. The
@@ -73,64 +63,13 @@ static gateway_t *gateway_of(struct lws *wsi)
     return lws_context_user(lws_get_context(wsi));
 }
 
-/* ---- what the hub asks of the world ---- */
-
-static void offset_done(void *ctx, int32_t partition, int64_t offset)
-{
-    gateway_t *g = ctx;
-    if (g->ndone == g->done_cap) {
-        g->done_cap = g->done_cap ? g->done_cap * 2 : 256;
-        g->done = xrealloc(g->done, g->done_cap * sizeof(*g->done));
-    }
-    g->done[g->ndone++] = (struct part_offset){partition, offset};
-}
-
-static void on_stored(void *ctx, const struct store_result *r)
-{
-    if (r->msg->partition >= 0)
-        offset_done(ctx, r->msg->partition, r->msg->offset);
-}
-
-static void op_store(void *ctx, const hub_msg_t *m)
-{
-    gateway_t *g = ctx;
-    store_worker_put(g->store, m, on_stored, g);
-}
-
-static void on_fetched(void *ctx, const struct store_result *r)
-{
-    gateway_t *g = ctx;
-    hub_fetch_done(g->hub, r->user, r->tag, r->msgs, r->n, r->limit);
-}
-
-static void op_fetch(void *ctx, const char *user, int64_t after, size_t limit, uint64_t gen)
-{
-    gateway_t *g = ctx;
-    store_worker_fetch(g->store, user, after, limit, gen, on_fetched, g);
-}
-
-static void op_remove(void *ctx, const char *user, const char *id)
-{
-    gateway_t *g = ctx;
-    store_worker_remove(g->store, user, id, NULL, NULL);
-}
-
 /* ---- each turn: what it produced goes out at once ---- */
-
-static void hand_on(gateway_t *g)
-{
-    if (g->ndone) {
-        kafka_offsets_done(g->kafka, g->done, g->ndone);
-        g->ndone = 0;
-    }
-    store_worker_flush(g->store);
-}
 
 static void on_turn_end(lws_sorted_usec_list_t *sul)
 {
     gateway_t *g = lws_container_of(sul, gateway_t, turn_end);
     g->turn_end_scheduled = 0;
-    hand_on(g);
+    pipeline_hand_on(&g->pipe);
 }
 
 /* Acks and connects arrive one per callback: collect a turn's worth. */
@@ -143,28 +82,11 @@ static void schedule_turn_end(void *arg)
     lws_sul_schedule(g->ctx, 0, &g->turn_end, on_turn_end, 1);
 }
 
-/* Completions from the store worker, then new notifications from Kafka
- * while the store keeps up. */
-static void take_work(gateway_t *g)
-{
-    store_worker_poll(g->store);
-    while (!g->stopping && store_worker_backlog(g->store) < STORE_BACKLOG_MAX &&
-           store_worker_backlog_bytes(g->store) < STORE_BACKLOG_BYTES_MAX) {
-        kafka_batch_t *b = kafka_take(g->kafka);
-        if (!b)
-            break;
-        for (size_t i = 0; i < b->n; i++)
-            hub_publish(g->hub, &b->msgs[i]);
-        kafka_batch_free(b);
-    }
-    hand_on(g);
-}
-
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
     gateway_t *g = lws_container_of(sul, gateway_t, tick);
-    hub_tick(g->hub, now_mono_ms());
-    take_work(g); /* also retries intake held back by a full store backlog */
+    hub_tick(g->pipe.hub, now_mono_ms());
+    pipeline_take_work(&g->pipe); /* also retries intake held back by a full store backlog */
     lws_sul_schedule(g->ctx, 0, &g->tick, on_tick, TICK_US);
 }
 
@@ -173,27 +95,6 @@ static void wake_loop(void *arg)
     gateway_t *g = arg;
     lws_cancel_service(g->ctx);
 }
-
-/* ---- HTTP routes ---- */
-
-static void get_healthz(void *ctx, http_request_t *req)
-{
-    gateway_t *g = ctx;
-    char body[512];
-    int n = snprintf(body, sizeof(body),
-                     "{\"status\":\"%s\",\"users\":%zu,\"connections\":%zu,\"inflight\":%zu,"
-                     "\"storeBacklog\":%zu,\"kafkaPending\":%zu,\"partitions\":%d}\n",
-                     g->stopping ? "stopping" : "ok", hub_user_count(g->hub),
-                     hub_conn_count(g->hub), hub_inflight_count(g->hub),
-                     store_worker_backlog(g->store), kafka_pending(g->kafka),
-                     kafka_assigned(g->kafka));
-    http_respond(req, g->stopping ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK,
-                 "application/json", body, (size_t)n);
-}
-
-static const struct http_route routes[] = {
-    {"GET", "/healthz", 0, get_healthz},
-};
 
 /* ---- the lws callback: a dispatcher ---- */
 
@@ -217,7 +118,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
     switch (reason) {
     case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
         if (g)
-            take_work(g);
+            pipeline_take_work(&g->pipe);
         return 0;
     case LWS_CALLBACK_ESTABLISHED:
         return ws_on_established(&g->ws, wsi, &s->ws);
@@ -288,7 +189,7 @@ static int listen_http(gateway_t *g, char *errstr, size_t size)
     g->files.origin = c->web_root;
     g->files.def = "test.html";
     g->files.origin_protocol = LWSMPRO_FILE;
-    g->http = (struct http_server){routes, sizeof(routes) / sizeof(routes[0]), g};
+    g->http = (struct http_server){gateway_routes, gateway_nroutes, &g->pipe};
 
     memset(&info, 0, sizeof(info));
     info.port = c->port;
@@ -317,8 +218,8 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     gateway_t *g = xcalloc(1, sizeof(*g));
     g->conf = *c;
 
-    struct hub_ops ops = {g, ws_want_write, op_store, op_fetch, op_remove, offset_done,
-                          ws_hub_closed};
+    struct hub_ops ops = {.want_write = ws_want_write, .closed = ws_hub_closed};
+    pipeline_hub_ops(&g->pipe, &ops);
     struct hub_limits limits = {
         .window = (size_t)c->window,
         .window_bytes = WINDOW_BYTES,
@@ -327,8 +228,7 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
         .fetch_batch = FETCH_BATCH,
         .frame_headroom = LWS_PRE,
     };
-    g->hub = hub_new(&ops, &limits);
-    g->ws.hub = g->hub;
+    g->pipe.hub = g->ws.hub = hub_new(&ops, &limits);
     g->ws.max_connections = (size_t)c->max_connections;
     g->ws.turn_work = schedule_turn_end;
     g->ws.arg = g;
@@ -336,8 +236,8 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     store_t *st = store_open(c->store_uri, c->mongodb_db, errstr, size);
     if (!st)
         goto fail;
-    g->store = store_worker_start(st, wake_loop, g);
-    if (!g->store) {
+    g->pipe.store = store_worker_start(st, wake_loop, g);
+    if (!g->pipe.store) {
         store_close(st);
         snprintf(errstr, size, "cannot start the store worker");
         goto fail;
@@ -352,8 +252,8 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
             goto fail;
         kc.brokers = g->conf.brokers = embedded_bootstraps(g->embedded);
     }
-    g->kafka = kafka_start(&kc, wake_loop, g, errstr, size);
-    if (!g->kafka)
+    g->pipe.kafka = kafka_start(&kc, wake_loop, g, errstr, size);
+    if (!g->pipe.kafka)
         goto fail;
     return g;
 
@@ -398,25 +298,26 @@ int gateway_run(gateway_t *g)
      * to the store; once stored (or at the deadline) commit and leave. */
     int64_t deadline = now_mono_ms() + (int64_t)g->conf.shutdown_timeout_s * 1000;
     log_info("stopping: storing %zu unacknowledged notifications, then committing",
-             hub_inflight_count(g->hub));
-    g->stopping = g->ws.stopping = 1;
-    kafka_stop(g->kafka);
-    hub_disconnect_all(g->hub);
-    hand_on(g);
+             hub_inflight_count(g->pipe.hub));
+    g->pipe.stopping = g->ws.stopping = 1;
+    kafka_stop(g->pipe.kafka);
+    hub_disconnect_all(g->pipe.hub);
+    pipeline_hand_on(&g->pipe);
     /* Until what clients held is stored and every client got its close frame. */
-    while ((store_worker_backlog(g->store) > 0 || g->ws.sessions > 0) && now_mono_ms() < deadline) {
+    while ((store_worker_backlog(g->pipe.store) > 0 || g->ws.sessions > 0) &&
+           now_mono_ms() < deadline) {
         if (lws_service(g->ctx, 0) < 0)
             break;
     }
-    store_worker_stop(g->store, deadline);
-    take_work(g);
-    size_t left = store_worker_backlog(g->store);
+    store_worker_stop(g->pipe.store, deadline);
+    pipeline_take_work(&g->pipe);
+    size_t left = store_worker_backlog(g->pipe.store);
     if (left)
         log_warn("%zu notifications were not stored before the deadline: their offsets stay "
                  "uncommitted and they are consumed again on restart", left);
     /* A little beyond the store's deadline, for the final commit. */
-    kafka_close(g->kafka, (deadline > now_mono_ms() ? deadline : now_mono_ms()) + 1000);
-    g->kafka = NULL;
+    kafka_close(g->pipe.kafka, (deadline > now_mono_ms() ? deadline : now_mono_ms()) + 1000);
+    g->pipe.kafka = NULL;
     log_info("stopped");
     return rc;
 }
@@ -425,12 +326,12 @@ void gateway_free(gateway_t *g)
 {
     if (!g)
         return;
-    kafka_close(g->kafka, now_mono_ms() + 2000);
+    kafka_close(g->pipe.kafka, now_mono_ms() + 2000);
     embedded_stop(g->embedded);
     if (g->ctx)
         lws_context_destroy(g->ctx);
-    store_worker_free(g->store);
-    hub_free(g->hub);
-    free(g->done);
+    store_worker_free(g->pipe.store);
+    hub_free(g->pipe.hub);
+    pipeline_clear(&g->pipe);
     free(g);
 }

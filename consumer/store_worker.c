@@ -86,14 +86,19 @@ static void req_free(store_req_t *r)
     free(r);
 }
 
+static void free_reqs(store_req_t *r)
+{
+    while (r) {
+        store_req_t *next = r->next;
+        req_free(r);
+        r = next;
+    }
+}
+
 static void list_free(handoff_msg_t *m)
 {
-    struct req_list *l = (struct req_list *)m;
-    for (store_req_t *r = l->head, *next; r; r = next) {
-        next = r->next;
-        req_free(r);
-    }
-    free(l);
+    free_reqs(((struct req_list *)m)->head);
+    free(m);
 }
 
 /* ---- the loop's side ---- */
@@ -236,11 +241,11 @@ static void post(store_worker_t *w, struct req_list *done)
     handoff_send(w->completions, &done->link);
 }
 
-/* Moves up to CHUNK requests from the front of *from into a new list. */
-static struct req_list *chunk(store_req_t **from)
+/* Moves up to max requests from the front of *from into a new list. */
+static struct req_list *chunk(store_req_t **from, size_t max)
 {
     struct req_list *l = list_new();
-    while (*from && l->n < CHUNK) {
+    while (*from && l->n < max) {
         store_req_t *r = *from;
         *from = r->next;
         list_push(l, r);
@@ -306,17 +311,9 @@ static int run_fetch(store_worker_t *w, store_req_t *r)
     }
 }
 
-static void free_reqs(store_req_t *r)
-{
-    while (r) {
-        store_req_t *next = r->next;
-        req_free(r);
-        r = next;
-    }
-}
-
 /* One round: everything submitted since the last, puts before removes
- * before fetches. Returns -1 when a stop made it give up. */
+ * before fetches. Returns -1 when a stop's deadline made it give up on a
+ * write; a read given up at a stop is just dropped. */
 static int run_round(store_worker_t *w, handoff_msg_t *batches)
 {
     struct req_list by_op[3];
@@ -334,23 +331,14 @@ static int run_round(store_worker_t *w, handoff_msg_t *batches)
     }
 
     int rc = 0;
-    for (int op = OP_PUT; op <= OP_REMOVE && rc == 0; op++) {
+    for (int op = OP_PUT; op <= OP_FETCH && rc == 0; op++) {
         while (by_op[op].head && rc == 0) {
-            struct req_list *l = chunk(&by_op[op].head);
-            if ((rc = run_chunk(w, l)) == 0)
+            struct req_list *l = chunk(&by_op[op].head, op == OP_FETCH ? 1 : CHUNK);
+            if (op == OP_FETCH && run_fetch(w, l->head) != 0)
+                list_free(&l->link);
+            else if (op == OP_FETCH || (rc = run_chunk(w, l)) == 0)
                 post(w, l);
         }
-    }
-    while (by_op[OP_FETCH].head && rc == 0) {
-        store_req_t *r = by_op[OP_FETCH].head;
-        by_op[OP_FETCH].head = r->next;
-        if ((rc = run_fetch(w, r)) != 0) {
-            req_free(r);
-            break;
-        }
-        struct req_list *l = list_new();
-        list_push(l, r);
-        post(w, l);
     }
     for (int op = OP_PUT; op <= OP_FETCH; op++)
         free_reqs(by_op[op].head);

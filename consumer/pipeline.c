@@ -1,0 +1,90 @@
+#include "pipeline.h"
+
+#include <stdlib.h>
+
+#include "xalloc.h"
+
+/* Puts handed to the store and not yet durable: past either limit the loop
+ * stops taking notifications from Kafka until the store catches up. */
+#define STORE_BACKLOG_MAX 20000
+#define STORE_BACKLOG_BYTES_MAX (64u << 20)
+
+static void offset_done(void *ctx, int32_t partition, int64_t offset)
+{
+    struct pipeline *p = ctx;
+    if (p->ndone == p->done_cap) {
+        p->done_cap = p->done_cap ? p->done_cap * 2 : 256;
+        p->done = xrealloc(p->done, p->done_cap * sizeof(*p->done));
+    }
+    p->done[p->ndone++] = (struct part_offset){partition, offset};
+}
+
+static void on_stored(void *ctx, const struct store_result *r)
+{
+    if (r->msg->partition >= 0)
+        offset_done(ctx, r->msg->partition, r->msg->offset);
+}
+
+static void store(void *ctx, const hub_msg_t *m)
+{
+    struct pipeline *p = ctx;
+    store_worker_put(p->store, m, on_stored, p);
+}
+
+static void on_fetched(void *ctx, const struct store_result *r)
+{
+    struct pipeline *p = ctx;
+    hub_fetch_done(p->hub, r->user, r->tag, r->msgs, r->n, r->limit);
+}
+
+static void fetch(void *ctx, const char *user, int64_t after, size_t limit, uint64_t gen)
+{
+    struct pipeline *p = ctx;
+    store_worker_fetch(p->store, user, after, limit, gen, on_fetched, p);
+}
+
+static void remove_acked(void *ctx, const char *user, const char *id)
+{
+    struct pipeline *p = ctx;
+    store_worker_remove(p->store, user, id, NULL, NULL);
+}
+
+void pipeline_hub_ops(struct pipeline *p, struct hub_ops *ops)
+{
+    ops->ctx = p;
+    ops->store = store;
+    ops->fetch = fetch;
+    ops->remove = remove_acked;
+    ops->offset_done = offset_done;
+}
+
+void pipeline_hand_on(struct pipeline *p)
+{
+    if (p->ndone) {
+        kafka_offsets_done(p->kafka, p->done, p->ndone);
+        p->ndone = 0;
+    }
+    store_worker_flush(p->store);
+}
+
+void pipeline_take_work(struct pipeline *p)
+{
+    store_worker_poll(p->store);
+    while (!p->stopping && store_worker_backlog(p->store) < STORE_BACKLOG_MAX &&
+           store_worker_backlog_bytes(p->store) < STORE_BACKLOG_BYTES_MAX) {
+        kafka_batch_t *b = kafka_take(p->kafka);
+        if (!b)
+            break;
+        for (size_t i = 0; i < b->n; i++)
+            hub_publish(p->hub, &b->msgs[i]);
+        kafka_batch_free(b);
+    }
+    pipeline_hand_on(p);
+}
+
+void pipeline_clear(struct pipeline *p)
+{
+    free(p->done);
+    p->done = NULL;
+    p->ndone = p->done_cap = 0;
+}

@@ -1,0 +1,41 @@
+/* The pipeline: how notifications and completions move between the Kafka
+ * thread, the hub and the store worker, on the loop thread. Each turn of
+ * the loop takes the store's completions, then Kafka's batches while the
+ * store keeps up, and hands on what the turn produced in one step: the
+ * offsets that became complete, and the store requests.
+ *
+ * The gateway owns one, sets its parts once they exist, and gives the hub
+ * the operations pipeline_hub_ops fills in. */
+#ifndef CONSUMER_PIPELINE_H
+#define CONSUMER_PIPELINE_H
+
+#include <stddef.h>
+
+#include "hub.h"
+#include "kafka.h"
+#include "store_worker.h"
+#include "tracker.h"
+
+struct pipeline {
+    hub_t *hub;
+    store_worker_t *store;
+    kafka_t *kafka;
+    int stopping; /* no more intake from Kafka */
+    /* Offsets completed during this turn (acks, durable puts). */
+    struct part_offset *done;
+    size_t ndone, done_cap;
+};
+
+/* Sets ops' store, fetch, remove and offset_done (and ctx) to p's. */
+void pipeline_hub_ops(struct pipeline *p, struct hub_ops *ops);
+
+/* Completions from the store worker, then new notifications from Kafka
+ * while the store's backlog is under its limits, then pipeline_hand_on. */
+void pipeline_take_work(struct pipeline *p);
+
+/* Stores the offsets completed this turn and sends the store requests. */
+void pipeline_hand_on(struct pipeline *p);
+
+void pipeline_clear(struct pipeline *p);
+
+#endif
