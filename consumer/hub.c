@@ -21,7 +21,9 @@ hub_t *hub_new(const struct hub_ops *ops, const struct hub_limits *limits)
 }
 
 /* Store order: wall-clock microseconds, strictly increasing in a process,
- * so that notifications keep the order they arrived in. */
+ * so that notifications keep the order they arrived in. Invariant: one
+ * process writes a user's notifications. Several gateways sharing users
+ * would interleave two clocks; seq must then come from elsewhere. */
 static int64_t next_seq(hub_t *hub)
 {
     struct timespec ts;

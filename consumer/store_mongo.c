@@ -301,13 +301,8 @@ static int64_t mongo_count(void *impl, const char *user, char *errstr, size_t si
     return n;
 }
 
+/* In store_backend's order: name, open, prepare, put, fetch, remove, count, close. */
 const struct store_backend store_mongo_backend = {
-    .name = "MongoDB",
-    .open = mongo_open,
-    .prepare = mongo_prepare,
-    .put = mongo_put,
-    .fetch = mongo_fetch,
-    .remove = mongo_remove,
-    .count = mongo_count,
-    .close = mongo_close,
+    "MongoDB", mongo_open, mongo_prepare, mongo_put, mongo_fetch, mongo_remove, mongo_count,
+    mongo_close,
 };

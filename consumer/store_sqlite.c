@@ -230,13 +230,8 @@ static int64_t sqlite_count(void *impl, const char *user, char *errstr, size_t s
     return n;
 }
 
+/* In store_backend's order: name, open, prepare, put, fetch, remove, count, close. */
 const struct store_backend store_sqlite_backend = {
-    .name = "SQLite",
-    .open = sqlite_open,
-    .prepare = sqlite_prepare,
-    .put = sqlite_put,
-    .fetch = sqlite_fetch,
-    .remove = sqlite_remove,
-    .count = sqlite_count,
-    .close = sqlite_close,
+    "SQLite", sqlite_open, sqlite_prepare, sqlite_put, sqlite_fetch, sqlite_remove,
+    sqlite_count, sqlite_close,
 };

@@ -4,6 +4,7 @@ WebSocket clients. Each test has its own topic, consumer group and database."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import socket
 import subprocess
@@ -321,6 +322,25 @@ def test_http_serves_the_page_and_health(gateway):
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(gw.http_url("/no-such-page"), timeout=5)
     assert missing.value.code == 404
+    # Routes: a query string is ignored, a longer path is not the route, and
+    # a known path with another method says so.
+    with urllib.request.urlopen(gw.http_url("/healthz?verbose=1"), timeout=5) as r:
+        assert json.loads(r.read())["status"] == "ok"
+    with pytest.raises(urllib.error.HTTPError) as missing:
+        urllib.request.urlopen(gw.http_url("/healthz/more"), timeout=5)
+    assert missing.value.code == 404
+    with pytest.raises(urllib.error.HTTPError) as wrong:
+        urllib.request.urlopen(urllib.request.Request(gw.http_url("/healthz"), data=b"{}",
+                                                      method="POST"), timeout=5)
+    assert wrong.value.code == 405
+    assert "not allowed" in json.loads(wrong.value.read())["error"]
+    # Keep-alive: two requests on one connection are both answered.
+    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+    for _ in range(2):
+        conn.request("GET", "/healthz")
+        r = conn.getresponse()
+        assert r.status == 200 and json.loads(r.read())["status"] == "ok"
+    conn.close()
     # HTTP/2 over cleartext is refused: only HTTP/1.1 and WebSocket upgrades.
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:
         s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: Upgrade, HTTP2-Settings\r\n"
