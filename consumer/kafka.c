@@ -37,34 +37,99 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
         log_debug("kafka: %s: %s", fac, buf);
 }
 
+/* "0,1,2" into buf, cut short when it does not fit. */
+static void format_partitions(const rd_kafka_topic_partition_list_t *parts, char *buf,
+                              size_t size)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (int i = 0; i < parts->cnt && used < size; i++)
+        used += (size_t)snprintf(buf + used, size - used, "%s%d", i ? "," : "",
+                                 parts->elems[i].partition);
+}
+
+/* librdkafka reports a failed assign call only in its log; ours says what
+ * it meant to do. Takes ownership of error. */
+static int assign_failed(const kafka_t *k, const char *what, const char *list,
+                         rd_kafka_error_t *error, rd_kafka_resp_err_t err)
+{
+    if (!error && !err)
+        return 0;
+    log_error("cannot %s partitions [%s] of %s: %s; /healthz's partition count may be off until "
+              "the next rebalance",
+              what, list, k->topic, error ? rd_kafka_error_string(error) : rd_kafka_err2str(err));
+    if (error)
+        rd_kafka_error_destroy(error);
+    return 1;
+}
+
+/* Eager assignors (range, roundrobin: librdkafka's default) revoke the whole
+ * assignment at every rebalance and hand out a whole new one. Cooperative
+ * ones (cooperative-sticky, for several gateways in one group) move only the
+ * partitions that change hands: the callback gets just those, and the
+ * assignment must be changed incrementally. librdkafka refuses the other
+ * call; the member then consumes nothing while the group counts it as the
+ * owner, and it never finishes the next rebalance, so no member can join. */
 static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
     kafka_t *k = opaque;
-    char list[512] = "";
-    size_t used = 0;
+    const char *protocol = rd_kafka_rebalance_protocol(rk);
+    int incremental = protocol && !strcmp(protocol, "COOPERATIVE");
+    char list[512];
+    int held;
 
-    for (int i = 0; i < parts->cnt && used < sizeof(list); i++)
-        used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%d", i ? "," : "",
-                                 parts->elems[i].partition);
+    format_partitions(parts, list, sizeof(list));
 
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-        log_info("assigned partitions [%s] of %s", list, k->topic);
-        rd_kafka_assign(rk, parts);
+        if (incremental ? assign_failed(k, "add", list, rd_kafka_incremental_assign(rk, parts), 0)
+                        : assign_failed(k, "assign", list, NULL, rd_kafka_assign(rk, parts)))
+            return;
         pthread_mutex_lock(&k->lock);
-        k->assigned = parts->cnt;
+        k->assigned = incremental ? k->assigned + parts->cnt : parts->cnt;
+        held = k->assigned;
         pthread_mutex_unlock(&k->lock);
+        log_info("assigned partitions [%s] of %s (%s rebalancing); %d held now", list, k->topic,
+                 incremental ? "cooperative" : "eager", held);
         return;
     }
-    /* Revoked: completions still to come for these partitions are
-     * someone else's to redo; librdkafka commits what was stored so far. */
-    log_info("revoked partitions [%s] of %s", list, k->topic);
+
+    /* Asked before the unassign below, which clears it. Lost: the group
+     * has given them away already, so a commit for them fails; their new
+     * owner consumes again from the last commit. */
+    int lost = rd_kafka_assignment_lost(rk);
+    if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+        log_warn("rebalance of %s failed: %s; giving up partitions [%s]", k->topic,
+                 rd_kafka_err2str(err), list);
+
+    /* Completions still to come for these partitions are someone else's to
+     * redo; librdkafka commits what was stored so far. Forgotten before the
+     * unassign, so nothing is stored for a partition that is no longer ours. */
     pthread_mutex_lock(&k->lock);
     for (int i = 0; i < parts->cnt; i++)
         tracker_forget(k->tracker, parts->elems[i].partition);
-    k->assigned = 0;
     pthread_mutex_unlock(&k->lock);
-    rd_kafka_assign(rk, NULL);
+
+    /* An error other than a revoke asks for a full reset (rd_kafka.h), but
+     * that is refused under the cooperative protocol: giving up the listed
+     * partitions is what it allows. */
+    if (incremental
+            ? assign_failed(k, "give up", list, rd_kafka_incremental_unassign(rk, parts), 0)
+            : assign_failed(k, "give up", list, NULL, rd_kafka_assign(rk, NULL)))
+        return;
+    pthread_mutex_lock(&k->lock);
+    k->assigned = incremental ? k->assigned - parts->cnt : 0;
+    held = k->assigned;
+    pthread_mutex_unlock(&k->lock);
+    if (lost)
+        log_warn("lost partitions [%s] of %s (%s rebalancing); %d held now: the group no longer "
+                 "counted this gateway as a member (session timeout or fencing), and their new "
+                 "owner consumes again what was not committed",
+                 list, k->topic, incremental ? "cooperative" : "eager", held);
+    else
+        log_info("revoked partitions [%s] of %s (%s rebalancing); %d held now", list, k->topic,
+                 incremental ? "cooperative" : "eager", held);
 }
 
 void kafka_offsets_done(kafka_t *k, const struct part_offset *done, size_t n)
