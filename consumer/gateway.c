@@ -139,8 +139,10 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         return http_on_body_done(&g->http, wsi, &s->http);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return http_on_writeable(wsi, &s->http);
+    case LWS_CALLBACK_HTTP_DROP_PROTOCOL: /* per-session data is freed after this */
     case LWS_CALLBACK_CLOSED_HTTP:
-        http_on_closed(&s->http);
+        if (s)
+            http_on_closed(&s->http);
         return 0;
     default:
         return lws_callback_http_dummy(wsi, reason, user, in, len);

@@ -150,9 +150,11 @@ int http_on_writeable(struct lws *wsi, struct http_session *s)
     }
     unsigned char *out = xmalloc(LWS_PRE + req->resp_len);
     memcpy(out + LWS_PRE, req->resp, req->resp_len);
-    int n = lws_write(wsi, out + LWS_PRE, req->resp_len, LWS_WRITE_HTTP_FINAL);
+    int written = lws_write(wsi, out + LWS_PRE, req->resp_len, LWS_WRITE_HTTP_FINAL) ==
+                  (int)req->resp_len;
     free(out);
-    if (n != (int)req->resp_len)
+    http_on_closed(s); /* answered: the connection is done with it */
+    if (!written)
         return 1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }

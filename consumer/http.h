@@ -26,7 +26,9 @@ struct http_session {
 };
 
 /* LWS_CALLBACK_HTTP, _HTTP_BODY, _HTTP_BODY_COMPLETION, _HTTP_WRITEABLE
- * and _CLOSED_HTTP: each returns what the callback must return. */
+ * and _CLOSED_HTTP or _HTTP_DROP_PROTOCOL (whichever comes first: lws
+ * frees the session data after the latter): each returns what the callback
+ * must return. */
 int http_on_request(const struct http_server *srv, struct lws *wsi, struct http_session *s);
 int http_on_body(struct lws *wsi, struct http_session *s, const void *in, size_t len);
 int http_on_body_done(const struct http_server *srv, struct lws *wsi, struct http_session *s);

@@ -49,10 +49,11 @@ void kafka_batch_free(kafka_batch_t *b);
  * Any thread. */
 void kafka_offsets_done(kafka_t *k, const struct part_offset *done, size_t n);
 
-/* Messages consumed and not yet committable. */
-size_t kafka_pending(kafka_t *k);
-/* Partitions currently assigned to this gateway by its consumer group. */
-int kafka_assigned(kafka_t *k);
+struct kafka_status {
+    size_t pending; /* messages consumed and not yet committable */
+    int assigned;   /* partitions the consumer group assigns to this gateway */
+};
+struct kafka_status kafka_status(kafka_t *k);
 
 /* Stops consuming: the thread exits; nothing is committed yet. */
 void kafka_stop(kafka_t *k);

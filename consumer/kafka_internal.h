@@ -1,0 +1,29 @@
+/* The Kafka consumer's insides, shared by kafka.c (the consume thread,
+ * offsets, start and close) and kafka_rebalance.c. */
+#ifndef CONSUMER_KAFKA_INTERNAL_H
+#define CONSUMER_KAFKA_INTERNAL_H
+
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+
+#include "kafka.h"
+
+struct kafka {
+    rd_kafka_t *rk;
+    char *topic;
+    size_t batch_max;
+    handoff_t *batches; /* to the loop; closed when consuming stops */
+    pthread_t thread;
+    int started;
+
+    pthread_mutex_t lock; /* guards the tracker and assigned */
+    int assigned;         /* partitions assigned to this member */
+    tracker_t *tracker;
+};
+
+/* librdkafka's rebalance callback, on the consume thread (inside
+ * rd_kafka_consumer_poll); opaque is the kafka_t. */
+void kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                        rd_kafka_topic_partition_list_t *parts, void *opaque);
+
+#endif
