@@ -1,3 +1,4 @@
+/* The printf-into-errstr helper. */
 #include "errstr.h"
 
 #include <stdarg.h>

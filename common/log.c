@@ -1,3 +1,4 @@
+/* Levelled, timestamped log lines on stderr. */
 #include "log.h"
 
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* The notification codec: parsing what producers send, rendering frames. */
 #include "notification.h"
 
 #include <jansson.h>

@@ -1,3 +1,4 @@
+/* Clocks and ISO-8601 timestamps. */
 #define _GNU_SOURCE /* timegm */
 #include "timeutil.h"
 

@@ -1,3 +1,4 @@
+/* UUIDv7: time-ordered notification ids. */
 #include "uuid7.h"
 
 #include <pthread.h>

@@ -1,3 +1,4 @@
+/* Allocation that aborts when out of memory (xalloc.h says why). */
 #include "xalloc.h"
 
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* Parsing the acknowledgements clients send (ack.h has the forms). */
 #include "ack.h"
 
 #include <jansson.h>

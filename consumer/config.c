@@ -1,3 +1,4 @@
+/* The settings table and its parsing: defaults, environment, flags, --help. */
 #include "config.h"
 
 #include <errno.h>

@@ -1,3 +1,5 @@
+/* --embedded: librdkafka's in-process mock broker, forwarded to a fixed
+ * loopback port so producers and kcat reach it. */
 #define _GNU_SOURCE /* accept4, pipe2 */
 #include "embedded.h"
 

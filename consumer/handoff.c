@@ -1,3 +1,4 @@
+/* The cross-thread hand-off queue (handoff.h). */
 #include "handoff.h"
 
 #include <pthread.h>

@@ -1,3 +1,4 @@
+/* HTTP requests over libwebsockets: routing, bodies, answers now or later. */
 #include "http.h"
 
 #include <stdlib.h>

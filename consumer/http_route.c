@@ -1,3 +1,4 @@
+/* The HTTP route matcher: methods and path patterns, no sockets. */
 #include "http_route.h"
 
 #include <string.h>

@@ -43,7 +43,7 @@ static user_t *find_user(const hub_t *hub, const char *id)
 
 /* ---- replay ---- */
 
-void replay_pump(hub_t *hub, user_t *u)
+static void replay_pump(hub_t *hub, user_t *u)
 {
     if (!u->replaying || u->fetching)
         return;
@@ -92,7 +92,7 @@ void hub_fetch_done(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t 
 
 /* Replays everything stored for u, oldest first, before live delivery
  * resumes; what is in flight to u is not sent twice. */
-void replay_from_start(hub_t *hub, user_t *u)
+static void replay_from_start(hub_t *hub, user_t *u)
 {
     u->gen++;
     u->cursor = 0;
@@ -205,6 +205,30 @@ void hub_disconnect_all(hub_t *hub)
             if (last)
                 break; /* u was freed */
         }
+    }
+}
+
+int hub_ack(hub_t *hub, hub_conn_t *c, const char *id)
+{
+    if (window_ack(hub, c, id) != 0)
+        return -1;
+    replay_pump(hub, c->user); /* the ack made room */
+    return 0;
+}
+
+void hub_tick(hub_t *hub, int64_t now_ms)
+{
+    user_t *u, *tmp;
+    HASH_ITER(hh, hub->users, u, tmp) {
+        size_t timed_out = 0;
+        for (hub_conn_t *c = u->conns; c; c = c->next)
+            timed_out += window_expire(hub, c, now_ms);
+        /* What timed out is in the store now: send it again, in order,
+         * ahead of newer notifications. */
+        if (timed_out)
+            replay_from_start(hub, u);
+        else
+            replay_pump(hub, u);
     }
 }
 

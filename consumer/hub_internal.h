@@ -1,6 +1,7 @@
 /* The hub's insides, shared by hub.c (users, publish, connections,
- * replay from the store) and hub_window.c (deliveries, each connection's
- * window, writes, acks and timeouts). Nothing outside the hub includes it. */
+ * replay from the store) and hub_window.c (deliveries and each
+ * connection's window: writes, acks, timeouts). hub.c calls into
+ * hub_window.c, never the other way. Nothing outside the hub includes it. */
 #ifndef CONSUMER_HUB_INTERNAL_H
 #define CONSUMER_HUB_INTERNAL_H
 
@@ -75,22 +76,16 @@ struct hub {
 /* A delivery of m, with its frame marked replayed when it comes from the
  * store; NULL when a stored frame is not a JSON object. */
 delivery_t *delivery_new(hub_t *hub, const hub_msg_t *m, enum source source);
-/* One holder lets go of d; the last one stores it unless acknowledged. */
-void delivery_release(hub_t *hub, user_t *u, delivery_t *d);
 /* Frames every connection of u can still take (0: a window is full). */
 size_t window_room(const hub_t *hub, const user_t *u, size_t frame_len);
 /* Queues d on every connection of u. */
 void window_push(hub_t *hub, user_t *u, delivery_t *d);
 void window_release_slot(hub_t *hub, hub_conn_t *c, struct slot *s);
-/* Drops released slots from the front of c's window. */
-void window_compact(hub_conn_t *c);
-
-/* hub.c */
-
-/* Asks the store for u's next batch when replaying and there is room. */
-void replay_pump(hub_t *hub, user_t *u);
-/* Replays everything stored for u, oldest first, before live delivery
- * resumes. */
-void replay_from_start(hub_t *hub, user_t *u);
+/* c acknowledged id: completes it (offset done or removal from the store)
+ * and frees its slot. 0, or -1 when c holds no such notification. */
+int window_ack(hub_t *hub, hub_conn_t *c, const char *id);
+/* Releases c's frames unacknowledged for longer than the ack timeout;
+ * returns how many. */
+size_t window_expire(hub_t *hub, hub_conn_t *c, int64_t now_ms);
 
 #endif

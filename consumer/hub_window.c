@@ -51,7 +51,7 @@ static void delivery_as_msg(const delivery_t *d, const user_t *u, hub_msg_t *m)
 
 /* One connection lets go of d. The last one to do so without an ack sends
  * a live notification to the store, so it is delivered on a later connect. */
-void delivery_release(hub_t *hub, user_t *u, delivery_t *d)
+static void delivery_release(hub_t *hub, user_t *u, delivery_t *d)
 {
     if (--d->holders > 0)
         return;
@@ -121,7 +121,7 @@ void window_push(hub_t *hub, user_t *u, delivery_t *d)
 }
 
 /* Drops released slots from the front of the window. */
-void window_compact(hub_conn_t *c)
+static void window_compact(hub_conn_t *c)
 {
     while (c->len > 0 && SLOT(c, 0)->d == NULL) {
         c->head = (c->head + 1) % c->cap;
@@ -166,7 +166,7 @@ void hub_frame_sent(hub_t *hub, hub_conn_t *c, int64_t now_ms)
         hub->ops.want_write(hub->ops.ctx, c->transport);
 }
 
-int hub_ack(hub_t *hub, hub_conn_t *c, const char *id)
+int window_ack(hub_t *hub, hub_conn_t *c, const char *id)
 {
     user_t *u = c->user;
     delivery_t *d = NULL;
@@ -194,39 +194,25 @@ int hub_ack(hub_t *hub, hub_conn_t *c, const char *id)
     }
     window_release_slot(hub, c, s);
     window_compact(c);
-    replay_pump(hub, u);
     return 0;
 }
 
-void hub_tick(hub_t *hub, int64_t now_ms)
+size_t window_expire(hub_t *hub, hub_conn_t *c, int64_t now_ms)
 {
-    user_t *u, *tmp;
-    HASH_ITER(hh, hub->users, u, tmp) {
-        int timed_out = 0;
-        for (hub_conn_t *c = u->conns; c; c = c->next) {
-            size_t released = 0;
-            for (size_t i = 0; i < c->nsent; i++) {
-                struct slot *s = SLOT(c, i);
-                if (!s->d)
-                    continue;
-                if (now_ms - s->sent_at < hub->lim.ack_timeout_ms)
-                    break; /* sent in order: the rest are younger */
-                window_release_slot(hub, c, s);
-                released++;
-            }
-            if (released) {
-                log_debug("user %s: %zu notifications unacknowledged after %lld ms, released",
-                          u->id, released, (long long)hub->lim.ack_timeout_ms);
-                window_compact(c);
-                timed_out = 1;
-            }
-        }
-        /* What timed out is in the store now: send it again, in order,
-         * ahead of newer notifications. */
-        if (timed_out)
-            replay_from_start(hub, u);
-        else
-            replay_pump(hub, u);
+    size_t released = 0;
+    for (size_t i = 0; i < c->nsent; i++) {
+        struct slot *s = SLOT(c, i);
+        if (!s->d)
+            continue;
+        if (now_ms - s->sent_at < hub->lim.ack_timeout_ms)
+            break; /* sent in order: the rest are younger */
+        window_release_slot(hub, c, s);
+        released++;
     }
+    if (released) {
+        log_debug("user %s: %zu notifications unacknowledged after %lld ms, released",
+                  c->user->id, released, (long long)hub->lim.ack_timeout_ms);
+        window_compact(c);
+    }
+    return released;
 }
-

@@ -1,3 +1,5 @@
+/* The Kafka consume thread, offset storing and the consumer's start and
+ * close (rebalances are kafka_rebalance.c's). */
 #include "kafka.h"
 
 #include <librdkafka/rdkafka.h>

@@ -1,3 +1,4 @@
+/* Moving work between Kafka, the hub and the store worker each turn. */
 #include "pipeline.h"
 
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* One Kafka record into one notification for the hub, without librdkafka. */
 #include "record.h"
 
 #include <stdio.h>

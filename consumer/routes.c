@@ -1,3 +1,4 @@
+/* The gateway's HTTP handlers. */
 #include "routes.h"
 
 #include <libwebsockets.h>

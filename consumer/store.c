@@ -1,3 +1,4 @@
+/* The offline store's front: picks a backend by the URI's scheme. */
 #include "store.h"
 
 #include <stdio.h>

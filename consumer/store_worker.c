@@ -1,3 +1,4 @@
+/* The store worker thread and its requests (store_worker.h). */
 #define _GNU_SOURCE /* pthread_timedjoin_np */
 #include "store_worker.h"
 
@@ -79,18 +80,14 @@ static void forget_found(store_req_t *r)
     r->nfound = 0;
 }
 
-static void req_free(store_req_t *r)
-{
-    forget_found(r);
-    free(r->found);
-    free(r);
-}
-
+/* Frees r and every request after it. */
 static void free_reqs(store_req_t *r)
 {
     while (r) {
         store_req_t *next = r->next;
-        req_free(r);
+        forget_found(r);
+        free(r->found);
+        free(r);
         r = next;
     }
 }
@@ -231,13 +228,9 @@ static int retry(store_worker_t *w, const char *what, const char *errstr, int at
     return 1;
 }
 
+/* The completion queue is never closed while the worker runs. */
 static void post(store_worker_t *w, struct req_list *done)
 {
-    if (!done->head) {
-        free(done);
-        return;
-    }
-    /* The completion queue is never closed while the worker runs. */
     handoff_send(w->completions, &done->link);
 }
 

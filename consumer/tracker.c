@@ -1,3 +1,4 @@
+/* Offset completion per partition, for at-least-once commits. */
 #include "tracker.h"
 
 #include <stdlib.h>

@@ -1,3 +1,4 @@
+/* WebSocket sessions: users, client messages, acks, batched writes. */
 #include "ws_session.h"
 
 #include <stdlib.h>

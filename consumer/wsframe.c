@@ -1,3 +1,4 @@
+/* WebSocket frame headers for the frames the gateway writes raw. */
 #include "wsframe.h"
 
 size_t wsframe_text_header(unsigned char out[WSFRAME_HEADER_MAX], uint64_t len)
