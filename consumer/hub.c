@@ -61,8 +61,11 @@ void hub_fetch_done(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t 
                   size_t limit)
 {
     user_t *u = find_user(hub, user);
-    if (!u)
-        return; /* gone offline: what was fetched stays stored */
+    /* Gone offline, or the answer to a read of an earlier replay (this
+     * connection's or a closed one's): what was fetched stays stored, and
+     * the current read is still out. */
+    if (!u || gen != u->gen)
+        return;
     u->fetching = 0;
 
     size_t i;
@@ -80,12 +83,11 @@ void hub_fetch_done(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t 
             else
                 window_push(hub, u, d);
         }
-        if (gen == u->gen)
-            u->cursor = m->seq;
+        u->cursor = m->seq;
     }
     /* Caught up: the store had no more than was asked, and nothing was
      * stored for this user since the question was asked. */
-    if (gen == u->gen && i == n && n < limit && !u->dirty)
+    if (i == n && n < limit && !u->dirty)
         u->replaying = 0;
     replay_pump(hub, u);
 }
@@ -94,7 +96,7 @@ void hub_fetch_done(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t 
  * resumes; what is in flight to u is not sent twice. */
 static void replay_from_start(hub_t *hub, user_t *u)
 {
-    u->gen++;
+    u->gen = ++hub->replays;
     u->cursor = 0;
     u->replaying = 1;
     u->dirty = 1;
@@ -167,10 +169,11 @@ void hub_disconnect(hub_t *hub, hub_conn_t *c)
 {
     user_t *u = c->user;
 
+    int released = 0; /* something unacknowledged that no other tab holds */
     for (size_t i = 0; i < c->len; i++) {
         struct slot *s = SLOT(c, i);
         if (s->d)
-            window_release_slot(hub, c, s);
+            released |= window_release_slot(hub, c, s);
     }
     for (hub_conn_t **p = &u->conns; *p; p = &(*p)->next) {
         if (*p == c) {
@@ -187,6 +190,9 @@ void hub_disconnect(hub_t *hub, hub_conn_t *c)
         /* Every delivery was held by this user's connections only. */
         HASH_DEL(hub->users, u);
         free(u);
+    } else if (released) {
+        /* It is in the store now: the other tabs replay it, in order. */
+        replay_from_start(hub, u);
     } else {
         replay_pump(hub, u);
     }

@@ -56,7 +56,7 @@ typedef struct user {
     int replaying;
     int fetching;   /* a fetch is outstanding */
     int dirty;      /* something was stored since the outstanding fetch was asked */
-    uint64_t gen;   /* bumped when a connection joins: replay restarts */
+    uint64_t gen;   /* the current replay's; store answers for others are ignored */
     int64_t cursor; /* seq of the last stored notification replayed */
 } user_t;
 
@@ -67,6 +67,10 @@ struct hub {
     size_t nconns;
     size_t ninflight;
     int64_t last_seq;
+    /* Replays started, over all users: a replay's generation. Never
+     * restarts, so a late answer to a closed connection's read can never
+     * match a new connection's replay. */
+    uint64_t replays;
 };
 
 #define SLOT(c, i) (&(c)->ring[((c)->head + (i)) % (c)->cap])
@@ -80,7 +84,9 @@ delivery_t *delivery_new(hub_t *hub, const hub_msg_t *m, enum source source);
 size_t window_room(const hub_t *hub, const user_t *u, size_t frame_len);
 /* Queues d on every connection of u. */
 void window_push(hub_t *hub, user_t *u, delivery_t *d);
-void window_release_slot(hub_t *hub, hub_conn_t *c, struct slot *s);
+/* c lets go of s. Returns 1 when that left its notification with no
+ * holder and unacknowledged (in the store now, or still there). */
+int window_release_slot(hub_t *hub, hub_conn_t *c, struct slot *s);
 /* c acknowledged id: completes it (offset done or removal from the store)
  * and frees its slot. 0, or -1 when c holds no such notification. */
 int window_ack(hub_t *hub, hub_conn_t *c, const char *id);

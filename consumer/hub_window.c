@@ -51,11 +51,12 @@ static void delivery_as_msg(const delivery_t *d, const user_t *u, hub_msg_t *m)
 
 /* One connection lets go of d. The last one to do so without an ack sends
  * a live notification to the store, so it is delivered on a later connect. */
-static void delivery_release(hub_t *hub, user_t *u, delivery_t *d)
+static int delivery_release(hub_t *hub, user_t *u, delivery_t *d)
 {
     if (--d->holders > 0)
-        return;
-    if (!d->acked && d->source == FROM_KAFKA) {
+        return 0;
+    int unacked = !d->acked;
+    if (unacked && d->source == FROM_KAFKA) {
         hub_msg_t m;
         delivery_as_msg(d, u, &m);
         hub->ops.store(hub->ops.ctx, &m);
@@ -63,6 +64,7 @@ static void delivery_release(hub_t *hub, user_t *u, delivery_t *d)
     HASH_DEL(u->inflight, d);
     hub->ninflight--;
     free(d);
+    return unacked;
 }
 
 /* ---- connection windows ---- */
@@ -131,12 +133,12 @@ static void window_compact(hub_conn_t *c)
     }
 }
 
-void window_release_slot(hub_t *hub, hub_conn_t *c, struct slot *s)
+int window_release_slot(hub_t *hub, hub_conn_t *c, struct slot *s)
 {
     delivery_t *d = s->d;
     s->d = NULL;
     c->bytes -= d->frame_len;
-    delivery_release(hub, c->user, d);
+    return delivery_release(hub, c->user, d);
 }
 
 

@@ -355,6 +355,66 @@ static void redelivered_copy_in_flight_goes_to_the_store(void **state)
     hub_free(hub);
 }
 
+/* A store read asked for by a connection that has since closed must not be
+ * taken for the answer to the user's next connection's read (issue 9,
+ * defect 3): the stale, short answer would end the new replay early, and
+ * live notifications would overtake what is stored. */
+static void a_late_read_from_a_closed_connection_is_ignored(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    int t1, t2;
+    hub_conn_t *c1 = hub_connect(hub, "erin", &t1);
+    uint64_t stale_gen = rec.fetched_gen[0];
+    size_t stale_limit = rec.fetched_limit[0];
+    hub_disconnect(hub, c1);
+    hub_conn_t *c2 = hub_connect(hub, "erin", &t2);
+    assert_int_equal(rec.nfetched, 2);
+
+    /* The first connection's read answers late, with nothing. */
+    hub_fetch_done(hub, "erin", stale_gen, NULL, 0, stale_limit);
+    assert_true(hub_user_replaying(hub, "erin"));
+    hub_msg_t live = msg("live", "erin", 7);
+    hub_publish(hub, &live);
+    assert_int_equal(rec.nstored, 1); /* waits behind what is stored */
+    assert_null(next_frame(hub, c2));
+
+    /* The real answer: the stored one comes first, then the live one. */
+    hub_msg_t old = msg("old", "erin", -1);
+    old.seq = 5;
+    hub_fetch_done(hub, "erin", rec.fetched_gen[1], &old, 1, rec.fetched_limit[1]);
+    assert_non_null(strstr(next_frame(hub, c2), "\"id\":\"old\""));
+    hub_free(hub);
+}
+
+/* What a closing tab held unacknowledged goes to the user's other open
+ * tabs, not only to their next connection (issue 9, defect 4). */
+static void a_closing_tab_passes_what_it_held_to_the_others(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    int t1, t2;
+    hub_conn_t *c1 = online(hub, "fay", &t1);
+    hub_msg_t n = msg("n", "fay", 11);
+    hub_publish(hub, &n);
+    assert_non_null(next_frame(hub, c1));
+    hub_conn_t *c2 = online(hub, "fay", &t2); /* came later: "n" was in flight */
+    assert_null(next_frame(hub, c2));
+    int asked = rec.nfetched;
+
+    hub_disconnect(hub, c1);
+    assert_int_equal(rec.nstored, 1);
+    assert_string_equal(rec.stored[0], "n");
+    /* The other tab replays it from the store at once. */
+    assert_int_equal(rec.nfetched, asked + 1);
+    assert_int_equal(rec.fetched_after[asked], 0);
+    hub_msg_t stored = msg("n", "fay", -1);
+    stored.seq = 1;
+    hub_fetch_done(hub, "fay", rec.fetched_gen[asked], &stored, 1, rec.fetched_limit[asked]);
+    assert_non_null(strstr(next_frame(hub, c2), "\"id\":\"n\""));
+    hub_free(hub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -369,6 +429,8 @@ int main(void)
         cmocka_unit_test(ack_timeout_releases_to_the_store),
         cmocka_unit_test(per_user_connection_limit),
         cmocka_unit_test(redelivered_copy_in_flight_goes_to_the_store),
+        cmocka_unit_test(a_late_read_from_a_closed_connection_is_ignored),
+        cmocka_unit_test(a_closing_tab_passes_what_it_held_to_the_others),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
