@@ -1,10 +1,12 @@
 /* The offline store: notifications kept for users who are not connected.
  *
- * Semantics every backend keeps: idempotent by notification id (a second put
- * of the same id is a no-op), ordered per user by seq, and a notification
- * leaves only through store_remove, which the gateway calls after a client
- * acknowledged it. Calls block: they run on the store worker thread, never
- * on the event loop. */
+ * Semantics every backend keeps: idempotent by (user, notification id): a
+ * second put of the same id for the same user is a no-op, while two users
+ * may have notifications with the same id; ordered per user by seq; the
+ * data's schema is versioned and store_prepare migrates it forward; a
+ * notification leaves only through store_remove, which the gateway calls
+ * after a client acknowledged it. Calls block: they run on the store
+ * worker thread, never on the event loop. */
 #ifndef CONSUMER_STORE_H
 #define CONSUMER_STORE_H
 
@@ -31,7 +33,9 @@ typedef void (*store_fetch_cb)(void *arg, const store_doc_t *doc);
 store_t *store_open(const char *uri, const char *db, char *errstr, size_t errstr_size);
 /* "MongoDB" or "SQLite", for logs. */
 const char *store_name(const store_t *st);
-/* Reaches the server and makes sure the indexes exist. Returns 0 or -1. */
+/* Reaches the server, migrates the data to the current schema version
+ * (refusing a newer one) and makes sure the indexes exist. Returns 0 or
+ * -1 with errstr. */
 int store_prepare(store_t *st, char *errstr, size_t errstr_size);
 void store_close(store_t *st);
 

@@ -1,9 +1,21 @@
 /* The MongoDB backend of the offline store.
  *
  * Collection "notifications", one document per stored notification:
- *   {_id: <notification id>, userId, seq: <int64>, notification: <JSON text>, storedAt: <date>}
- * _id makes puts idempotent; the index {userId: 1, seq: 1} serves "this
- * user's pending, oldest first". */
+ *   {_id: "<userId>/<id>", id, userId, seq: <int64>, notification: <JSON text>,
+ *    storedAt: <date>}
+ * _id is the (user, id) pair ('/' is in neither), so puts are idempotent
+ * per user and two users' notifications with the same id are two
+ * documents; the index {userId: 1, seq: 1} serves "this user's pending,
+ * oldest first".
+ *
+ * The schema's version is the document {_id: "schema", version: N} in the
+ * collection "meta"; start-up runs the forward migrations to
+ * SCHEMA_VERSION:
+ *   1  (no meta document) _id = id alone;
+ *   2  _id = "<userId>/<id>", with the id in its own field. _id cannot
+ *      change in place: each document is copied under its new _id, then
+ *      the old one deleted, in batches (a crash in between repeats a batch
+ *      harmlessly: copies are idempotent). */
 #include "store_backend.h"
 
 #include <mongoc/mongoc.h>
@@ -13,15 +25,20 @@
 #include <string.h>
 
 #include "log.h"
+#include "notification.h"
 #include "timeutil.h"
 #include "xalloc.h"
 
 #define COLLECTION "notifications"
+#define META_COLLECTION "meta"
 #define MONGO_DUPLICATE_KEY 11000
+#define SCHEMA_VERSION 2
+#define MIGRATE_BATCH 1000
+#define KEY_MAX (NOTIF_USER_MAX + 1 + NOTIF_ID_MAX + 1)
 
 struct mongo_store {
     mongoc_client_t *client;
-    mongoc_collection_t *coll;
+    mongoc_collection_t *coll, *meta;
 };
 
 typedef struct mongo_store mongo_store_t;
@@ -51,29 +68,6 @@ static int set_err(char *errstr, size_t size, const char *what, const bson_error
 {
     snprintf(errstr, size, "%s: %s", what, err->message);
     return -1;
-}
-
-static int mongo_prepare(void *impl, char *errstr, size_t size)
-{
-    mongo_store_t *st = impl;
-    bson_t keys, *cmd;
-    bson_t reply;
-    bson_error_t err;
-    int rc = 0;
-
-    bson_init(&keys);
-    BSON_APPEND_INT32(&keys, "userId", 1);
-    BSON_APPEND_INT32(&keys, "seq", 1);
-    char *name = mongoc_collection_keys_to_index_string(&keys);
-    cmd = BCON_NEW("createIndexes", BCON_UTF8(COLLECTION), "indexes", "[", "{", "key",
-                   BCON_DOCUMENT(&keys), "name", BCON_UTF8(name), "}", "]");
-    if (!mongoc_collection_write_command_with_opts(st->coll, cmd, NULL, &reply, &err))
-        rc = set_err(errstr, size, "cannot create the index on userId and seq", &err);
-    bson_destroy(&reply);
-    bson_destroy(cmd);
-    bson_free(name);
-    bson_destroy(&keys);
-    return rc;
 }
 
 static void mongo_close(void *impl);
@@ -111,6 +105,7 @@ static void *mongo_open(const char *uri_string, const char *db, char *errstr, si
     mongoc_client_set_appname(st->client, "notification-gateway");
     mongoc_client_set_error_api(st->client, MONGOC_ERROR_API_VERSION_2);
     st->coll = mongoc_client_get_collection(st->client, db, COLLECTION);
+    st->meta = mongoc_client_get_collection(st->client, db, META_COLLECTION);
     mongoc_uri_destroy(uri);
     return st;
 
@@ -127,6 +122,8 @@ static void mongo_close(void *impl)
         return;
     if (st->coll)
         mongoc_collection_destroy(st->coll);
+    if (st->meta)
+        mongoc_collection_destroy(st->meta);
     if (st->client)
         mongoc_client_destroy(st->client);
     free(st);
@@ -157,36 +154,204 @@ static int only_duplicates(const bson_t *reply)
     return seen > 0;
 }
 
-static int mongo_put(void *impl, const store_doc_t *docs, size_t n, char *errstr, size_t size)
+/* The _id of user's notification id. */
+static const char *key_of(const char *user, const char *id, char key[KEY_MAX])
 {
-    mongo_store_t *st = impl;
+    snprintf(key, KEY_MAX, "%s/%s", user, id);
+    return key;
+}
+
+/* A document of schema version 2. */
+static bson_t *new_doc(const char *id, const char *user, int64_t seq, const char *frame,
+                       size_t frame_len, int64_t stored_at)
+{
+    char key[KEY_MAX];
+    bson_t *b = bson_new();
+    BSON_APPEND_UTF8(b, "_id", key_of(user, id, key));
+    BSON_APPEND_UTF8(b, "id", id);
+    BSON_APPEND_UTF8(b, "userId", user);
+    BSON_APPEND_INT64(b, "seq", seq);
+    bson_append_utf8(b, "notification", -1, frame, (int)frame_len);
+    BSON_APPEND_DATE_TIME(b, "storedAt", stored_at);
+    return b;
+}
+
+/* Inserts docs, unordered: one duplicate does not stop the rest, and a
+ * duplicate is a document stored before, which is what a put asks for. */
+static int insert_docs(mongo_store_t *st, bson_t **docs, size_t n, const char *what, char *errstr,
+                       size_t size)
+{
     bson_t opts = BSON_INITIALIZER, reply;
     bson_error_t err;
-    bson_t **bdocs;
     int rc = 0;
 
-    if (n == 0)
-        return 0;
-    bdocs = xcalloc(n, sizeof(*bdocs));
-    int64_t now = now_wall_ms();
-    for (size_t i = 0; i < n; i++) {
-        bdocs[i] = bson_new();
-        BSON_APPEND_UTF8(bdocs[i], "_id", docs[i].id);
-        BSON_APPEND_UTF8(bdocs[i], "userId", docs[i].user);
-        BSON_APPEND_INT64(bdocs[i], "seq", docs[i].seq);
-        bson_append_utf8(bdocs[i], "notification", -1, docs[i].frame, (int)docs[i].frame_len);
-        BSON_APPEND_DATE_TIME(bdocs[i], "storedAt", now);
-    }
-    /* Unordered: one duplicate does not stop the rest of the batch. */
     BSON_APPEND_BOOL(&opts, "ordered", false);
-    if (!mongoc_collection_insert_many(st->coll, (const bson_t **)bdocs, n, &opts, &reply, &err) &&
+    if (!mongoc_collection_insert_many(st->coll, (const bson_t **)docs, n, &opts, &reply, &err) &&
         !only_duplicates(&reply))
-        rc = set_err(errstr, size, "cannot store notifications", &err);
+        rc = set_err(errstr, size, what, &err);
     bson_destroy(&reply);
     bson_destroy(&opts);
     for (size_t i = 0; i < n; i++)
-        bson_destroy(bdocs[i]);
+        bson_destroy(docs[i]);
+    return rc;
+}
+
+static int mongo_put(void *impl, const store_doc_t *docs, size_t n, char *errstr, size_t size)
+{
+    if (n == 0)
+        return 0;
+    bson_t **bdocs = xcalloc(n, sizeof(*bdocs));
+    int64_t now = now_wall_ms();
+    for (size_t i = 0; i < n; i++)
+        bdocs[i] = new_doc(docs[i].id, docs[i].user, docs[i].seq, docs[i].frame,
+                           docs[i].frame_len, now);
+    int rc = insert_docs(impl, bdocs, n, "cannot store notifications", errstr, size);
     free(bdocs);
+    return rc;
+}
+
+/* The version the store's data has: the meta document's, else 1 when
+ * documents of version 1 are there, else (an empty store) the current
+ * one. -1 with errstr when the server cannot say. */
+static int64_t stored_version(mongo_store_t *st, char *errstr, size_t size)
+{
+    bson_error_t err;
+    const bson_t *doc;
+    bson_iter_t it;
+    int64_t version = -1;
+
+    bson_t *filter = BCON_NEW("_id", "schema");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->meta, filter, NULL, NULL);
+    if (mongoc_cursor_next(cur, &doc) && bson_iter_init_find(&it, doc, "version"))
+        version = bson_iter_as_int64(&it);
+    if (version < 0 && mongoc_cursor_error(cur, &err))
+        set_err(errstr, size, "cannot read the store's schema version", &err);
+    else if (version < 0) {
+        bson_t *old = BCON_NEW("id", "{", "$exists", BCON_BOOL(false), "}");
+        bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
+        int64_t n = mongoc_collection_count_documents(st->coll, old, opts, NULL, NULL, &err);
+        if (n < 0)
+            set_err(errstr, size, "cannot look for stored notifications", &err);
+        else
+            version = n > 0 ? 1 : SCHEMA_VERSION;
+        bson_destroy(opts);
+        bson_destroy(old);
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(filter);
+    return version;
+}
+
+static int record_version(mongo_store_t *st, char *errstr, size_t size)
+{
+    bson_error_t err;
+    bson_t *filter = BCON_NEW("_id", "schema");
+    bson_t *doc = BCON_NEW("_id", "schema", "version", BCON_INT32(SCHEMA_VERSION));
+    bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
+    int rc = mongoc_collection_replace_one(st->meta, filter, doc, opts, NULL, &err)
+                 ? 0
+                 : set_err(errstr, size, "cannot record the store's schema version", &err);
+    bson_destroy(opts);
+    bson_destroy(doc);
+    bson_destroy(filter);
+    return rc;
+}
+
+/* 1 -> 2: each document keyed by id alone is copied under "<userId>/<id>"
+ * with the id in its own field, then deleted, a batch at a time. */
+static int migrate_1_to_2(mongo_store_t *st, char *errstr, size_t size)
+{
+    bson_t *old = BCON_NEW("id", "{", "$exists", BCON_BOOL(false), "}");
+    bson_t *opts = BCON_NEW("limit", BCON_INT64(MIGRATE_BATCH));
+    bson_t **copies = xcalloc(MIGRATE_BATCH, sizeof(*copies));
+    int rc = 0;
+
+    /* Until a read finds less than a batch, or nothing of ours. */
+    for (size_t found = MIGRATE_BATCH, n = 1; rc == 0 && found == MIGRATE_BATCH && n;) {
+        bson_error_t err;
+        const bson_t *doc;
+        bson_t ids = BSON_INITIALIZER;
+        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->coll, old, opts, NULL);
+        for (found = n = 0; mongoc_cursor_next(cur, &doc); found++) {
+            bson_iter_t id, user, seq, frame, at;
+            uint32_t len = 0;
+            if (!bson_iter_init_find(&id, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&id) ||
+                !bson_iter_init_find(&user, doc, "userId") || !BSON_ITER_HOLDS_UTF8(&user) ||
+                !bson_iter_init_find(&seq, doc, "seq") ||
+                !bson_iter_init_find(&frame, doc, "notification") || !BSON_ITER_HOLDS_UTF8(&frame))
+                continue; /* not one of ours: left as it is */
+            const char *f = bson_iter_utf8(&frame, &len);
+            int64_t stored_at = bson_iter_init_find(&at, doc, "storedAt") &&
+                                BSON_ITER_HOLDS_DATE_TIME(&at) ? bson_iter_date_time(&at) : 0;
+            char k[16];
+            const char *key;
+            bson_uint32_to_string((uint32_t)n, &key, k, sizeof(k));
+            BSON_APPEND_UTF8(&ids, key, bson_iter_utf8(&id, NULL));
+            copies[n++] = new_doc(bson_iter_utf8(&id, NULL), bson_iter_utf8(&user, NULL),
+                                  bson_iter_as_int64(&seq), f, len, stored_at);
+        }
+        if (mongoc_cursor_error(cur, &err))
+            rc = set_err(errstr, size, "cannot read version 1 documents", &err);
+        mongoc_cursor_destroy(cur);
+        if (rc == 0 && n)
+            rc = insert_docs(st, copies, n, "cannot copy version 1 documents", errstr, size);
+        else
+            for (size_t i = 0; i < n; i++)
+                bson_destroy(copies[i]);
+        if (rc == 0 && n) {
+            bson_t *del = BCON_NEW("_id", "{", "$in", BCON_ARRAY(&ids), "}");
+            if (!mongoc_collection_delete_many(st->coll, del, NULL, NULL, &err))
+                rc = set_err(errstr, size, "cannot delete migrated version 1 documents", &err);
+            bson_destroy(del);
+        }
+        bson_destroy(&ids);
+    }
+    free(copies);
+    bson_destroy(opts);
+    bson_destroy(old);
+    return rc;
+}
+
+static int migrate(mongo_store_t *st, char *errstr, size_t size)
+{
+    int64_t version = stored_version(st, errstr, size);
+    if (version < 0)
+        return -1;
+    if (version > SCHEMA_VERSION) {
+        snprintf(errstr, size, "the store's schema is version %lld, newer than this gateway's "
+                 "(%d): run a newer gateway", (long long)version, SCHEMA_VERSION);
+        return -1;
+    }
+    if (version == 1) {
+        log_info("migrating the MongoDB store from schema version 1 to 2");
+        if (migrate_1_to_2(st, errstr, size) != 0)
+            return -1;
+    }
+    return record_version(st, errstr, size);
+}
+
+static int mongo_prepare(void *impl, char *errstr, size_t size)
+{
+    mongo_store_t *st = impl;
+    bson_t keys, *cmd;
+    bson_t reply;
+    bson_error_t err;
+    int rc = 0;
+
+    if (migrate(st, errstr, size) != 0)
+        return -1;
+    bson_init(&keys);
+    BSON_APPEND_INT32(&keys, "userId", 1);
+    BSON_APPEND_INT32(&keys, "seq", 1);
+    char *name = mongoc_collection_keys_to_index_string(&keys);
+    cmd = BCON_NEW("createIndexes", BCON_UTF8(COLLECTION), "indexes", "[", "{", "key",
+                   BCON_DOCUMENT(&keys), "name", BCON_UTF8(name), "}", "]");
+    if (!mongoc_collection_write_command_with_opts(st->coll, cmd, NULL, &reply, &err))
+        rc = set_err(errstr, size, "cannot create the index on userId and seq", &err);
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    bson_free(name);
+    bson_destroy(&keys);
     return rc;
 }
 
@@ -200,15 +365,16 @@ static int mongo_fetch(void *impl, const char *user, int64_t after_seq, size_t l
 
     bson_t *filter = BCON_NEW("userId", BCON_UTF8(user), "seq", "{", "$gt", BCON_INT64(after_seq), "}");
     bson_t *opts = BCON_NEW("sort", "{", "userId", BCON_INT32(1), "seq", BCON_INT32(1), "}",
-                            "limit", BCON_INT64((int64_t)limit), "projection", "{", "seq",
-                            BCON_INT32(1), "notification", BCON_INT32(1), "}");
+                            "limit", BCON_INT64((int64_t)limit), "projection", "{", "id",
+                            BCON_INT32(1), "seq", BCON_INT32(1), "notification", BCON_INT32(1),
+                            "}");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->coll, filter, opts, NULL);
 
     while (mongoc_cursor_next(cur, &doc)) {
         bson_iter_t it;
         store_doc_t d = {.user = user};
         uint32_t len = 0;
-        if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_UTF8(&it))
+        if (bson_iter_init_find(&it, doc, "id") && BSON_ITER_HOLDS_UTF8(&it))
             d.id = bson_iter_utf8(&it, NULL);
         if (bson_iter_init_find(&it, doc, "seq"))
             d.seq = bson_iter_as_int64(&it);
@@ -216,7 +382,8 @@ static int mongo_fetch(void *impl, const char *user, int64_t after_seq, size_t l
             d.frame = bson_iter_utf8(&it, &len);
         d.frame_len = len;
         if (!d.id || !d.frame) {
-            log_warn("skipping a malformed stored document for user %s (no _id or notification)", user);
+            log_warn("skipping a malformed stored document for user %s (no id or notification)",
+                     user);
             continue;
         }
         cb(arg, &d);
@@ -262,7 +429,7 @@ static int mongo_remove(void *impl, const char *const *users, const char *const 
     for (size_t start = 0; start < n;) {
         const char *user = order[start].user;
         bson_t sel, in, list;
-        char key[16];
+        char index[16], key[KEY_MAX];
         const char *k;
         size_t end = start;
 
@@ -271,8 +438,8 @@ static int mongo_remove(void *impl, const char *const *users, const char *const 
         BSON_APPEND_DOCUMENT_BEGIN(&sel, "_id", &in);
         BSON_APPEND_ARRAY_BEGIN(&in, "$in", &list);
         for (; end < n && strcmp(order[end].user, user) == 0; end++) {
-            bson_uint32_to_string((uint32_t)(end - start), &k, key, sizeof(key));
-            BSON_APPEND_UTF8(&list, k, order[end].id);
+            bson_uint32_to_string((uint32_t)(end - start), &k, index, sizeof(index));
+            BSON_APPEND_UTF8(&list, k, key_of(user, order[end].id, key));
         }
         bson_append_array_end(&in, &list);
         bson_append_document_end(&sel, &in);

@@ -1,18 +1,29 @@
 /* The SQLite backend of the offline store: one file, WAL mode, for a
  * single gateway (development, demos, small installations).
  *
- * Table notifications(id PRIMARY KEY, user_id, seq, notification, stored_at)
- * with an index on (user_id, seq). A put commits with synchronous=FULL, so
- * it is on disk before its Kafka offset is committed. */
+ * Table notifications(user_id, id, seq, notification, stored_at), keyed by
+ * (user_id, id), with an index on (user_id, seq). A put commits with
+ * synchronous=FULL, so it is on disk before its Kafka offset is committed.
+ *
+ * The schema's version is PRAGMA user_version; start-up runs the forward
+ * migrations from the file's version to SCHEMA_VERSION:
+ *   1  (user_version 0 with a table) keyed by id alone;
+ *   2  keyed by (user_id, id): ids are unique per user, not across users. */
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
+#include "log.h"
 #include "store_backend.h"
 #include "timeutil.h"
 #include "xalloc.h"
+
+#define SCHEMA_VERSION 2
+#define CREATE_TABLE(name)                                                                      \
+    "CREATE TABLE " name " (user_id TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"    \
+    " notification TEXT NOT NULL, stored_at INTEGER NOT NULL, PRIMARY KEY (user_id, id))"
 
 struct sqlite_store {
     sqlite3 *db;
@@ -86,21 +97,70 @@ static int exec(sqlite_store_t *st, const char *sql, char *errstr, size_t size)
     return 0;
 }
 
+static int64_t query_int(sqlite_store_t *st, const char *sql)
+{
+    sqlite3_stmt *stmt;
+    int64_t v = -1;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) == SQLITE_OK &&
+        sqlite3_step(stmt) == SQLITE_ROW)
+        v = sqlite3_column_int64(stmt, 0);
+    sqlite3_finalize(stmt);
+    return v;
+}
+
+/* Each step takes the file from version i + 1 to i + 2, in one
+ * transaction with the new user_version. */
+static const char *const migrations[] = {
+    /* 1 -> 2: keyed by (user_id, id); SQLite changes a key by a rebuild. */
+    CREATE_TABLE("notifications_v2") ";"
+    "INSERT INTO notifications_v2 (user_id, id, seq, notification, stored_at)"
+    " SELECT user_id, id, seq, notification, stored_at FROM notifications;"
+    "DROP TABLE notifications;"
+    "ALTER TABLE notifications_v2 RENAME TO notifications;"
+    "CREATE INDEX notifications_user_seq ON notifications (user_id, seq);",
+};
+
+/* Brings the file to SCHEMA_VERSION: creates it, or migrates it forward. */
+static int migrate(sqlite_store_t *st, char *errstr, size_t size)
+{
+    char sql[64];
+    int64_t version = query_int(st, "PRAGMA user_version");
+    int fresh = version == 0 &&
+                query_int(st, "SELECT count(*) FROM sqlite_master WHERE name = 'notifications'") == 0;
+    if (version == 0 && !fresh)
+        version = 1; /* version 1 did not set user_version */
+    if (version > SCHEMA_VERSION) {
+        snprintf(errstr, size, "the store's schema is version %lld, newer than this gateway's "
+                 "(%d): run a newer gateway", (long long)version, SCHEMA_VERSION);
+        return -1;
+    }
+    if (version == SCHEMA_VERSION)
+        return 0;
+    if (exec(st, "BEGIN IMMEDIATE", errstr, size))
+        return -1;
+    int rc = fresh ? exec(st, CREATE_TABLE("notifications") "; CREATE INDEX notifications_user_seq"
+                              " ON notifications (user_id, seq)", errstr, size)
+                   : 0;
+    for (int64_t v = version; !fresh && rc == 0 && v < SCHEMA_VERSION; v++) {
+        log_info("migrating the SQLite store from schema version %lld to %lld", (long long)v,
+                 (long long)v + 1);
+        rc = exec(st, migrations[v - 1], errstr, size);
+    }
+    snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SCHEMA_VERSION);
+    if (rc || exec(st, sql, errstr, size) || exec(st, "COMMIT", errstr, size)) {
+        sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+        return -1;
+    }
+    return 0;
+}
+
 static int sqlite_prepare(void *impl, char *errstr, size_t size)
 {
     sqlite_store_t *st = impl;
     if (st->insert)
         return 0;
     if (exec(st, "PRAGMA journal_mode=WAL", errstr, size) ||
-        exec(st, "PRAGMA synchronous=FULL", errstr, size) ||
-        exec(st,
-             "CREATE TABLE IF NOT EXISTS notifications ("
-             " id TEXT PRIMARY KEY, user_id TEXT NOT NULL, seq INTEGER NOT NULL,"
-             " notification TEXT NOT NULL, stored_at INTEGER NOT NULL)",
-             errstr, size) ||
-        exec(st,
-             "CREATE INDEX IF NOT EXISTS notifications_user_seq ON notifications (user_id, seq)",
-             errstr, size))
+        exec(st, "PRAGMA synchronous=FULL", errstr, size) || migrate(st, errstr, size))
         return -1;
     const struct {
         sqlite3_stmt **stmt;

@@ -122,13 +122,33 @@ def test_large_and_many_notifications_arrive_whole_and_in_order(kafka, topic, ga
     run(scenario())
 
 
+def test_one_id_sent_to_many_offline_users_reaches_each(kafka, mongo, topic, mongo_db_name,
+                                                       gateway):
+    """Ids are unique per user: a campaign id for several offline users is
+    stored once for each of them, and each gets theirs on connect."""
+    gw = gateway()
+    users = [f"camp-{i}" for i in range(5)]
+    produce(kafka.bootstrap, topic, [note("campaign-7", u, f"hello {u}") for u in users])
+    for u in users:
+        assert [d["id"] for d in wait_stored(mongo, mongo_db_name, u, 1)] == ["campaign-7"]
+
+    async def scenario():
+        for u in users:
+            async with Tab(gw.ws_url(u)) as tab:
+                frames = await tab.wait_for(1)
+                assert frames[0]["message"] == f"hello {u}" and frames[0]["userId"] == u
+    run(scenario())
+    for u in users:  # each acknowledged theirs: deleted for them alone
+        wait_store_empty(mongo, mongo_db_name, u)
+
+
 def test_offline_notifications_are_stored_and_flushed_oldest_first(kafka, mongo, topic,
                                                                    mongo_db_name, gateway):
     gw = gateway()
     ids = [f"off-{i:03d}" for i in range(300)]
     produce(kafka.bootstrap, topic, [note(i, "sleeper") for i in ids])
     docs = wait_stored(mongo, mongo_db_name, "sleeper", len(ids))
-    assert [d["_id"] for d in docs] == ids
+    assert [d["id"] for d in docs] == ids
     assert all(d["userId"] == "sleeper" for d in docs)
 
     async def scenario():
@@ -160,7 +180,7 @@ def test_no_ack_means_redelivery_and_ack_deletes(kafka, mongo, topic, mongo_db_n
             assert tab.ids == ["r1", "r2"]
             await tab.send_ack("r1")
             await asyncio.sleep(1.0)
-        left = [d["_id"] for d in stored(mongo, mongo_db_name, "forgetful")]
+        left = [d["id"] for d in stored(mongo, mongo_db_name, "forgetful")]
         assert left == ["r2"]
     run(scenario())
 
@@ -176,7 +196,7 @@ def test_live_notification_not_acked_is_stored_when_the_tab_closes(kafka, mongo,
             await tab.wait_for(1)
             assert "replayed" not in tab.frames[0]
         docs = wait_stored(mongo, mongo_db_name, "closer", 1)
-        assert docs[0]["_id"] == "c1"
+        assert docs[0]["id"] == "c1"
         async with Tab(gw.ws_url("closer")) as tab:
             frames = await tab.wait_for(1)
             assert frames[0]["id"] == "c1" and frames[0]["replayed"] is True
@@ -192,7 +212,7 @@ def test_unacknowledged_past_the_timeout_is_stored(kafka, mongo, topic, mongo_db
             produce(kafka.bootstrap, topic, [note("s1", "slowpoke")])
             await tab.wait_for(1)
             docs = wait_stored(mongo, mongo_db_name, "slowpoke", 1, timeout=10)
-            assert docs[0]["_id"] == "s1"
+            assert docs[0]["id"] == "s1"
             # Sent again from the store on the same connection; acked this time.
             await tab.wait_for(2)
             assert tab.frames[1]["id"] == "s1" and tab.frames[1]["replayed"] is True
@@ -253,7 +273,7 @@ def test_no_user_sees_or_acks_another_users_notifications(kafka, mongo, topic, m
         async with Tab(gw.ws_url("mallory").replace("userId=", "user_id=")) as mal2:
             await mal2.quiet_for(0.5)
     run(scenario())
-    assert [d["_id"] for d in stored(mongo, mongo_db_name, "alice")] == ["secret-1", "secret-2"]
+    assert [d["id"] for d in stored(mongo, mongo_db_name, "alice")] == ["secret-1", "secret-2"]
 
 
 def test_malformed_messages_are_skipped_and_logged(kafka, topic, gateway):
@@ -364,7 +384,7 @@ def test_sigterm_stores_in_flight_commits_and_exits_zero(kafka, mongo, topic, mo
             await tab.close()
             assert tab.ws.close_code == 1001  # told it is going away
     run(scenario())
-    assert [d["_id"] for d in stored(mongo, mongo_db_name, "holder")] == ["h1", "h2"]
+    assert [d["id"] for d in stored(mongo, mongo_db_name, "holder")] == ["h1", "h2"]
     # Everything was stored, so everything was committed: a restart
     # redelivers nothing from Kafka, only the stored copies on connect.
     gw.restart()

@@ -107,7 +107,7 @@ def committed_offsets(kafka, group: str, topic: str, partitions: int) -> dict[in
 
 def stored_ids(mongo, db: str) -> set[str]:
     with mongo.client() as c:
-        return {d["_id"] for d in c[db].notifications.find({}, {"_id": 1})}
+        return {d["id"] for d in c[db].notifications.find({}, {"id": 1})}
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)

@@ -71,7 +71,7 @@ def note(nid: str, user: str, message: str) -> dict:
 
 def stored_ids(mongo, db: str, user: str) -> list[str]:
     with mongo.client() as c:
-        return [d["_id"] for d in c[db].notifications.find({"userId": user}).sort("seq", 1)]
+        return [d["id"] for d in c[db].notifications.find({"userId": user}).sort("seq", 1)]
 
 
 def wait_stored_count(mongo, db: str, user: str, count: int, timeout: float = 15.0) -> list[str]:
@@ -169,7 +169,7 @@ def test_served_by_the_daemon_shows_and_acks_a_live_notification(
                 lambda h: h["connections"] == 0 and h["storeBacklog"] == 0)
     time.sleep(1.0)
     with mongo.client() as c:
-        assert c[mongo_db_name].notifications.count_documents({"_id": nid}) == 0
+        assert c[mongo_db_name].notifications.count_documents({"id": nid}) == 0
         assert c[mongo_db_name].notifications.count_documents({}) == 0
 
 

@@ -12,6 +12,9 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include <mongoc/mongoc.h>
+#include <sqlite3.h>
+
 #include "store.h"
 
 static char uri[512];
@@ -169,6 +172,94 @@ static void big_batches(void **state)
     store_close(st);
 }
 
+/* Ids are unique per user, not across users: a campaign id sent to many
+ * users is stored once for each (the reliability issue's defect 1). */
+static void same_id_for_two_users_keeps_both(void **state)
+{
+    (void)state;
+    char err[512];
+    store_t *st = open_store();
+    store_doc_t docs[] = {doc("campaign", "u1", 1), doc("campaign", "u2", 2)};
+    assert_int_equal(store_put(st, docs, 2, err, sizeof(err)), 0);
+    assert_int_equal(store_count(st, "u1", err, sizeof(err)), 1);
+    assert_int_equal(store_count(st, "u2", err, sizeof(err)), 1);
+    struct got g = {0};
+    assert_int_equal(store_fetch(st, "u2", 0, 10, collect, &g, err, sizeof(err)), 1);
+    assert_string_equal(g.ids[0], "campaign");
+    assert_non_null(strstr(g.frames[0], "\"userId\":\"u2\""));
+    /* Still idempotent for one user, and an ack removes only its owner's. */
+    assert_int_equal(store_put(st, docs, 2, err, sizeof(err)), 0);
+    assert_int_equal(store_count(st, NULL, err, sizeof(err)), 2);
+    const char *users[] = {"u1"}, *ids[] = {"campaign"};
+    assert_int_equal(store_remove(st, users, ids, 1, err, sizeof(err)), 0);
+    assert_int_equal(store_count(st, "u1", err, sizeof(err)), 0);
+    assert_int_equal(store_count(st, "u2", err, sizeof(err)), 1);
+    store_close(st);
+}
+
+/* Writes two notifications the way schema version 1 kept them (keyed by
+ * id alone), as a gateway of that version left them. */
+static void seed_version_1(void)
+{
+    if (strncmp(uri, "sqlite:", 7) == 0) {
+        sqlite3 *lite;
+        assert_int_equal(sqlite3_open(uri + 7, &lite), SQLITE_OK);
+        assert_int_equal(
+            sqlite3_exec(lite,
+                         "CREATE TABLE notifications (id TEXT PRIMARY KEY, user_id TEXT NOT NULL,"
+                         " seq INTEGER NOT NULL, notification TEXT NOT NULL,"
+                         " stored_at INTEGER NOT NULL);"
+                         "CREATE INDEX notifications_user_seq ON notifications (user_id, seq);"
+                         "INSERT INTO notifications VALUES ('old1', 'u1', 10, '{\"id\":\"old1\"}', 0);"
+                         "INSERT INTO notifications VALUES ('old2', 'u2', 20, '{\"id\":\"old2\"}', 0);",
+                         NULL, NULL, NULL),
+            SQLITE_OK);
+        sqlite3_close(lite);
+        return;
+    }
+    bson_error_t err;
+    mongoc_client_t *client = mongoc_client_new(uri);
+    assert_non_null(client);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, db, "notifications");
+    bson_t *d1 = BCON_NEW("_id", "old1", "userId", "u1", "seq", BCON_INT64(10), "notification",
+                          BCON_UTF8("{\"id\":\"old1\"}"));
+    bson_t *d2 = BCON_NEW("_id", "old2", "userId", "u2", "seq", BCON_INT64(20), "notification",
+                          BCON_UTF8("{\"id\":\"old2\"}"));
+    const bson_t *docs[] = {d1, d2};
+    if (!mongoc_collection_insert_many(coll, docs, 2, NULL, NULL, &err))
+        fail_msg("seeding version 1 documents: %s", err.message);
+    bson_destroy(d1);
+    bson_destroy(d2);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(client);
+}
+
+static void version_1_data_is_migrated(void **state)
+{
+    (void)state;
+    char err[512];
+    seed_version_1();
+    store_t *st = open_store(); /* migrates */
+    assert_int_equal(store_count(st, NULL, err, sizeof(err)), 2);
+    struct got g = {0};
+    assert_int_equal(store_fetch(st, "u1", 0, 10, collect, &g, err, sizeof(err)), 1);
+    assert_string_equal(g.ids[0], "old1");
+    assert_int_equal(g.seqs[0], 10);
+    assert_string_equal(g.frames[0], "{\"id\":\"old1\"}");
+    /* The new key: old1 for another user is another notification. */
+    store_doc_t d = doc("old1", "u2", 30);
+    assert_int_equal(store_put(st, &d, 1, err, sizeof(err)), 0);
+    assert_int_equal(store_count(st, "u2", err, sizeof(err)), 2);
+    const char *users[] = {"u2"}, *ids[] = {"old2"};
+    assert_int_equal(store_remove(st, users, ids, 1, err, sizeof(err)), 0);
+    assert_int_equal(store_count(st, "u2", err, sizeof(err)), 1);
+    store_close(st);
+    /* Opening again finds the current version and changes nothing. */
+    st = open_store();
+    assert_int_equal(store_count(st, NULL, err, sizeof(err)), 2);
+    store_close(st);
+}
+
 static void bad_uris_are_refused_clearly(void **state)
 {
     (void)state;
@@ -188,6 +279,8 @@ static void bad_uris_are_refused_clearly(void **state)
             cmocka_unit_test_setup(remove_needs_the_owner, fresh),                             \
             cmocka_unit_test_setup(survives_reopening, fresh),                                 \
             cmocka_unit_test_setup(big_batches, fresh),                                        \
+            cmocka_unit_test_setup(same_id_for_two_users_keeps_both, fresh),                   \
+            cmocka_unit_test_setup(version_1_data_is_migrated, fresh),                         \
     }
 
 int main(void)
