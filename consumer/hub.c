@@ -53,6 +53,7 @@ static void replay_pump(hub_t *hub, user_t *u)
     if (limit > hub->lim.fetch_batch)
         limit = hub->lim.fetch_batch;
     u->fetching = 1;
+    u->fetch_gen = u->gen;
     u->dirty = 0;
     hub->ops.fetch(hub->ops.ctx, u->id, u->cursor, limit, u->gen);
 }
@@ -61,12 +62,18 @@ void hub_fetch_done(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t 
                   size_t limit)
 {
     user_t *u = find_user(hub, user);
-    /* Gone offline, or the answer to a read of an earlier replay (this
-     * connection's or a closed one's): what was fetched stays stored, and
-     * the current read is still out. */
-    if (!u || gen != u->gen)
+    /* Gone offline, or the answer to a read asked before the user went
+     * offline and came back: what was fetched stays stored, and the
+     * current read is still out. */
+    if (!u || !u->fetching || gen != u->fetch_gen)
         return;
     u->fetching = 0;
+    if (gen != u->gen) {
+        /* The replay restarted while this read was out (a tab joined, a
+         * tab closed, an ack timed out): ask again from its start. */
+        replay_pump(hub, u);
+        return;
+    }
 
     size_t i;
     for (i = 0; i < n; i++) {

@@ -55,6 +55,7 @@ typedef struct user {
      * user are stored too, so that they come out after older stored ones. */
     int replaying;
     int fetching;   /* a fetch is outstanding */
+    uint64_t fetch_gen; /* the replay that asked it */
     int dirty;      /* something was stored since the outstanding fetch was asked */
     uint64_t gen;   /* the current replay's; store answers for others are ignored */
     int64_t cursor; /* seq of the last stored notification replayed */

@@ -415,6 +415,31 @@ static void a_closing_tab_passes_what_it_held_to_the_others(void **state)
     hub_free(hub);
 }
 
+/* A replay that restarts while its read is out (a second tab connects)
+ * asks again once that read answers: the user is not left without reads. */
+static void a_tab_joining_during_a_read_does_not_stall_the_replay(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    int t1, t2;
+    hub_conn_t *c1 = hub_connect(hub, "gus", &t1);
+    hub_conn_t *c2 = hub_connect(hub, "gus", &t2); /* the first read is still out */
+    assert_int_equal(rec.nfetched, 1);
+    answer_empty(hub, "gus"); /* the first read's answer, for the old replay */
+    assert_int_equal(rec.nfetched, 2);
+    assert_int_equal(rec.fetched_after[1], 0);
+    hub_msg_t old = msg("old", "gus", -1);
+    old.seq = 3;
+    hub_fetch_done(hub, "gus", rec.fetched_gen[1], &old, 1, rec.fetched_limit[1]);
+    assert_non_null(strstr(next_frame(hub, c1), "old"));
+    assert_non_null(strstr(next_frame(hub, c2), "old"));
+    assert_false(hub_user_replaying(hub, "gus"));
+    hub_msg_t live = msg("live", "gus", 4);
+    hub_publish(hub, &live);
+    assert_non_null(strstr(next_frame(hub, c1), "live"));
+    hub_free(hub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -431,6 +456,7 @@ int main(void)
         cmocka_unit_test(redelivered_copy_in_flight_goes_to_the_store),
         cmocka_unit_test(a_late_read_from_a_closed_connection_is_ignored),
         cmocka_unit_test(a_closing_tab_passes_what_it_held_to_the_others),
+        cmocka_unit_test(a_tab_joining_during_a_read_does_not_stall_the_replay),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
