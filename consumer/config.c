@@ -18,9 +18,12 @@
 
 enum kind { STR, INT, FLAG, ENUM };
 
-/* Checks a value once it is parsed; source says where it came from (a flag,
- * an environment variable or the default) for the error. */
-typedef int validate_fn(const char *value, const char *source, char *errstr, size_t size);
+/* Checks a string setting's final value, once every source is read, with
+ * the whole config at hand (a value may matter only when another setting
+ * makes it used); source says where the value came from (a flag, an
+ * environment variable or the default) for the error. */
+typedef int validate_fn(const struct config *c, const char *value, const char *source,
+                        char *errstr, size_t size);
 
 struct setting {
     const char *flag;
@@ -99,6 +102,7 @@ static const struct {
     {"enable.auto.commit", AT_LEAST_ONCE},
     {"group.id", "--group / --brokers"},
     {"bootstrap.servers", "--group / --brokers"},
+    {"metadata.broker.list", "--group / --brokers"},
 };
 
 #define NPROTECTED (sizeof(protected_props) / sizeof(protected_props[0]))
@@ -149,13 +153,20 @@ static int check_store_uri(const char *uri, const char *source, char *errstr, si
 }
 
 /* Empty: the embedded store or the --mongodb-uri server, see resolve_store. */
-static int check_store(const char *value, const char *source, char *errstr, size_t size)
+static int check_store(const struct config *c, const char *value, const char *source,
+                       char *errstr, size_t size)
 {
+    (void)c;
     return *value ? check_store_uri(value, source, errstr, size) : 0;
 }
 
-static int check_mongodb_uri(const char *value, const char *source, char *errstr, size_t size)
+/* Checked only when it is the store: a stale MONGODB_URI does not stop a
+ * gateway that runs on --store or --embedded. */
+static int check_mongodb_uri(const struct config *c, const char *value, const char *source,
+                             char *errstr, size_t size)
 {
+    if (*c->store || c->embedded)
+        return 0;
     return check_scheme(value, mongodb_schemes, "MongoDB URI",
                         "mongodb://HOST:PORT/ or mongodb+srv://HOST/", source, errstr, size);
 }
@@ -208,7 +219,7 @@ static int apply(struct config *c, const struct setting *s, const char *value, c
         *(const char **)field = value;
         break;
     }
-    return s->validate ? s->validate(value, source, errstr, size) : 0;
+    return 0;
 }
 
 static int add_kafka_prop(struct config *c, size_t *n, const char *prop, char *errstr,
@@ -234,14 +245,11 @@ static int add_kafka_prop(struct config *c, size_t *n, const char *prop, char *e
     return 0;
 }
 
-/* The one place that decides which store the gateway opens. */
-static int resolve_store(struct config *c, char *errstr, size_t size)
+/* The one place that decides which store the gateway opens; the
+ * validators have checked the one it picks. */
+static void resolve_store(struct config *c)
 {
     c->store_uri = *c->store ? c->store : c->embedded ? EMBEDDED_STORE : c->mongodb_uri;
-    /* Each candidate was checked as it was read; this guards the choice. */
-    return check_store_uri(c->store_uri,
-                           "the store chosen from --store, --embedded and --mongodb-uri", errstr,
-                           size);
 }
 
 void config_usage(FILE *out)
@@ -284,18 +292,20 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
 {
     struct option longopts[NSETTINGS + 3];
     size_t nprops = 0;
-    char source[128];
+    char sources[NSETTINGS][64]; /* where each final value came from */
 
     memset(c, 0, sizeof(*c));
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *s = &settings[i];
         const char *env = getenv(s->env);
-        snprintf(source, sizeof(source), "default of --%s", s->flag);
-        if (apply(c, s, s->def, source, errstr, size) != 0)
+        snprintf(sources[i], sizeof(sources[i]), "default of --%s", s->flag);
+        if (apply(c, s, s->def, sources[i], errstr, size) != 0)
             return CONFIG_ERROR;
-        snprintf(source, sizeof(source), "environment variable %s", s->env);
-        if (env && *env && apply(c, s, env, source, errstr, size) != 0)
-            return CONFIG_ERROR;
+        if (env && *env) {
+            snprintf(sources[i], sizeof(sources[i]), "environment variable %s", s->env);
+            if (apply(c, s, env, sources[i], errstr, size) != 0)
+                return CONFIG_ERROR;
+        }
         longopts[i] = (struct option){s->flag, s->kind == FLAG ? no_argument : required_argument,
                                       NULL, 1000 + (int)i};
     }
@@ -328,8 +338,9 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
             return CONFIG_ERROR;
         default: {
             const struct setting *s = &settings[opt - 1000];
-            snprintf(source, sizeof(source), "--%s", s->flag);
-            if (apply(c, s, s->kind == FLAG ? "true" : optarg, source, errstr, size) != 0)
+            snprintf(sources[opt - 1000], sizeof(sources[0]), "--%s", s->flag);
+            if (apply(c, s, s->kind == FLAG ? "true" : optarg, sources[opt - 1000], errstr,
+                      size) != 0)
                 return CONFIG_ERROR;
         }
         }
@@ -338,13 +349,14 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
         snprintf(errstr, size, "unexpected argument \"%s\" (see --help)", argv[optind]);
         return CONFIG_ERROR;
     }
-    if (resolve_store(c, errstr, size) != 0)
-        return CONFIG_ERROR;
-    /* Only if log_levels[] lists a name common/log.c does not know. */
-    if (log_set_level(c->log_level) != 0) {
-        snprintf(errstr, size, "log level \"%s\" is not known to common/log.c", c->log_level);
-        return CONFIG_ERROR;
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        const char *value = *(const char *const *)((const char *)c + s->offset);
+        if (s->validate && s->validate(c, value, sources[i], errstr, size) != 0)
+            return CONFIG_ERROR;
     }
+    resolve_store(c);
+    log_set_level(c->log_level); /* one of log_levels[], which log.c knows */
     return CONFIG_OK;
 }
 

@@ -198,6 +198,10 @@ static int listen_http(gateway_t *g, char *errstr, size_t size)
     info.iface = c->bind && *c->bind ? c->bind : NULL;
     info.protocols = protocols;
     info.mounts = http_mounts(&g->http, &g->mounts, PROTOCOL, &g->files);
+    if (!info.mounts) {
+        snprintf(errstr, size, "the HTTP routes have more path prefixes than %d", HTTP_MOUNTS_MAX);
+        return -1;
+    }
     info.headers = &no_cache;
     info.user = g;
     info.retry_and_idle_policy = &retry;

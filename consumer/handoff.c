@@ -4,7 +4,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 
-#include "timeutil.h"
+#include <time.h>
+
 #include "xalloc.h"
 
 struct handoff {
@@ -17,11 +18,30 @@ struct handoff {
     void *wake_arg;
 };
 
+/* A deadline ms from now on the monotonic clock, which the condition
+ * variable waits on: a step of the wall clock stretches no wait. */
+static struct timespec mono_in_ms(int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return ts;
+}
+
 handoff_t *handoff_new(size_t limit, void (*wake)(void *arg), void *arg)
 {
     handoff_t *h = xcalloc(1, sizeof(*h));
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_mutex_init(&h->lock, NULL);
-    pthread_cond_init(&h->changed, NULL);
+    pthread_cond_init(&h->changed, &attr);
+    pthread_condattr_destroy(&attr);
     h->limit = limit;
     h->wake = wake;
     h->wake_arg = arg;
@@ -79,7 +99,7 @@ handoff_msg_t *handoff_take(handoff_t *h, size_t max)
 
 handoff_msg_t *handoff_wait(handoff_t *h, int64_t timeout_ms)
 {
-    struct timespec until = wall_in_ms(timeout_ms > 0 ? timeout_ms : 0);
+    struct timespec until = mono_in_ms(timeout_ms > 0 ? timeout_ms : 0);
     pthread_mutex_lock(&h->lock);
     while (!h->head && !h->closed) {
         if (timeout_ms < 0)
@@ -94,7 +114,7 @@ handoff_msg_t *handoff_wait(handoff_t *h, int64_t timeout_ms)
 
 int handoff_pause(handoff_t *h, int64_t ms)
 {
-    struct timespec until = wall_in_ms(ms);
+    struct timespec until = mono_in_ms(ms);
     pthread_mutex_lock(&h->lock);
     while (!h->closed && pthread_cond_timedwait(&h->changed, &h->lock, &until) == 0)
         ;

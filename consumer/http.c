@@ -16,6 +16,8 @@ struct http_request {
     struct http_params params;
     char *body;
     size_t body_len;
+    int head;          /* HEAD: answered as GET, without the body */
+    int close;         /* answered before its body was read: close after */
     int status;        /* 0 until answered */
     int headers_sent;
     char content_type[64];
@@ -23,7 +25,13 @@ struct http_request {
     size_t resp_len;
 };
 
-static const char *const method_names[] = {"GET", "POST", "OPTIONS", "PUT", "PATCH", "DELETE"};
+/* By lws's LWSHUMETH_* index; HEAD is matched as GET. */
+static const char *const method_names[] = {
+    [LWSHUMETH_GET] = "GET",         [LWSHUMETH_POST] = "POST",
+    [LWSHUMETH_OPTIONS] = "OPTIONS", [LWSHUMETH_PUT] = "PUT",
+    [LWSHUMETH_PATCH] = "PATCH",     [LWSHUMETH_DELETE] = "DELETE",
+    [LWSHUMETH_CONNECT] = "CONNECT", [LWSHUMETH_HEAD] = "GET",
+};
 
 static void release(http_request_t *req)
 {
@@ -34,13 +42,15 @@ static void release(http_request_t *req)
     free(req);
 }
 
-static int answer_error(struct lws *wsi, struct http_session *s, int status, const char *why)
+/* Answers at once with {"error": why}; the request's body, if any, is
+ * not read, so the connection closes after the answer. */
+static int answer_error(http_request_t *req, int status, const char *why)
 {
     char body[256];
     int n = snprintf(body, sizeof(body), "{\"error\":\"%s\"}\n", why);
-    s->req->refs++; /* http_respond drops one, as for a handler */
-    http_respond(s->req, status, "application/json", body, (size_t)n);
-    (void)wsi;
+    req->close = 1;
+    req->refs++; /* http_respond drops one, as for a handler */
+    http_respond(req, status, "application/json", body, (size_t)n);
     return 0;
 }
 
@@ -55,40 +65,39 @@ int http_on_request(const struct http_server *srv, struct lws *wsi, struct http_
     char *uri;
     int uri_len, m = lws_http_get_uri_and_method(wsi, &uri, &uri_len);
     char path[512];
+    struct http_params params;
 
-    if (s->req) { /* the previous request on a kept-alive connection */
-        s->req->wsi = NULL;
-        release(s->req);
-    }
-    s->req = xcalloc(1, sizeof(*s->req));
-    s->req->wsi = wsi;
-    s->req->refs = 1;
-    if (m < 0 || (size_t)m >= sizeof(method_names) / sizeof(method_names[0]) || uri_len < 1 ||
-        (size_t)uri_len >= sizeof(path)) {
+    if (m < 0 || (size_t)m >= sizeof(method_names) / sizeof(method_names[0]) ||
+        !method_names[m] || uri_len < 1 || (size_t)uri_len >= sizeof(path)) {
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
         return -1;
     }
     memcpy(path, uri, (size_t)uri_len);
     path[uri_len] = '\0';
-
-    int r = http_route_match(srv->routes, srv->nroutes, method_names[m], path, &s->req->params);
+    int r = http_route_match(srv->routes, srv->nroutes, method_names[m], path, &params);
     if (r == HTTP_ROUTE_NONE) {
         lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
         return -1;
     }
+
+    http_on_closed(s); /* a pipelined request's predecessor, if still held */
+    http_request_t *req = s->req = xcalloc(1, sizeof(*req));
+    req->wsi = wsi;
+    req->refs = 1;
+    req->head = m == LWSHUMETH_HEAD;
+    req->params = params;
     if (r == HTTP_ROUTE_BAD_METHOD)
-        return answer_error(wsi, s, HTTP_STATUS_METHOD_NOT_ALLOWED,
-                            "method not allowed on this path");
-    s->req->route = &srv->routes[r];
+        return answer_error(req, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed on this path");
+    req->route = &srv->routes[r];
 
     char clen[24];
     if (lws_hdr_copy(wsi, clen, sizeof(clen), WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0 && atol(clen) > 0) {
-        if ((size_t)atol(clen) > s->req->route->max_body)
-            return answer_error(wsi, s, HTTP_STATUS_REQ_ENTITY_TOO_LARGE,
+        if ((size_t)atol(clen) > req->route->max_body)
+            return answer_error(req, HTTP_STATUS_REQ_ENTITY_TOO_LARGE,
                                 "request body over this path's limit");
         return 0; /* handled once the body is in */
     }
-    dispatch(srv, s->req);
+    dispatch(srv, req);
     return 0;
 }
 
@@ -96,12 +105,9 @@ int http_on_body(struct lws *wsi, struct http_session *s, const void *in, size_t
 {
     http_request_t *req = s->req;
     (void)wsi;
+    /* Content-Length was checked against the limit: lws passes no more. */
     if (!req || !req->route || req->status)
         return 0;
-    /* Content-Length was checked; a body longer than it announced is not. */
-    if (req->body_len + len > req->route->max_body)
-        return answer_error(wsi, s, HTTP_STATUS_REQ_ENTITY_TOO_LARGE,
-                            "request body over this path's limit");
     req->body = xrealloc(req->body, req->body_len + len + 1);
     memcpy(req->body + req->body_len, in, len);
     req->body_len += len;
@@ -146,17 +152,22 @@ int http_on_writeable(struct lws *wsi, struct http_session *s)
             lws_finalize_write_http_header(wsi, buf + LWS_PRE, &p, end))
             return 1;
         req->headers_sent = 1;
-        lws_callback_on_writable(wsi);
-        return 0;
+        if (!req->head) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
     }
-    unsigned char *out = xmalloc(LWS_PRE + req->resp_len);
-    memcpy(out + LWS_PRE, req->resp, req->resp_len);
-    int written = lws_write(wsi, out + LWS_PRE, req->resp_len, LWS_WRITE_HTTP_FINAL) ==
+    int written = 1, close = req->close;
+    if (!req->head) {
+        unsigned char *out = xmalloc(LWS_PRE + req->resp_len);
+        memcpy(out + LWS_PRE, req->resp, req->resp_len);
+        written = lws_write(wsi, out + LWS_PRE, req->resp_len, LWS_WRITE_HTTP_FINAL) ==
                   (int)req->resp_len;
-    free(out);
+        free(out);
+    }
     http_on_closed(s); /* answered: the connection is done with it */
-    if (!written)
-        return 1;
+    if (!written || close)
+        return -1;
     return lws_http_transaction_completed(wsi) ? -1 : 0;
 }
 

@@ -85,7 +85,10 @@ kafka_batch_t *kafka_take(kafka_t *k)
     return (kafka_batch_t *)handoff_take(k->batches, 1);
 }
 
-/* Wait for the first record, then take what is already there. */
+/* Wait for the first record, then take what is already there. Each is
+ * tracked as soon as it is polled: before anything else, so no later
+ * offset of its partition can be committed past it, and before the next
+ * poll, which may run a rebalance that forgets its partition. */
 static size_t poll_records(kafka_t *k, rd_kafka_message_t **rkms)
 {
     size_t n = 0;
@@ -101,6 +104,9 @@ static size_t poll_records(kafka_t *k, rd_kafka_message_t **rkms)
             rd_kafka_message_destroy(rkm);
             continue;
         }
+        pthread_mutex_lock(&k->lock);
+        tracker_add(k->tracker, rkm->partition, rkm->offset);
+        pthread_mutex_unlock(&k->lock);
         rkms[n++] = rkm;
     }
     return n;
@@ -119,12 +125,6 @@ static void *consume_loop(void *arg)
             continue;
         kafka_batch_t *b = xmalloc(sizeof(*b) + polled * sizeof(b->msgs[0]));
         b->n = 0;
-        /* Tracked before anything else, so no later offset of its
-         * partition can be committed past it. */
-        pthread_mutex_lock(&k->lock);
-        for (size_t i = 0; i < polled; i++)
-            tracker_add(k->tracker, rkms[i]->partition, rkms[i]->offset);
-        pthread_mutex_unlock(&k->lock);
 
         for (size_t i = 0; i < polled; i++) {
             const rd_kafka_message_t *rkm = rkms[i];
@@ -155,6 +155,16 @@ static void *consume_loop(void *arg)
     return NULL;
 }
 
+static int set_props(rd_kafka_conf_t *rconf, const char *props[][2], size_t n, char *errstr,
+                     size_t size)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (rd_kafka_conf_set(rconf, props[i][0], props[i][1], errstr, size) != RD_KAFKA_CONF_OK)
+            return -1;
+    }
+    return 0;
+}
+
 kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), void *arg,
                      char *errstr, size_t size)
 {
@@ -168,13 +178,9 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
     k->batches = handoff_new(conf->queue_batches ? conf->queue_batches : 8, notify, arg);
     pthread_mutex_init(&k->lock, NULL);
 
-    /* Our defaults first, so -X can override any of them. */
+    /* Our defaults first, so -X can override any of them... */
     const char *defaults[][2] = {
-        {"bootstrap.servers", conf->brokers},
-        {"group.id", conf->group},
         {"client.id", "notification-gateway"},
-        {"enable.auto.offset.store", "false"},
-        {"enable.auto.commit", "true"},
         {"auto.commit.interval.ms", "1000"},
         /* A group's first start must not skip what was published before it. */
         {"auto.offset.reset", "earliest"},
@@ -184,13 +190,17 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
         {"session.timeout.ms", "10000"},
         {"heartbeat.interval.ms", "2000"},
     };
-    for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
-        if (rd_kafka_conf_set(rconf, defaults[i][0], defaults[i][1], err, sizeof(err)) !=
-            RD_KAFKA_CONF_OK) {
-            snprintf(errstr, size, "%s", err);
-            goto fail;
-        }
-    }
+    /* ...and these last, so nothing (an alias such as metadata.broker.list
+     * included) undoes them: offsets are stored only once a notification
+     * is delivered or stored. config.c refuses them in -X with a reason. */
+    const char *fixed[][2] = {
+        {"bootstrap.servers", conf->brokers},
+        {"group.id", conf->group},
+        {"enable.auto.offset.store", "false"},
+        {"enable.auto.commit", "true"},
+    };
+    if (set_props(rconf, defaults, sizeof(defaults) / sizeof(defaults[0]), errstr, size) != 0)
+        goto fail;
     for (const char *const *p = conf->props; p && *p; p++) {
         const char *eq = strchr(*p, '=');
         char key[256];
@@ -205,6 +215,8 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
             goto fail;
         }
     }
+    if (set_props(rconf, fixed, sizeof(fixed) / sizeof(fixed[0]), errstr, size) != 0)
+        goto fail;
     rd_kafka_conf_set_log_cb(rconf, on_log);
     rd_kafka_conf_set_rebalance_cb(rconf, kafka_on_rebalance);
     rd_kafka_conf_set_opaque(rconf, k);

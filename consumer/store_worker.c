@@ -201,22 +201,19 @@ size_t store_worker_backlog_bytes(const store_worker_t *w)
 
 /* Whether a failed call should be tried again: yes, after a pause, until
  * a stop is asked for and either the deadline has passed or the call was
- * not carrying work that commits offsets. Logs the first failure and then
- * every 30 s. */
+ * a read (which nobody waits for then). At a stop, `lost` says what giving
+ * up costs. Logs the first failure and then every 30 s. */
 static int retry(store_worker_t *w, const char *what, const char *errstr, int attempt,
-                 int64_t *delay, int carrying_work)
+                 int64_t *delay, const char *lost)
 {
     if (attempt == 1 || attempt % (int)(30000 / RETRY_MAX_MS) == 0)
         log_warn("%s failed, retrying (attempt %d): %s", what, attempt, errstr);
 
     if (handoff_pause(w->requests, *delay)) {
         int64_t left = w->deadline_ms - now_mono_ms();
-        if (!carrying_work || left <= 0) {
-            if (carrying_work)
-                log_error("giving up on %s at shutdown: %s (nothing is lost: the Kafka offsets "
-                          "of these notifications stay uncommitted, so they are consumed again "
-                          "on restart)",
-                          what, errstr);
+        if (!lost || left <= 0) {
+            if (lost)
+                log_error("giving up on %s at shutdown: %s (%s)", what, errstr, lost);
             return 0;
         }
         /* Stopping: the pause no longer waits, so wait here. */
@@ -228,10 +225,11 @@ static int retry(store_worker_t *w, const char *what, const char *errstr, int at
     return 1;
 }
 
-/* The completion queue is never closed while the worker runs. */
+/* Hands finished requests to the loop. */
 static void post(store_worker_t *w, struct req_list *done)
 {
-    handoff_send(w->completions, &done->link);
+    if (handoff_send(w->completions, &done->link) != 0)
+        list_free(&done->link); /* abandoned at a stop: nobody polls */
 }
 
 /* Moves up to max requests from the front of *from into a new list. */
@@ -268,8 +266,12 @@ static int run_chunk(store_worker_t *w, struct req_list *l)
                               : store_remove(w->st, users, ids, n, err, sizeof(err));
         if (rc == 0)
             return 0;
-        if (!retry(w, op == OP_PUT ? "storing notifications" : "deleting acknowledged notifications",
-                   err, attempt, &delay, 1)) {
+        if (op == OP_PUT ? !retry(w, "storing notifications", err, attempt, &delay,
+                                  "nothing is lost: their Kafka offsets stay uncommitted, so "
+                                  "they are consumed again on restart")
+                         : !retry(w, "deleting acknowledged notifications", err, attempt, &delay,
+                                  "they stay stored and are delivered again on the next "
+                                  "connect")) {
             list_free(&l->link);
             return -1;
         }
@@ -299,15 +301,15 @@ static int run_fetch(store_worker_t *w, store_req_t *r)
                         sizeof(err)) >= 0)
             return 0;
         forget_found(r);
-        if (!retry(w, "reading stored notifications", err, attempt, &delay, 0))
+        if (!retry(w, "reading stored notifications", err, attempt, &delay, NULL))
             return -1;
     }
 }
 
 /* One round: everything submitted since the last, puts before removes
- * before fetches. Returns -1 when a stop's deadline made it give up on a
- * write; a read given up at a stop is just dropped. */
-static int run_round(store_worker_t *w, handoff_msg_t *batches)
+ * before fetches. Past a stop's deadline each call is tried once, and what
+ * fails is dropped (a put's offset then stays uncommitted). */
+static void run_round(store_worker_t *w, handoff_msg_t *batches)
 {
     struct req_list by_op[3];
     for (int i = 0; i < 3; i++)
@@ -322,20 +324,15 @@ static int run_round(store_worker_t *w, handoff_msg_t *batches)
         free(l);
         batches = next;
     }
-
-    int rc = 0;
-    for (int op = OP_PUT; op <= OP_FETCH && rc == 0; op++) {
-        while (by_op[op].head && rc == 0) {
+    for (int op = OP_PUT; op <= OP_FETCH; op++) {
+        while (by_op[op].head) {
             struct req_list *l = chunk(&by_op[op].head, op == OP_FETCH ? 1 : CHUNK);
-            if (op == OP_FETCH && run_fetch(w, l->head) != 0)
-                list_free(&l->link);
-            else if (op == OP_FETCH || (rc = run_chunk(w, l)) == 0)
+            if (op == OP_FETCH ? run_fetch(w, l->head) == 0 : run_chunk(w, l) == 0)
                 post(w, l);
+            else if (op == OP_FETCH)
+                list_free(&l->link);
         }
     }
-    for (int op = OP_PUT; op <= OP_FETCH; op++)
-        free_reqs(by_op[op].head);
-    return rc;
 }
 
 static void *worker(void *arg)
@@ -345,16 +342,14 @@ static void *worker(void *arg)
     int64_t delay = RETRY_MIN_MS;
 
     for (int attempt = 1; store_prepare(w->st, err, sizeof(err)) != 0; attempt++) {
-        if (!retry(w, "preparing the offline store", err, attempt, &delay, 0))
+        if (!retry(w, "preparing the offline store", err, attempt, &delay, NULL))
             return NULL;
     }
     log_info("offline store ready (%s)", store_name(w->st));
 
     handoff_msg_t *batches;
-    while ((batches = handoff_wait(w->requests, -1))) {
-        if (run_round(w, batches) != 0)
-            break;
-    }
+    while ((batches = handoff_wait(w->requests, -1)))
+        run_round(w, batches);
     return NULL;
 }
 
@@ -390,6 +385,9 @@ void store_worker_stop(store_worker_t *w, int64_t deadline_ms)
     struct timespec until = wall_in_ms(wait_ms);
     if (pthread_timedjoin_np(w->thread, NULL, &until) != 0) {
         log_warn("the store did not answer before the shutdown deadline; leaving it");
+        /* It may still finish a call: its completions must not reach a
+         * loop that is gone. */
+        handoff_close(w->completions);
         w->abandoned = 1;
         return;
     }

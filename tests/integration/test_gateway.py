@@ -354,12 +354,15 @@ def test_http_serves_the_page_and_health(gateway):
                                                       method="POST"), timeout=5)
     assert wrong.value.code == 405
     assert "not allowed" in json.loads(wrong.value.read())["error"]
-    # Keep-alive: two requests on one connection are both answered.
+    # Keep-alive: two requests on one connection are both answered; HEAD is
+    # answered as GET, without the body.
     conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
-    for _ in range(2):
-        conn.request("GET", "/healthz")
+    for method in ("GET", "HEAD", "GET"):
+        conn.request(method, "/healthz")
         r = conn.getresponse()
-        assert r.status == 200 and json.loads(r.read())["status"] == "ok"
+        body = r.read()
+        assert r.status == 200
+        assert body == b"" if method == "HEAD" else json.loads(body)["status"] == "ok"
     conn.close()
     # HTTP/2 over cleartext is refused: only HTTP/1.1 and WebSocket upgrades.
     with socket.create_connection(("127.0.0.1", gw.port), timeout=5) as s:

@@ -287,6 +287,14 @@ static void a_bad_store_scheme_is_refused_without_showing_the_uri(void **state)
 
     assert_int_equal(load(&c, err, sizeof(err), "--store=mongodb+srv://h/", NULL), CONFIG_OK);
     assert_int_equal(load(&c, err, sizeof(err), "--store=sqlite:x.db", NULL), CONFIG_OK);
+
+    /* A MongoDB URI that is not the store is not in the way. */
+    setenv("MONGODB_URI", "localhost:27017", 1);
+    assert_int_equal(load(&c, err, sizeof(err), "--store=sqlite:x.db", NULL), CONFIG_OK);
+    assert_int_equal(load(&c, err, sizeof(err), "--embedded", NULL), CONFIG_OK);
+    assert_int_equal(load(&c, err, sizeof(err), NULL), CONFIG_ERROR);
+    assert_non_null(strstr(err, "environment variable MONGODB_URI: unknown MongoDB URI scheme"));
+    clear_env(state);
 }
 
 static void the_store_uri_is_resolved_once(void **state)
@@ -317,6 +325,9 @@ static void kafka_keys_the_gateway_sets_are_refused(void **state)
                              "--brokers); use its own option instead");
     assert_int_equal(load(&c, err, sizeof(err), "-Xenable.auto.commit=false", NULL), CONFIG_ERROR);
     assert_non_null(strstr(err, "the gateway sets enable.auto.commit itself (offsets are stored"));
+    /* An alias of bootstrap.servers too. */
+    assert_int_equal(load(&c, err, sizeof(err), "-X", "metadata.broker.list=h:1", NULL),
+                     CONFIG_ERROR);
     assert_int_equal(load(&c, err, sizeof(err), "-X", "linger", NULL), CONFIG_ERROR);
     assert_non_null(strstr(err, "expected key=value"));
 
