@@ -77,8 +77,10 @@ $(OBJ)/%.o: %.c
 
 unit-bin: $(UNIT_BIN)
 
+# A sanitizer report fails the unit test that made it.
 unit: unit-bin
-	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
+	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $$t; done
 
 # The integration tests run the binaries of this build.
 PYTEST_ARGS ?= tests/integration

@@ -351,8 +351,10 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
     }
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *s = &settings[i];
+        if (!s->validate) /* only string settings have one */
+            continue;
         const char *value = *(const char *const *)((const char *)c + s->offset);
-        if (s->validate && s->validate(c, value, sources[i], errstr, size) != 0)
+        if (s->validate(c, value, sources[i], errstr, size) != 0)
             return CONFIG_ERROR;
     }
     resolve_store(c);
