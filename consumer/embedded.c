@@ -33,7 +33,8 @@ struct embedded {
     char *bootstraps;
     struct sockaddr_in target;
     int listen_fd;
-    int wake[2];
+    int accepting; /* forwarder thread only: set by the 'o' byte on wake */
+    int wake[2];   /* 'o': open the port to producers; 's': stop */
     pthread_t thread;
     int started;
     struct pair pairs[MAX_PAIRS];
@@ -86,7 +87,8 @@ static void *forward(void *arg)
 
     for (;;) {
         fds[0] = (struct pollfd){e->wake[0], POLLIN, 0};
-        fds[1] = (struct pollfd){e->listen_fd, POLLIN, 0};
+        /* Until opened, connections wait in the listen backlog. */
+        fds[1] = (struct pollfd){e->accepting ? e->listen_fd : -1, POLLIN, 0};
         for (int i = 0; i < e->npairs; i++) {
             fds[2 + 2 * i] = (struct pollfd){e->pairs[i].client, POLLIN, 0};
             fds[3 + 2 * i] = (struct pollfd){e->pairs[i].broker, POLLIN, 0};
@@ -98,8 +100,13 @@ static void *forward(void *arg)
             log_error("embedded broker: poll failed: %s", strerror(errno));
             return NULL;
         }
-        if (fds[0].revents)
-            return NULL;
+        if (fds[0].revents) {
+            char cmd = 's';
+            if (read(e->wake[0], &cmd, 1) != 1 || cmd == 's')
+                return NULL;
+            e->accepting = 1;
+            continue;
+        }
         /* Pairs first, from the end, so dropping one does not skip another. */
         for (int i = e->npairs - 1; i >= 0; i--) {
             short rc = fds[2 + 2 * i].revents, rb = fds[3 + 2 * i].revents;
@@ -213,12 +220,18 @@ const char *embedded_bootstraps(const embedded_t *e)
     return e->bootstraps;
 }
 
+void embedded_open(embedded_t *e)
+{
+    ssize_t w = write(e->wake[1], "o", 1);
+    (void)w; /* a pipe of one byte cannot be full */
+}
+
 void embedded_stop(embedded_t *e)
 {
     if (!e)
         return;
     if (e->started) {
-        ssize_t w = write(e->wake[1], "x", 1);
+        ssize_t w = write(e->wake[1], "s", 1);
         (void)w;
         pthread_join(e->thread, NULL);
     }

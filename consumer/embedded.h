@@ -14,12 +14,20 @@
 typedef struct embedded embedded_t;
 
 /* Starts the mock with topic (partitions partitions) and the forwarder on
- * 127.0.0.1:port. NULL with errstr if either cannot start. */
+ * 127.0.0.1:port, which holds connections in its backlog until
+ * embedded_open. NULL with errstr if either cannot start. */
 embedded_t *embedded_start(const char *topic, int partitions, int port, char *errstr,
                            size_t errstr_size);
 
 /* The mock's own bootstrap address, for the gateway's consumer. */
 const char *embedded_bootstraps(const embedded_t *e);
+
+/* Lets producers in. The mock keeps at most 5 MB or 100,000 messages per
+ * partition (compiled into librdkafka 2.0.2) and drops the oldest beyond
+ * that: producers must not reach it before the gateway's consumer has its
+ * partitions and is fetching, or a burst is trimmed before anyone reads
+ * it. */
+void embedded_open(embedded_t *e);
 
 void embedded_stop(embedded_t *e);
 

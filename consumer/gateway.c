@@ -39,6 +39,7 @@ struct gateway {
     struct lws_context *ctx;
     struct pipeline pipe; /* the hub, the store worker, Kafka */
     embedded_t *embedded;
+    int embedded_open; /* producers let in: the consumer has its partitions */
     lws_sorted_usec_list_t tick;
     lws_sorted_usec_list_t turn_end;
     int turn_end_scheduled;
@@ -82,9 +83,25 @@ static void schedule_turn_end(void *arg)
     lws_sul_schedule(g->ctx, 0, &g->turn_end, on_turn_end, 1);
 }
 
+/* Embedded mode's welcome, once producers are let in. */
+static void say_ready(const gateway_t *g)
+{
+    char brokers[64] = "";
+    if (g->conf.embedded_port != 9092)
+        snprintf(brokers, sizeof(brokers), " --brokers 127.0.0.1:%d", g->conf.embedded_port);
+    log_info("ready: open http://localhost:%d/?user=u1&autoconnect=1 and send a notification "
+             "with: ./build/producer%s --user u1 --message \"Hello\"",
+             g->conf.port, brokers);
+}
+
 static void on_tick(lws_sorted_usec_list_t *sul)
 {
     gateway_t *g = lws_container_of(sul, gateway_t, tick);
+    if (g->embedded && !g->embedded_open && kafka_status(g->pipe.kafka).assigned > 0) {
+        embedded_open(g->embedded);
+        g->embedded_open = 1;
+        say_ready(g);
+    }
     hub_tick(g->pipe.hub, now_mono_ms());
     pipeline_take_work(&g->pipe); /* also retries intake held back by a full store backlog */
     lws_sul_schedule(g->ctx, 0, &g->tick, on_tick, TICK_US);
@@ -251,7 +268,7 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     if (listen_http(g, errstr, size) != 0)
         goto fail;
 
-    struct kafka_conf kc = {c->brokers, c->topic, c->group, c->kafka_props, 0, 0};
+    struct kafka_conf kc = {c->brokers, c->topic, c->group, c->kafka_props, 0, 0, c->embedded};
     if (c->embedded) {
         g->embedded = embedded_start(c->topic, EMBEDDED_PARTITIONS, c->embedded_port, errstr, size);
         if (!g->embedded)
@@ -273,25 +290,12 @@ void gateway_request_stop(gateway_t *g)
     g->stop_requested = 1;
 }
 
-static void say_ready(const gateway_t *g)
-{
-    log_info("listening on port %d; consuming %s as group %s from %s", g->conf.port,
-             g->conf.topic, g->conf.group, g->conf.brokers);
-    if (!g->embedded)
-        return;
-    char brokers[64] = "";
-    if (g->conf.embedded_port != 9092)
-        snprintf(brokers, sizeof(brokers), " --brokers 127.0.0.1:%d", g->conf.embedded_port);
-    log_info("ready: open http://localhost:%d/?user=u1&autoconnect=1 and send a notification "
-             "with: ./build/producer%s --user u1 --message \"Hello\"",
-             g->conf.port, brokers);
-}
-
 int gateway_run(gateway_t *g)
 {
     int rc = 0;
 
-    say_ready(g);
+    log_info("listening on port %d; consuming %s as group %s from %s", g->conf.port,
+             g->conf.topic, g->conf.group, g->conf.brokers);
     while (!g->stop_requested) {
         if (lws_service(g->ctx, 0) < 0) {
             log_error("the event loop failed");

@@ -15,9 +15,37 @@
 #include "timeutil.h"
 #include "xalloc.h"
 
+/* librdkafka tells of an offset reset only in its log ("notifications [1]:
+ * offset reset (at offset 40, broker 1) to cached BEGINNING offset 615:
+ * fetch failed ...", librdkafka 2.0.2): from a real offset to a later one,
+ * the messages between were deleted before this gateway read them. That
+ * is data lost, so an error with the count, never a warning. Returns
+ * whether line was such a reset. Runs on librdkafka's thread: no calls
+ * back into it. */
+static int offset_reset(const char *line)
+{
+    const char *at = strstr(line, "]: offset reset (at offset ");
+    const char *to = at ? strstr(at, ") to ") : NULL;
+    const char *off = to ? strstr(to, " offset ") : NULL;
+    long long from, next;
+    if (!off || sscanf(at + strlen("]: offset reset (at offset "), "%lld", &from) != 1 ||
+        sscanf(off + strlen(" offset "), "%lld", &next) != 1)
+        return 0;
+    if (next > from)
+        log_error("kafka: %lld messages were deleted by the broker before this gateway read "
+                  "them, and are lost: %s (a broker's retention, or the embedded broker's limit "
+                  "of 5 MB or 100,000 messages per partition, was exceeded)",
+                  next - from, line);
+    else
+        log_info("kafka: %s", line);
+    return 1;
+}
+
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     (void)rk;
+    if (!strcmp(fac, "OFFSET") && offset_reset(buf))
+        return;
     /* syslog levels: 0-3 errors, 4 warnings, the rest is chatter. */
     if (level <= 3)
         log_error("kafka: %s: %s", fac, buf);
@@ -182,7 +210,9 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
     const char *defaults[][2] = {
         {"client.id", "notification-gateway"},
         {"auto.commit.interval.ms", "1000"},
-        /* A group's first start must not skip what was published before it. */
+        /* A group's first start must not skip what was published before
+         * it, and a partition whose offset the broker deleted goes on from
+         * the oldest it has (on_log says how many were lost). */
         {"auto.offset.reset", "earliest"},
         {"enable.partition.eof", "false"},
         /* After a crash the group waits this long before handing the dead
@@ -199,7 +229,16 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
         {"enable.auto.offset.store", "false"},
         {"enable.auto.commit", "true"},
     };
-    if (set_props(rconf, defaults, sizeof(defaults) / sizeof(defaults[0]), errstr, size) != 0)
+    /* The mock answers a fetch at once, empty or not, and drops what is
+     * over its limit: fetch again at once rather than after the defaults'
+     * 500 ms, or a burst is trimmed before it is read. */
+    const char *embedded[][2] = {
+        {"fetch.wait.max.ms", "10"},
+        {"fetch.error.backoff.ms", "10"},
+    };
+    if (set_props(rconf, defaults, sizeof(defaults) / sizeof(defaults[0]), errstr, size) != 0 ||
+        (conf->embedded &&
+         set_props(rconf, embedded, sizeof(embedded) / sizeof(embedded[0]), errstr, size) != 0))
         goto fail;
     for (const char *const *p = conf->props; p && *p; p++) {
         const char *eq = strchr(*p, '=');

@@ -26,6 +26,7 @@ struct kafka_conf {
                                * has refused the keys set here */
     size_t batch_max;         /* notifications per hand-off batch */
     size_t queue_batches;     /* batches waiting for the loop before the thread waits */
+    int embedded;             /* the broker is the in-process mock (embedded.h) */
 };
 
 /* Notifications handed to the loop; each msgs[i] owns its strings. */
