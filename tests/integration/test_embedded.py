@@ -38,12 +38,11 @@ class MakeRun:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"make run exited:\n{tail(self.log)}"
-            try:
+            # Ready once producers are let in: the consumer has its partitions.
+            if "ready: open" in self.log.read_text():
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
-                    if b'"partitions":3' in r.read():
-                        return
-            except OSError:
-                pass
+                    assert b'"partitions":3' in r.read()
+                return
             time.sleep(0.2)
         raise AssertionError(f"make run did not become ready:\n{tail(self.log)}")
 
