@@ -31,6 +31,7 @@ class MakeRun:
         self.proc = None
 
     def start(self, timeout=300):
+        seen = self.log.stat().st_size if self.log.exists() else 0  # an earlier run's lines
         out = open(self.log, "a")
         # Its own process group, so Ctrl-C can be sent the way a terminal does.
         self.proc = subprocess.Popen(["make", "run"], cwd=self.clone, env=self.env, stdout=out,
@@ -39,7 +40,7 @@ class MakeRun:
         while time.monotonic() < deadline:
             assert self.proc.poll() is None, f"make run exited:\n{tail(self.log)}"
             # Ready once producers are let in: the consumer has its partitions.
-            if "ready: open" in self.log.read_text():
+            if "ready: open" in self.log.read_text()[seen:]:
                 with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
                     assert b'"partitions":3' in r.read()
                 return
