@@ -9,8 +9,9 @@
  * unit-tested.
  *
  * Delivery rules:
- * - online user, nothing waiting in the store, room in every connection's
- *   window: pushed to all the user's connections;
+ * - online user, nothing waiting in the store, room in some connection's
+ *   window: pushed to each of the user's connections that has room (a tab
+ *   that stopped reading or acknowledging holds back only itself);
  * - otherwise stored, and the user (if online) replays from the store;
  * - acknowledged by any of the user's connections: done (a live one's Kafka
  *   offset completes, a replayed one is removed from the store);

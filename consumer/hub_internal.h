@@ -81,7 +81,9 @@ struct hub {
 /* A delivery of m, with its frame marked replayed when it comes from the
  * store; NULL when a stored frame is not a JSON object. */
 delivery_t *delivery_new(hub_t *hub, const hub_msg_t *m, enum source source);
-/* Frames every connection of u can still take (0: a window is full). */
+/* Frames the roomiest connection of u can still take (0: every window is
+ * full). Each connection has its own window: one tab that stopped reading
+ * or acknowledging holds back only itself. */
 size_t window_room(const hub_t *hub, const user_t *u, size_t frame_len);
 /* Queues d on every connection of u. */
 void window_push(hub_t *hub, user_t *u, delivery_t *d);

@@ -78,13 +78,13 @@ static size_t conn_room(const hub_t *hub, const hub_conn_t *c, size_t frame_len)
 
 size_t window_room(const hub_t *hub, const user_t *u, size_t frame_len)
 {
-    size_t min = (size_t)-1;
+    size_t max = 0;
     for (const hub_conn_t *c = u->conns; c; c = c->next) {
         size_t r = conn_room(hub, c, frame_len);
-        if (r < min)
-            min = r;
+        if (r > max)
+            max = r;
     }
-    return u->conns ? min : 0;
+    return max;
 }
 
 static void grow_ring(const hub_t *hub, hub_conn_t *c)
@@ -107,6 +107,11 @@ void window_push(hub_t *hub, user_t *u, delivery_t *d)
     hub->ninflight++;
     d->holders++; /* held by the push itself until every connection has it */
     for (hub_conn_t *c = u->conns; c; c = c->next) {
+        /* A full window (a tab that stopped reading or acking) is passed
+         * over: the user's other tabs get it, and once one acknowledges
+         * it, it is done for the user. */
+        if (conn_room(hub, c, d->frame_len) == 0)
+            continue;
         if (c->len == c->cap)
             grow_ring(hub, c);
         struct slot *s = SLOT(c, c->len);

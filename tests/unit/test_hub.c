@@ -440,6 +440,35 @@ static void a_tab_joining_during_a_read_does_not_stall_the_replay(void **state)
     hub_free(hub);
 }
 
+/* One tab that neither reads nor acknowledges does not hold back the
+ * user's other tabs (the reliability issue's defect 5): each connection
+ * has its own window, a full one is passed over, and a notification one
+ * tab acknowledges is complete for the user. */
+static void a_stalled_tab_does_not_hold_back_the_others(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    int t1, t2;
+    hub_conn_t *stalled = online(hub, "hal", &t1);
+    hub_conn_t *healthy = online(hub, "hal", &t2);
+    char ids[30][16];
+    for (int i = 0; i < 30; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "n%02d", i);
+        hub_msg_t m = msg(ids[i], "hal", 100 + i);
+        hub_publish(hub, &m);
+        const char *f = next_frame(hub, healthy);
+        assert_non_null(f);
+        assert_non_null(strstr(f, ids[i]));
+        assert_int_equal(hub_ack(hub, healthy, ids[i]), 0);
+    }
+    assert_int_equal(rec.ndone, 30); /* every offset completes */
+    assert_int_equal(rec.nstored, 0); /* nothing waited in the store */
+    /* The stalled tab got the first eight, up to its window, and no more. */
+    assert_int_equal(hub_ack(hub, stalled, "n07"), 0); /* acked already: a no-op */
+    assert_int_equal(hub_ack(hub, stalled, "n08"), -1);
+    hub_free(hub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -457,6 +486,7 @@ int main(void)
         cmocka_unit_test(a_late_read_from_a_closed_connection_is_ignored),
         cmocka_unit_test(a_closing_tab_passes_what_it_held_to_the_others),
         cmocka_unit_test(a_tab_joining_during_a_read_does_not_stall_the_replay),
+        cmocka_unit_test(a_stalled_tab_does_not_hold_back_the_others),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
