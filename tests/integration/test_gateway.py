@@ -106,6 +106,38 @@ def test_every_tab_of_a_user_receives_it(kafka, topic, gateway):
     run(scenario())
 
 
+def stalled_tab(port: int, user: str) -> socket.socket:
+    """A WebSocket connection that, once open, neither reads nor acks."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(f"GET /?userId={user} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    assert b" 101 " in s.recv(1024).split(b"\r\n")[0]
+    return s
+
+
+def test_a_stalled_tab_does_not_hold_back_the_others(kafka, topic, gateway):
+    """Each tab has its own window: with one tab neither reading nor acking,
+    the user's healthy tab gets all 400 notifications within 2 s."""
+    gw = gateway()
+    records = [note(f"st-{i:03d}", "juggler") for i in range(400)]
+
+    async def scenario():
+        stalled = stalled_tab(gw.port, "juggler")
+        async with Tab(gw.ws_url("juggler")) as tab:
+            await asyncio.sleep(0.3)
+            started = time.monotonic()
+            produce(kafka.bootstrap, topic, records)
+            await tab.wait_for(400, timeout=10)
+            took = time.monotonic() - started
+            assert tab.ids == [r["id"] for r in records]
+            print(f"healthy tab: 400 notifications in {took:.2f} s beside a stalled one")
+            assert took < 2.0
+        stalled.close()
+    run(scenario())
+
+
 def test_large_and_many_notifications_arrive_whole_and_in_order(kafka, topic, gateway):
     """Frames of every header size, many written to a connection at once."""
     gw = gateway()
