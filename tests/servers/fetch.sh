@@ -5,22 +5,33 @@
 #                            (java -cp "$CACHE/kafka-4.1.1/*" kafka.Kafka ...)
 #   $CACHE/ferretdb-1.24.2   FerretDB 1.24.2 (MongoDB wire protocol, SQLite
 #                            backend), built from tests/servers/ferretdb
+#   $CACHE/mongo-java-server-1.47.0/
+#                            mongo-java-server 1.47.0 (MongoDB wire protocol,
+#                            in memory) from Maven Central and its small main
+#                            built from tests/servers/mongo-java-server
+#                            (java -cp "$CACHE/mongo-java-server-1.47.0/*"
+#                             local.gateway.tests.MongoJavaTestServer PORT)
 #
 # CACHE is $TEST_CACHE_DIR, or .cache at the top of the repository.
 # Idempotent: a step whose result is present and complete is skipped (a stamp
 # beside each result records the inputs it was made from; change the inputs
 # and the step runs again). Safe to run from several processes at once.
 #
-# Needs: java and mvn (a JDK 17 and Maven), go >= 1.24. Only Maven Central and
-# the Go module proxy are contacted; ~/.m2 and Go's module cache are reused.
+# Needs: java, javac and mvn (a JDK 17 and Maven), go >= 1.24. Only Maven
+# Central and the Go module proxy are contacted; ~/.m2 and Go's module cache
+# are reused.
 #
-#   tests/servers/fetch.sh            prepare both
-#   tests/servers/fetch.sh kafka      only Kafka
-#   tests/servers/fetch.sh ferretdb   only FerretDB
+#   tests/servers/fetch.sh                     prepare all three
+#   tests/servers/fetch.sh kafka               only Kafka
+#   tests/servers/fetch.sh ferretdb            only FerretDB
+#   tests/servers/fetch.sh mongo-java-server   only mongo-java-server
 set -eu
 
 KAFKA_VERSION=4.1.1
 FERRETDB_VERSION=1.24.2
+# Also the directory name tests/integration/servers.py looks for; passed to
+# Maven, so it overrides the version in tests/servers/mongo-java-server/pom.xml.
+MONGO_JAVA_SERVER_VERSION=1.47.0
 
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -33,9 +44,9 @@ took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
 
 what=${1:-all}
 case "$what" in
-  all|kafka|ferretdb) ;;
-  -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
-  *) die "unknown target '$what' (use all, kafka or ferretdb)" ;;
+  all|kafka|ferretdb|mongo-java-server) ;;
+  -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+  *) die "unknown target '$what' (use all, kafka, ferretdb or mongo-java-server)" ;;
 esac
 
 mkdir -p "$cache" || die "cannot create cache directory $cache"
@@ -122,8 +133,65 @@ fetch_ferretdb() {
   say "ferretdb $FERRETDB_VERSION: built $dest ($(du -h "$dest" | cut -f1)), took $(took "$t0")"
 }
 
+fetch_mongo_java_server() {
+  version=$MONGO_JAVA_SERVER_VERSION
+  dest=$cache/mongo-java-server-$version
+  stamp=$dest/.complete
+  src=$here/mongo-java-server
+  main=local.gateway.tests.MongoJavaTestServer
+  # shellcheck disable=SC2046  # the sources have no spaces in their names
+  want="mongo-java-server $version $(inputs_hash "$src/pom.xml" $(find "$src/src" -type f -name '*.java' | LC_ALL=C sort))"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    say "mongo-java-server $version: cached in $dest ($(ls "$dest"/*.jar | wc -l) jars)"
+    return 0
+  fi
+  command -v java >/dev/null 2>&1 || die "java not found: install a JDK 17 (Debian: default-jdk-headless)"
+  command -v javac >/dev/null 2>&1 || die "javac not found: install a JDK 17, not only a JRE (Debian: default-jdk-headless)"
+  command -v mvn >/dev/null 2>&1 || die "mvn not found: install Maven (Debian: maven)"
+  say "mongo-java-server $version: building with Maven (jars from Maven Central) into $dest ..."
+  t0=$(now)
+  tmp=$cache/.mongo-java-server-$version.tmp.$$
+  build=$cache/.mongo-java-server-$version.build.$$
+  rm -rf "$tmp" "$build"
+  log=$cache/.mongo-java-server-build.log
+  # build.dir keeps Maven's target/ out of the source tree.
+  if ! mvn -q -B -f "$src/pom.xml" -Dmongo-java-server.version="$version" -Dbuild.dir="$build" \
+         package dependency:copy-dependencies -DoutputDirectory="$tmp" >"$log" 2>&1; then
+    tail -n 40 "$log" >&2
+    rm -rf "$tmp" "$build"
+    die "mongo-java-server $version: 'mvn package' in $src failed (full log: $log)"
+  fi
+  mv "$build"/mongo-java-test-server-*.jar "$tmp"/
+  rm -rf "$build"
+  for jar in mongo-java-server-core-$version.jar mongo-java-server-memory-backend-$version.jar; do
+    [ -s "$tmp/$jar" ] || { rm -rf "$tmp"; die "mongo-java-server $version: $jar missing after download"; }
+  done
+  # Prove it starts and listens (port 0: any free port), then stop it.
+  java -Xmx128m -cp "$tmp/*" "$main" 0 >"$log" 2>&1 &
+  pid=$!
+  i=0
+  while ! grep -q '^mongo-java-server ready on ' "$log" && kill -0 "$pid" 2>/dev/null && [ $i -lt 300 ]; do
+    sleep 0.1
+    i=$((i + 1))
+  done
+  ok=0
+  grep -q '^mongo-java-server ready on ' "$log" && ok=1
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  if [ $ok != 1 ]; then
+    tail -n 40 "$log" >&2
+    rm -rf "$tmp"
+    die "mongo-java-server $version: the built server did not start (java -cp ... $main 0)"
+  fi
+  rm -rf "$dest"
+  mv "$tmp" "$dest"
+  echo "$want" >"$stamp"
+  say "mongo-java-server $version: $(ls "$dest"/*.jar | wc -l) jars, $(du -sh "$dest" | cut -f1), took $(took "$t0")"
+}
+
 case "$what" in
-  all) fetch_kafka; fetch_ferretdb ;;
+  all) fetch_kafka; fetch_ferretdb; fetch_mongo_java_server ;;
   kafka) fetch_kafka ;;
   ferretdb) fetch_ferretdb ;;
+  mongo-java-server) fetch_mongo_java_server ;;
 esac
