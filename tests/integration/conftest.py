@@ -1,10 +1,14 @@
-"""Fixtures for the integration tests: a real Kafka broker, a real
-MongoDB-wire server (FerretDB) and the gateway daemon (build/consumer).
+"""Fixtures for the integration tests: a real Kafka broker, real
+MongoDB-wire servers (FerretDB; mongo-java-server) and the gateway daemon
+(build/consumer).
 
-Session-scoped (started once, stopped at the end of the session):
+Session-scoped (started once, stopped at the end of the session; each only
+when a test asks for it):
     kafka           servers.KafkaServer: .bootstrap "127.0.0.1:PORT",
                     .create_topic(name, partitions=3), .admin()
     mongo           servers.FerretDB: .uri "mongodb://127.0.0.1:PORT/", .client()
+    memory_mongo    servers.MongoJavaServer (mongo-java-server, in memory):
+                    the same .uri and .client()
 
 Function-scoped (fresh for every test):
     topic           name of a new topic with 3 partitions on `kafka`
@@ -35,7 +39,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import servers  # noqa: E402
-from servers import REPO, FerretDB, KafkaServer, free_port, produce, tail  # noqa: E402,F401
+from servers import (REPO, FerretDB, KafkaServer, MongoJavaServer, free_port,  # noqa: E402,F401
+                     produce, tail)
 
 # `make test` points these at its build folder (another one for sanitizer builds).
 BUILD_DIR = Path(os.environ.get("BUILD_DIR") or (REPO / "build"))
@@ -88,6 +93,14 @@ def kafka(tmp_path_factory):
 def mongo(tmp_path_factory):
     server = FerretDB()
     server.start(tmp_path_factory.mktemp("ferretdb"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def memory_mongo(tmp_path_factory):
+    server = MongoJavaServer()
+    server.start(tmp_path_factory.mktemp("mongo-java-server"))
     yield server
     server.stop()
 

@@ -1,17 +1,21 @@
-"""Real servers for the integration tests: Apache Kafka and FerretDB.
+"""Real servers for the integration tests: Apache Kafka, and two MongoDB
+wire-protocol servers, FerretDB (SQLite backend) and mongo-java-server
+(in memory).
 
-Both run as child processes on free loopback ports, with their data and logs
+All run as child processes on free loopback ports, with their data and logs
 in a directory the caller gives (pytest's tmp dirs). Nothing is shared with
 the machine: no fixed ports, no system services, no Docker.
 
     kafka = KafkaServer(); kafka.start(tmpdir)    # .bootstrap "127.0.0.1:PORT"
     kafka.create_topic("notifications", partitions=3)
     mongo = FerretDB(); mongo.start(tmpdir)       # .uri "mongodb://127.0.0.1:PORT/"
+    mem = MongoJavaServer(); mem.start(tmpdir)    # the same, in memory
     produce(kafka.bootstrap, "notifications", [{"id": "n1", "userId": "u1", ...}])
     kafka.stop(); mongo.stop()
 
 The servers themselves come from tests/servers/fetch.sh (Kafka's jars from
-Maven Central, FerretDB built from its Go module) into a cache directory,
+Maven Central, FerretDB built from its Go module, mongo-java-server's jars
+from Maven Central with a main built by Maven) into a cache directory,
 $TEST_CACHE_DIR or .cache at the top of the repository; the first start in a
 process runs that script, which returns at once when the cache is complete.
 
@@ -44,6 +48,7 @@ REPO = Path(__file__).resolve().parents[2]
 FETCH_SCRIPT = REPO / "tests" / "servers" / "fetch.sh"
 KAFKA_VERSION = "4.1.1"
 FERRETDB_VERSION = "1.24.2"
+MONGO_JAVA_SERVER_VERSION = "1.47.0"
 
 log = logging.getLogger("servers")
 
@@ -59,6 +64,10 @@ def kafka_jars_dir() -> Path:
 
 def ferretdb_binary() -> Path:
     return cache_dir() / f"ferretdb-{FERRETDB_VERSION}"
+
+
+def mongo_java_server_jars_dir() -> Path:
+    return cache_dir() / f"mongo-java-server-{MONGO_JAVA_SERVER_VERSION}"
 
 
 # --------------------------------------------------------------------------
@@ -615,6 +624,95 @@ class FerretDB:
             return None
         code = terminate(self.proc, timeout)
         log.info("ferretdb on port %s stopped (exit %s)", self.port, code)
+        return code
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+# --------------------------------------------------------------------------
+# mongo-java-server
+
+class MongoJavaServer:
+    """mongo-java-server (MongoDB wire protocol) with its memory backend: the
+    data lives as long as the process, nothing is written to TMPDIR but the
+    log. It presents itself as MongoDB 5.0 with wire version 13 (see
+    tests/servers/mongo-java-server), so both libmongoc and pymongo 4 talk to
+    it. The JVM is up and listening in well under a second.
+
+    heap      -Xmx of the JVM
+    jvm_opts  extra JVM options (default FAST_START_JVM_OPTS)
+    """
+
+    MAIN_CLASS = "local.gateway.tests.MongoJavaTestServer"
+
+    def __init__(self, heap: str = "512m", jvm_opts: Sequence[str] | None = None):
+        self.heap = heap
+        self.jvm_opts = list(FAST_START_JVM_OPTS if jvm_opts is None else jvm_opts)
+        self.port: int | None = None
+        self.dir: Path | None = None
+        self.log_path: Path | None = None
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        if self.port is None:
+            raise RuntimeError("MongoJavaServer not started")
+        return f"mongodb://127.0.0.1:{self.port}/"
+
+    def client(self, **kwargs):
+        """A new pymongo.MongoClient on this server (close it when done)."""
+        import pymongo
+
+        kwargs.setdefault("serverSelectionTimeoutMS", 5000)
+        return pymongo.MongoClient(self.uri, **kwargs)
+
+    def start(self, tmpdir: Path | str, timeout: float = 30.0) -> "MongoJavaServer":
+        ensure_fetched("mongo-java-server")
+        t0 = time.monotonic()
+        self.dir = Path(tmpdir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.log_path = self.dir / "mongo-java-server.log"
+        self.proc = spawn(
+            ["java", f"-Xmx{self.heap}", "-Djava.awt.headless=true", *self.jvm_opts,
+             "-cp", f"{mongo_java_server_jars_dir()}/*", self.MAIN_CLASS,
+             str(self.port), "127.0.0.1"],
+            self.log_path,
+            cwd=self.dir,
+        )
+        try:
+            self._wait_ready(t0 + timeout)
+        except BaseException:
+            self.stop()
+            raise
+        log.info("mongo-java-server %s up on %s in %.1f s", MONGO_JAVA_SERVER_VERSION,
+                 self.uri, time.monotonic() - t0)
+        return self
+
+    def _fail(self, why: str) -> RuntimeError:
+        return RuntimeError(
+            f"mongo-java-server on port {self.port} {why}; last lines of {self.log_path}:\n"
+            f"{tail(self.log_path)}"
+        )
+
+    def _wait_ready(self, deadline: float) -> None:
+        wait_started(self, deadline)
+
+        def ping():
+            with self.client(serverSelectionTimeoutMS=1000) as c:
+                c.admin.command("ping")
+            return True
+        poll_until(self, deadline, ping, "did not answer ping")
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM (the JVM's shutdown hook closes the server: exit 143),
+        SIGKILL after TIMEOUT seconds. Returns the exit code."""
+        if self.proc is None:
+            return None
+        code = terminate(self.proc, timeout)
+        log.info("mongo-java-server on port %s stopped (exit %s)", self.port, code)
         return code
 
     @property
