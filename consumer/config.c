@@ -86,6 +86,15 @@ static const struct setting settings[] = {
      RANGE(1, 65536)},
     {.flag = "shutdown-timeout", "SHUTDOWN_TIMEOUT", "5", INT, S(shutdown_timeout_s),
      "seconds allowed at SIGTERM to store what is in flight and commit", RANGE(1, 600)},
+    {.flag = "max-pending-per-user", "MAX_PENDING_PER_USER", "10000", INT,
+     S(max_pending_per_user),
+     "notifications kept for one user while they are away; beyond it the oldest expire, "
+     "logged (0: no limit)",
+     RANGE(0, 100000000)},
+    {.flag = "pending-retention", "PENDING_RETENTION", "0", INT, S(pending_retention_s),
+     "seconds a notification is kept for a user who is away before it expires, logged "
+     "(0: until delivered)",
+     RANGE(0, 315360000)},
     {.flag = "log-level", "LOG_LEVEL", "info", ENUM, S(log_level), "how much to log on stderr",
      .values = log_levels},
 };

@@ -28,6 +28,8 @@ struct config {
     int max_connections_per_user;
     int window;
     int shutdown_timeout_s;
+    int max_pending_per_user;
+    int pending_retention_s;
     /* The store to open, never empty: --store, else the embedded mode's
      * SQLite file, else --mongodb-uri. Its scheme is mongodb://,
      * mongodb+srv:// or sqlite:. */

@@ -32,6 +32,7 @@
  * ACK_FRAME_MAX from several reads. */
 #define RX_BUFFER_BYTES 512
 #define EMBEDDED_PARTITIONS 3
+#define EXPIRY_INTERVAL_MS 60000 /* how often the store's limits are applied */
 #define PROTOCOL "notifications"
 
 struct gateway {
@@ -259,7 +260,9 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     store_t *st = store_open(c->store_uri, c->mongodb_db, errstr, size);
     if (!st)
         goto fail;
-    g->pipe.store = store_worker_start(st, wake_loop, g);
+    struct store_expiry expiry = {(size_t)c->max_pending_per_user,
+                                  (int64_t)c->pending_retention_s * 1000, EXPIRY_INTERVAL_MS};
+    g->pipe.store = store_worker_start(st, &expiry, wake_loop, g);
     if (!g->pipe.store) {
         store_close(st);
         snprintf(errstr, size, "cannot start the store worker");

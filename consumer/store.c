@@ -68,6 +68,14 @@ int64_t store_count(store_t *st, const char *user, char *errstr, size_t size)
     return st->backend->count(st->impl, user, errstr, size);
 }
 
+int64_t store_expire(store_t *st, size_t max_per_user, int64_t stored_before_ms, char *errstr,
+                     size_t size)
+{
+    if (!max_per_user && !stored_before_ms)
+        return 0;
+    return st->backend->expire(st->impl, max_per_user, stored_before_ms, errstr, size);
+}
+
 void store_close(store_t *st)
 {
     if (!st)

@@ -55,4 +55,11 @@ int store_remove(store_t *st, const char *const *users, const char *const *ids, 
 /* Stored notifications for user, or for everyone when user is NULL; -1 on error. */
 int64_t store_count(store_t *st, const char *user, char *errstr, size_t errstr_size);
 
+/* Expires pending notifications nobody will read in time: of each user,
+ * all but the newest max_per_user (0: no limit), and every one stored
+ * before stored_before_ms (wall clock; 0: none). Logs each user's expiry;
+ * returns how many were expired, or -1 with errstr. */
+int64_t store_expire(store_t *st, size_t max_per_user, int64_t stored_before_ms, char *errstr,
+                     size_t errstr_size);
+
 #endif

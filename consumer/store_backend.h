@@ -16,6 +16,8 @@ struct store_backend {
     int (*remove)(void *impl, const char *const *users, const char *const *ids, size_t n,
                   char *errstr, size_t errstr_size);
     int64_t (*count)(void *impl, const char *user, char *errstr, size_t errstr_size);
+    int64_t (*expire)(void *impl, size_t max_per_user, int64_t stored_before_ms, char *errstr,
+                      size_t errstr_size);
     void (*close)(void *impl);
 };
 

@@ -468,8 +468,105 @@ static int64_t mongo_count(void *impl, const char *user, char *errstr, size_t si
     return n;
 }
 
-/* In store_backend's order: name, open, prepare, put, fetch, remove, count, close. */
+/* Deletes the documents of filter, counting them. */
+static int64_t delete_counted(mongo_store_t *st, const bson_t *filter, char *errstr, size_t size)
+{
+    bson_error_t err;
+    bson_t reply;
+    bson_iter_t it;
+    int64_t n = -1;
+    if (!mongoc_collection_delete_many(st->coll, filter, NULL, &reply, &err))
+        set_err(errstr, size, "cannot expire pending notifications", &err);
+    else
+        n = bson_iter_init_find(&it, &reply, "deletedCount") ? bson_iter_as_int64(&it) : 0;
+    bson_destroy(&reply);
+    return n;
+}
+
+/* user's pending notifications beyond the newest max, deleted. */
+static int64_t expire_user(mongo_store_t *st, const char *user, size_t max, char *errstr,
+                           size_t size)
+{
+    bson_error_t err;
+    const bson_t *doc;
+    bson_t ids = BSON_INITIALIZER;
+    uint32_t n = 0;
+    int64_t total = 0;
+
+    bson_t *filter = BCON_NEW("userId", BCON_UTF8(user));
+    bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(-1), "}", "skip",
+                            BCON_INT64((int64_t)max), "projection", "{", "_id", BCON_INT32(1), "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->coll, filter, opts, NULL);
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        char key[16];
+        const char *k;
+        if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&it))
+            continue;
+        bson_uint32_to_string(n++, &k, key, sizeof(key));
+        BSON_APPEND_UTF8(&ids, k, bson_iter_utf8(&it, NULL));
+    }
+    if (mongoc_cursor_error(cur, &err))
+        total = set_err(errstr, size, "cannot find pending notifications to expire", &err);
+    else if (n) {
+        bson_t *del = BCON_NEW("userId", BCON_UTF8(user), "_id", "{", "$in", BCON_ARRAY(&ids), "}");
+        total = delete_counted(st, del, errstr, size);
+        bson_destroy(del);
+    }
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(filter);
+    bson_destroy(&ids);
+    return total;
+}
+
+/* Users over the limit come from one $group over the collection: no
+ * server here uses a secondary index, so one pass beats one count per
+ * user. */
+static int64_t mongo_expire(void *impl, size_t max_per_user, int64_t stored_before_ms,
+                            char *errstr, size_t size)
+{
+    mongo_store_t *st = impl;
+    bson_error_t err;
+    const bson_t *doc;
+    int64_t total = 0;
+
+    if (max_per_user) {
+        bson_t *pipeline = BCON_NEW(
+            "pipeline", "[", "{", "$group", "{", "_id", BCON_UTF8("$userId"), "n", "{", "$sum",
+            BCON_INT32(1), "}", "}", "}", "{", "$match", "{", "n", "{", "$gt",
+            BCON_INT64((int64_t)max_per_user), "}", "}", "}", "]");
+        mongoc_cursor_t *cur =
+            mongoc_collection_aggregate(st->coll, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
+        while (total >= 0 && mongoc_cursor_next(cur, &doc)) {
+            bson_iter_t it;
+            if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&it))
+                continue;
+            const char *user = bson_iter_utf8(&it, NULL);
+            int64_t n = expire_user(st, user, max_per_user, errstr, size);
+            if (n > 0)
+                log_warn("expired the %lld oldest pending notifications of user %s: over the "
+                         "limit of %zu (--max-pending-per-user)",
+                         (long long)n, user, max_per_user);
+            total = n < 0 ? -1 : total + n;
+        }
+        if (total >= 0 && mongoc_cursor_error(cur, &err))
+            total = set_err(errstr, size, "cannot count pending notifications per user", &err);
+        mongoc_cursor_destroy(cur);
+        bson_destroy(pipeline);
+    }
+    if (total >= 0 && stored_before_ms) {
+        bson_t *old = BCON_NEW("storedAt", "{", "$lt", BCON_DATE_TIME(stored_before_ms), "}");
+        int64_t n = delete_counted(st, old, errstr, size);
+        total = n < 0 ? -1 : total + n;
+        bson_destroy(old);
+    }
+    return total;
+}
+
+/* In store_backend's order: name, open, prepare, put, fetch, remove, count, expire,
+ * close. */
 const struct store_backend store_mongo_backend = {
     "MongoDB", mongo_open, mongo_prepare, mongo_put, mongo_fetch, mongo_remove, mongo_count,
-    mongo_close,
+    mongo_expire, mongo_close,
 };

@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 
 #include "log.h"
+#include "notification.h"
 #include "store_backend.h"
 #include "timeutil.h"
 #include "xalloc.h"
@@ -290,8 +291,68 @@ static int64_t sqlite_count(void *impl, const char *user, char *errstr, size_t s
     return n;
 }
 
-/* In store_backend's order: name, open, prepare, put, fetch, remove, count, close. */
+/* Runs a DELETE with its parameters bound in order (text first, when
+ * given, then num), returning the rows it removed, or -1. */
+static int64_t change(sqlite_store_t *st, const char *sql, const char *text, int64_t num,
+                      char *errstr, size_t size)
+{
+    sqlite3_stmt *stmt;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2(st->db, sql, -1, &stmt, NULL) == SQLITE_OK) {
+        if (text)
+            sqlite3_bind_text(stmt, 1, text, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(stmt, text ? 2 : 1, num);
+        if (sqlite3_step(stmt) == SQLITE_DONE)
+            n = sqlite3_changes(st->db);
+    }
+    if (n < 0)
+        fail(st, errstr, size, "cannot expire pending notifications");
+    sqlite3_finalize(stmt);
+    return n;
+}
+
+static int64_t sqlite_expire(void *impl, size_t max_per_user, int64_t stored_before_ms,
+                             char *errstr, size_t size)
+{
+    sqlite_store_t *st = impl;
+    int64_t total = 0;
+
+    if (max_per_user) {
+        sqlite3_stmt *over;
+        if (sqlite3_prepare_v2(st->db,
+                               "SELECT user_id FROM notifications GROUP BY user_id"
+                               " HAVING count(*) > ?",
+                               -1, &over, NULL) != SQLITE_OK)
+            return fail(st, errstr, size, "cannot count pending notifications per user");
+        sqlite3_bind_int64(over, 1, (int64_t)max_per_user);
+        while (total >= 0 && sqlite3_step(over) == SQLITE_ROW) {
+            char user[NOTIF_USER_MAX + 1];
+            snprintf(user, sizeof(user), "%s", (const char *)sqlite3_column_text(over, 0));
+            /* Everything up to the newest one beyond the limit. */
+            int64_t n = change(st,
+                               "DELETE FROM notifications WHERE user_id = ?1 AND seq <= (SELECT seq"
+                               " FROM notifications WHERE user_id = ?1 ORDER BY seq DESC LIMIT 1"
+                               " OFFSET ?2)",
+                               user, (int64_t)max_per_user, errstr, size);
+            if (n > 0)
+                log_warn("expired the %lld oldest pending notifications of user %s: over the "
+                         "limit of %zu (--max-pending-per-user)",
+                         (long long)n, user, max_per_user);
+            total = n < 0 ? -1 : total + n;
+        }
+        sqlite3_finalize(over);
+    }
+    if (total >= 0 && stored_before_ms) {
+        int64_t n = change(st, "DELETE FROM notifications WHERE stored_at < ?", NULL,
+                           stored_before_ms, errstr, size);
+        total = n < 0 ? -1 : total + n;
+    }
+    return total;
+}
+
+/* In store_backend's order: name, open, prepare, put, fetch, remove, count, expire,
+ * close. */
 const struct store_backend store_sqlite_backend = {
     "SQLite", sqlite_open, sqlite_prepare, sqlite_put, sqlite_fetch, sqlite_remove,
-    sqlite_count, sqlite_close,
+    sqlite_count, sqlite_expire, sqlite_close,
 };

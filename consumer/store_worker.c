@@ -43,6 +43,7 @@ struct req_list {
 
 struct store_worker {
     store_t *st;
+    struct store_expiry expiry;
     handoff_t *requests;    /* loop -> worker */
     handoff_t *completions; /* worker -> loop */
     pthread_t thread;
@@ -335,6 +336,22 @@ static void run_round(store_worker_t *w, handoff_msg_t *batches)
     }
 }
 
+static void expire(store_worker_t *w)
+{
+    char err[512];
+    const struct store_expiry *e = &w->expiry;
+    int64_t n = store_expire(w->st, e->max_per_user,
+                             e->retention_ms ? now_wall_ms() - e->retention_ms : 0, err,
+                             sizeof(err));
+    if (n < 0)
+        log_warn("expiring pending notifications failed (tried again in %lld s): %s",
+                 (long long)(e->interval_ms / 1000), err);
+    else if (n > 0)
+        log_warn("expired %lld pending notifications in all (--max-pending-per-user %zu, "
+                 "--pending-retention %lld s)",
+                 (long long)n, e->max_per_user, (long long)(e->retention_ms / 1000));
+}
+
 static void *worker(void *arg)
 {
     store_worker_t *w = arg;
@@ -347,16 +364,28 @@ static void *worker(void *arg)
     }
     log_info("offline store ready (%s)", store_name(w->st));
 
-    handoff_msg_t *batches;
-    while ((batches = handoff_wait(w->requests, -1)))
-        run_round(w, batches);
-    return NULL;
+    int expires = w->expiry.max_per_user || w->expiry.retention_ms;
+    int64_t next_expiry = now_mono_ms();
+    for (;;) {
+        if (expires && now_mono_ms() >= next_expiry) {
+            expire(w);
+            next_expiry = now_mono_ms() + w->expiry.interval_ms;
+        }
+        handoff_msg_t *batches =
+            handoff_wait(w->requests, expires ? next_expiry - now_mono_ms() : -1);
+        if (batches)
+            run_round(w, batches);
+        else if (handoff_closed(w->requests))
+            return NULL;
+    }
 }
 
-store_worker_t *store_worker_start(store_t *st, void (*wake)(void *arg), void *arg)
+store_worker_t *store_worker_start(store_t *st, const struct store_expiry *expiry,
+                                   void (*wake)(void *arg), void *arg)
 {
     store_worker_t *w = xcalloc(1, sizeof(*w));
     w->st = st;
+    w->expiry = *expiry;
     w->requests = handoff_new(0, NULL, NULL);
     w->completions = handoff_new(0, wake, arg);
     if (pthread_create(&w->thread, NULL, worker, w) != 0) {

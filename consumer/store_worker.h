@@ -36,9 +36,19 @@ struct store_result {
 
 typedef void (*store_done_fn)(void *arg, const struct store_result *r);
 
+/* What the worker expires, once after the store is ready and then every
+ * interval_ms (store_expire): so one user who never returns, or a runaway
+ * producer, cannot grow the store without bound. */
+struct store_expiry {
+    size_t max_per_user;  /* 0: no limit */
+    int64_t retention_ms; /* 0: kept until delivered */
+    int64_t interval_ms;
+};
+
 /* Starts the worker on an opened store; it owns st from then on. wake(arg)
  * is called from the worker when completions are waiting. */
-store_worker_t *store_worker_start(store_t *st, void (*wake)(void *arg), void *arg);
+store_worker_t *store_worker_start(store_t *st, const struct store_expiry *expiry,
+                                   void (*wake)(void *arg), void *arg);
 
 /* done may be NULL. Strings and frames are copied. */
 void store_worker_put(store_worker_t *w, const hub_msg_t *m, store_done_fn done, void *arg);

@@ -174,6 +174,26 @@ def test_one_id_sent_to_many_offline_users_reaches_each(kafka, mongo, topic, mon
         wait_store_empty(mongo, mongo_db_name, u)
 
 
+def test_what_waits_for_an_absent_user_is_bounded(kafka, mongo, topic, mongo_db_name, gateway):
+    """--max-pending-per-user keeps a user's newest, --pending-retention
+    expires the old; each expiry is counted in the log (the limits are
+    applied when the store is ready and every minute after)."""
+    gw = gateway(args=["--max-pending-per-user", "10", "--pending-retention", "3"])
+    ids = [f"cap-{i:02d}" for i in range(30)]
+    produce(kafka.bootstrap, topic, [note(i, "hoarder") for i in ids])
+    wait_stored(mongo, mongo_db_name, "hoarder", 30)
+    gw.restart()
+    deadline = time.monotonic() + 10
+    while len(stored(mongo, mongo_db_name, "hoarder")) != 10 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [d["id"] for d in stored(mongo, mongo_db_name, "hoarder")] == ids[20:]
+    assert "expired the 20 oldest pending notifications of user hoarder" in gw.log_text()
+    time.sleep(3.5)  # older than the retention now
+    gw.restart()
+    wait_store_empty(mongo, mongo_db_name, "hoarder")
+    assert "expired 10 pending notifications in all" in gw.log_text()
+
+
 def test_offline_notifications_are_stored_and_flushed_oldest_first(kafka, mongo, topic,
                                                                    mongo_db_name, gateway):
     gw = gateway()

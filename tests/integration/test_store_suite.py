@@ -26,4 +26,4 @@ def test_store_suite_passes_on_sqlite_and_mongodb(mongo_server):
     out = run.stdout + run.stderr
     assert run.returncode == 0, out
     assert "store: SQLite" in out and "store: MongoDB" in out
-    assert out.count("PASSED  ] 7 test(s)") == 2, out
+    assert out.count("PASSED  ] 8 test(s)") == 2, out

@@ -260,6 +260,34 @@ static void version_1_data_is_migrated(void **state)
     store_close(st);
 }
 
+/* Expiry: of each user all but the newest max, and everything stored
+ * before a time (the reliability issue's defect 8). */
+static void expire_keeps_each_users_newest_and_what_is_recent(void **state)
+{
+    (void)state;
+    char err[512];
+    store_t *st = open_store();
+    store_doc_t docs[] = {doc("e1", "heavy", 1), doc("e2", "heavy", 2), doc("e3", "heavy", 3),
+                          doc("e4", "heavy", 4), doc("e5", "heavy", 5), doc("l1", "light", 6),
+                          doc("l2", "light", 7)};
+    assert_int_equal(store_put(st, docs, 7, err, sizeof(err)), 0);
+    assert_int_equal(store_expire(st, 3, 0, err, sizeof(err)), 2);
+    struct got g = {0};
+    assert_int_equal(store_fetch(st, "heavy", 0, 10, collect, &g, err, sizeof(err)), 3);
+    assert_string_equal(g.ids[0], "e3");
+    assert_string_equal(g.ids[2], "e5");
+    assert_int_equal(store_count(st, "light", err, sizeof(err)), 2);
+    assert_int_equal(store_expire(st, 3, 0, err, sizeof(err)), 0); /* nothing over now */
+
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    assert_int_equal(store_expire(st, 0, now_ms - 60000, err, sizeof(err)), 0);
+    assert_int_equal(store_expire(st, 0, now_ms + 60000, err, sizeof(err)), 5);
+    assert_int_equal(store_count(st, NULL, err, sizeof(err)), 0);
+    store_close(st);
+}
+
 static void bad_uris_are_refused_clearly(void **state)
 {
     (void)state;
@@ -281,6 +309,7 @@ static void bad_uris_are_refused_clearly(void **state)
             cmocka_unit_test_setup(big_batches, fresh),                                        \
             cmocka_unit_test_setup(same_id_for_two_users_keeps_both, fresh),                   \
             cmocka_unit_test_setup(version_1_data_is_migrated, fresh),                         \
+            cmocka_unit_test_setup(expire_keeps_each_users_newest_and_what_is_recent, fresh),  \
     }
 
 int main(void)

@@ -73,7 +73,8 @@ static void each_request_completes_on_the_polling_thread(void **state)
     snprintf(uri, sizeof(uri), "sqlite:%s/s.db", dir);
     store_t *st = store_open(uri, NULL, err, sizeof(err));
     assert_non_null(st);
-    store_worker_t *w = store_worker_start(st, wake, NULL);
+    struct store_expiry none = {0, 0, 60000};
+    store_worker_t *w = store_worker_start(st, &none, wake, NULL);
     struct seen s = {.thread = pthread_self()};
 
     for (int i = 0; i < 3; i++) {
