@@ -3,9 +3,10 @@
  *
  * The loop submits puts, removes and fetches as they arise, each with a
  * completion callback; store_worker_flush hands everything submitted so
- * far to the worker in one step. The worker takes all the work waiting,
- * runs its puts as bulk writes, then its removes, then its fetches (so a
- * fetch always sees every put submitted before it), retries a failed call
+ * far to the worker in one step. The worker runs puts as bulk writes
+ * first, then removes, then fetches one at a time, taking new work
+ * between any two calls, so a write never waits behind reads (and a fetch
+ * still sees every put submitted before it); it retries a failed call
  * until it succeeds or the stop deadline passes, and posts each finished
  * request back as soon as its call returns. store_worker_poll, on the loop
  * thread, calls the completions (never on the worker) and frees the

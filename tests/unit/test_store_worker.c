@@ -112,10 +112,71 @@ static void each_request_completes_on_the_polling_thread(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+struct order {
+    int done;     /* completions seen */
+    int put_at;   /* the put's place among them */
+};
+
+static void count_fetch(void *arg, const struct store_result *r)
+{
+    (void)r;
+    ((struct order *)arg)->done++;
+}
+
+static void note_put(void *arg, const struct store_result *r)
+{
+    (void)r;
+    struct order *o = arg;
+    o->put_at = o->done++;
+}
+
+/* A write submitted while reads are being run goes next, not after them:
+ * writes commit offsets, reads can be slow. */
+static void a_write_does_not_wait_behind_reads(void **state)
+{
+    (void)state;
+    enum { READS = 400, STORED = 1000 };
+    char dir[] = "/tmp/store_worker_XXXXXX", uri[128], err[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(uri, sizeof(uri), "sqlite:%s/s.db", dir);
+    store_t *st = store_open(uri, NULL, err, sizeof(err));
+    struct store_expiry none = {0, 0, 60000};
+    struct order o = {0, -1};
+
+    /* Reads that take a while: each returns a thousand notifications. */
+    static char ids[STORED][16];
+    static store_doc_t docs[STORED];
+    for (int i = 0; i < STORED; i++) {
+        snprintf(ids[i], sizeof(ids[i]), "r%04d", i);
+        docs[i] = (store_doc_t){ids[i], "reader", "{\"message\":\"a read takes a while\"}", 36,
+                                i + 1};
+    }
+    assert_int_equal(store_prepare(st, err, sizeof(err)), 0);
+    assert_int_equal(store_put(st, docs, STORED, err, sizeof(err)), 0);
+    store_worker_t *w = store_worker_start(st, &none, wake, NULL);
+    for (int i = 0; i < READS; i++)
+        store_worker_fetch(w, "reader", 0, STORED, (uint64_t)i, count_fetch, &o);
+    store_worker_flush(w);
+    usleep(2000); /* the worker is reading now */
+    hub_msg_t m = {"w1", "writer", "{}", 2, 1, 0, 1};
+    store_worker_put(w, &m, note_put, &o);
+    store_worker_flush(w);
+    wait_for(w, &o.done, READS + 1);
+    assert_true(o.put_at >= 0);
+    assert_true(o.put_at < READS / 2);
+
+    store_worker_stop(w, now_mono_ms() + 5000);
+    store_worker_free(w);
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(each_request_completes_on_the_polling_thread),
+        cmocka_unit_test(a_write_does_not_wait_behind_reads),
     };
     return cmocka_run_group_tests_name("store worker", tests, NULL, NULL);
 }
