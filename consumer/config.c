@@ -86,6 +86,9 @@ static const struct setting settings[] = {
      RANGE(1, 65536)},
     {.flag = "shutdown-timeout", "SHUTDOWN_TIMEOUT", "5", INT, S(shutdown_timeout_s),
      "seconds allowed at SIGTERM to store what is in flight and commit", RANGE(1, 600)},
+    {.flag = "store-timeout", "STORE_TIMEOUT", "5", INT, S(store_timeout_s),
+     "seconds one offline-store call may take before it fails and is tried again",
+     RANGE(1, 600)},
     {.flag = "max-pending-per-user", "MAX_PENDING_PER_USER", "10000", INT,
      S(max_pending_per_user),
      "notifications kept for one user while they are away; beyond it the oldest expire, "

@@ -257,7 +257,7 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     g->ws.turn_work = schedule_turn_end;
     g->ws.arg = g;
 
-    store_t *st = store_open(c->store_uri, c->mongodb_db, errstr, size);
+    store_t *st = store_open(c->store_uri, c->mongodb_db, c->store_timeout_s * 1000, errstr, size);
     if (!st)
         goto fail;
     struct store_expiry expiry = {(size_t)c->max_pending_per_user,

@@ -89,9 +89,38 @@ void kafka_offsets_done(kafka_t *k, const struct part_offset *done, size_t n)
 struct kafka_status kafka_status(kafka_t *k)
 {
     pthread_mutex_lock(&k->lock);
-    struct kafka_status st = {tracker_pending(k->tracker), k->assigned};
+    struct kafka_status st = {tracker_pending(k->tracker), k->assigned,
+                              atomic_load(&k->unreachable)};
     pthread_mutex_unlock(&k->lock);
     return st;
+}
+
+/* librdkafka's errors that are not about one message: all brokers down is
+ * what /healthz reports; the rest are logged. */
+static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+    (void)rk;
+    kafka_t *k = opaque;
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && !atomic_exchange(&k->unreachable, 1))
+        log_error("kafka: no broker answers (%s): consuming waits until one does", reason);
+    else if (err != RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
+        log_warn("kafka: %s: %s", rd_kafka_err2str(err), reason);
+}
+
+/* While no broker answered, asks one for metadata, at most once a second:
+ * an answer clears the state. librdkafka says when brokers go down, not
+ * when they come back. */
+static void check_reachable(kafka_t *k, int64_t *next_ms)
+{
+    const struct rd_kafka_metadata *md;
+    if (!atomic_load(&k->unreachable) || now_mono_ms() < *next_ms)
+        return;
+    *next_ms = now_mono_ms() + 1000;
+    if (rd_kafka_metadata(k->rk, 0, NULL, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_metadata_destroy(md);
+        atomic_store(&k->unreachable, 0);
+        log_info("kafka: a broker answers again");
+    }
 }
 
 void kafka_batch_free(kafka_batch_t *b)
@@ -146,8 +175,10 @@ static void *consume_loop(void *arg)
     rd_kafka_message_t **rkms = xcalloc(k->batch_max, sizeof(*rkms));
     struct part_offset *skipped = xcalloc(k->batch_max, sizeof(*skipped));
     char err[256];
+    int64_t next_check = 0;
 
     while (!handoff_closed(k->batches)) {
+        check_reachable(k, &next_check);
         size_t polled = poll_records(k, rkms), nskipped = 0;
         if (!polled)
             continue;
@@ -257,6 +288,7 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
     if (set_props(rconf, fixed, sizeof(fixed) / sizeof(fixed[0]), errstr, size) != 0)
         goto fail;
     rd_kafka_conf_set_log_cb(rconf, on_log);
+    rd_kafka_conf_set_error_cb(rconf, on_error);
     rd_kafka_conf_set_rebalance_cb(rconf, kafka_on_rebalance);
     rd_kafka_conf_set_opaque(rconf, k);
 

@@ -51,8 +51,9 @@ void kafka_batch_free(kafka_batch_t *b);
 void kafka_offsets_done(kafka_t *k, const struct part_offset *done, size_t n);
 
 struct kafka_status {
-    size_t pending; /* messages consumed and not yet committable */
-    int assigned;   /* partitions the consumer group assigns to this gateway */
+    size_t pending;  /* messages consumed and not yet committable */
+    int assigned;    /* partitions the consumer group assigns to this gateway */
+    int unreachable; /* no broker answers */
 };
 struct kafka_status kafka_status(kafka_t *k);
 

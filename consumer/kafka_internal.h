@@ -5,6 +5,7 @@
 
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "kafka.h"
 
@@ -16,6 +17,7 @@ struct kafka {
     pthread_t thread;
     int started;
 
+    atomic_int unreachable; /* every broker is down, as librdkafka last said */
     pthread_mutex_t lock; /* guards the tracker and assigned */
     int assigned;         /* partitions assigned to this member */
     tracker_t *tracker;

@@ -7,18 +7,26 @@
 #include "http.h"
 #include "pipeline.h"
 
-/* GET /healthz: what the gateway holds and whether it is stopping. */
+/* GET /healthz: what the gateway holds, and what it waits for: "ok",
+ * "degraded" (Kafka unreachable or the store failing: the gateway keeps
+ * serving and retrying, so still 200) or "stopping" (503). */
 static void get_healthz(void *ctx, http_request_t *req)
 {
     const struct pipeline *p = ctx;
     struct kafka_status kafka = kafka_status(p->kafka);
-    char body[512];
+    struct store_health store = store_worker_health(p->store);
+    char body[640];
     int n = snprintf(body, sizeof(body),
-                     "{\"status\":\"%s\",\"users\":%zu,\"connections\":%zu,\"inflight\":%zu,"
-                     "\"storeBacklog\":%zu,\"kafkaPending\":%zu,\"partitions\":%d}\n",
-                     p->stopping ? "stopping" : "ok", hub_user_count(p->hub),
-                     hub_conn_count(p->hub), hub_inflight_count(p->hub),
-                     store_worker_backlog(p->store), kafka.pending, kafka.assigned);
+                     "{\"status\":\"%s\",\"kafka\":\"%s\",\"store\":\"%s\",\"users\":%zu,"
+                     "\"connections\":%zu,\"inflight\":%zu,\"storeBacklog\":%zu,"
+                     "\"storeFailures\":%lu,\"kafkaPending\":%zu,\"partitions\":%d}\n",
+                     p->stopping                              ? "stopping"
+                     : kafka.unreachable || store.failing ? "degraded"
+                                                              : "ok",
+                     kafka.unreachable ? "unreachable" : "ok", store.failing ? "failing" : "ok",
+                     hub_user_count(p->hub), hub_conn_count(p->hub), hub_inflight_count(p->hub),
+                     store_worker_backlog(p->store), store.failures, kafka.pending,
+                     kafka.assigned);
     http_respond(req, p->stopping ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK,
                  "application/json", body, (size_t)n);
 }

@@ -13,7 +13,7 @@ struct store {
     void *impl;
 };
 
-store_t *store_open(const char *uri, const char *db, char *errstr, size_t size)
+store_t *store_open(const char *uri, const char *db, int timeout_ms, char *errstr, size_t size)
 {
     const struct store_backend *backend;
 
@@ -28,7 +28,7 @@ store_t *store_open(const char *uri, const char *db, char *errstr, size_t size)
     }
     store_t *st = xcalloc(1, sizeof(*st));
     st->backend = backend;
-    st->impl = backend->open(uri, db, errstr, size);
+    st->impl = backend->open(uri, db, timeout_ms, errstr, size);
     if (!st->impl) {
         free(st);
         return NULL;

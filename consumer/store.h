@@ -29,8 +29,12 @@ typedef void (*store_fetch_cb)(void *arg, const store_doc_t *doc);
 
 /* Opens the store named by uri: mongodb://… or mongodb+srv://… (database
  * db, collection "notifications"), or sqlite:PATH (a file, created if
- * missing). A bad URI fails here; an unreachable server in store_prepare. */
-store_t *store_open(const char *uri, const char *db, char *errstr, size_t errstr_size);
+ * missing). A bad URI fails here; an unreachable server in store_prepare.
+ * Each call then fails after timeout_ms rather than hang (MongoDB: the
+ * socket timeout unless the URI sets its own; SQLite: a locked file), and
+ * the store worker retries it. */
+store_t *store_open(const char *uri, const char *db, int timeout_ms, char *errstr,
+                    size_t errstr_size);
 /* "MongoDB" or "SQLite", for logs. */
 const char *store_name(const store_t *st);
 /* Reaches the server, migrates the data to the current schema version

@@ -8,7 +8,8 @@
 
 struct store_backend {
     const char *name;
-    void *(*open)(const char *uri, const char *db, char *errstr, size_t errstr_size);
+    void *(*open)(const char *uri, const char *db, int timeout_ms, char *errstr,
+                  size_t errstr_size);
     int (*prepare)(void *impl, char *errstr, size_t errstr_size);
     int (*put)(void *impl, const store_doc_t *docs, size_t n, char *errstr, size_t errstr_size);
     int (*fetch)(void *impl, const char *user, int64_t after_seq, size_t limit, store_fetch_cb cb,

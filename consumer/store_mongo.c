@@ -72,7 +72,8 @@ static int set_err(char *errstr, size_t size, const char *what, const bson_error
 
 static void mongo_close(void *impl);
 
-static void *mongo_open(const char *uri_string, const char *db, char *errstr, size_t size)
+static void *mongo_open(const char *uri_string, const char *db, int timeout_ms, char *errstr,
+                        size_t size)
 {
     bson_error_t err;
     mongo_store_t *st = NULL;
@@ -87,6 +88,10 @@ static void *mongo_open(const char *uri_string, const char *db, char *errstr, si
      * is down, so the worker can report it and retry. */
     if (!mongoc_uri_has_option(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 2000);
+    /* A call that hangs (a frozen server) fails after the store timeout
+     * and is retried: writes are idempotent. */
+    if (!mongoc_uri_has_option(uri, MONGOC_URI_SOCKETTIMEOUTMS))
+        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS, timeout_ms);
     /* A put must be durable before its Kafka offset is committed: journaled,
      * unless the URI asks for a write concern of its own (w=majority…). */
     if (mongoc_write_concern_is_default(mongoc_uri_get_write_concern(uri))) {

@@ -65,7 +65,8 @@ static void make_parent(const char *path)
     mkdir(dir, 0750); /* an error shows when the file cannot be opened */
 }
 
-static void *sqlite_open(const char *uri, const char *db, char *errstr, size_t size)
+static void *sqlite_open(const char *uri, const char *db, int timeout_ms, char *errstr,
+                         size_t size)
 {
     (void)db;
     const char *path = uri + strlen("sqlite:");
@@ -87,7 +88,7 @@ static void *sqlite_open(const char *uri, const char *db, char *errstr, size_t s
         sqlite_close(st);
         return NULL;
     }
-    sqlite3_busy_timeout(st->db, 5000);
+    sqlite3_busy_timeout(st->db, timeout_ms);
     return st;
 }
 

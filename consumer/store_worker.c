@@ -142,6 +142,11 @@ size_t store_worker_poll(store_worker_t *w)
     return n;
 }
 
+struct store_health store_worker_health(store_worker_t *w)
+{
+    return (struct store_health){atomic_load(&w->failing), atomic_load(&w->failures)};
+}
+
 size_t store_worker_backlog(const store_worker_t *w)
 {
     return w->backlog;

@@ -63,6 +63,14 @@ void store_worker_flush(store_worker_t *w);
 /* Calls the completions posted so far. Returns how many. */
 size_t store_worker_poll(store_worker_t *w);
 
+/* Whether the last store call failed (the worker is retrying), and how
+ * many calls failed since start. Any thread. */
+struct store_health {
+    int failing;
+    unsigned long failures;
+};
+struct store_health store_worker_health(store_worker_t *w);
+
 /* Puts submitted and not yet completed, and their bytes: the loop stops
  * taking from Kafka while these are over its limits. */
 size_t store_worker_backlog(const store_worker_t *w);

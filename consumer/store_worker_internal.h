@@ -5,6 +5,7 @@
 #define CONSUMER_STORE_WORKER_INTERNAL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "handoff.h"
 #include "store_worker.h"
@@ -44,6 +45,8 @@ struct store_worker {
     int started;
     int abandoned; /* outlived the stop deadline: never free what it uses */
     int64_t deadline_ms; /* written before requests is closed */
+    atomic_int failing;       /* the last store call failed */
+    atomic_ulong failures;    /* failed calls since start */
 
     /* loop thread only */
     struct req_list *open;

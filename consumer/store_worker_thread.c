@@ -23,6 +23,8 @@ static int retry(store_worker_t *w, const char *what, const char *errstr, int at
 {
     if (attempt == 1 || attempt % (int)(30000 / RETRY_MAX_MS) == 0)
         log_warn("%s failed, retrying (attempt %d): %s", what, attempt, errstr);
+    atomic_store(&w->failing, 1);
+    atomic_fetch_add(&w->failures, 1);
 
     if (handoff_pause(w->requests, *delay)) {
         int64_t left = w->deadline_ms - now_mono_ms();
@@ -150,8 +152,10 @@ static void run_one(store_worker_t *w, struct req_list *by_op)
     struct req_list *l = chunk(&by_op[op].head, op == OP_FETCH ? 1 : CHUNK);
     if (!by_op[op].head)
         by_op[op].tail = &by_op[op].head;
-    if (op == OP_FETCH ? run_fetch(w, l->head) == 0 : run_chunk(w, l) == 0)
+    if (op == OP_FETCH ? run_fetch(w, l->head) == 0 : run_chunk(w, l) == 0) {
+        atomic_store(&w->failing, 0);
         post(w, l);
+    }
     else if (op == OP_FETCH)
         list_free(&l->link);
 }
@@ -182,6 +186,7 @@ void *store_worker_thread(void *arg)
         if (!retry(w, "preparing the offline store", err, attempt, &delay, NULL))
             return NULL;
     }
+    atomic_store(&w->failing, 0);
     log_info("offline store ready (%s)", store_name(w->st));
 
     struct req_list by_op[3];

@@ -583,12 +583,14 @@ class FerretDB:
         kwargs.setdefault("serverSelectionTimeoutMS", 5000)
         return pymongo.MongoClient(self.uri, **kwargs)
 
-    def start(self, tmpdir: Path | str, timeout: float = 30.0) -> "FerretDB":
+    def start(self, tmpdir: Path | str, timeout: float = 30.0,
+              port: int | None = None) -> "FerretDB":
+        """Starts on PORT, or a free one."""
         ensure_fetched("ferretdb")
         t0 = time.monotonic()
         self.dir = Path(tmpdir)
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.log_path = self.dir / "ferretdb.log"
         self.proc = spawn(
             [str(ferretdb_binary()), "--listen", f"127.0.0.1:{self.port}",

@@ -424,6 +424,31 @@ def test_http_serves_the_page_and_health(gateway):
         assert b"101" not in reply.split(b"\r\n")[0]
 
 
+def test_health_says_what_is_down(gateway, tmp_path):
+    """With no broker and no store answering, /healthz says which (and the
+    gateway keeps serving); once the store comes up, it says so."""
+    from servers import FerretDB, free_port
+    store_port = free_port()
+    gw = gateway(brokers=f"127.0.0.1:{free_port()}",
+                 mongodb_uri=f"mongodb://127.0.0.1:{store_port}/", args=["--store-timeout", "2"])
+    deadline = time.monotonic() + 20
+    h = health(gw)
+    while (h["kafka"], h["store"]) != ("unreachable", "failing") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        h = health(gw)
+    assert h["status"] == "degraded" and h["kafka"] == "unreachable" and h["store"] == "failing"
+    assert h["storeFailures"] >= 1
+    db = FerretDB().start(tmp_path / "ferretdb", port=store_port)
+    try:
+        deadline = time.monotonic() + 20
+        while health(gw)["store"] != "ok" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        h = health(gw)
+        assert h["store"] == "ok" and h["kafka"] == "unreachable" and h["status"] == "degraded"
+    finally:
+        db.stop()
+
+
 def test_sigterm_stores_in_flight_commits_and_exits_zero(kafka, mongo, topic, mongo_db_name,
                                                          gateway):
     gw = gateway()

@@ -47,7 +47,7 @@ static store_doc_t doc(const char *id, const char *user, int64_t seq)
 static store_t *open_store(void)
 {
     char err[512];
-    store_t *st = store_open(uri, db, err, sizeof(err));
+    store_t *st = store_open(uri, db, 5000, err, sizeof(err));
     if (!st)
         fail_msg("store_open(%s): %s", uri, err);
     if (store_prepare(st, err, sizeof(err)) != 0)
@@ -292,11 +292,11 @@ static void bad_uris_are_refused_clearly(void **state)
 {
     (void)state;
     char err[512];
-    assert_null(store_open("redis://x", "d", err, sizeof(err)));
+    assert_null(store_open("redis://x", "d", 5000, err, sizeof(err)));
     assert_non_null(strstr(err, "mongodb://"));
-    assert_null(store_open("sqlite:", "d", err, sizeof(err)));
+    assert_null(store_open("sqlite:", "d", 5000, err, sizeof(err)));
     assert_non_null(strstr(err, "file path"));
-    assert_null(store_open("sqlite:/nonexistent-dir/x/y.db", "d", err, sizeof(err)));
+    assert_null(store_open("sqlite:/nonexistent-dir/x/y.db", "d", 5000, err, sizeof(err)));
     assert_non_null(strstr(err, "cannot open"));
 }
 

@@ -71,7 +71,7 @@ static void each_request_completes_on_the_polling_thread(void **state)
     char dir[] = "/tmp/store_worker_XXXXXX", uri[128], err[256];
     assert_non_null(mkdtemp(dir));
     snprintf(uri, sizeof(uri), "sqlite:%s/s.db", dir);
-    store_t *st = store_open(uri, NULL, err, sizeof(err));
+    store_t *st = store_open(uri, NULL, 5000, err, sizeof(err));
     assert_non_null(st);
     struct store_expiry none = {0, 0, 60000};
     store_worker_t *w = store_worker_start(st, &none, wake, NULL);
@@ -139,7 +139,7 @@ static void a_write_does_not_wait_behind_reads(void **state)
     char dir[] = "/tmp/store_worker_XXXXXX", uri[128], err[256];
     assert_non_null(mkdtemp(dir));
     snprintf(uri, sizeof(uri), "sqlite:%s/s.db", dir);
-    store_t *st = store_open(uri, NULL, err, sizeof(err));
+    store_t *st = store_open(uri, NULL, 5000, err, sizeof(err));
     struct store_expiry none = {0, 0, 60000};
     struct order o = {0, -1};
 
