@@ -15,7 +15,8 @@
  *   2  _id = "<userId>/<id>", with the id in its own field. _id cannot
  *      change in place: each document is copied under its new _id, then
  *      the old one deleted, in batches (a crash in between repeats a batch
- *      harmlessly: copies are idempotent). */
+ *      harmlessly: copies are idempotent).
+ * Migrations and expiry are store_mongo_upkeep.c's. */
 #include "store_backend.h"
 
 #include <mongoc/mongoc.h>
@@ -25,23 +26,9 @@
 #include <string.h>
 
 #include "log.h"
-#include "notification.h"
+#include "store_mongo_internal.h"
 #include "timeutil.h"
 #include "xalloc.h"
-
-#define COLLECTION "notifications"
-#define META_COLLECTION "meta"
-#define MONGO_DUPLICATE_KEY 11000
-#define SCHEMA_VERSION 2
-#define MIGRATE_BATCH 1000
-#define KEY_MAX (NOTIF_USER_MAX + 1 + NOTIF_ID_MAX + 1)
-
-struct mongo_store {
-    mongoc_client_t *client;
-    mongoc_collection_t *coll, *meta;
-};
-
-typedef struct mongo_store mongo_store_t;
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
@@ -64,7 +51,7 @@ static void mongo_init(void)
     mongoc_log_set_handler(on_mongoc_log, NULL);
 }
 
-static int set_err(char *errstr, size_t size, const char *what, const bson_error_t *err)
+int mongo_set_err(char *errstr, size_t size, const char *what, const bson_error_t *err)
 {
     snprintf(errstr, size, "%s: %s", what, err->message);
     return -1;
@@ -81,7 +68,7 @@ static void *mongo_open(const char *uri_string, const char *db, int timeout_ms, 
     pthread_once(&init_once, mongo_init);
     mongoc_uri_t *uri = mongoc_uri_new_with_error(uri_string, &err);
     if (!uri) {
-        set_err(errstr, size, "invalid MongoDB URI", &err);
+        mongo_set_err(errstr, size, "invalid MongoDB URI", &err);
         return NULL;
     }
     /* Fail a write in seconds rather than the driver's 30 s when the server
@@ -104,7 +91,7 @@ static void *mongo_open(const char *uri_string, const char *db, int timeout_ms, 
     st = xcalloc(1, sizeof(*st));
     st->client = mongoc_client_new_from_uri_with_error(uri, &err);
     if (!st->client) {
-        set_err(errstr, size, "cannot create a MongoDB client", &err);
+        mongo_set_err(errstr, size, "cannot create a MongoDB client", &err);
         goto fail;
     }
     mongoc_client_set_appname(st->client, "notification-gateway");
@@ -160,19 +147,19 @@ static int only_duplicates(const bson_t *reply)
 }
 
 /* The _id of user's notification id. */
-static const char *key_of(const char *user, const char *id, char key[KEY_MAX])
+const char *mongo_key_of(const char *user, const char *id, char key[KEY_MAX])
 {
     snprintf(key, KEY_MAX, "%s/%s", user, id);
     return key;
 }
 
 /* A document of schema version 2. */
-static bson_t *new_doc(const char *id, const char *user, int64_t seq, const char *frame,
+bson_t *mongo_new_doc(const char *id, const char *user, int64_t seq, const char *frame,
                        size_t frame_len, int64_t stored_at)
 {
     char key[KEY_MAX];
     bson_t *b = bson_new();
-    BSON_APPEND_UTF8(b, "_id", key_of(user, id, key));
+    BSON_APPEND_UTF8(b, "_id", mongo_key_of(user, id, key));
     BSON_APPEND_UTF8(b, "id", id);
     BSON_APPEND_UTF8(b, "userId", user);
     BSON_APPEND_INT64(b, "seq", seq);
@@ -183,7 +170,7 @@ static bson_t *new_doc(const char *id, const char *user, int64_t seq, const char
 
 /* Inserts docs, unordered: one duplicate does not stop the rest, and a
  * duplicate is a document stored before, which is what a put asks for. */
-static int insert_docs(mongo_store_t *st, bson_t **docs, size_t n, const char *what, char *errstr,
+int mongo_insert_docs(mongo_store_t *st, bson_t **docs, size_t n, const char *what, char *errstr,
                        size_t size)
 {
     bson_t opts = BSON_INITIALIZER, reply;
@@ -193,7 +180,7 @@ static int insert_docs(mongo_store_t *st, bson_t **docs, size_t n, const char *w
     BSON_APPEND_BOOL(&opts, "ordered", false);
     if (!mongoc_collection_insert_many(st->coll, (const bson_t **)docs, n, &opts, &reply, &err) &&
         !only_duplicates(&reply))
-        rc = set_err(errstr, size, what, &err);
+        rc = mongo_set_err(errstr, size, what, &err);
     bson_destroy(&reply);
     bson_destroy(&opts);
     for (size_t i = 0; i < n; i++)
@@ -208,132 +195,13 @@ static int mongo_put(void *impl, const store_doc_t *docs, size_t n, char *errstr
     bson_t **bdocs = xcalloc(n, sizeof(*bdocs));
     int64_t now = now_wall_ms();
     for (size_t i = 0; i < n; i++)
-        bdocs[i] = new_doc(docs[i].id, docs[i].user, docs[i].seq, docs[i].frame,
+        bdocs[i] = mongo_new_doc(docs[i].id, docs[i].user, docs[i].seq, docs[i].frame,
                            docs[i].frame_len, now);
-    int rc = insert_docs(impl, bdocs, n, "cannot store notifications", errstr, size);
+    int rc = mongo_insert_docs(impl, bdocs, n, "cannot store notifications", errstr, size);
     free(bdocs);
     return rc;
 }
 
-/* The version the store's data has: the meta document's, else 1 when
- * documents of version 1 are there, else (an empty store) the current
- * one. -1 with errstr when the server cannot say. */
-static int64_t stored_version(mongo_store_t *st, char *errstr, size_t size)
-{
-    bson_error_t err;
-    const bson_t *doc;
-    bson_iter_t it;
-    int64_t version = -1;
-
-    bson_t *filter = BCON_NEW("_id", "schema");
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->meta, filter, NULL, NULL);
-    if (mongoc_cursor_next(cur, &doc) && bson_iter_init_find(&it, doc, "version"))
-        version = bson_iter_as_int64(&it);
-    if (version < 0 && mongoc_cursor_error(cur, &err))
-        set_err(errstr, size, "cannot read the store's schema version", &err);
-    else if (version < 0) {
-        bson_t *old = BCON_NEW("id", "{", "$exists", BCON_BOOL(false), "}");
-        bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
-        int64_t n = mongoc_collection_count_documents(st->coll, old, opts, NULL, NULL, &err);
-        if (n < 0)
-            set_err(errstr, size, "cannot look for stored notifications", &err);
-        else
-            version = n > 0 ? 1 : SCHEMA_VERSION;
-        bson_destroy(opts);
-        bson_destroy(old);
-    }
-    mongoc_cursor_destroy(cur);
-    bson_destroy(filter);
-    return version;
-}
-
-static int record_version(mongo_store_t *st, char *errstr, size_t size)
-{
-    bson_error_t err;
-    bson_t *filter = BCON_NEW("_id", "schema");
-    bson_t *doc = BCON_NEW("_id", "schema", "version", BCON_INT32(SCHEMA_VERSION));
-    bson_t *opts = BCON_NEW("upsert", BCON_BOOL(true));
-    int rc = mongoc_collection_replace_one(st->meta, filter, doc, opts, NULL, &err)
-                 ? 0
-                 : set_err(errstr, size, "cannot record the store's schema version", &err);
-    bson_destroy(opts);
-    bson_destroy(doc);
-    bson_destroy(filter);
-    return rc;
-}
-
-/* 1 -> 2: each document keyed by id alone is copied under "<userId>/<id>"
- * with the id in its own field, then deleted, a batch at a time. */
-static int migrate_1_to_2(mongo_store_t *st, char *errstr, size_t size)
-{
-    bson_t *old = BCON_NEW("id", "{", "$exists", BCON_BOOL(false), "}");
-    bson_t *opts = BCON_NEW("limit", BCON_INT64(MIGRATE_BATCH));
-    bson_t **copies = xcalloc(MIGRATE_BATCH, sizeof(*copies));
-    int rc = 0;
-
-    /* Until a read finds less than a batch, or nothing of ours. */
-    for (size_t found = MIGRATE_BATCH, n = 1; rc == 0 && found == MIGRATE_BATCH && n;) {
-        bson_error_t err;
-        const bson_t *doc;
-        bson_t ids = BSON_INITIALIZER;
-        mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->coll, old, opts, NULL);
-        for (found = n = 0; mongoc_cursor_next(cur, &doc); found++) {
-            bson_iter_t id, user, seq, frame, at;
-            uint32_t len = 0;
-            if (!bson_iter_init_find(&id, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&id) ||
-                !bson_iter_init_find(&user, doc, "userId") || !BSON_ITER_HOLDS_UTF8(&user) ||
-                !bson_iter_init_find(&seq, doc, "seq") ||
-                !bson_iter_init_find(&frame, doc, "notification") || !BSON_ITER_HOLDS_UTF8(&frame))
-                continue; /* not one of ours: left as it is */
-            const char *f = bson_iter_utf8(&frame, &len);
-            int64_t stored_at = bson_iter_init_find(&at, doc, "storedAt") &&
-                                BSON_ITER_HOLDS_DATE_TIME(&at) ? bson_iter_date_time(&at) : 0;
-            char k[16];
-            const char *key;
-            bson_uint32_to_string((uint32_t)n, &key, k, sizeof(k));
-            BSON_APPEND_UTF8(&ids, key, bson_iter_utf8(&id, NULL));
-            copies[n++] = new_doc(bson_iter_utf8(&id, NULL), bson_iter_utf8(&user, NULL),
-                                  bson_iter_as_int64(&seq), f, len, stored_at);
-        }
-        if (mongoc_cursor_error(cur, &err))
-            rc = set_err(errstr, size, "cannot read version 1 documents", &err);
-        mongoc_cursor_destroy(cur);
-        if (rc == 0 && n)
-            rc = insert_docs(st, copies, n, "cannot copy version 1 documents", errstr, size);
-        else
-            for (size_t i = 0; i < n; i++)
-                bson_destroy(copies[i]);
-        if (rc == 0 && n) {
-            bson_t *del = BCON_NEW("_id", "{", "$in", BCON_ARRAY(&ids), "}");
-            if (!mongoc_collection_delete_many(st->coll, del, NULL, NULL, &err))
-                rc = set_err(errstr, size, "cannot delete migrated version 1 documents", &err);
-            bson_destroy(del);
-        }
-        bson_destroy(&ids);
-    }
-    free(copies);
-    bson_destroy(opts);
-    bson_destroy(old);
-    return rc;
-}
-
-static int migrate(mongo_store_t *st, char *errstr, size_t size)
-{
-    int64_t version = stored_version(st, errstr, size);
-    if (version < 0)
-        return -1;
-    if (version > SCHEMA_VERSION) {
-        snprintf(errstr, size, "the store's schema is version %lld, newer than this gateway's "
-                 "(%d): run a newer gateway", (long long)version, SCHEMA_VERSION);
-        return -1;
-    }
-    if (version == 1) {
-        log_info("migrating the MongoDB store from schema version 1 to 2");
-        if (migrate_1_to_2(st, errstr, size) != 0)
-            return -1;
-    }
-    return record_version(st, errstr, size);
-}
 
 static int mongo_prepare(void *impl, char *errstr, size_t size)
 {
@@ -343,7 +211,7 @@ static int mongo_prepare(void *impl, char *errstr, size_t size)
     bson_error_t err;
     int rc = 0;
 
-    if (migrate(st, errstr, size) != 0)
+    if (mongo_migrate(st, errstr, size) != 0)
         return -1;
     bson_init(&keys);
     BSON_APPEND_INT32(&keys, "userId", 1);
@@ -352,7 +220,7 @@ static int mongo_prepare(void *impl, char *errstr, size_t size)
     cmd = BCON_NEW("createIndexes", BCON_UTF8(COLLECTION), "indexes", "[", "{", "key",
                    BCON_DOCUMENT(&keys), "name", BCON_UTF8(name), "}", "]");
     if (!mongoc_collection_write_command_with_opts(st->coll, cmd, NULL, &reply, &err))
-        rc = set_err(errstr, size, "cannot create the index on userId and seq", &err);
+        rc = mongo_set_err(errstr, size, "cannot create the index on userId and seq", &err);
     bson_destroy(&reply);
     bson_destroy(cmd);
     bson_free(name);
@@ -395,7 +263,7 @@ static int mongo_fetch(void *impl, const char *user, int64_t after_seq, size_t l
         count++;
     }
     if (mongoc_cursor_error(cur, &err))
-        count = set_err(errstr, size, "cannot read stored notifications", &err);
+        count = mongo_set_err(errstr, size, "cannot read stored notifications", &err);
     mongoc_cursor_destroy(cur);
     bson_destroy(opts);
     bson_destroy(filter);
@@ -444,7 +312,7 @@ static int mongo_remove(void *impl, const char *const *users, const char *const 
         BSON_APPEND_ARRAY_BEGIN(&in, "$in", &list);
         for (; end < n && strcmp(order[end].user, user) == 0; end++) {
             bson_uint32_to_string((uint32_t)(end - start), &k, index, sizeof(index));
-            BSON_APPEND_UTF8(&list, k, key_of(user, order[end].id, key));
+            BSON_APPEND_UTF8(&list, k, mongo_key_of(user, order[end].id, key));
         }
         bson_append_array_end(&in, &list);
         bson_append_document_end(&sel, &in);
@@ -453,7 +321,7 @@ static int mongo_remove(void *impl, const char *const *users, const char *const 
         start = end;
     }
     if (!mongoc_bulk_operation_execute(bulk, &reply, &err))
-        rc = set_err(errstr, size, "cannot delete acknowledged notifications", &err);
+        rc = mongo_set_err(errstr, size, "cannot delete acknowledged notifications", &err);
     bson_destroy(&reply);
     mongoc_bulk_operation_destroy(bulk);
     bson_destroy(opts);
@@ -468,106 +336,11 @@ static int64_t mongo_count(void *impl, const char *user, char *errstr, size_t si
     bson_t *filter = user ? BCON_NEW("userId", BCON_UTF8(user)) : bson_new();
     int64_t n = mongoc_collection_count_documents(st->coll, filter, NULL, NULL, NULL, &err);
     if (n < 0)
-        set_err(errstr, size, "cannot count stored notifications", &err);
+        mongo_set_err(errstr, size, "cannot count stored notifications", &err);
     bson_destroy(filter);
     return n;
 }
 
-/* Deletes the documents of filter, counting them. */
-static int64_t delete_counted(mongo_store_t *st, const bson_t *filter, char *errstr, size_t size)
-{
-    bson_error_t err;
-    bson_t reply;
-    bson_iter_t it;
-    int64_t n = -1;
-    if (!mongoc_collection_delete_many(st->coll, filter, NULL, &reply, &err))
-        set_err(errstr, size, "cannot expire pending notifications", &err);
-    else
-        n = bson_iter_init_find(&it, &reply, "deletedCount") ? bson_iter_as_int64(&it) : 0;
-    bson_destroy(&reply);
-    return n;
-}
-
-/* user's pending notifications beyond the newest max, deleted. */
-static int64_t expire_user(mongo_store_t *st, const char *user, size_t max, char *errstr,
-                           size_t size)
-{
-    bson_error_t err;
-    const bson_t *doc;
-    bson_t ids = BSON_INITIALIZER;
-    uint32_t n = 0;
-    int64_t total = 0;
-
-    bson_t *filter = BCON_NEW("userId", BCON_UTF8(user));
-    bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(-1), "}", "skip",
-                            BCON_INT64((int64_t)max), "projection", "{", "_id", BCON_INT32(1), "}");
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->coll, filter, opts, NULL);
-    while (mongoc_cursor_next(cur, &doc)) {
-        bson_iter_t it;
-        char key[16];
-        const char *k;
-        if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&it))
-            continue;
-        bson_uint32_to_string(n++, &k, key, sizeof(key));
-        BSON_APPEND_UTF8(&ids, k, bson_iter_utf8(&it, NULL));
-    }
-    if (mongoc_cursor_error(cur, &err))
-        total = set_err(errstr, size, "cannot find pending notifications to expire", &err);
-    else if (n) {
-        bson_t *del = BCON_NEW("userId", BCON_UTF8(user), "_id", "{", "$in", BCON_ARRAY(&ids), "}");
-        total = delete_counted(st, del, errstr, size);
-        bson_destroy(del);
-    }
-    mongoc_cursor_destroy(cur);
-    bson_destroy(opts);
-    bson_destroy(filter);
-    bson_destroy(&ids);
-    return total;
-}
-
-/* Users over the limit come from one $group over the collection: no
- * server here uses a secondary index, so one pass beats one count per
- * user. */
-static int64_t mongo_expire(void *impl, size_t max_per_user, int64_t stored_before_ms,
-                            char *errstr, size_t size)
-{
-    mongo_store_t *st = impl;
-    bson_error_t err;
-    const bson_t *doc;
-    int64_t total = 0;
-
-    if (max_per_user) {
-        bson_t *pipeline = BCON_NEW(
-            "pipeline", "[", "{", "$group", "{", "_id", BCON_UTF8("$userId"), "n", "{", "$sum",
-            BCON_INT32(1), "}", "}", "}", "{", "$match", "{", "n", "{", "$gt",
-            BCON_INT64((int64_t)max_per_user), "}", "}", "}", "]");
-        mongoc_cursor_t *cur =
-            mongoc_collection_aggregate(st->coll, MONGOC_QUERY_NONE, pipeline, NULL, NULL);
-        while (total >= 0 && mongoc_cursor_next(cur, &doc)) {
-            bson_iter_t it;
-            if (!bson_iter_init_find(&it, doc, "_id") || !BSON_ITER_HOLDS_UTF8(&it))
-                continue;
-            const char *user = bson_iter_utf8(&it, NULL);
-            int64_t n = expire_user(st, user, max_per_user, errstr, size);
-            if (n > 0)
-                log_warn("expired the %lld oldest pending notifications of user %s: over the "
-                         "limit of %zu (--max-pending-per-user)",
-                         (long long)n, user, max_per_user);
-            total = n < 0 ? -1 : total + n;
-        }
-        if (total >= 0 && mongoc_cursor_error(cur, &err))
-            total = set_err(errstr, size, "cannot count pending notifications per user", &err);
-        mongoc_cursor_destroy(cur);
-        bson_destroy(pipeline);
-    }
-    if (total >= 0 && stored_before_ms) {
-        bson_t *old = BCON_NEW("storedAt", "{", "$lt", BCON_DATE_TIME(stored_before_ms), "}");
-        int64_t n = delete_counted(st, old, errstr, size);
-        total = n < 0 ? -1 : total + n;
-        bson_destroy(old);
-    }
-    return total;
-}
 
 /* In store_backend's order: name, open, prepare, put, fetch, remove, count, expire,
  * close. */

@@ -1,0 +1,43 @@
+/* The MongoDB backend's insides, shared by store_mongo.c (the client and
+ * the calls of store.h) and store_mongo_upkeep.c (schema migrations and
+ * expiry). */
+#ifndef CONSUMER_STORE_MONGO_INTERNAL_H
+#define CONSUMER_STORE_MONGO_INTERNAL_H
+
+#include <mongoc/mongoc.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "notification.h"
+
+#define COLLECTION "notifications"
+#define META_COLLECTION "meta"
+#define MONGO_DUPLICATE_KEY 11000
+#define SCHEMA_VERSION 2
+#define MIGRATE_BATCH 1000
+#define KEY_MAX (NOTIF_USER_MAX + 1 + NOTIF_ID_MAX + 1)
+
+struct mongo_store {
+    mongoc_client_t *client;
+    mongoc_collection_t *coll, *meta;
+};
+
+typedef struct mongo_store mongo_store_t;
+
+int mongo_set_err(char *errstr, size_t size, const char *what, const bson_error_t *err);
+/* The _id of user's notification id: "<user>/<id>". */
+const char *mongo_key_of(const char *user, const char *id, char key[KEY_MAX]);
+/* A document of the current schema. */
+bson_t *mongo_new_doc(const char *id, const char *user, int64_t seq, const char *frame,
+                      size_t frame_len, int64_t stored_at);
+/* Inserts docs (and destroys them), unordered; a duplicate is success. */
+int mongo_insert_docs(mongo_store_t *st, bson_t **docs, size_t n, const char *what, char *errstr,
+                      size_t size);
+
+/* store_mongo_upkeep.c */
+/* Brings the data to SCHEMA_VERSION, refusing a newer one. */
+int mongo_migrate(mongo_store_t *st, char *errstr, size_t size);
+int64_t mongo_expire(void *impl, size_t max_per_user, int64_t stored_before_ms, char *errstr,
+                     size_t size);
+
+#endif
