@@ -144,7 +144,7 @@ def test_served_by_the_daemon_shows_and_acks_a_live_notification(
     card = page.locator(f'#list > li.notification[data-id="{nid}"]')
     expect(card).to_be_visible()
     expect(card.locator(".message")).to_have_text(message)  # text, not markup
-    assert message in card.inner_text()
+    expect(card).to_contain_text(message)  # retried: a one-shot read raced the render
     assert card.locator("b").count() == 0
     expect(card).not_to_contain_class("replayed")
     assert card.get_attribute("data-replayed") is None
