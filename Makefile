@@ -6,6 +6,7 @@
 #   make test            install what the tests need, build, run every test
 #   make unit            C unit tests only
 #   make integration     integration tests only (real Kafka and FerretDB)
+#   make soak            the fault suite's SIGKILL scenario, 100 cycles
 #   make SANITIZE=address,undefined test
 #   make deps            install the build dependencies (Debian packages)
 
@@ -42,7 +43,7 @@ PRODUCER_OBJ := $(PRODUCER_SRC:%.c=$(OBJ)/%.o)
 CONSUMER_LIB_OBJ := $(filter-out $(OBJ)/consumer/main.o,$(CONSUMER_OBJ))
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test-deps test unit unit-bin integration clean check-docker run bench bench-quick
+.PHONY: all deps test-deps test unit unit-bin integration clean check-docker run bench bench-quick soak
 all: $(BUILD)/consumer $(BUILD)/producer
 
 deps:
@@ -114,6 +115,11 @@ bench: all
 
 bench-quick: all
 	python3 bench/run.py --quick
+
+# The fault suite's SIGKILL scenario a hundred times instead of ten.
+soak:
+	FAULT_KILL_CYCLES=100 $(MAKE) integration \
+	    PYTEST_ARGS="tests/integration/test_faults.py -k sigkills -s"
 
 # No Docker engine runs on the test machines: validate what can be validated.
 check-docker:

@@ -1,0 +1,228 @@
+"""Fault injection against the real servers: the gateway killed again and
+again under traffic, the store frozen while users come and go, SIGTERM in
+the middle of a replay. Each scenario checks that every produced id reached
+its user at least once, none reached another user, and nothing stays stored
+once everything is acknowledged; it prints the duplicates and how long the
+users took to have everything after the fault ended."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import threading
+import time
+
+from confluent_kafka import Producer
+
+from servers import FerretDB
+from wsclient import Tab
+
+
+def note(nid: str, user: str) -> dict:
+    return {"id": nid, "userId": user, "message": f"fault {nid}",
+            "timestamp": "2023-10-01T12:00:00Z"}
+
+
+class Ledger:
+    """What was produced for whom, and what each user's tabs received."""
+
+    def __init__(self, users: list[str]):
+        self.expected: dict[str, set] = {u: set() for u in users}
+        self.got: dict[str, set] = {u: set() for u in users}
+        self.frames = 0
+
+    def take(self, user: str, tab: Tab) -> None:
+        for f in tab.frames:
+            assert f["userId"] == user, f"{user}'s tab got {f['userId']}'s {f['id']}"
+            assert f["id"] in self.expected[user], f"{user} got {f['id']}, never sent to them"
+            self.got[user].add(f["id"])
+        self.frames += len(tab.frames)
+        tab.frames.clear()
+
+    def missing(self) -> int:
+        return sum(len(self.expected[u] - self.got[u]) for u in self.expected)
+
+    def duplicates(self) -> int:
+        return self.frames - sum(len(g) for g in self.got.values())
+
+
+class Traffic(threading.Thread):
+    """Produces records at about RATE a second in the background."""
+
+    def __init__(self, bootstrap: str, topic: str, records: list[dict], rate: float):
+        super().__init__(daemon=True)
+        self.bootstrap, self.topic, self.records, self.rate = bootstrap, topic, records, rate
+        self.failures: list = []
+
+    def run(self) -> None:
+        p = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True,
+                      "linger.ms": 5})
+        start = time.monotonic()
+        for i, r in enumerate(self.records):
+            p.produce(self.topic, json.dumps(r).encode(), r["userId"].encode(),
+                      on_delivery=lambda err, msg: err and self.failures.append(err))
+            p.poll(0)
+            ahead = start + i / self.rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+        if p.flush(60) != 0:
+            self.failures.append("not all delivered")
+
+
+async def open_tabs(gw, users: list[str]) -> dict[str, Tab]:
+    tabs = {u: Tab(gw.ws_url(u)) for u in users}
+    for t in tabs.values():
+        await t.__aenter__()
+    return tabs
+
+
+async def close_tabs(tabs: dict[str, Tab], ledger: Ledger) -> None:
+    for u, t in tabs.items():
+        await t.close()
+        ledger.take(u, t)
+
+
+async def drain(gw, ledger: Ledger, timeout: float) -> float:
+    """Every user online until each has everything; returns how long."""
+    started = time.monotonic()
+    tabs = await open_tabs(gw, list(ledger.expected))
+    try:
+        while ledger.missing() and time.monotonic() - started < timeout:
+            await asyncio.sleep(0.25)
+            for u, t in tabs.items():
+                ledger.take(u, t)
+        await asyncio.sleep(1.0)  # let the last acks arrive
+    finally:
+        await close_tabs(tabs, ledger)
+    assert ledger.missing() == 0, f"{ledger.missing()} notifications never arrived"
+    return time.monotonic() - started
+
+
+def wait_store_empty(mongo_client, db: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    left = None
+    while time.monotonic() < deadline:
+        left = mongo_client[db].notifications.count_documents({})
+        if left == 0:
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"{left} acknowledged notifications still stored")
+
+
+# `make soak` runs a hundred.
+KILL_CYCLES = int(os.environ.get("FAULT_KILL_CYCLES", "10"))
+
+
+def test_sigkills_under_traffic_lose_nothing(kafka, mongo, topic, mongo_db_name, gateway):
+    """SIGKILL and restart, ten times, while notifications flow to a hundred
+    users, most of them online."""
+    users = [f"fk{i:02d}" for i in range(100)]
+    online = users[:80]
+    records = [note(f"fk-{n:05d}", users[n % len(users)]) for n in range(400 * KILL_CYCLES)]
+    ledger = Ledger(users)
+    for r in records:
+        ledger.expected[r["userId"]].add(r["id"])
+    gw = gateway(args=["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"])
+    traffic = Traffic(kafka.bootstrap, topic, records, rate=250)
+    traffic.start()
+
+    async def cycles():
+        for _ in range(KILL_CYCLES):
+            tabs = await open_tabs(gw, online)
+            await asyncio.sleep(1.0)
+            assert gw.kill() == -9
+            await close_tabs(tabs, ledger)
+            gw.start()
+    run(cycles())
+    traffic.join(60)
+    assert not traffic.failures, traffic.failures
+    took = run(drain(gw, ledger, timeout=120))
+    with mongo.client() as c:
+        wait_store_empty(c, mongo_db_name)
+    print(f"{KILL_CYCLES} SIGKILLs: {len(records)} produced, 0 lost, {ledger.duplicates()} duplicates, "
+          f"everything delivered {took:.1f} s after the last restart")
+
+
+def test_a_frozen_store_loses_nothing_while_users_come_and_go(kafka, topic, gateway, tmp_path):
+    """The store stopped with SIGSTOP for five seconds while users connect,
+    disconnect and connect again (reads out when their connection closes),
+    and while notifications keep coming; then SIGCONT."""
+    store = FerretDB().start(tmp_path / "ferretdb")
+    try:
+        gw = gateway(mongodb_uri=store.uri, args=["--store-timeout", "2"])
+        users = [f"fz{i:02d}" for i in range(20)]
+        first = [note(f"fz-a{n:04d}", users[n % 20]) for n in range(400)]
+        later = [note(f"fz-b{n:04d}", users[n % 20]) for n in range(400)]
+        ledger = Ledger(users)
+        for r in first + later:
+            ledger.expected[r["userId"]].add(r["id"])
+        Traffic(kafka.bootstrap, topic, first, rate=2000).run()
+        with store.client() as c:
+            deadline = time.monotonic() + 30
+            while c[gw_db(gw)].notifications.count_documents({}) < 400:
+                assert time.monotonic() < deadline, "the first notifications were not stored"
+                time.sleep(0.2)
+
+        async def churn():
+            os.kill(store.proc.pid, signal.SIGSTOP)
+            try:
+                traffic = Traffic(kafka.bootstrap, topic, later, rate=200)
+                traffic.start()
+                for _ in range(3):  # reads asked, connections gone, asked again
+                    tabs = await open_tabs(gw, users)
+                    await asyncio.sleep(0.5)
+                    await close_tabs(tabs, ledger)
+                await asyncio.sleep(3.0)
+            finally:
+                os.kill(store.proc.pid, signal.SIGCONT)
+            await asyncio.to_thread(traffic.join, 30)
+            assert not traffic.failures, traffic.failures
+            return await drain(gw, ledger, timeout=90)
+        took = run(churn())
+        with store.client() as c:
+            wait_store_empty(c, gw_db(gw), timeout=60)
+        print(f"store frozen 5 s: {len(first) + len(later)} produced, 0 lost, "
+              f"{ledger.duplicates()} duplicates, everything delivered {took:.1f} s after SIGCONT")
+    finally:
+        store.stop()
+
+
+def test_sigterm_in_the_middle_of_a_replay_loses_nothing(kafka, mongo, topic, mongo_db_name,
+                                                        gateway):
+    users = ["replayer"]
+    records = [note(f"rp-{n:05d}", "replayer") for n in range(2000)]
+    ledger = Ledger(users)
+    ledger.expected["replayer"] = {r["id"] for r in records}
+    gw = gateway()
+    Traffic(kafka.bootstrap, topic, records, rate=5000).run()
+    with mongo.client() as c:
+        deadline = time.monotonic() + 60
+        while c[mongo_db_name].notifications.count_documents({}) < 2000:
+            assert time.monotonic() < deadline, "the notifications were not stored"
+            time.sleep(0.2)
+
+    async def interrupted():
+        tabs = await open_tabs(gw, users)
+        while len(tabs["replayer"].frames) < 200:
+            await asyncio.sleep(0.01)
+        assert await asyncio.to_thread(gw.stop, 10) == 0
+        await close_tabs(tabs, ledger)
+        assert ledger.missing() > 0, "the replay finished before SIGTERM"
+    run(interrupted())
+    gw.start()
+    took = run(drain(gw, ledger, timeout=60))
+    with mongo.client() as c:
+        wait_store_empty(c, mongo_db_name)
+    print(f"SIGTERM mid-replay: 2000 stored, 0 lost, {ledger.duplicates()} duplicates, "
+          f"everything delivered {took:.1f} s after the restart")
+
+
+def gw_db(gw) -> str:
+    """The database the gateway was started with (--mongodb-db)."""
+    return gw.cmd[gw.cmd.index("--mongodb-db") + 1]
+
+
+def run(coro):
+    return asyncio.run(coro)
