@@ -544,6 +544,17 @@ class KafkaServer:
                 raise RuntimeError(f"topic {name} not ready after {timeout} s: {t and t.error}")
             time.sleep(0.05)
 
+    def restart(self, timeout: float = 60.0) -> "KafkaServer":
+        """Starts the stopped or killed broker again on the same ports and log
+        directory: what it had written is still there."""
+        self._admin = None
+        self.proc = spawn(
+            self._java(f"-Xmx{self.heap}", f"-Xms{self.heap}", "kafka.Kafka",
+                       str(self.dir / "server.properties")),
+            self.log_path, cwd=self.dir, append=True)
+        self._wait_ready(time.monotonic() + timeout)
+        return self
+
     def stop(self, timeout: float = 20.0) -> int | None:
         """SIGTERM, then SIGKILL after TIMEOUT seconds. Returns the exit code."""
         self._admin = None

@@ -16,7 +16,7 @@ import time
 
 from confluent_kafka import Producer
 
-from servers import FerretDB
+from servers import FerretDB, KafkaServer
 from wsclient import Tab
 
 
@@ -57,8 +57,9 @@ class Traffic(threading.Thread):
         self.failures: list = []
 
     def run(self) -> None:
+        # Quiet: a broker that is down on purpose is no news.
         p = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True,
-                      "linger.ms": 5})
+                      "linger.ms": 5, "log_level": 2})
         start = time.monotonic()
         for i, r in enumerate(self.records):
             p.produce(self.topic, json.dumps(r).encode(), r["userId"].encode(),
@@ -217,6 +218,57 @@ def test_sigterm_in_the_middle_of_a_replay_loses_nothing(kafka, mongo, topic, mo
         wait_store_empty(c, mongo_db_name)
     print(f"SIGTERM mid-replay: 2000 stored, 0 lost, {ledger.duplicates()} duplicates, "
           f"everything delivered {took:.1f} s after the restart")
+
+
+def test_a_broker_killed_and_restarted_loses_nothing(mongo, mongo_db_name, gateway, tmp_path):
+    """The Kafka broker killed (SIGKILL) under traffic and started again on
+    its log directory a few seconds later; /healthz says Kafka is
+    unreachable meanwhile."""
+    broker = KafkaServer().start(tmp_path / "kafka")
+    try:
+        topic = broker.create_topic("faults", partitions=3)
+        users = [f"fb{i:02d}" for i in range(30)]
+        online = users[:20]
+        records = [note(f"fb-{n:05d}", users[n % 30]) for n in range(1500)]
+        ledger = Ledger(users)
+        for r in records:
+            ledger.expected[r["userId"]].add(r["id"])
+        gw = gateway(brokers=broker.bootstrap, topic=topic)
+        traffic = Traffic(broker.bootstrap, topic, records, rate=150)
+
+        async def outage():
+            tabs = await open_tabs(gw, online)
+            traffic.start()
+            await asyncio.sleep(3)
+            os.kill(broker.proc.pid, signal.SIGKILL)
+            broker.proc.wait()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and health(gw)["kafka"] != "unreachable":
+                await asyncio.sleep(0.2)
+            assert health(gw)["kafka"] == "unreachable"
+            await asyncio.to_thread(broker.restart)
+            await asyncio.to_thread(traffic.join, 90)
+            assert not traffic.failures, traffic.failures
+            await close_tabs(tabs, ledger)
+            return await drain(gw, ledger, timeout=90)
+        took = run(outage())
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and health(gw)["kafka"] != "ok":
+            time.sleep(0.2)
+        assert health(gw)["kafka"] == "ok"
+        with mongo.client() as c:
+            wait_store_empty(c, mongo_db_name)
+        print(f"broker killed and restarted: {len(records)} produced, 0 lost, "
+              f"{ledger.duplicates()} duplicates, everything delivered {took:.1f} s after "
+              f"the traffic ended")
+    finally:
+        broker.stop()
+
+
+def health(gw) -> dict:
+    import urllib.request
+    with urllib.request.urlopen(gw.http_url("/healthz"), timeout=5) as r:
+        return json.load(r)
 
 
 def gw_db(gw) -> str:
