@@ -265,6 +265,48 @@ def test_a_broker_killed_and_restarted_loses_nothing(mongo, mongo_db_name, gatew
         broker.stop()
 
 
+def test_a_store_killed_for_thirty_seconds_loses_nothing(kafka, topic, gateway, tmp_path):
+    """The store killed (SIGKILL) under traffic, down for 30 s, started again
+    on its directory: puts wait and are retried, offsets stay uncommitted
+    until they are durable, and /healthz says the store is failing."""
+    store = FerretDB().start(tmp_path / "ferretdb")
+    try:
+        gw = gateway(mongodb_uri=store.uri, args=["--store-timeout", "2"])
+        users = [f"fs{i:02d}" for i in range(20)]
+        online = users[:10]
+        records = [note(f"fs-{n:05d}", users[n % 20]) for n in range(3000)]
+        ledger = Ledger(users)
+        for r in records:
+            ledger.expected[r["userId"]].add(r["id"])
+        traffic = Traffic(kafka.bootstrap, topic, records, rate=80)
+
+        async def outage():
+            tabs = await open_tabs(gw, online)
+            traffic.start()
+            await asyncio.sleep(3)
+            os.kill(store.proc.pid, signal.SIGKILL)
+            store.proc.wait()
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and health(gw)["store"] != "failing":
+                await asyncio.sleep(0.2)
+            assert health(gw)["store"] == "failing"
+            await asyncio.sleep(30)
+            await asyncio.to_thread(store.start, tmp_path / "ferretdb", 30.0, store.port)
+            await asyncio.to_thread(traffic.join, 90)
+            assert not traffic.failures, traffic.failures
+            await close_tabs(tabs, ledger)
+            return await drain(gw, ledger, timeout=120)
+        took = run(outage())
+        assert health(gw)["store"] == "ok"
+        with store.client() as c:
+            wait_store_empty(c, gw_db(gw), timeout=60)
+        print(f"store killed for 30 s: {len(records)} produced, 0 lost, "
+              f"{ledger.duplicates()} duplicates, everything delivered {took:.1f} s after "
+              f"the traffic ended")
+    finally:
+        store.stop()
+
+
 def health(gw) -> dict:
     import urllib.request
     with urllib.request.urlopen(gw.http_url("/healthz"), timeout=5) as r:
