@@ -307,6 +307,43 @@ def test_a_store_killed_for_thirty_seconds_loses_nothing(kafka, topic, gateway, 
         store.stop()
 
 
+def test_tabs_that_stall_or_never_ack_during_a_replay_hold_nothing_back(
+        kafka, mongo, topic, mongo_db_name, gateway):
+    """A 3,000-notification replay to a user with three tabs: one stops
+    reading at once, one never acknowledges, one is healthy. The healthy one
+    gets everything; once it acknowledged, nothing stays stored."""
+    import socket
+    gw = gateway(args=["--ack-timeout", "3"])
+    records = [note(f"sr-{n:05d}", "stalls") for n in range(3000)]
+    ledger = Ledger(["stalls"])
+    ledger.expected["stalls"] = {r["id"] for r in records}
+    Traffic(kafka.bootstrap, topic, records, rate=5000).run()
+    with mongo.client() as c:
+        deadline = time.monotonic() + 60
+        while c[mongo_db_name].notifications.count_documents({}) < 3000:
+            assert time.monotonic() < deadline, "the notifications were not stored"
+            time.sleep(0.2)
+
+    async def replay():
+        stalled = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stalled.sendall(b"GET /?userId=stalls HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        b"Sec-WebSocket-Version: 13\r\n\r\n")
+        silent = Tab(gw.ws_url("stalls"), ack=False)
+        await silent.__aenter__()
+        started = time.monotonic()
+        took = await drain(gw, ledger, timeout=60)
+        await silent.close()
+        stalled.close()
+        return took, time.monotonic() - started
+    took, _ = run(replay())
+    with mongo.client() as c:
+        wait_store_empty(c, mongo_db_name, timeout=60)
+    print(f"replay beside a stalled and a silent tab: 3000 stored, 0 lost, "
+          f"{ledger.duplicates()} duplicates, the healthy tab had everything in {took:.1f} s")
+
+
 def health(gw) -> dict:
     import urllib.request
     with urllib.request.urlopen(gw.http_url("/healthz"), timeout=5) as r:
