@@ -11,20 +11,41 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "kafka_wire.h"
 #include "log.h"
 #include "xalloc.h"
 
 #define MAX_PAIRS 64 /* client connections forwarded at once */
 #define CHUNK 65536
+#define FRAME_MAX (128u << 20) /* a Kafka frame larger than this drops the connection */
+#define ASKED_MAX 16
+/* Bytes clients may send ahead of what the gateway's consumer has read:
+ * well under the mock's 5 MB per partition, so it never trims unread. */
+#define CREDIT_MAX (2 << 20)
+
+/* One direction of a connection: bytes read and not yet a whole frame. */
+struct dir {
+    unsigned char *buf;
+    size_t len, cap;
+};
 
 struct pair {
     int client, broker;
+    struct dir up, down; /* client to broker, broker to client */
+    /* Metadata and FindCoordinator requests awaiting their answer, whose
+     * broker ports are set to the fixed port. */
+    struct {
+        int32_t id;
+        int16_t key, version;
+    } asked[ASKED_MAX];
+    int nasked;
 };
 
 struct embedded {
@@ -33,6 +54,8 @@ struct embedded {
     char *bootstraps;
     struct sockaddr_in target;
     int listen_fd;
+    int port;             /* the fixed port clients reach */
+    atomic_llong credit;  /* bytes clients may still send (CREDIT_MAX) */
     int accepting; /* forwarder thread only: set by the 'o' byte on wake */
     int wake[2];   /* 'o': open the port to producers; 's': stop */
     pthread_t thread;
@@ -55,31 +78,94 @@ static int connect_target(const embedded_t *e)
 
 static void drop_pair(embedded_t *e, int i)
 {
-    close(e->pairs[i].client);
-    close(e->pairs[i].broker);
+    struct pair *p = &e->pairs[i];
+    close(p->client);
+    close(p->broker);
+    free(p->up.buf);
+    free(p->down.buf);
     e->pairs[i] = e->pairs[--e->npairs];
 }
 
-/* Copies what is readable on from to to. Returns -1 when either side is done. */
-static int pump(int from, int to)
+static int write_all(int fd, const unsigned char *buf, size_t n)
 {
-    char buf[CHUNK];
-    ssize_t n = read(from, buf, sizeof(buf));
-    if (n <= 0)
-        return n < 0 && errno == EINTR ? 0 : -1;
-    for (ssize_t off = 0; off < n;) {
-        ssize_t w = write(to, buf + off, (size_t)(n - off));
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(fd, buf + off, n - off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0)
             return -1;
-        off += w;
+        off += (size_t)w;
     }
     return 0;
 }
 
+/* A request on its way to the mock: counted against the credit, and
+ * remembered when its answer names brokers. */
+static void on_request(embedded_t *e, struct pair *p, const unsigned char *f, size_t len)
+{
+    int16_t key, version;
+    int32_t id;
+    atomic_fetch_sub(&e->credit, (long long)len);
+    if (kafka_wire_request(f, len, &key, &version, &id) != 0 ||
+        (key != KAFKA_METADATA && key != KAFKA_FIND_COORDINATOR))
+        return;
+    if (p->nasked == ASKED_MAX) /* its answer then goes out as it is */
+        memmove(p->asked, p->asked + 1, sizeof(p->asked[0]) * --p->nasked);
+    p->asked[p->nasked].id = id;
+    p->asked[p->nasked].key = key;
+    p->asked[p->nasked++].version = version;
+}
+
+/* An answer on its way to a client: brokers are named by the fixed port,
+ * so the client's every connection comes through here. */
+static void on_response(embedded_t *e, struct pair *p, unsigned char *f, size_t len)
+{
+    int32_t id;
+    if (!p->nasked || kafka_wire_response_id(f, len, &id) != 0)
+        return;
+    for (int i = 0; i < p->nasked; i++) {
+        if (p->asked[i].id != id)
+            continue;
+        kafka_wire_set_ports(f, len, p->asked[i].key, p->asked[i].version, e->port);
+        p->asked[i] = p->asked[--p->nasked];
+        return;
+    }
+}
+
+/* Reads what is there on one side, and passes each whole frame to the
+ * other. Returns -1 when either side is done (or sent a frame too big). */
+static int pump(embedded_t *e, struct pair *p, int upward)
+{
+    struct dir *d = upward ? &p->up : &p->down;
+    int from = upward ? p->client : p->broker, to = upward ? p->broker : p->client;
+
+    if (d->cap - d->len < CHUNK) {
+        d->cap = d->cap ? d->cap * 2 : 2 * CHUNK;
+        d->buf = xrealloc(d->buf, d->cap);
+    }
+    ssize_t n = read(from, d->buf + d->len, d->cap - d->len);
+    if (n <= 0)
+        return n < 0 && errno == EINTR ? 0 : -1;
+    d->len += (size_t)n;
+    size_t at = 0, flen;
+    while ((flen = kafka_wire_frame_len(d->buf + at, d->len - at)) && flen <= d->len - at) {
+        if (upward)
+            on_request(e, p, d->buf + at, flen);
+        else
+            on_response(e, p, d->buf + at, flen);
+        if (write_all(to, d->buf + at, flen) != 0)
+            return -1;
+        at += flen;
+    }
+    if (flen > FRAME_MAX)
+        return -1;
+    memmove(d->buf, d->buf + at, d->len - at);
+    d->len -= at;
+    return 0;
+}
+
 /* One thread forwards every connection: a development broker sees a handful
- * of clients, and each bootstrap connection carries little. */
+ * of clients. It reads from clients only while they have credit. */
 static void *forward(void *arg)
 {
     embedded_t *e = arg;
@@ -89,8 +175,9 @@ static void *forward(void *arg)
         fds[0] = (struct pollfd){e->wake[0], POLLIN, 0};
         /* Until opened, connections wait in the listen backlog. */
         fds[1] = (struct pollfd){e->accepting ? e->listen_fd : -1, POLLIN, 0};
+        short from_clients = atomic_load(&e->credit) > 0 ? POLLIN : 0;
         for (int i = 0; i < e->npairs; i++) {
-            fds[2 + 2 * i] = (struct pollfd){e->pairs[i].client, POLLIN, 0};
+            fds[2 + 2 * i] = (struct pollfd){e->pairs[i].client, from_clients, 0};
             fds[3 + 2 * i] = (struct pollfd){e->pairs[i].broker, POLLIN, 0};
         }
         int nfds = 2 + 2 * e->npairs;
@@ -104,14 +191,14 @@ static void *forward(void *arg)
             char cmd = 's';
             if (read(e->wake[0], &cmd, 1) != 1 || cmd == 's')
                 return NULL;
-            e->accepting = 1;
-            continue;
+            if (cmd == 'o')
+                e->accepting = 1;
+            continue; /* 'c': credit again */
         }
         /* Pairs first, from the end, so dropping one does not skip another. */
         for (int i = e->npairs - 1; i >= 0; i--) {
             short rc = fds[2 + 2 * i].revents, rb = fds[3 + 2 * i].revents;
-            if ((rc && pump(e->pairs[i].client, e->pairs[i].broker) != 0) ||
-                (rb && pump(e->pairs[i].broker, e->pairs[i].client) != 0))
+            if ((rc && pump(e, &e->pairs[i], 1) != 0) || (rb && pump(e, &e->pairs[i], 0) != 0))
                 drop_pair(e, i);
         }
         if (fds[1].revents & POLLIN) {
@@ -126,7 +213,7 @@ static void *forward(void *arg)
                 close(client);
                 continue;
             }
-            e->pairs[e->npairs++] = (struct pair){client, broker};
+            e->pairs[e->npairs++] = (struct pair){.client = client, .broker = broker};
         }
     }
 }
@@ -172,6 +259,8 @@ embedded_t *embedded_start(const char *topic, int partitions, int port, char *er
     char err[512];
     embedded_t *e = xcalloc(1, sizeof(*e));
     e->listen_fd = -1;
+    e->port = port;
+    atomic_init(&e->credit, CREDIT_MAX);
     e->wake[0] = e->wake[1] = -1;
 
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -218,6 +307,18 @@ fail:
 const char *embedded_bootstraps(const embedded_t *e)
 {
     return e->bootstraps;
+}
+
+void embedded_consumed(embedded_t *e, size_t bytes)
+{
+    long long was = bytes ? atomic_fetch_add(&e->credit, (long long)bytes)
+                          : atomic_exchange(&e->credit, CREDIT_MAX);
+    if (bytes && was + (long long)bytes > CREDIT_MAX)
+        atomic_store(&e->credit, CREDIT_MAX);
+    if (was <= 0 && (!bytes || was + (long long)bytes > 0)) {
+        ssize_t w = write(e->wake[1], "c", 1);
+        (void)w; /* a full pipe already wakes it */
+    }
 }
 
 void embedded_open(embedded_t *e)

@@ -4,8 +4,11 @@
  *
  * librdkafka 2.0.2 binds the mock to an ephemeral port it cannot be told
  * to use, so the embedded broker also listens on a fixed loopback port and
- * forwards each connection there. Clients bootstrap through the fixed port;
- * the metadata they get back names the mock's own address, also loopback. */
+ * forwards each connection there, naming that port in the metadata it
+ * passes back, so every connection of a client comes through it. It lets
+ * clients send only so far ahead of what the gateway's consumer has read
+ * (embedded_consumed): the mock drops the oldest of a partition beyond 5 MB,
+ * so a burst waits in the producer rather than being trimmed unread. */
 #ifndef CONSUMER_EMBEDDED_H
 #define CONSUMER_EMBEDDED_H
 
@@ -28,6 +31,10 @@ const char *embedded_bootstraps(const embedded_t *e);
  * partitions and is fetching, or a burst is trimmed before anyone reads
  * it. */
 void embedded_open(embedded_t *e);
+
+/* The gateway's consumer read bytes of messages; 0: it has read everything
+ * there is. Any thread. */
+void embedded_consumed(embedded_t *e, size_t bytes);
 
 void embedded_stop(embedded_t *e);
 

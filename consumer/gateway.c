@@ -108,6 +108,12 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     lws_sul_schedule(g->ctx, 0, &g->tick, on_tick, TICK_US);
 }
 
+/* The Kafka thread's reads pace the embedded broker's producers. */
+static void paced_by_consumer(void *arg, size_t bytes)
+{
+    embedded_consumed(arg, bytes);
+}
+
 static void wake_loop(void *arg)
 {
     gateway_t *g = arg;
@@ -271,12 +277,15 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     if (listen_http(g, errstr, size) != 0)
         goto fail;
 
-    struct kafka_conf kc = {c->brokers, c->topic, c->group, c->kafka_props, 0, 0, c->embedded};
+    struct kafka_conf kc = {c->brokers, c->topic, c->group, c->kafka_props, 0, 0, c->embedded,
+                            NULL, NULL};
     if (c->embedded) {
         g->embedded = embedded_start(c->topic, EMBEDDED_PARTITIONS, c->embedded_port, errstr, size);
         if (!g->embedded)
             goto fail;
         kc.brokers = g->conf.brokers = embedded_bootstraps(g->embedded);
+        kc.consumed = paced_by_consumer;
+        kc.consumed_arg = g->embedded;
     }
     g->pipe.kafka = kafka_start(&kc, wake_loop, g, errstr, size);
     if (!g->pipe.kafka)

@@ -179,7 +179,11 @@ static void *consume_loop(void *arg)
 
     while (!handoff_closed(k->batches)) {
         check_reachable(k, &next_check);
-        size_t polled = poll_records(k, rkms), nskipped = 0;
+        size_t polled = poll_records(k, rkms), nskipped = 0, bytes = 0;
+        for (size_t i = 0; i < polled; i++)
+            bytes += rkms[i]->len;
+        if (k->consumed) /* 0 means caught up: empty values still count as read */
+            k->consumed(k->consumed_arg, polled ? (bytes ? bytes : 1) : 0);
         if (!polled)
             continue;
         kafka_batch_t *b = xmalloc(sizeof(*b) + polled * sizeof(b->msgs[0]));
@@ -234,6 +238,8 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
     k->topic = xstrdup(conf->topic);
     k->tracker = tracker_new();
     k->batch_max = conf->batch_max ? conf->batch_max : 512;
+    k->consumed = conf->consumed;
+    k->consumed_arg = conf->consumed_arg;
     k->batches = handoff_new(conf->queue_batches ? conf->queue_batches : 8, notify, arg);
     pthread_mutex_init(&k->lock, NULL);
 

@@ -27,6 +27,10 @@ struct kafka_conf {
     size_t batch_max;         /* notifications per hand-off batch */
     size_t queue_batches;     /* batches waiting for the loop before the thread waits */
     int embedded;             /* the broker is the in-process mock (embedded.h) */
+    /* Told the bytes of messages read after each poll, and 0 when a poll
+     * found nothing: the embedded broker paces its clients by it. */
+    void (*consumed)(void *arg, size_t bytes);
+    void *consumed_arg;
 };
 
 /* Notifications handed to the loop; each msgs[i] owns its strings. */

@@ -5,16 +5,18 @@ the gateway's embedded broker and its SQLite store."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import time
 import urllib.request
 
 import pytest
 
-from conftest import REPO
+from conftest import PRODUCER_BIN, REPO
 from servers import free_port, tail
 from wsclient import Tab
 
@@ -125,3 +127,33 @@ def test_offline_notification_survives_a_restart_in_sqlite_mode(newcomer):
     rows = subprocess.run(["sqlite3", str(db), "select count(*) from notifications"],
                           capture_output=True, text=True).stdout.strip()
     assert rows == "0"  # acknowledged, so deleted
+
+
+def test_a_50_mb_burst_to_one_partition_arrives_whole(gateway, tmp_path):
+    """The embedded broker keeps at most 5 MB of a partition; the gateway
+    paces producers by what its consumer has read, so a burst of 6,400
+    notifications of 8 KB (50 MB) to one user, from the producer CLI right
+    after start, is stored whole, and no offset reset is logged."""
+    kafka_port = free_port()
+    db = tmp_path / "notifications.db"
+    gw = gateway(topic="notifications", args=["--embedded", "--embedded-port", kafka_port,
+                                              "--store", f"sqlite:{db}"])
+    lines = "".join(json.dumps({"id": f"burst-{i:05d}", "userId": "burst",
+                                "message": "x" * 8000}) + "\n" for i in range(6400))
+    started = time.monotonic()
+    sent = subprocess.run([str(PRODUCER_BIN), "--brokers", f"127.0.0.1:{kafka_port}", "--stdin"],
+                          input=lines, capture_output=True, text=True, timeout=120)
+    assert sent.returncode == 0, sent.stderr
+    assert len(sent.stdout.split()) == 6400
+    deadline = time.monotonic() + 60
+    stored = 0
+    while time.monotonic() < deadline:
+        with sqlite3.connect(db) as c:
+            stored = c.execute("select count(*) from notifications").fetchone()[0]
+        if stored == 6400:
+            break
+        time.sleep(0.5)
+    print(f"50 MB burst in embedded mode: 6400 of 6400 stored in "
+          f"{time.monotonic() - started:.1f} s")
+    assert stored == 6400
+    assert "lost" not in gw.log_text()
