@@ -25,12 +25,14 @@ GATEWAY_BIN to use another binary.
 from __future__ import annotations
 
 import http.client
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 
@@ -194,6 +196,26 @@ class Gateway:
         if wait:
             self.wait_healthy()
         return self
+
+    def health(self) -> dict:
+        """GET /healthz, as JSON."""
+        with urllib.request.urlopen(self.http_url("/healthz"), timeout=5) as r:
+            return json.load(r)
+
+    def wait_health(self, what: str, pred, timeout: float = 10.0) -> dict:
+        """Poll /healthz until PRED(health) holds; fails saying WHAT was awaited."""
+        deadline = time.monotonic() + timeout
+        h = {}
+        while time.monotonic() < deadline:
+            h = self.health()
+            if pred(h):
+                return h
+            time.sleep(0.05)
+        raise AssertionError(f"gateway never reached: {what}; last /healthz: {h}")
+
+    def wait_assigned(self, timeout: float = 30.0) -> None:
+        """Until the gateway's consumer group gave it its partitions."""
+        self.wait_health("partitions assigned", lambda h: h["partitions"] > 0, timeout)
 
     def healthz(self, timeout: float = 1.0) -> int | None:
         """Status of GET /healthz, or None if nothing answered."""

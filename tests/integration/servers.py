@@ -570,10 +570,14 @@ class KafkaServer:
 
 
 # --------------------------------------------------------------------------
-# FerretDB
+# MongoDB-wire servers: FerretDB and mongo-java-server
 
-class FerretDB:
-    """FerretDB (MongoDB wire protocol) with its SQLite backend."""
+class MongoWireServer:
+    """What the MongoDB-wire stand-ins share: a process on a loopback port
+    that answers ping when ready. A subclass names itself (NAME, VERSION,
+    FETCH: its fetch.sh target) and gives its command line (_command)."""
+
+    NAME = VERSION = FETCH = ""
 
     def __init__(self):
         self.port: int | None = None
@@ -584,7 +588,7 @@ class FerretDB:
     @property
     def uri(self) -> str:
         if self.port is None:
-            raise RuntimeError("FerretDB not started")
+            raise RuntimeError(f"{self.NAME} not started")
         return f"mongodb://127.0.0.1:{self.port}/"
 
     def client(self, **kwargs):
@@ -594,119 +598,30 @@ class FerretDB:
         kwargs.setdefault("serverSelectionTimeoutMS", 5000)
         return pymongo.MongoClient(self.uri, **kwargs)
 
-    def start(self, tmpdir: Path | str, timeout: float = 30.0,
-              port: int | None = None) -> "FerretDB":
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, tmpdir: Path | str, timeout: float = 30.0, port: int | None = None):
         """Starts on PORT, or a free one."""
-        ensure_fetched("ferretdb")
+        ensure_fetched(self.FETCH)
         t0 = time.monotonic()
         self.dir = Path(tmpdir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
-        self.log_path = self.dir / "ferretdb.log"
-        self.proc = spawn(
-            [str(ferretdb_binary()), "--listen", f"127.0.0.1:{self.port}",
-             "--dir", str(self.dir / "data")],
-            self.log_path,
-            cwd=self.dir,
-        )
+        self.log_path = self.dir / f"{self.FETCH}.log"
+        self.proc = spawn(self._command(), self.log_path, cwd=self.dir)
         try:
             self._wait_ready(t0 + timeout)
         except BaseException:
             self.stop()
             raise
-        log.info("ferretdb %s up on %s in %.1f s", FERRETDB_VERSION, self.uri,
+        log.info("%s %s up on %s in %.1f s", self.NAME, self.VERSION, self.uri,
                  time.monotonic() - t0)
         return self
 
     def _fail(self, why: str) -> RuntimeError:
         return RuntimeError(
-            f"FerretDB on port {self.port} {why}; last lines of {self.log_path}:\n{tail(self.log_path)}"
-        )
-
-    def _wait_ready(self, deadline: float) -> None:
-        wait_started(self, deadline)
-
-        def ping():
-            with self.client(serverSelectionTimeoutMS=1000) as c:
-                c.admin.command("ping")
-            return True
-        poll_until(self, deadline, ping, "did not answer ping")
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        if self.proc is None:
-            return None
-        code = terminate(self.proc, timeout)
-        log.info("ferretdb on port %s stopped (exit %s)", self.port, code)
-        return code
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-
-# --------------------------------------------------------------------------
-# mongo-java-server
-
-class MongoJavaServer:
-    """mongo-java-server (MongoDB wire protocol) with its memory backend: the
-    data lives as long as the process, nothing is written to TMPDIR but the
-    log. It presents itself as MongoDB 5.0 with wire version 13 (see
-    tests/servers/mongo-java-server), so both libmongoc and pymongo 4 talk to
-    it. The JVM is up and listening in well under a second.
-
-    heap      -Xmx of the JVM
-    jvm_opts  extra JVM options (default FAST_START_JVM_OPTS)
-    """
-
-    MAIN_CLASS = "local.gateway.tests.MongoJavaTestServer"
-
-    def __init__(self, heap: str = "512m", jvm_opts: Sequence[str] | None = None):
-        self.heap = heap
-        self.jvm_opts = list(FAST_START_JVM_OPTS if jvm_opts is None else jvm_opts)
-        self.port: int | None = None
-        self.dir: Path | None = None
-        self.log_path: Path | None = None
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def uri(self) -> str:
-        if self.port is None:
-            raise RuntimeError("MongoJavaServer not started")
-        return f"mongodb://127.0.0.1:{self.port}/"
-
-    def client(self, **kwargs):
-        """A new pymongo.MongoClient on this server (close it when done)."""
-        import pymongo
-
-        kwargs.setdefault("serverSelectionTimeoutMS", 5000)
-        return pymongo.MongoClient(self.uri, **kwargs)
-
-    def start(self, tmpdir: Path | str, timeout: float = 30.0) -> "MongoJavaServer":
-        ensure_fetched("mongo-java-server")
-        t0 = time.monotonic()
-        self.dir = Path(tmpdir)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.log_path = self.dir / "mongo-java-server.log"
-        self.proc = spawn(
-            ["java", f"-Xmx{self.heap}", "-Djava.awt.headless=true", *self.jvm_opts,
-             "-cp", f"{mongo_java_server_jars_dir()}/*", self.MAIN_CLASS,
-             str(self.port), "127.0.0.1"],
-            self.log_path,
-            cwd=self.dir,
-        )
-        try:
-            self._wait_ready(t0 + timeout)
-        except BaseException:
-            self.stop()
-            raise
-        log.info("mongo-java-server %s up on %s in %.1f s", MONGO_JAVA_SERVER_VERSION,
-                 self.uri, time.monotonic() - t0)
-        return self
-
-    def _fail(self, why: str) -> RuntimeError:
-        return RuntimeError(
-            f"mongo-java-server on port {self.port} {why}; last lines of {self.log_path}:\n"
+            f"{self.NAME} on port {self.port} {why}; last lines of {self.log_path}:\n"
             f"{tail(self.log_path)}"
         )
 
@@ -720,17 +635,53 @@ class MongoJavaServer:
         poll_until(self, deadline, ping, "did not answer ping")
 
     def stop(self, timeout: float = 10.0) -> int | None:
-        """SIGTERM (the JVM's shutdown hook closes the server: exit 143),
-        SIGKILL after TIMEOUT seconds. Returns the exit code."""
+        """SIGTERM, SIGKILL after TIMEOUT seconds. Returns the exit code."""
         if self.proc is None:
             return None
         code = terminate(self.proc, timeout)
-        log.info("mongo-java-server on port %s stopped (exit %s)", self.port, code)
+        log.info("%s on port %s stopped (exit %s)", self.NAME, self.port, code)
         return code
 
     @property
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+
+class FerretDB(MongoWireServer):
+    """FerretDB (MongoDB wire protocol) with its SQLite backend: its data
+    stays in TMPDIR/data, so a restart on the same directory keeps it."""
+
+    NAME, VERSION, FETCH = "FerretDB", FERRETDB_VERSION, "ferretdb"
+
+    def _command(self) -> list[str]:
+        return [str(ferretdb_binary()), "--listen", f"127.0.0.1:{self.port}",
+                "--dir", str(self.dir / "data")]
+
+
+class MongoJavaServer(MongoWireServer):
+    """mongo-java-server (MongoDB wire protocol) with its memory backend: the
+    data lives as long as the process, nothing is written to TMPDIR but the
+    log. It presents itself as MongoDB 5.0 with wire version 13 (see
+    tests/servers/mongo-java-server), so both libmongoc and pymongo 4 talk to
+    it. The JVM is up and listening in well under a second; SIGTERM runs its
+    shutdown hook (exit 143).
+
+    heap      -Xmx of the JVM
+    jvm_opts  extra JVM options (default FAST_START_JVM_OPTS)
+    """
+
+    NAME, VERSION, FETCH = "mongo-java-server", MONGO_JAVA_SERVER_VERSION, "mongo-java-server"
+    MAIN_CLASS = "local.gateway.tests.MongoJavaTestServer"
+
+    def __init__(self, heap: str = "512m", jvm_opts: Sequence[str] | None = None):
+        super().__init__()
+        self.heap = heap
+        self.jvm_opts = list(FAST_START_JVM_OPTS if jvm_opts is None else jvm_opts)
+
+    def _command(self) -> list[str]:
+        return ["java", f"-Xmx{self.heap}", "-Djava.awt.headless=true", *self.jvm_opts,
+                "-cp", f"{mongo_java_server_jars_dir()}/*", self.MAIN_CLASS,
+                str(self.port), "127.0.0.1"]
 
 
 # --------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import time
 from confluent_kafka import Producer
 
 from servers import FerretDB, KafkaServer
-from wsclient import Tab
+from wsclient import Tab, stalled_tab
 
 
 def note(nid: str, user: str) -> dict:
@@ -28,10 +28,12 @@ def note(nid: str, user: str) -> dict:
 class Ledger:
     """What was produced for whom, and what each user's tabs received."""
 
-    def __init__(self, users: list[str]):
+    def __init__(self, users: list[str], records: list[dict]):
         self.expected: dict[str, set] = {u: set() for u in users}
         self.got: dict[str, set] = {u: set() for u in users}
         self.frames = 0
+        for r in records:
+            self.expected[r["userId"]].add(r["id"])
 
     def take(self, user: str, tab: Tab) -> None:
         for f in tab.frames:
@@ -101,6 +103,34 @@ async def drain(gw, ledger: Ledger, timeout: float) -> float:
     return time.monotonic() - started
 
 
+async def outage(gw, ledger: Ledger, online: list[str], traffic: Traffic, proc, down_health,
+                 down_for: float, restart, drain_timeout: float) -> float:
+    """Traffic to tabs of ONLINE users; three seconds in, PROC (a server) is
+    killed; /healthz must say DOWN_HEALTH (what, predicate); after DOWN_FOR
+    more seconds RESTART brings it back; once the traffic is all sent,
+    every user drains within DRAIN_TIMEOUT. Returns how long that took."""
+    tabs = await open_tabs(gw, online)
+    traffic.start()
+    await asyncio.sleep(3)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    await asyncio.to_thread(gw.wait_health, *down_health, 20)
+    await asyncio.sleep(down_for)
+    await asyncio.to_thread(restart)
+    await asyncio.to_thread(traffic.join, 90)
+    assert not traffic.failures, traffic.failures
+    await close_tabs(tabs, ledger)
+    return await drain(gw, ledger, drain_timeout)
+
+
+def wait_stored(mongo_client, db: str, count: int, timeout: float = 60.0) -> None:
+    """Until COUNT notifications are stored (the users are away)."""
+    deadline = time.monotonic() + timeout
+    while mongo_client[db].notifications.count_documents({}) < count:
+        assert time.monotonic() < deadline, f"{count} notifications were not stored"
+        time.sleep(0.2)
+
+
 def wait_store_empty(mongo_client, db: str, timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     left = None
@@ -122,9 +152,7 @@ def test_sigkills_under_traffic_lose_nothing(kafka, mongo, topic, mongo_db_name,
     users = [f"fk{i:02d}" for i in range(100)]
     online = users[:80]
     records = [note(f"fk-{n:05d}", users[n % len(users)]) for n in range(400 * KILL_CYCLES)]
-    ledger = Ledger(users)
-    for r in records:
-        ledger.expected[r["userId"]].add(r["id"])
+    ledger = Ledger(users, records)
     gw = gateway(args=["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=500"])
     traffic = Traffic(kafka.bootstrap, topic, records, rate=250)
     traffic.start()
@@ -156,15 +184,10 @@ def test_a_frozen_store_loses_nothing_while_users_come_and_go(kafka, topic, gate
         users = [f"fz{i:02d}" for i in range(20)]
         first = [note(f"fz-a{n:04d}", users[n % 20]) for n in range(400)]
         later = [note(f"fz-b{n:04d}", users[n % 20]) for n in range(400)]
-        ledger = Ledger(users)
-        for r in first + later:
-            ledger.expected[r["userId"]].add(r["id"])
+        ledger = Ledger(users, first + later)
         Traffic(kafka.bootstrap, topic, first, rate=2000).run()
         with store.client() as c:
-            deadline = time.monotonic() + 30
-            while c[gw_db(gw)].notifications.count_documents({}) < 400:
-                assert time.monotonic() < deadline, "the first notifications were not stored"
-                time.sleep(0.2)
+            wait_stored(c, gw_db(gw), 400, timeout=30)
 
         async def churn():
             os.kill(store.proc.pid, signal.SIGSTOP)
@@ -194,15 +217,11 @@ def test_sigterm_in_the_middle_of_a_replay_loses_nothing(kafka, mongo, topic, mo
                                                         gateway):
     users = ["replayer"]
     records = [note(f"rp-{n:05d}", "replayer") for n in range(2000)]
-    ledger = Ledger(users)
-    ledger.expected["replayer"] = {r["id"] for r in records}
+    ledger = Ledger(users, records)
     gw = gateway()
     Traffic(kafka.bootstrap, topic, records, rate=5000).run()
     with mongo.client() as c:
-        deadline = time.monotonic() + 60
-        while c[mongo_db_name].notifications.count_documents({}) < 2000:
-            assert time.monotonic() < deadline, "the notifications were not stored"
-            time.sleep(0.2)
+        wait_stored(c, mongo_db_name, 2000)
 
     async def interrupted():
         tabs = await open_tabs(gw, users)
@@ -230,32 +249,13 @@ def test_a_broker_killed_and_restarted_loses_nothing(mongo, mongo_db_name, gatew
         users = [f"fb{i:02d}" for i in range(30)]
         online = users[:20]
         records = [note(f"fb-{n:05d}", users[n % 30]) for n in range(1500)]
-        ledger = Ledger(users)
-        for r in records:
-            ledger.expected[r["userId"]].add(r["id"])
+        ledger = Ledger(users, records)
         gw = gateway(brokers=broker.bootstrap, topic=topic)
         traffic = Traffic(broker.bootstrap, topic, records, rate=150)
-
-        async def outage():
-            tabs = await open_tabs(gw, online)
-            traffic.start()
-            await asyncio.sleep(3)
-            os.kill(broker.proc.pid, signal.SIGKILL)
-            broker.proc.wait()
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and health(gw)["kafka"] != "unreachable":
-                await asyncio.sleep(0.2)
-            assert health(gw)["kafka"] == "unreachable"
-            await asyncio.to_thread(broker.restart)
-            await asyncio.to_thread(traffic.join, 90)
-            assert not traffic.failures, traffic.failures
-            await close_tabs(tabs, ledger)
-            return await drain(gw, ledger, timeout=90)
-        took = run(outage())
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and health(gw)["kafka"] != "ok":
-            time.sleep(0.2)
-        assert health(gw)["kafka"] == "ok"
+        took = run(outage(gw, ledger, online, traffic, broker.proc,
+                          ("Kafka unreachable", lambda h: h["kafka"] == "unreachable"), 0,
+                          broker.restart, drain_timeout=90))
+        gw.wait_health("Kafka reachable again", lambda h: h["kafka"] == "ok", 20)
         with mongo.client() as c:
             wait_store_empty(c, mongo_db_name)
         print(f"broker killed and restarted: {len(records)} produced, 0 lost, "
@@ -275,29 +275,13 @@ def test_a_store_killed_for_thirty_seconds_loses_nothing(kafka, topic, gateway, 
         users = [f"fs{i:02d}" for i in range(20)]
         online = users[:10]
         records = [note(f"fs-{n:05d}", users[n % 20]) for n in range(3000)]
-        ledger = Ledger(users)
-        for r in records:
-            ledger.expected[r["userId"]].add(r["id"])
+        ledger = Ledger(users, records)
         traffic = Traffic(kafka.bootstrap, topic, records, rate=80)
-
-        async def outage():
-            tabs = await open_tabs(gw, online)
-            traffic.start()
-            await asyncio.sleep(3)
-            os.kill(store.proc.pid, signal.SIGKILL)
-            store.proc.wait()
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and health(gw)["store"] != "failing":
-                await asyncio.sleep(0.2)
-            assert health(gw)["store"] == "failing"
-            await asyncio.sleep(30)
-            await asyncio.to_thread(store.start, tmp_path / "ferretdb", 30.0, store.port)
-            await asyncio.to_thread(traffic.join, 90)
-            assert not traffic.failures, traffic.failures
-            await close_tabs(tabs, ledger)
-            return await drain(gw, ledger, timeout=120)
-        took = run(outage())
-        assert health(gw)["store"] == "ok"
+        took = run(outage(gw, ledger, online, traffic, store.proc,
+                          ("the store failing", lambda h: h["store"] == "failing"), 30,
+                          lambda: store.start(tmp_path / "ferretdb", 30.0, store.port),
+                          drain_timeout=120))
+        assert gw.health()["store"] == "ok"
         with store.client() as c:
             wait_store_empty(c, gw_db(gw), timeout=60)
         print(f"store killed for 30 s: {len(records)} produced, 0 lost, "
@@ -312,42 +296,26 @@ def test_tabs_that_stall_or_never_ack_during_a_replay_hold_nothing_back(
     """A 3,000-notification replay to a user with three tabs: one stops
     reading at once, one never acknowledges, one is healthy. The healthy one
     gets everything; once it acknowledged, nothing stays stored."""
-    import socket
     gw = gateway(args=["--ack-timeout", "3"])
     records = [note(f"sr-{n:05d}", "stalls") for n in range(3000)]
-    ledger = Ledger(["stalls"])
-    ledger.expected["stalls"] = {r["id"] for r in records}
+    ledger = Ledger(["stalls"], records)
     Traffic(kafka.bootstrap, topic, records, rate=5000).run()
     with mongo.client() as c:
-        deadline = time.monotonic() + 60
-        while c[mongo_db_name].notifications.count_documents({}) < 3000:
-            assert time.monotonic() < deadline, "the notifications were not stored"
-            time.sleep(0.2)
+        wait_stored(c, mongo_db_name, 3000)
 
     async def replay():
-        stalled = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
-        stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        stalled.sendall(b"GET /?userId=stalls HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                        b"Sec-WebSocket-Version: 13\r\n\r\n")
+        stalled = stalled_tab(gw.port, "stalls")
         silent = Tab(gw.ws_url("stalls"), ack=False)
         await silent.__aenter__()
-        started = time.monotonic()
         took = await drain(gw, ledger, timeout=60)
         await silent.close()
         stalled.close()
-        return took, time.monotonic() - started
-    took, _ = run(replay())
+        return took
+    took = run(replay())
     with mongo.client() as c:
         wait_store_empty(c, mongo_db_name, timeout=60)
     print(f"replay beside a stalled and a silent tab: 3000 stored, 0 lost, "
           f"{ledger.duplicates()} duplicates, the healthy tab had everything in {took:.1f} s")
-
-
-def health(gw) -> dict:
-    import urllib.request
-    with urllib.request.urlopen(gw.http_url("/healthz"), timeout=5) as r:
-        return json.load(r)
 
 
 def gw_db(gw) -> str:

@@ -18,7 +18,7 @@ from confluent_kafka import Producer
 
 from conftest import PRODUCER_BIN
 from servers import produce
-from wsclient import Tab
+from wsclient import Tab, stalled_tab
 
 PRODUCER = PRODUCER_BIN
 
@@ -57,21 +57,6 @@ def run(coro):
     return asyncio.run(coro)
 
 
-def health(gw) -> dict:
-    with urllib.request.urlopen(gw.http_url("/healthz"), timeout=5) as r:
-        return json.load(r)
-
-
-def wait_assigned(gw, timeout: float = 30.0) -> None:
-    """Until the gateway's consumer group gave it its partitions."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if health(gw)["partitions"] > 0:
-            return
-        time.sleep(0.1)
-    raise AssertionError("the gateway was assigned no partition")
-
-
 def test_online_user_receives_from_the_producer_cli(kafka, topic, gateway):
     gw = gateway()
 
@@ -104,17 +89,6 @@ def test_every_tab_of_a_user_receives_it(kafka, topic, gateway):
                 await tab.wait_for(2)
                 assert tab.ids == ["m1", "m2"]
     run(scenario())
-
-
-def stalled_tab(port: int, user: str) -> socket.socket:
-    """A WebSocket connection that, once open, neither reads nor acks."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=5)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    s.sendall(f"GET /?userId={user} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-              "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-              "Sec-WebSocket-Version: 13\r\n\r\n".encode())
-    assert b" 101 " in s.recv(1024).split(b"\r\n")[0]
-    return s
 
 
 def test_a_stalled_tab_does_not_hold_back_the_others(kafka, topic, gateway):
@@ -389,7 +363,7 @@ def test_http_serves_the_page_and_health(gateway):
     with urllib.request.urlopen(gw.http_url("/"), timeout=5) as r:
         assert r.status == 200
         assert b"<html" in r.read().lower()
-    h = health(gw)
+    h = gw.health()
     assert h["status"] == "ok" and h["connections"] == 0
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(gw.http_url("/no-such-page"), timeout=5)
@@ -432,18 +406,18 @@ def test_health_says_what_is_down(gateway, tmp_path):
     gw = gateway(brokers=f"127.0.0.1:{free_port()}",
                  mongodb_uri=f"mongodb://127.0.0.1:{store_port}/", args=["--store-timeout", "2"])
     deadline = time.monotonic() + 20
-    h = health(gw)
+    h = gw.health()
     while (h["kafka"], h["store"]) != ("unreachable", "failing") and time.monotonic() < deadline:
         time.sleep(0.2)
-        h = health(gw)
+        h = gw.health()
     assert h["status"] == "degraded" and h["kafka"] == "unreachable" and h["store"] == "failing"
     assert h["storeFailures"] >= 1
     db = FerretDB().start(tmp_path / "ferretdb", port=store_port)
     try:
         deadline = time.monotonic() + 20
-        while health(gw)["store"] != "ok" and time.monotonic() < deadline:
+        while gw.health()["store"] != "ok" and time.monotonic() < deadline:
             time.sleep(0.2)
-        h = health(gw)
+        h = gw.health()
         assert h["store"] == "ok" and h["kafka"] == "unreachable" and h["status"] == "degraded"
     finally:
         db.stop()
@@ -483,7 +457,7 @@ def test_sigkill_under_traffic_loses_nothing(kafka, mongo, topic, mongo_db_name,
     offline users, restart it, and check that every notification reaches
     its user (duplicates allowed: they carry the same id)."""
     gw = gateway()
-    wait_assigned(gw)
+    gw.wait_assigned()
     users = [f"k{i}" for i in range(10)]
     online = users[:5]
     total = 3000

@@ -15,10 +15,8 @@ localStorage, own cookies) per test.
 
 from __future__ import annotations
 
-import json
 import subprocess
 import time
-import urllib.request
 import uuid
 
 import pytest
@@ -41,28 +39,6 @@ expect.set_options(timeout=TIMEOUT_MS)
 
 # --------------------------------------------------------------------------
 # Helpers
-
-def health(gw) -> dict:
-    with urllib.request.urlopen(gw.http_url("/healthz"), timeout=5) as r:
-        return json.load(r)
-
-
-def wait_health(gw, what: str, pred, timeout: float = 10.0) -> dict:
-    """Poll /healthz until PRED(health) holds."""
-    deadline = time.monotonic() + timeout
-    h = {}
-    while time.monotonic() < deadline:
-        h = health(gw)
-        if pred(h):
-            return h
-        time.sleep(0.05)
-    raise AssertionError(f"gateway never reached: {what}; last /healthz: {h}")
-
-
-def wait_assigned(gw, timeout: float = 30.0) -> None:
-    """Until the gateway's consumer group gave it its partitions."""
-    wait_health(gw, "partitions assigned", lambda h: h["partitions"] > 0, timeout)
-
 
 def note(nid: str, user: str, message: str) -> dict:
     return {"id": nid, "userId": user, "message": message,
@@ -130,12 +106,12 @@ def connected(page):
 def test_served_by_the_daemon_shows_and_acks_a_live_notification(
         kafka, mongo, topic, mongo_db_name, gateway, page):
     gw = gateway()
-    wait_assigned(gw)
+    gw.wait_assigned()
     page.goto(gw.http_url("/?user=webuser&autoconnect=1"))
     # The server address was derived from where the page came from.
     expect(page.locator("#server")).to_have_value(f"ws://127.0.0.1:{gw.port}")
     connected(page)
-    wait_health(gw, "the page's connection", lambda h: h["connections"] == 1)
+    gw.wait_health("the page's connection", lambda h: h["connections"] == 1)
 
     nid = f"web-{token()}"
     message = f"Deploy finished <b>not bold</b> & ünïcode ✓ {token()}"
@@ -155,7 +131,7 @@ def test_served_by_the_daemon_shows_and_acks_a_live_notification(
 
     # The ack reached the daemon: nothing waits for one any more (without it
     # the notification stays in flight for the 30 s ack timeout).
-    wait_health(gw, "no notification in flight", lambda h: h["inflight"] == 0)
+    gw.wait_health("no notification in flight", lambda h: h["inflight"] == 0)
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "test_html.png"), full_page=True,
@@ -165,7 +141,7 @@ def test_served_by_the_daemon_shows_and_acks_a_live_notification(
     # Closing the tab: a live notification that was not acked would be
     # stored now; an acked one must not be.
     page.close()
-    wait_health(gw, "the tab's connection closed and the store queue empty",
+    gw.wait_health("the tab's connection closed and the store queue empty",
                 lambda h: h["connections"] == 0 and h["storeBacklog"] == 0)
     time.sleep(1.0)
     with mongo.client() as c:
@@ -176,7 +152,7 @@ def test_served_by_the_daemon_shows_and_acks_a_live_notification(
 def test_replayed_oldest_first_and_duplicates_dropped(
         kafka, mongo, topic, mongo_db_name, gateway, page):
     gw = gateway()
-    wait_assigned(gw)
+    gw.wait_assigned()
     user = "replay.user"
     tag = token()
     ids = [f"rp-{tag}-{i}" for i in range(3)]
@@ -212,7 +188,7 @@ def test_replayed_oldest_first_and_duplicates_dropped(
 
     # Every replayed one was acked: the store empties.
     wait_stored_count(mongo, mongo_db_name, user, 0, timeout=10)
-    wait_health(gw, "no notification in flight", lambda h: h["inflight"] == 0)
+    gw.wait_health("no notification in flight", lambda h: h["inflight"] == 0)
 
     # The same id again (a producer retry, a Kafka redelivery): acked,
     # counted as a duplicate, not shown twice. A new id after it is shown.
@@ -225,11 +201,11 @@ def test_replayed_oldest_first_and_duplicates_dropped(
     expect(page.locator("#received-count")).to_have_text("4")
     assert list_ids(page) == [fresh] + list(reversed(ids))
     expect(page.locator("#list")).not_to_contain_text("second copy")
-    wait_health(gw, "no notification in flight", lambda h: h["inflight"] == 0)
+    gw.wait_health("no notification in flight", lambda h: h["inflight"] == 0)
     assert not page.problems, page.problems
 
     page.close()
-    wait_health(gw, "the tab's connection closed and the store queue empty",
+    gw.wait_health("the tab's connection closed and the store queue empty",
                 lambda h: h["connections"] == 0 and h["storeBacklog"] == 0)
     time.sleep(0.5)
     assert stored_ids(mongo, mongo_db_name, user) == []
@@ -237,12 +213,12 @@ def test_replayed_oldest_first_and_duplicates_dropped(
 
 def test_opened_as_a_file_receives_live(kafka, topic, gateway, page):
     gw = gateway()
-    wait_assigned(gw)
+    gw.wait_assigned()
     page.goto("file://" + str(PAGE) + f"?server=ws://127.0.0.1:{gw.port}&user=fileuser&autoconnect=1")
     expect(page.locator("#server")).to_have_value(f"ws://127.0.0.1:{gw.port}")
     expect(page.locator("#user")).to_have_value("fileuser")
     connected(page)
-    wait_health(gw, "the page's connection", lambda h: h["connections"] == 1)
+    gw.wait_health("the page's connection", lambda h: h["connections"] == 1)
 
     nid = f"file-{token()}"
     message = f"from a file:// page {token()}"
@@ -250,7 +226,7 @@ def test_opened_as_a_file_receives_live(kafka, topic, gateway, page):
     card = page.locator(f'#list > li.notification[data-id="{nid}"]')
     expect(card.locator(".message")).to_have_text(message)
     expect(page.locator("#ack-count")).to_have_text("1")
-    wait_health(gw, "no notification in flight", lambda h: h["inflight"] == 0)
+    gw.wait_health("no notification in flight", lambda h: h["inflight"] == 0)
     assert not page.problems, page.problems
 
 
@@ -286,7 +262,7 @@ def test_no_user_means_no_connection(gateway, page):
     page.wait_for_timeout(500)
     expect(status).to_have_attribute("data-state", "disconnected")
     assert sockets == []
-    assert health(gw)["connections"] == 0
+    assert gw.health()["connections"] == 0
 
     # Fixing it clears the error, and then it connects.
     user.fill("")
@@ -297,7 +273,7 @@ def test_no_user_means_no_connection(gateway, page):
     page.locator("#connect").click()
     connected(page)
     assert len(sockets) == 1 and sockets[0].endswith("/?userId=gooduser")
-    wait_health(gw, "the page's connection", lambda h: h["connections"] == 1)
+    gw.wait_health("the page's connection", lambda h: h["connections"] == 1)
     assert not page.problems, page.problems
 
 
@@ -307,10 +283,10 @@ def test_embedded_mode_page_shows_a_producer_notification(gateway, page, tmp_pat
     kafka_port = free_port()
     gw = gateway(topic="notifications", args=["--embedded", "--embedded-port", kafka_port,
                        "--store", f"sqlite:{tmp_path}/notifications.db"])
-    wait_assigned(gw)
+    gw.wait_assigned()
     page.goto(gw.http_url("/?user=u1&autoconnect=1"))
     connected(page)
-    wait_health(gw, "the page's connection", lambda h: h["connections"] == 1)
+    gw.wait_health("the page's connection", lambda h: h["connections"] == 1)
 
     message = f"Hello from the embedded broker {token()}"
     sent = subprocess.run([str(PRODUCER_BIN), "--brokers", f"127.0.0.1:{kafka_port}",

@@ -1,11 +1,12 @@
 """A WebSocket client for the tests, as a browser tab would be: it connects
 as a user, collects every notification frame, and acknowledges each one
-unless told not to."""
+unless told not to; and a tab that stopped reading (stalled_tab)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import websockets
 
@@ -76,3 +77,14 @@ class Tab:
         before = len(self.frames)
         await asyncio.sleep(seconds)
         assert len(self.frames) == before, f"unexpected frames: {self.frames[before:]}"
+
+
+def stalled_tab(port: int, user: str) -> socket.socket:
+    """A WebSocket connection that, once open, neither reads nor acks."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(f"GET /?userId={user} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+              "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    assert b" 101 " in s.recv(1024).split(b"\r\n")[0]
+    return s
