@@ -260,6 +260,7 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     };
     g->pipe.hub = g->ws.hub = hub_new(&ops, &limits);
     g->ws.max_connections = (size_t)c->max_connections;
+    g->ws.stopping = &g->pipe.stopping;
     g->ws.turn_work = schedule_turn_end;
     g->ws.arg = g;
 
@@ -277,8 +278,8 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     if (listen_http(g, errstr, size) != 0)
         goto fail;
 
-    struct kafka_conf kc = {c->brokers, c->topic, c->group, c->kafka_props, 0, 0, c->embedded,
-                            NULL, NULL};
+    struct kafka_conf kc = {c->brokers, c->topic, c->group, c->kafka_props, c->embedded, NULL,
+                            NULL};
     if (c->embedded) {
         g->embedded = embedded_start(c->topic, EMBEDDED_PARTITIONS, c->embedded_port, errstr, size);
         if (!g->embedded)
@@ -321,7 +322,7 @@ int gateway_run(gateway_t *g)
     int64_t deadline = now_mono_ms() + (int64_t)g->conf.shutdown_timeout_s * 1000;
     log_info("stopping: storing %zu unacknowledged notifications, then committing",
              hub_inflight_count(g->pipe.hub));
-    g->pipe.stopping = g->ws.stopping = 1;
+    g->pipe.stopping = 1;
     kafka_stop(g->pipe.kafka);
     hub_disconnect_all(g->pipe.hub);
     pipeline_hand_on(&g->pipe);

@@ -15,6 +15,9 @@
 #include "timeutil.h"
 #include "xalloc.h"
 
+#define BATCH_MAX 512   /* records per poll, and per hand-off batch */
+#define QUEUE_BATCHES 8 /* batches waiting for the loop before the thread waits */
+
 /* librdkafka tells of an offset reset only in its log ("notifications [1]:
  * offset reset (at offset 40, broker 1) to cached BEGINNING offset 615:
  * fetch failed ...", librdkafka 2.0.2): from a real offset to a later one,
@@ -150,7 +153,7 @@ static size_t poll_records(kafka_t *k, rd_kafka_message_t **rkms)
 {
     size_t n = 0;
     int timeout = 100;
-    while (n < k->batch_max) {
+    while (n < BATCH_MAX) {
         rd_kafka_message_t *rkm = rd_kafka_consumer_poll(k->rk, timeout);
         if (!rkm)
             break;
@@ -169,21 +172,29 @@ static size_t poll_records(kafka_t *k, rd_kafka_message_t **rkms)
     return n;
 }
 
+/* Tells the embedded broker what this poll read: 0 means caught up, so
+ * records with empty values still count as one byte. */
+static void report_consumed(kafka_t *k, rd_kafka_message_t **rkms, size_t polled)
+{
+    size_t bytes = 0;
+    for (size_t i = 0; i < polled; i++)
+        bytes += rkms[i]->len;
+    k->consumed(k->consumed_arg, polled ? (bytes ? bytes : 1) : 0);
+}
+
 static void *consume_loop(void *arg)
 {
     kafka_t *k = arg;
-    rd_kafka_message_t **rkms = xcalloc(k->batch_max, sizeof(*rkms));
-    struct part_offset *skipped = xcalloc(k->batch_max, sizeof(*skipped));
+    rd_kafka_message_t **rkms = xcalloc(BATCH_MAX, sizeof(*rkms));
+    struct part_offset *skipped = xcalloc(BATCH_MAX, sizeof(*skipped));
     char err[256];
     int64_t next_check = 0;
 
     while (!handoff_closed(k->batches)) {
         check_reachable(k, &next_check);
-        size_t polled = poll_records(k, rkms), nskipped = 0, bytes = 0;
-        for (size_t i = 0; i < polled; i++)
-            bytes += rkms[i]->len;
-        if (k->consumed) /* 0 means caught up: empty values still count as read */
-            k->consumed(k->consumed_arg, polled ? (bytes ? bytes : 1) : 0);
+        size_t polled = poll_records(k, rkms), nskipped = 0;
+        if (k->consumed)
+            report_consumed(k, rkms, polled);
         if (!polled)
             continue;
         kafka_batch_t *b = xmalloc(sizeof(*b) + polled * sizeof(b->msgs[0]));
@@ -237,10 +248,9 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
 
     k->topic = xstrdup(conf->topic);
     k->tracker = tracker_new();
-    k->batch_max = conf->batch_max ? conf->batch_max : 512;
     k->consumed = conf->consumed;
     k->consumed_arg = conf->consumed_arg;
-    k->batches = handoff_new(conf->queue_batches ? conf->queue_batches : 8, notify, arg);
+    k->batches = handoff_new(QUEUE_BATCHES, notify, arg);
     pthread_mutex_init(&k->lock, NULL);
 
     /* Our defaults first, so -X can override any of them... */

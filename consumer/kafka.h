@@ -24,8 +24,6 @@ struct kafka_conf {
     const char *group;
     const char *const *props; /* "key=value" for librdkafka, NULL-ended; config.c
                                * has refused the keys set here */
-    size_t batch_max;         /* notifications per hand-off batch */
-    size_t queue_batches;     /* batches waiting for the loop before the thread waits */
     int embedded;             /* the broker is the in-process mock (embedded.h) */
     /* Told the bytes of messages read after each poll, and 0 when a poll
      * found nothing: the embedded broker paces its clients by it. */

@@ -12,7 +12,6 @@
 struct kafka {
     rd_kafka_t *rk;
     char *topic;
-    size_t batch_max;
     void (*consumed)(void *arg, size_t bytes);
     void *consumed_arg;
     handoff_t *batches; /* to the loop; closed when consuming stops */

@@ -117,15 +117,14 @@ void store_worker_flush(store_worker_t *w)
     w->open = NULL;
 }
 
-size_t store_worker_poll(store_worker_t *w)
+void store_worker_poll(store_worker_t *w)
 {
-    size_t n = 0;
     handoff_msg_t *m = handoff_take(w->completions, (size_t)-1);
 
     while (m) {
         handoff_msg_t *next = m->next;
         struct req_list *l = (struct req_list *)m;
-        for (store_req_t *r = l->head; r; r = r->next, n++) {
+        for (store_req_t *r = l->head; r; r = r->next) {
             if (r->op == OP_PUT) {
                 w->backlog--;
                 w->backlog_bytes -= r->msg.frame_len;
@@ -139,7 +138,6 @@ size_t store_worker_poll(store_worker_t *w)
         list_free(m);
         m = next;
     }
-    return n;
 }
 
 struct store_health store_worker_health(store_worker_t *w)

@@ -60,8 +60,8 @@ void store_worker_fetch(store_worker_t *w, const char *user, int64_t after_seq, 
 /* Hands what was submitted to the worker. */
 void store_worker_flush(store_worker_t *w);
 
-/* Calls the completions posted so far. Returns how many. */
-size_t store_worker_poll(store_worker_t *w);
+/* Calls the completions posted so far. */
+void store_worker_poll(store_worker_t *w);
 
 /* Whether the last store call failed (the worker is retrying), and how
  * many calls failed since start. Any thread. */

@@ -22,7 +22,7 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
 
     srv->sessions++;
     s->counted = 1;
-    if (srv->stopping)
+    if (*srv->stopping)
         return refuse(wsi, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
     user = lws_get_urlarg_by_name(wsi, "userId=", buf, sizeof(buf));
     if (!user || !*user)

@@ -27,7 +27,7 @@
 struct ws_server {
     hub_t *hub;
     size_t max_connections;
-    int stopping;   /* new connections are refused with 1001 */
+    const int *stopping; /* set: new connections are refused with 1001 */
     size_t sessions; /* open WebSocket connections, the hub's or not */
     /* An ack or a connect queued work to hand on at the end of this turn. */
     void (*turn_work)(void *arg);
