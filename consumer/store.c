@@ -51,10 +51,10 @@ int store_put(store_t *st, const store_doc_t *docs, size_t n, char *errstr, size
     return n ? st->backend->put(st->impl, docs, n, errstr, size) : 0;
 }
 
-int store_fetch(store_t *st, const char *user, int64_t after_seq, size_t limit, store_fetch_cb cb,
-                void *arg, char *errstr, size_t size)
+int store_fetch(store_t *st, store_read_t *reads, size_t n, store_fetch_cb cb, void *arg,
+                char *errstr, size_t size)
 {
-    return st->backend->fetch(st->impl, user, after_seq, limit, cb, arg, errstr, size);
+    return n ? st->backend->fetch(st->impl, reads, n, cb, arg, errstr, size) : 0;
 }
 
 int store_remove(store_t *st, const char *const *users, const char *const *ids, size_t n,

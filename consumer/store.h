@@ -23,9 +23,19 @@ typedef struct store_doc {
     int64_t seq;
 } store_doc_t;
 
-/* Called for each fetched notification, oldest first; doc is valid only
- * during the call. */
-typedef void (*store_fetch_cb)(void *arg, const store_doc_t *doc);
+/* One user's part of a read (store_fetch). */
+typedef struct store_read {
+    const char *user;
+    int64_t after_seq;
+    size_t limit;
+    /* Set by store_fetch: what was passed may not be all the user has
+     * above after_seq (the limit was reached, or the answer was cut). */
+    int more;
+} store_read_t;
+
+/* Called for each fetched notification of reads[read], oldest first; doc
+ * is valid only during the call. */
+typedef void (*store_fetch_cb)(void *arg, size_t read, const store_doc_t *doc);
 
 /* Opens the store named by uri: mongodb://… or mongodb+srv://… (database
  * db, collection "notifications"), or sqlite:PATH (a file, created if
@@ -47,10 +57,13 @@ void store_close(store_t *st);
  * -1 with errstr otherwise; the caller retries the whole batch. */
 int store_put(store_t *st, const store_doc_t *docs, size_t n, char *errstr, size_t errstr_size);
 
-/* Up to limit of user's notifications with seq above after_seq, oldest
- * first. Returns how many were passed to cb, or -1 with errstr. */
-int store_fetch(store_t *st, const char *user, int64_t after_seq, size_t limit, store_fetch_cb cb,
-                void *arg, char *errstr, size_t errstr_size);
+/* For each of n reads of distinct users, up to its limit of the user's
+ * notifications with seq above its after_seq, oldest first, and its
+ * `more`. One call for many users: a store that scans its collection for
+ * every filter (no usable index) then scans once, not once per user.
+ * Returns how many were passed to cb, or -1 with errstr. */
+int store_fetch(store_t *st, store_read_t *reads, size_t n, store_fetch_cb cb, void *arg,
+                char *errstr, size_t errstr_size);
 
 /* Deletes the notifications ids[i] of users[i]. Returns 0 or -1. */
 int store_remove(store_t *st, const char *const *users, const char *const *ids, size_t n,

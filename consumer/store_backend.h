@@ -12,8 +12,8 @@ struct store_backend {
                   size_t errstr_size);
     int (*prepare)(void *impl, char *errstr, size_t errstr_size);
     int (*put)(void *impl, const store_doc_t *docs, size_t n, char *errstr, size_t errstr_size);
-    int (*fetch)(void *impl, const char *user, int64_t after_seq, size_t limit, store_fetch_cb cb,
-                 void *arg, char *errstr, size_t errstr_size);
+    int (*fetch)(void *impl, store_read_t *reads, size_t n, store_fetch_cb cb, void *arg,
+                 char *errstr, size_t errstr_size);
     int (*remove)(void *impl, const char *const *users, const char *const *ids, size_t n,
                   char *errstr, size_t errstr_size);
     int64_t (*count)(void *impl, const char *user, char *errstr, size_t errstr_size);

@@ -228,104 +228,137 @@ static int mongo_prepare(void *impl, char *errstr, size_t size)
     return rc;
 }
 
-static int mongo_fetch(void *impl, const char *user, int64_t after_seq, size_t limit,
-                       store_fetch_cb cb, void *arg, char *errstr, size_t size)
+/* The most notifications one read asks for over all its users: the answer
+ * is held in memory whole. */
+#define FETCH_MAX_DOCS 16384
+
+struct user_read {
+    const char *user;
+    size_t read;
+};
+
+static int by_reader(const void *a, const void *b)
+{
+    return strcmp(((const struct user_read *)a)->user, ((const struct user_read *)b)->user);
+}
+
+/* One find for all the reads: {userId: {$in: [users]}, seq: {$gt: the
+ * smallest after_seq}}, sorted by seq; each user's part is then cut to
+ * what is above its own after_seq and to its own limit here. A server
+ * that scans the collection for every filter (no usable index: FerretDB
+ * on SQLite) then scans once, not once a user ({$or: [per-user filters]}
+ * was ten times slower there than one $in). The answer is limited to
+ * twice the sum of the limits, leaving room for what a user was sent and
+ * has not acknowledged yet (still stored, below its after_seq); sorted by
+ * seq, a cut answer holds the oldest of all, so a user given fewer than
+ * asked is told there may be more. */
+static int mongo_fetch(void *impl, store_read_t *reads, size_t n, store_fetch_cb cb, void *arg,
+                       char *errstr, size_t size)
 {
     mongo_store_t *st = impl;
+    struct user_read *by_user = xmalloc(n * sizeof(*by_user));
+    size_t *seen = xcalloc(n, sizeof(*seen));
+    size_t asked = 0, returned = 0;
+    int64_t after = INT64_MAX;
+    bson_t filter = BSON_INITIALIZER, in, list, seq;
+    char index[16];
+    const char *k;
     bson_error_t err;
     const bson_t *doc;
     int count = 0;
 
-    bson_t *filter = BCON_NEW("userId", BCON_UTF8(user), "seq", "{", "$gt", BCON_INT64(after_seq), "}");
-    bson_t *opts = BCON_NEW("sort", "{", "userId", BCON_INT32(1), "seq", BCON_INT32(1), "}",
-                            "limit", BCON_INT64((int64_t)limit), "projection", "{", "id",
-                            BCON_INT32(1), "seq", BCON_INT32(1), "notification", BCON_INT32(1),
-                            "}");
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->coll, filter, opts, NULL);
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "userId", &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &list);
+    for (size_t i = 0; i < n; i++) {
+        by_user[i] = (struct user_read){reads[i].user, i};
+        asked += reads[i].limit * 2;
+        if (reads[i].after_seq < after)
+            after = reads[i].after_seq;
+        bson_uint32_to_string((uint32_t)i, &k, index, sizeof(index));
+        BSON_APPEND_UTF8(&list, k, reads[i].user);
+    }
+    bson_append_array_end(&in, &list);
+    bson_append_document_end(&filter, &in);
+    BSON_APPEND_DOCUMENT_BEGIN(&filter, "seq", &seq);
+    BSON_APPEND_INT64(&seq, "$gt", after);
+    bson_append_document_end(&filter, &seq);
+    if (asked > FETCH_MAX_DOCS)
+        asked = FETCH_MAX_DOCS;
+    qsort(by_user, n, sizeof(*by_user), by_reader);
+    bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(1), "}");
+    BCON_APPEND(opts, "limit", BCON_INT64((int64_t)asked), "projection", "{", "id", BCON_INT32(1),
+                "userId", BCON_INT32(1), "seq", BCON_INT32(1), "notification", BCON_INT32(1),
+                "}");
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->coll, &filter, opts, NULL);
 
     while (mongoc_cursor_next(cur, &doc)) {
         bson_iter_t it;
-        store_doc_t d = {.user = user};
+        store_doc_t d = {0};
         uint32_t len = 0;
-        if (bson_iter_init_find(&it, doc, "id") && BSON_ITER_HOLDS_UTF8(&it))
-            d.id = bson_iter_utf8(&it, NULL);
+        returned++;
+        if (bson_iter_init_find(&it, doc, "userId") && BSON_ITER_HOLDS_UTF8(&it))
+            d.user = bson_iter_utf8(&it, NULL);
+        struct user_read key = {d.user, 0};
+        const struct user_read *who =
+            d.user ? bsearch(&key, by_user, n, sizeof(*by_user), by_reader) : NULL;
         if (bson_iter_init_find(&it, doc, "seq"))
             d.seq = bson_iter_as_int64(&it);
+        if (!who || d.seq <= reads[who->read].after_seq)
+            continue; /* sent already, not acknowledged yet */
+        if (seen[who->read]++ >= reads[who->read].limit)
+            continue; /* past the user's limit: asked again later */
+        if (bson_iter_init_find(&it, doc, "id") && BSON_ITER_HOLDS_UTF8(&it))
+            d.id = bson_iter_utf8(&it, NULL);
         if (bson_iter_init_find(&it, doc, "notification") && BSON_ITER_HOLDS_UTF8(&it))
             d.frame = bson_iter_utf8(&it, &len);
         d.frame_len = len;
         if (!d.id || !d.frame) {
             log_warn("skipping a malformed stored document for user %s (no id or notification)",
-                     user);
+                     d.user);
             continue;
         }
-        cb(arg, &d);
+        cb(arg, who->read, &d);
         count++;
     }
+    for (size_t i = 0; i < n; i++)
+        reads[i].more = seen[i] >= reads[i].limit || returned >= asked;
     if (mongoc_cursor_error(cur, &err))
         count = mongo_set_err(errstr, size, "cannot read stored notifications", &err);
     mongoc_cursor_destroy(cur);
     bson_destroy(opts);
-    bson_destroy(filter);
+    bson_destroy(&filter);
+    free(seen);
+    free(by_user);
     return count;
 }
 
-struct removal {
-    const char *user, *id;
-};
-
-static int by_user(const void *a, const void *b)
-{
-    return strcmp(((const struct removal *)a)->user, ((const struct removal *)b)->user);
-}
-
-/* One delete per user in the batch, {userId: U, _id: {$in: [...]}}, rather
- * than one per notification: the user in the filter keeps an ack from
- * deleting anyone else's. */
+/* One delete for the whole batch, {_id: {$in: [keys]}}: a server that
+ * scans for every filter (FerretDB on SQLite) scans once. The key holds
+ * the user, so an ack can delete only its owner's notification. */
 static int mongo_remove(void *impl, const char *const *users, const char *const *ids, size_t n,
                         char *errstr, size_t size)
 {
     mongo_store_t *st = impl;
     bson_error_t err;
-    bson_t reply;
+    bson_t sel, in, list;
+    char index[16], key[KEY_MAX];
+    const char *k;
     int rc = 0;
 
     if (n == 0)
         return 0;
-    struct removal *order = xmalloc(n * sizeof(*order));
-    for (size_t i = 0; i < n; i++)
-        order[i] = (struct removal){users[i], ids[i]};
-    qsort(order, n, sizeof(*order), by_user);
-
-    bson_t *opts = BCON_NEW("ordered", BCON_BOOL(false));
-    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(st->coll, opts);
-    for (size_t start = 0; start < n;) {
-        const char *user = order[start].user;
-        bson_t sel, in, list;
-        char index[16], key[KEY_MAX];
-        const char *k;
-        size_t end = start;
-
-        bson_init(&sel);
-        BSON_APPEND_UTF8(&sel, "userId", user);
-        BSON_APPEND_DOCUMENT_BEGIN(&sel, "_id", &in);
-        BSON_APPEND_ARRAY_BEGIN(&in, "$in", &list);
-        for (; end < n && strcmp(order[end].user, user) == 0; end++) {
-            bson_uint32_to_string((uint32_t)(end - start), &k, index, sizeof(index));
-            BSON_APPEND_UTF8(&list, k, mongo_key_of(user, order[end].id, key));
-        }
-        bson_append_array_end(&in, &list);
-        bson_append_document_end(&sel, &in);
-        mongoc_bulk_operation_remove_many_with_opts(bulk, &sel, NULL, NULL);
-        bson_destroy(&sel);
-        start = end;
+    bson_init(&sel);
+    BSON_APPEND_DOCUMENT_BEGIN(&sel, "_id", &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &list);
+    for (size_t i = 0; i < n; i++) {
+        bson_uint32_to_string((uint32_t)i, &k, index, sizeof(index));
+        BSON_APPEND_UTF8(&list, k, mongo_key_of(users[i], ids[i], key));
     }
-    if (!mongoc_bulk_operation_execute(bulk, &reply, &err))
+    bson_append_array_end(&in, &list);
+    bson_append_document_end(&sel, &in);
+    if (!mongoc_collection_delete_many(st->coll, &sel, NULL, NULL, &err))
         rc = mongo_set_err(errstr, size, "cannot delete acknowledged notifications", &err);
-    bson_destroy(&reply);
-    mongoc_bulk_operation_destroy(bulk);
-    bson_destroy(opts);
-    free(order);
+    bson_destroy(&sel);
     return rc;
 }
 

@@ -246,28 +246,35 @@ static int sqlite_remove(void *impl, const char *const *users, const char *const
                           "cannot delete acknowledged notifications", errstr, size);
 }
 
-static int sqlite_fetch(void *impl, const char *user, int64_t after_seq, size_t limit,
-                        store_fetch_cb cb, void *arg, char *errstr, size_t size)
+/* The {user, seq} index makes each user's read cheap: one query each. */
+static int sqlite_fetch(void *impl, store_read_t *reads, size_t n, store_fetch_cb cb, void *arg,
+                        char *errstr, size_t size)
 {
     sqlite_store_t *st = impl;
-    int count = 0, rc;
+    int count = 0, rc = SQLITE_DONE;
 
-    sqlite3_reset(st->select);
-    sqlite3_bind_text(st->select, 1, user, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st->select, 2, after_seq);
-    sqlite3_bind_int64(st->select, 3, (sqlite3_int64)limit);
-    while ((rc = sqlite3_step(st->select)) == SQLITE_ROW) {
-        store_doc_t d = {
-            .id = (const char *)sqlite3_column_text(st->select, 0),
-            .user = user,
-            .seq = sqlite3_column_int64(st->select, 1),
-            .frame = (const char *)sqlite3_column_text(st->select, 2),
-            .frame_len = (size_t)sqlite3_column_bytes(st->select, 2),
-        };
-        if (d.id && d.frame) {
-            cb(arg, &d);
-            count++;
+    for (size_t i = 0; i < n && rc == SQLITE_DONE; i++) {
+        store_read_t *r = &reads[i];
+        size_t found = 0;
+        sqlite3_reset(st->select);
+        sqlite3_bind_text(st->select, 1, r->user, -1, SQLITE_STATIC);
+        sqlite3_bind_int64(st->select, 2, r->after_seq);
+        sqlite3_bind_int64(st->select, 3, (sqlite3_int64)r->limit);
+        while ((rc = sqlite3_step(st->select)) == SQLITE_ROW) {
+            store_doc_t d = {
+                .id = (const char *)sqlite3_column_text(st->select, 0),
+                .user = r->user,
+                .seq = sqlite3_column_int64(st->select, 1),
+                .frame = (const char *)sqlite3_column_text(st->select, 2),
+                .frame_len = (size_t)sqlite3_column_bytes(st->select, 2),
+            };
+            found++;
+            if (d.id && d.frame) {
+                cb(arg, i, &d);
+                count++;
+            }
         }
+        r->more = found == r->limit;
     }
     if (rc != SQLITE_DONE)
         count = fail(st, errstr, size, "cannot read stored notifications");

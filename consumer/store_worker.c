@@ -76,9 +76,10 @@ static store_req_t *submit(store_worker_t *w, enum op op, const char *user, cons
     r->msg.frame_len = frame_len;
     r->msg.partition = -1;
     r->msg.offset = -1;
-    if (!w->open)
-        w->open = list_new();
-    list_push(w->open, r);
+    struct lane *lane = &w->lanes[op];
+    if (!lane->open)
+        lane->open = list_new();
+    list_push(lane->open, r);
     return r;
 }
 
@@ -89,13 +90,15 @@ void store_worker_put(store_worker_t *w, const hub_msg_t *m, store_done_fn done,
     r->msg.partition = m->partition;
     r->msg.offset = m->offset;
     w->backlog++;
-    w->backlog_bytes += m->frame_len;
+    w->puts_submitted++;
+    budget_take(w->budget, BUDGET_STORE, m->frame_len + BUDGET_PER_NOTIFICATION);
 }
 
 void store_worker_remove(store_worker_t *w, const char *user, const char *id, store_done_fn done,
                          void *arg)
 {
     submit(w, OP_REMOVE, user, id, NULL, 0, done, arg);
+    w->removes_submitted++;
 }
 
 void store_worker_fetch(store_worker_t *w, const char *user, int64_t after_seq, size_t limit,
@@ -105,16 +108,18 @@ void store_worker_fetch(store_worker_t *w, const char *user, int64_t after_seq, 
     r->after_seq = after_seq;
     r->limit = limit;
     r->tag = tag;
+    r->puts_before = w->puts_submitted;
+    r->removes_before = w->removes_submitted;
 }
 
 void store_worker_flush(store_worker_t *w)
 {
-    if (!w->open)
-        return;
-    /* The request queue has no limit: the loop bounds its backlog itself. */
-    if (handoff_send(w->requests, &w->open->link) != 0)
-        return; /* stopped: kept, freed with the worker */
-    w->open = NULL;
+    for (int i = 0; i < STORE_LANES; i++) {
+        struct lane *l = &w->lanes[i];
+        /* No limit on the queues: the memory budget bounds what is pending. */
+        if (l->open && handoff_send(l->requests, &l->open->link) == 0)
+            l->open = NULL; /* else stopped: kept, freed with the worker */
+    }
 }
 
 void store_worker_poll(store_worker_t *w)
@@ -127,10 +132,10 @@ void store_worker_poll(store_worker_t *w)
         for (store_req_t *r = l->head; r; r = r->next) {
             if (r->op == OP_PUT) {
                 w->backlog--;
-                w->backlog_bytes -= r->msg.frame_len;
+                budget_give(w->budget, BUDGET_STORE, r->msg.frame_len + BUDGET_PER_NOTIFICATION);
             }
             if (r->done) {
-                struct store_result res = {&r->msg, r->msg.user, r->tag, r->limit, r->found,
+                struct store_result res = {&r->msg, r->msg.user, r->tag, r->more, r->found,
                                            r->nfound};
                 r->done(r->arg, &res);
             }
@@ -150,27 +155,39 @@ size_t store_worker_backlog(const store_worker_t *w)
     return w->backlog;
 }
 
-size_t store_worker_backlog_bytes(const store_worker_t *w)
-{
-    return w->backlog_bytes;
-}
-
-store_worker_t *store_worker_start(store_t *st, const struct store_expiry *expiry,
+store_worker_t *store_worker_start(store_t *const conns[STORE_LANES],
+                                   const struct store_expiry *expiry, budget_t *budget,
                                    void (*wake)(void *arg), void *arg)
 {
     store_worker_t *w = xcalloc(1, sizeof(*w));
-    w->st = st;
+    w->budget = budget;
     w->expiry = *expiry;
-    w->requests = handoff_new(0, NULL, NULL);
     w->completions = handoff_new(0, wake, arg);
-    if (pthread_create(&w->thread, NULL, store_worker_thread, w) != 0) {
-        handoff_free(w->requests, list_free);
-        handoff_free(w->completions, list_free);
-        free(w);
-        return NULL;
-    }
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->progress, NULL);
+    for (int i = 0; i < STORE_LANES; i++)
+        w->lanes[i] = (struct lane){
+            .w = w, .op = (enum op)i, .st = conns[i], .requests = handoff_new(0, NULL, NULL)};
     w->started = 1;
+    for (int i = 0; i < STORE_LANES; i++) {
+        struct lane *l = &w->lanes[i];
+        l->started = pthread_create(&l->thread, NULL, store_worker_lane, l) == 0;
+        if (!l->started) {
+            store_worker_free(w);
+            return NULL;
+        }
+    }
     return w;
+}
+
+/* Joins t by the deadline (plus a grace); 0, or -1 when it is still in a
+ * call. */
+static int join_by(pthread_t t, int64_t deadline_ms)
+{
+    int64_t wait_ms = deadline_ms - now_mono_ms();
+    wait_ms = (wait_ms > 0 ? wait_ms : 0) + 500;
+    struct timespec until = wall_in_ms(wait_ms);
+    return pthread_timedjoin_np(t, NULL, &until) == 0 ? 0 : -1;
 }
 
 void store_worker_stop(store_worker_t *w, int64_t deadline_ms)
@@ -179,25 +196,29 @@ void store_worker_stop(store_worker_t *w, int64_t deadline_ms)
         return;
     store_worker_flush(w);
     w->deadline_ms = deadline_ms;
-    handoff_close(w->requests);
+    for (int i = 0; i < STORE_LANES; i++)
+        handoff_close(w->lanes[i].requests);
 
     /* A call to an unreachable server can block for the driver's server
-     * selection timeout: past the deadline, leave the worker to the
+     * selection timeout: past the deadline, leave the threads to the
      * process exit rather than hold the shutdown. */
-    int64_t wait_ms = deadline_ms - now_mono_ms();
-    wait_ms = (wait_ms > 0 ? wait_ms : 0) + 500;
-    struct timespec until = wall_in_ms(wait_ms);
-    if (pthread_timedjoin_np(w->thread, NULL, &until) != 0) {
+    int stuck = 0;
+    for (int i = 0; i < STORE_LANES; i++) {
+        struct lane *l = &w->lanes[i];
+        if (l->started && join_by(l->thread, deadline_ms) != 0)
+            stuck = 1;
+        else
+            l->started = 0;
+    }
+    if (stuck) {
         log_warn("the store did not answer before the shutdown deadline; leaving it");
-        /* It may still finish a call: its completions must not reach a
-         * loop that is gone. */
+        /* A thread may still finish a call: its completions must not
+         * reach a loop that is gone. */
         handoff_close(w->completions);
         w->abandoned = 1;
         return;
     }
     w->started = 0;
-    store_close(w->st);
-    w->st = NULL;
 }
 
 void store_worker_free(store_worker_t *w)
@@ -207,9 +228,15 @@ void store_worker_free(store_worker_t *w)
     store_worker_stop(w, 0);
     if (w->abandoned)
         return;
-    handoff_free(w->requests, list_free);
+    for (int i = 0; i < STORE_LANES; i++) {
+        struct lane *l = &w->lanes[i];
+        store_close(l->st);
+        handoff_free(l->requests, list_free);
+        if (l->open)
+            list_free(&l->open->link);
+    }
     handoff_free(w->completions, list_free);
-    if (w->open)
-        list_free(&w->open->link);
+    pthread_mutex_destroy(&w->lock);
+    pthread_cond_destroy(&w->progress);
     free(w);
 }

@@ -1,16 +1,16 @@
-/* The store worker: a thread that runs the offline store's blocking calls
- * off the event loop, each request answered by its own completion.
+/* The store worker: two threads that run the offline store's blocking
+ * calls off the event loop, each request answered by its own completion.
  *
  * The loop submits puts, removes and fetches as they arise, each with a
  * completion callback; store_worker_flush hands everything submitted so
- * far to the worker in one step. The worker runs puts as bulk writes
- * first, then removes, then fetches one at a time, taking new work
- * between any two calls, so a write never waits behind reads (and a fetch
- * still sees every put submitted before it); it retries a failed call
- * until it succeeds or the stop deadline passes, and posts each finished
- * request back as soon as its call returns. store_worker_poll, on the loop
- * thread, calls the completions (never on the worker) and frees the
- * requests.
+ * far to the worker in one step. Each kind of call has its own thread and
+ * store connection: puts in bulk, removes in bulk, fetches up to 256 users
+ * in one read. So a write never waits behind a slow read or delete, and a
+ * fetch still runs only after every put and remove submitted before it. Each thread retries a failed
+ * call until it succeeds or the stop deadline passes, and posts each
+ * finished request back as soon as its call returns. store_worker_poll, on
+ * the loop thread, calls the completions (never on the worker) and frees
+ * the requests.
  *
  * Every function here is for the loop thread only. */
 #ifndef CONSUMER_STORE_WORKER_H
@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "budget.h"
 #include "hub.h"
 #include "store.h"
 
@@ -30,7 +31,7 @@ struct store_result {
     const hub_msg_t *msg; /* put: the notification stored */
     const char *user;     /* fetch: whose notifications */
     uint64_t tag;         /* fetch: the caller's, as submitted */
-    size_t limit;         /* fetch: the most asked for */
+    int more;             /* fetch: the user may have more than was found */
     const hub_msg_t *msgs; /* fetch: what was found, oldest first */
     size_t n;
 };
@@ -46,9 +47,15 @@ struct store_expiry {
     int64_t interval_ms;
 };
 
-/* Starts the worker on an opened store; it owns st from then on. wake(arg)
- * is called from the worker when completions are waiting. */
-store_worker_t *store_worker_start(store_t *st, const struct store_expiry *expiry,
+/* Connections the worker uses to one store: puts, removes, fetches. */
+#define STORE_LANES 3
+
+/* Starts the worker on STORE_LANES connections to one store (store_open
+ * each time); it owns them from then on, even when it fails (NULL). Puts
+ * count against budget (may be NULL) until they complete. wake(arg) is
+ * called from the worker's threads when completions are waiting. */
+store_worker_t *store_worker_start(store_t *const conns[STORE_LANES],
+                                   const struct store_expiry *expiry, budget_t *budget,
                                    void (*wake)(void *arg), void *arg);
 
 /* done may be NULL. Strings and frames are copied. */
@@ -71,15 +78,13 @@ struct store_health {
 };
 struct store_health store_worker_health(store_worker_t *w);
 
-/* Puts submitted and not yet completed, and their bytes: the loop stops
- * taking from Kafka while these are over its limits. */
+/* Puts submitted and not yet completed. */
 size_t store_worker_backlog(const store_worker_t *w);
-size_t store_worker_backlog_bytes(const store_worker_t *w);
 
-/* Lets the worker finish what it holds, retrying failures until
- * deadline_ms (monotonic), then joins it and closes the store. Completions
- * posted before it stopped can still be polled; free with
- * store_worker_free. */
+/* Lets the worker finish what it holds, retrying failed writes until
+ * deadline_ms (monotonic; reads are dropped), then joins its threads.
+ * Completions posted before it stopped can still be polled;
+ * store_worker_free closes the store. */
 void store_worker_stop(store_worker_t *w, int64_t deadline_ms);
 void store_worker_free(store_worker_t *w);
 

@@ -11,8 +11,9 @@
 #include "store_worker.h"
 
 #define CHUNK 1000 /* puts per bulk insert, removes per bulk delete */
+#define FETCH_CHUNK 256 /* users per read */
 
-enum op { OP_PUT, OP_REMOVE, OP_FETCH };
+enum op { OP_PUT, OP_REMOVE, OP_FETCH }; /* also the lanes' order */
 
 struct store_req {
     store_req_t *next;
@@ -23,6 +24,8 @@ struct store_req {
     int64_t after_seq;
     size_t limit;
     uint64_t tag;
+    size_t puts_before, removes_before; /* fetch: writes submitted before it */
+    int more;         /* fetch: store_read_t's */
     hub_msg_t *found; /* fetch: the answer, each string owned */
     size_t nfound, found_cap;
     char buf[];       /* msg's strings: id, user, frame */
@@ -36,21 +39,41 @@ struct req_list {
     size_t n;
 };
 
-struct store_worker {
+/* One thread and one store connection for each kind of call, so that no
+ * call waits behind another kind that is slow (a store scanning its
+ * collection for every read or delete); each fetch runs after the puts and
+ * removes submitted before it. */
+struct lane {
+    store_worker_t *w;
+    enum op op;
     store_t *st;
-    struct store_expiry expiry;
-    handoff_t *requests;    /* loop -> worker */
-    handoff_t *completions; /* worker -> loop */
+    handoff_t *requests;   /* loop -> this lane */
+    struct req_list *open; /* loop thread: submitted since the last flush */
     pthread_t thread;
+    int started;
+};
+
+struct store_worker {
+    struct lane lanes[STORE_LANES]; /* by enum op */
+    struct store_expiry expiry;
+    handoff_t *completions; /* every lane -> loop */
     int started;
     int abandoned; /* outlived the stop deadline: never free what it uses */
     int64_t deadline_ms; /* written before requests is closed */
     atomic_int failing;       /* the last store call failed */
     atomic_ulong failures;    /* failed calls since start */
 
+    /* The writers' progress (requests done, each kind in its order), and
+     * whether the store is prepared (1) or never will be (-1). */
+    pthread_mutex_t lock;
+    pthread_cond_t progress;
+    size_t puts_done, removes_done;
+    int ready;
+
     /* loop thread only */
-    struct req_list *open;
-    size_t backlog, backlog_bytes;
+    size_t puts_submitted, removes_submitted;
+    size_t backlog;
+    budget_t *budget; /* puts count against it until they complete */
 };
 
 /* Request lists (store_worker.c). */
@@ -61,7 +84,7 @@ void free_reqs(store_req_t *r);
 void list_free(handoff_msg_t *m);
 void forget_found(store_req_t *r);
 
-/* The thread's body (store_worker_thread.c); arg is the store_worker_t. */
-void *store_worker_thread(void *arg);
+/* A lane's thread (store_worker_thread.c); arg is its struct lane. */
+void *store_worker_lane(void *arg);
 
 #endif

@@ -1,8 +1,9 @@
-/* The store worker's thread: it runs the store's blocking calls, writes
- * before reads, in bulk, retrying failures, and expires what waited too
- * long. */
+/* The store worker's threads, one a lane: puts in bulk; removes in bulk,
+ * and expiry; fetches, many users in one read, each after the writes
+ * submitted before it. Each retries its failures. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "log.h"
@@ -18,15 +19,15 @@
  * a stop is asked for and either the deadline has passed or the call was
  * a read (which nobody waits for then). At a stop, `lost` says what giving
  * up costs. Logs the first failure and then every 30 s. */
-static int retry(store_worker_t *w, const char *what, const char *errstr, int attempt,
-                 int64_t *delay, const char *lost)
+static int retry(store_worker_t *w, handoff_t *requests, const char *what, const char *errstr,
+                 int attempt, int64_t *delay, const char *lost)
 {
     if (attempt == 1 || attempt % (int)(30000 / RETRY_MAX_MS) == 0)
         log_warn("%s failed, retrying (attempt %d): %s", what, attempt, errstr);
     atomic_store(&w->failing, 1);
     atomic_fetch_add(&w->failures, 1);
 
-    if (handoff_pause(w->requests, *delay)) {
+    if (handoff_pause(requests, *delay)) {
         int64_t left = w->deadline_ms - now_mono_ms();
         if (!lost || left <= 0) {
             if (lost)
@@ -49,22 +50,25 @@ static void post(store_worker_t *w, struct req_list *done)
         list_free(&done->link); /* abandoned at a stop: nobody polls */
 }
 
-/* Moves up to max requests from the front of *from into a new list. */
-static struct req_list *chunk(store_req_t **from, size_t max)
+/* Moves up to max requests from the front of q into a new list. */
+static struct req_list *chunk(struct req_list *q, size_t max)
 {
     struct req_list *l = list_new();
-    while (*from && l->n < max) {
-        store_req_t *r = *from;
-        *from = r->next;
+    while (q->head && l->n < max) {
+        store_req_t *r = q->head;
+        q->head = r->next;
         list_push(l, r);
     }
+    if (!q->head)
+        q->tail = &q->head;
     return l;
 }
 
 /* Runs one chunk's store call until it succeeds (0) or is given up (-1;
  * the chunk is then freed). */
-static int run_chunk(store_worker_t *w, struct req_list *l)
+static int run_chunk(struct lane *lane, struct req_list *l)
 {
+    store_worker_t *w = lane->w;
     const char *users[CHUNK], *ids[CHUNK];
     store_doc_t docs[CHUNK];
     char err[512];
@@ -79,14 +83,15 @@ static int run_chunk(store_worker_t *w, struct req_list *l)
     }
     int64_t delay = RETRY_MIN_MS;
     for (int attempt = 1;; attempt++) {
-        int rc = op == OP_PUT ? store_put(w->st, docs, n, err, sizeof(err))
-                              : store_remove(w->st, users, ids, n, err, sizeof(err));
+        int rc = op == OP_PUT ? store_put(lane->st, docs, n, err, sizeof(err))
+                              : store_remove(lane->st, users, ids, n, err, sizeof(err));
         if (rc == 0)
             return 0;
-        if (op == OP_PUT ? !retry(w, "storing notifications", err, attempt, &delay,
+        if (op == OP_PUT ? !retry(w, lane->requests, "storing notifications", err, attempt, &delay,
                                   "nothing is lost: their Kafka offsets stay uncommitted, so "
                                   "they are consumed again on restart")
-                         : !retry(w, "deleting acknowledged notifications", err, attempt, &delay,
+                         : !retry(w, lane->requests, "deleting acknowledged notifications", err,
+                                  attempt, &delay,
                                   "they stay stored and are delivered again on the next "
                                   "connect")) {
             list_free(&l->link);
@@ -95,9 +100,9 @@ static int run_chunk(store_worker_t *w, struct req_list *l)
     }
 }
 
-static void on_found(void *arg, const store_doc_t *doc)
+static void on_found(void *arg, size_t read, const store_doc_t *doc)
 {
-    store_req_t *r = arg;
+    store_req_t *r = ((store_req_t **)arg)[read];
     if (r->nfound == r->found_cap) {
         r->found_cap = r->found_cap ? r->found_cap * 2 : 16;
         r->found = xrealloc(r->found, r->found_cap * sizeof(*r->found));
@@ -107,64 +112,89 @@ static void on_found(void *arg, const store_doc_t *doc)
                                         doc->seq, -1, -1};
 }
 
-/* Returns 0, or -1 when given up at a stop. */
-static int run_fetch(store_worker_t *w, store_req_t *r)
+/* Moves up to FETCH_CHUNK fetches of distinct users from the front of q
+ * into a new list; a user's second fetch waits for the next read. */
+static struct req_list *fetch_chunk(struct req_list *q)
 {
+    struct req_list *l = list_new();
+    store_req_t **p = &q->head;
+    while (*p && l->n < FETCH_CHUNK) {
+        store_req_t *r = *p, *o = l->head;
+        while (o && strcmp(o->msg.user, r->msg.user) != 0)
+            o = o->next;
+        if (o) {
+            p = &r->next;
+            continue;
+        }
+        *p = r->next;
+        list_push(l, r);
+    }
+    q->tail = &q->head;
+    while (*q->tail)
+        q->tail = &(*q->tail)->next;
+    return l;
+}
+
+/* One read for every fetch in l. Returns 0, or -1 when given up at a
+ * stop. */
+static int run_fetch(struct lane *lane, struct req_list *l)
+{
+    store_worker_t *w = lane->w;
+    store_read_t reads[FETCH_CHUNK];
+    store_req_t *reqs[FETCH_CHUNK];
     char err[512];
     int64_t delay = RETRY_MIN_MS;
+    size_t n = 0;
 
+    for (store_req_t *r = l->head; r; r = r->next, n++) {
+        reads[n] = (store_read_t){r->msg.user, r->after_seq, r->limit, 0};
+        reqs[n] = r;
+    }
     for (int attempt = 1;; attempt++) {
-        if (store_fetch(w->st, r->msg.user, r->after_seq, r->limit, on_found, r, err,
-                        sizeof(err)) >= 0)
+        if (store_fetch(lane->st, reads, n, on_found, reqs, err, sizeof(err)) >= 0) {
+            for (size_t i = 0; i < n; i++)
+                reqs[i]->more = reads[i].more;
             return 0;
-        forget_found(r);
-        if (!retry(w, "reading stored notifications", err, attempt, &delay, NULL))
+        }
+        for (size_t i = 0; i < n; i++)
+            forget_found(reqs[i]);
+        if (!retry(w, lane->requests, "reading stored notifications", err, attempt, &delay, NULL))
             return -1;
     }
 }
 
-/* Sorts what the loop submitted into the worker's queues, one per kind of
- * call, each in submission order. */
-static void enqueue(struct req_list *by_op, handoff_msg_t *batches)
+/* Appends what the loop submitted to q, in submission order. */
+static void enqueue(struct req_list *q, handoff_msg_t *batches)
 {
     while (batches) {
         handoff_msg_t *next = batches->next;
         struct req_list *l = (struct req_list *)batches;
-        for (store_req_t *r = l->head, *rn; r; r = rn) {
-            rn = r->next;
-            list_push(&by_op[r->op], r);
+        if (l->head) {
+            *q->tail = l->head;
+            q->tail = l->tail;
         }
         free(l);
         batches = next;
     }
 }
 
-/* One store call: a chunk of puts if any wait, else of removes, else one
- * fetch. Writes commit offsets and free memory, so they never wait behind
- * reads, which can be slow (a store without a usable index scans per
- * read): new writes are taken between any two reads. A fetch still sees
- * every put submitted before it. Past a stop's deadline each call is tried
- * once, and what fails is dropped (a put's offset then stays
- * uncommitted). */
-static void run_one(store_worker_t *w, struct req_list *by_op)
+/* The writers' progress, for the reads' barrier. */
+static void written(store_worker_t *w, enum op op, size_t n)
 {
-    int op = by_op[OP_PUT].head ? OP_PUT : by_op[OP_REMOVE].head ? OP_REMOVE : OP_FETCH;
-    struct req_list *l = chunk(&by_op[op].head, op == OP_FETCH ? 1 : CHUNK);
-    if (!by_op[op].head)
-        by_op[op].tail = &by_op[op].head;
-    if (op == OP_FETCH ? run_fetch(w, l->head) == 0 : run_chunk(w, l) == 0) {
-        atomic_store(&w->failing, 0);
-        post(w, l);
-    }
-    else if (op == OP_FETCH)
-        list_free(&l->link);
+    pthread_mutex_lock(&w->lock);
+    if (op == OP_PUT)
+        w->puts_done += n;
+    else
+        w->removes_done += n;
+    pthread_cond_broadcast(&w->progress);
+    pthread_mutex_unlock(&w->lock);
 }
 
 static void expire(store_worker_t *w)
 {
     char err[512];
     const struct store_expiry *e = &w->expiry;
-    int64_t n = store_expire(w->st, e->max_per_user,
+    int64_t n = store_expire(w->lanes[OP_REMOVE].st, e->max_per_user,
                              e->retention_ms ? now_wall_ms() - e->retention_ms : 0, err,
                              sizeof(err));
     if (n < 0)
@@ -176,38 +206,112 @@ static void expire(store_worker_t *w)
                  (long long)n, e->max_per_user, (long long)(e->retention_ms / 1000));
 }
 
-void *store_worker_thread(void *arg)
+/* Prepares st (migrations run once, by the writer, before the reader
+ * prepares its own connection). Returns 0, or -1 when stopped first. */
+static int prepare(store_worker_t *w, store_t *st, handoff_t *requests)
 {
-    store_worker_t *w = arg;
     char err[512];
     int64_t delay = RETRY_MIN_MS;
 
-    for (int attempt = 1; store_prepare(w->st, err, sizeof(err)) != 0; attempt++) {
-        if (!retry(w, "preparing the offline store", err, attempt, &delay, NULL))
-            return NULL;
+    for (int attempt = 1; store_prepare(st, err, sizeof(err)) != 0; attempt++) {
+        if (!retry(w, requests, "preparing the offline store", err, attempt, &delay, NULL))
+            return -1;
     }
     atomic_store(&w->failing, 0);
-    log_info("offline store ready (%s)", store_name(w->st));
+    return 0;
+}
 
-    struct req_list by_op[3];
-    for (int i = 0; i < 3; i++)
-        by_op[i] = (struct req_list){.tail = &by_op[i].head};
-    int expires = w->expiry.max_per_user || w->expiry.retention_ms;
+/* Sets the store's readiness: the puts lane prepares it (migrations run
+ * once), the other lanes then prepare their own connections. Returns 0,
+ * or -1 when stopped first. */
+static int become_ready(struct lane *lane)
+{
+    store_worker_t *w = lane->w;
+    int rc;
+
+    if (lane->op == OP_PUT) {
+        rc = prepare(w, lane->st, lane->requests);
+        pthread_mutex_lock(&w->lock);
+        w->ready = rc == 0 ? 1 : -1;
+        pthread_cond_broadcast(&w->progress);
+        pthread_mutex_unlock(&w->lock);
+        if (rc == 0)
+            log_info("offline store ready (%s)", store_name(lane->st));
+        return rc;
+    }
+    pthread_mutex_lock(&w->lock);
+    while (!w->ready && !handoff_closed(lane->requests)) {
+        struct timespec until = wall_in_ms(100); /* and look at the stop again */
+        pthread_cond_timedwait(&w->progress, &w->lock, &until);
+    }
+    rc = w->ready > 0 ? 0 : -1;
+    pthread_mutex_unlock(&w->lock);
+    return rc == 0 ? prepare(w, lane->st, lane->requests) : -1;
+}
+
+/* Waits until the puts and removes submitted before the fetches in l are
+ * done (so a read sees what was stored or deleted before it was asked).
+ * Returns 0, or -1 when stopping. */
+static int after_writes(struct lane *lane, const struct req_list *l)
+{
+    store_worker_t *w = lane->w;
+    size_t puts = 0, removes = 0;
+    for (const store_req_t *r = l->head; r; r = r->next) {
+        puts = r->puts_before > puts ? r->puts_before : puts;
+        removes = r->removes_before > removes ? r->removes_before : removes;
+    }
+    pthread_mutex_lock(&w->lock);
+    while ((w->puts_done < puts || w->removes_done < removes) && !handoff_closed(lane->requests)) {
+        struct timespec until = wall_in_ms(100);
+        pthread_cond_timedwait(&w->progress, &w->lock, &until);
+    }
+    int ok = w->puts_done >= puts && w->removes_done >= removes;
+    pthread_mutex_unlock(&w->lock);
+    return ok ? 0 : -1;
+}
+
+/* Runs the next call of the lane: a chunk of puts or removes, or a read of
+ * up to FETCH_CHUNK users. */
+static void run_next(struct lane *lane, struct req_list *q)
+{
+    store_worker_t *w = lane->w;
+    struct req_list *l = lane->op == OP_FETCH ? fetch_chunk(q) : chunk(q, CHUNK);
+    size_t n = l->n;
+    int ok = lane->op == OP_FETCH ? after_writes(lane, l) == 0 && run_fetch(lane, l) == 0
+                                  : run_chunk(lane, l) == 0;
+    if (ok) {
+        atomic_store(&w->failing, 0);
+        post(w, l);
+    } else if (lane->op == OP_FETCH) {
+        list_free(&l->link); /* stopping: nobody waits for a read */
+    }
+    if (lane->op != OP_FETCH)
+        written(w, lane->op, n); /* given up at a stop too: nobody reads after it */
+}
+
+void *store_worker_lane(void *arg)
+{
+    struct lane *lane = arg;
+    store_worker_t *w = lane->w;
+    struct req_list q = {.tail = &q.head};
+
+    if (become_ready(lane) != 0)
+        return NULL; /* stopped: what was queued is freed with the worker */
+    int expires = lane->op == OP_REMOVE && (w->expiry.max_per_user || w->expiry.retention_ms);
     int64_t next_expiry = now_mono_ms();
     for (;;) {
         if (expires && now_mono_ms() >= next_expiry) {
             expire(w);
             next_expiry = now_mono_ms() + w->expiry.interval_ms;
         }
-        int idle = !by_op[OP_PUT].head && !by_op[OP_REMOVE].head && !by_op[OP_FETCH].head;
         /* Wait only when there is nothing to do; else take what came. */
         handoff_msg_t *batches =
-            idle ? handoff_wait(w->requests, expires ? next_expiry - now_mono_ms() : -1)
-                 : handoff_take(w->requests, (size_t)-1);
-        enqueue(by_op, batches);
-        if (by_op[OP_PUT].head || by_op[OP_REMOVE].head || by_op[OP_FETCH].head)
-            run_one(w, by_op);
-        else if (handoff_closed(w->requests))
+            q.head ? handoff_take(lane->requests, (size_t)-1)
+                   : handoff_wait(lane->requests, expires ? next_expiry - now_mono_ms() : -1);
+        enqueue(&q, batches);
+        if (q.head)
+            run_next(lane, &q);
+        else if (handoff_closed(lane->requests))
             return NULL;
     }
 }

@@ -4,6 +4,7 @@ server: FerretDB (SQLite underneath) and mongo-java-server (in memory). The
 binary runs the SQLite suite every time."""
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -26,4 +27,6 @@ def test_store_suite_passes_on_sqlite_and_mongodb(mongo_server):
     out = run.stdout + run.stderr
     assert run.returncode == 0, out
     assert "store: SQLite" in out and "store: MongoDB" in out
-    assert out.count("PASSED  ] 8 test(s)") == 2, out
+    # The same contract, passed whole, by both backends.
+    passed = re.findall(r"PASSED  \] (\d+) test", out)
+    assert len(passed) == 3 and passed[1] == passed[2] and int(passed[1]) >= 9, out

@@ -27,12 +27,24 @@ struct got {
     int n;
 };
 
-static void collect(void *arg, const store_doc_t *d)
+static void collect(void *arg, size_t read, const store_doc_t *d)
 {
-    struct got *g = arg;
+    struct got *g = (struct got *)arg + read;
     snprintf(g->ids[g->n], 32, "%s", d->id);
     snprintf(g->frames[g->n], 128, "%.*s", (int)d->frame_len, d->frame);
     g->seqs[g->n++] = d->seq;
+}
+
+/* One user's read; *more gets store_read_t's. */
+static int fetch_user(store_t *st, const char *user, int64_t after, size_t limit, struct got *g,
+                      int *more)
+{
+    char err[512];
+    store_read_t r = {user, after, limit, -1};
+    int n = store_fetch(st, &r, 1, collect, g, err, sizeof(err));
+    if (more)
+        *more = r.more;
+    return n;
 }
 
 static store_doc_t doc(const char *id, const char *user, int64_t seq)
@@ -95,7 +107,7 @@ static void fetch_is_per_user_oldest_first_in_batches(void **state)
     assert_int_equal(store_put(st, docs, 5, err, sizeof(err)), 0);
 
     struct got g = {0};
-    assert_int_equal(store_fetch(st, "u1", 0, 3, collect, &g, err, sizeof(err)), 3);
+    assert_int_equal(fetch_user(st, "u1", 0, 3, &g, NULL), 3);
     assert_string_equal(g.ids[0], "n1");
     assert_string_equal(g.ids[1], "n2");
     assert_string_equal(g.ids[2], "n3");
@@ -103,11 +115,46 @@ static void fetch_is_per_user_oldest_first_in_batches(void **state)
     assert_string_equal(g.frames[0], "{\"id\":\"n1\",\"userId\":\"u1\",\"message\":\"é ✓\"}");
 
     struct got rest = {0};
-    assert_int_equal(store_fetch(st, "u1", 30, 3, collect, &rest, err, sizeof(err)), 1);
+    assert_int_equal(fetch_user(st, "u1", 30, 3, &rest, NULL), 1);
     assert_string_equal(rest.ids[0], "n4");
 
     struct got none = {0};
-    assert_int_equal(store_fetch(st, "nobody", 0, 10, collect, &none, err, sizeof(err)), 0);
+    int more = -1;
+    assert_int_equal(fetch_user(st, "nobody", 0, 10, &none, &more), 0);
+    assert_int_equal(more, 0);
+    assert_int_equal(fetch_user(st, "u1", 0, 4, &none, &more), 4);
+    assert_int_equal(more, 1); /* as many as asked: maybe more */
+    store_close(st);
+}
+
+/* Several users in one read, each cut to its own limit, each saying
+ * whether it may have more. */
+static void one_read_for_many_users(void **state)
+{
+    (void)state;
+    char err[512];
+    store_t *st = open_store();
+    store_doc_t docs[] = {doc("a1", "ua", 11), doc("b1", "ub", 12), doc("a2", "ua", 13),
+                          doc("a3", "ua", 14), doc("b2", "ub", 15), doc("a4", "ua", 16),
+                          doc("a5", "ua", 17), doc("c1", "uc", 5)};
+    assert_int_equal(store_put(st, docs, 8, err, sizeof(err)), 0);
+
+    store_read_t reads[] = {{"ua", 0, 3, -1}, {"ub", 0, 10, -1}, {"uc", 5, 10, -1},
+                            {"nobody", 0, 10, -1}};
+    struct got g[4] = {0};
+    assert_int_equal(store_fetch(st, reads, 4, collect, g, err, sizeof(err)), 5);
+    assert_int_equal(g[0].n, 3);
+    assert_string_equal(g[0].ids[0], "a1");
+    assert_string_equal(g[0].ids[2], "a3");
+    assert_int_equal(reads[0].more, 1);
+    assert_int_equal(g[1].n, 2);
+    assert_string_equal(g[1].ids[0], "b1");
+    assert_string_equal(g[1].ids[1], "b2");
+    assert_int_equal(reads[1].more, 0);
+    assert_int_equal(g[2].n, 0); /* c1 is not after seq 5 */
+    assert_int_equal(reads[2].more, 0);
+    assert_int_equal(g[3].n, 0);
+    assert_int_equal(reads[3].more, 0);
     store_close(st);
 }
 
@@ -150,7 +197,7 @@ static void survives_reopening(void **state)
 
     st = open_store();
     struct got g = {0};
-    assert_int_equal(store_fetch(st, "u9", 0, 10, collect, &g, err, sizeof(err)), 1);
+    assert_int_equal(fetch_user(st, "u9", 0, 10, &g, NULL), 1);
     assert_string_equal(g.ids[0], "kept");
     store_close(st);
 }
@@ -184,7 +231,7 @@ static void same_id_for_two_users_keeps_both(void **state)
     assert_int_equal(store_count(st, "u1", err, sizeof(err)), 1);
     assert_int_equal(store_count(st, "u2", err, sizeof(err)), 1);
     struct got g = {0};
-    assert_int_equal(store_fetch(st, "u2", 0, 10, collect, &g, err, sizeof(err)), 1);
+    assert_int_equal(fetch_user(st, "u2", 0, 10, &g, NULL), 1);
     assert_string_equal(g.ids[0], "campaign");
     assert_non_null(strstr(g.frames[0], "\"userId\":\"u2\""));
     /* Still idempotent for one user, and an ack removes only its owner's. */
@@ -242,7 +289,7 @@ static void version_1_data_is_migrated(void **state)
     store_t *st = open_store(); /* migrates */
     assert_int_equal(store_count(st, NULL, err, sizeof(err)), 2);
     struct got g = {0};
-    assert_int_equal(store_fetch(st, "u1", 0, 10, collect, &g, err, sizeof(err)), 1);
+    assert_int_equal(fetch_user(st, "u1", 0, 10, &g, NULL), 1);
     assert_string_equal(g.ids[0], "old1");
     assert_int_equal(g.seqs[0], 10);
     assert_string_equal(g.frames[0], "{\"id\":\"old1\"}");
@@ -273,7 +320,7 @@ static void expire_keeps_each_users_newest_and_what_is_recent(void **state)
     assert_int_equal(store_put(st, docs, 7, err, sizeof(err)), 0);
     assert_int_equal(store_expire(st, 3, 0, err, sizeof(err)), 2);
     struct got g = {0};
-    assert_int_equal(store_fetch(st, "heavy", 0, 10, collect, &g, err, sizeof(err)), 3);
+    assert_int_equal(fetch_user(st, "heavy", 0, 10, &g, NULL), 3);
     assert_string_equal(g.ids[0], "e3");
     assert_string_equal(g.ids[2], "e5");
     assert_int_equal(store_count(st, "light", err, sizeof(err)), 2);
@@ -304,6 +351,7 @@ static void bad_uris_are_refused_clearly(void **state)
     {                                                                                          \
         cmocka_unit_test_setup(put_is_idempotent_by_id, fresh),                                \
             cmocka_unit_test_setup(fetch_is_per_user_oldest_first_in_batches, fresh),          \
+            cmocka_unit_test_setup(one_read_for_many_users, fresh),                            \
             cmocka_unit_test_setup(remove_needs_the_owner, fresh),                             \
             cmocka_unit_test_setup(survives_reopening, fresh),                                 \
             cmocka_unit_test_setup(big_batches, fresh),                                        \

@@ -24,6 +24,8 @@ struct seen {
     char first_id[32];
 };
 
+static budget_t budget;
+
 static void wake(void *arg)
 {
     (void)arg;
@@ -74,7 +76,9 @@ static void each_request_completes_on_the_polling_thread(void **state)
     store_t *st = store_open(uri, NULL, 5000, err, sizeof(err));
     assert_non_null(st);
     struct store_expiry none = {0, 0, 60000};
-    store_worker_t *w = store_worker_start(st, &none, wake, NULL);
+    store_t *conns[] = {st, store_open(uri, NULL, 5000, err, sizeof(err)),
+                        store_open(uri, NULL, 5000, err, sizeof(err))};
+    store_worker_t *w = store_worker_start(conns, &none, &budget, wake, NULL);
     struct seen s = {.thread = pthread_self()};
 
     for (int i = 0; i < 3; i++) {
@@ -86,13 +90,14 @@ static void each_request_completes_on_the_polling_thread(void **state)
     }
     store_worker_fetch(w, "alice", 0, 10, 42, on_fetch, &s);
     assert_int_equal(store_worker_backlog(w), 3);
-    assert_int_equal(store_worker_backlog_bytes(w), 3 * strlen("{\"id\":\"n0\"}"));
+    assert_int_equal(budget_part(&budget, BUDGET_STORE),
+                     3 * (strlen("{\"id\":\"n0\"}") + BUDGET_PER_NOTIFICATION));
     store_worker_flush(w);
     wait_for(w, &s.fetches, 1);
     assert_int_equal(s.puts, 3);
     assert_int_equal(s.last_partition, 7);
     assert_int_equal(store_worker_backlog(w), 0);
-    assert_int_equal(store_worker_backlog_bytes(w), 0);
+    assert_int_equal(budget_part(&budget, BUDGET_STORE), 0);
     assert_int_equal(s.found, 3);
     assert_int_equal(s.tag, 42);
     assert_string_equal(s.first_id, "n0");
@@ -153,7 +158,9 @@ static void a_write_does_not_wait_behind_reads(void **state)
     }
     assert_int_equal(store_prepare(st, err, sizeof(err)), 0);
     assert_int_equal(store_put(st, docs, STORED, err, sizeof(err)), 0);
-    store_worker_t *w = store_worker_start(st, &none, wake, NULL);
+    store_t *conns[] = {st, store_open(uri, NULL, 5000, err, sizeof(err)),
+                        store_open(uri, NULL, 5000, err, sizeof(err))};
+    store_worker_t *w = store_worker_start(conns, &none, &budget, wake, NULL);
     for (int i = 0; i < READS; i++)
         store_worker_fetch(w, "reader", 0, STORED, (uint64_t)i, count_fetch, &o);
     store_worker_flush(w);
