@@ -82,7 +82,7 @@ static const struct setting settings[] = {
      RANGE(1, 10000)},
     {.flag = "window", "WINDOW", "256", INT, S(window),
      "notifications sent to one connection and not yet acknowledged; "
-     "past it, they wait in the store",
+     "past it, they wait in memory, then in the store",
      RANGE(1, 65536)},
     {.flag = "shutdown-timeout", "SHUTDOWN_TIMEOUT", "5", INT, S(shutdown_timeout_s),
      "seconds allowed at SIGTERM to store what is in flight and commit", RANGE(1, 600)},
@@ -98,6 +98,10 @@ static const struct setting settings[] = {
      "seconds a notification is kept for a user who is away before it expires, logged "
      "(0: until delivered)",
      RANGE(0, 315360000)},
+    {.flag = "memory-budget", "MEMORY_BUDGET", "256", INT, S(memory_budget_mb),
+     "MiB of notifications held in memory (windows, hand-off, held, waiting for the store); "
+     "at it, intake from Kafka pauses and live ones go through the store",
+     RANGE(16, 1048576)},
     {.flag = "log-level", "LOG_LEVEL", "info", ENUM, S(log_level), "how much to log on stderr",
      .values = log_levels},
 };

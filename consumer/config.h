@@ -31,6 +31,7 @@ struct config {
     int max_pending_per_user;
     int pending_retention_s;
     int store_timeout_s;
+    int memory_budget_mb;
     /* The store to open, never empty: --store, else the embedded mode's
      * SQLite file, else --mongodb-uri. Its scheme is mongodb://,
      * mongodb+srv:// or sqlite:. */

@@ -26,6 +26,10 @@
 
 #define WINDOW_BYTES (1u << 20) /* per connection, queued and unacknowledged */
 #define FETCH_BATCH 128
+/* Live notifications held in memory for one user whose replay or windows
+ * are not ready (8 windows' worth at the default); past it they go
+ * through the store. */
+#define HELD_PER_USER 2048
 #define TICK_US (1 * LWS_US_PER_SEC)
 /* libwebsockets allocates this for every connection: clients only send
  * acks of a few dozen bytes, and longer frames are reassembled up to
@@ -248,6 +252,7 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     gateway_t *g = xcalloc(1, sizeof(*g));
     g->conf = *c;
 
+    g->pipe.budget.limit = (size_t)c->memory_budget_mb << 20;
     struct hub_ops ops = {.want_write = ws_want_write, .closed = ws_hub_closed};
     pipeline_hub_ops(&g->pipe, &ops);
     struct hub_limits limits = {
@@ -257,6 +262,8 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
         .conns_per_user = (size_t)c->max_connections_per_user,
         .fetch_batch = FETCH_BATCH,
         .frame_headroom = LWS_PRE,
+        .held_per_user = HELD_PER_USER,
+        .budget = &g->pipe.budget,
     };
     g->pipe.hub = g->ws.hub = hub_new(&ops, &limits);
     g->ws.max_connections = (size_t)c->max_connections;
@@ -264,22 +271,29 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     g->ws.turn_work = schedule_turn_end;
     g->ws.arg = g;
 
-    store_t *st = store_open(c->store_uri, c->mongodb_db, c->store_timeout_s * 1000, errstr, size);
-    if (!st)
-        goto fail;
+    /* A connection for each kind of call: none waits behind a slow other. */
+    store_t *conns[STORE_LANES] = {0};
+    for (int i = 0; i < STORE_LANES; i++) {
+        conns[i] = store_open(c->store_uri, c->mongodb_db, c->store_timeout_s * 1000, errstr,
+                              size);
+        if (!conns[i]) {
+            for (int j = 0; j < i; j++)
+                store_close(conns[j]);
+            goto fail;
+        }
+    }
     struct store_expiry expiry = {(size_t)c->max_pending_per_user,
                                   (int64_t)c->pending_retention_s * 1000, EXPIRY_INTERVAL_MS};
-    g->pipe.store = store_worker_start(st, &expiry, wake_loop, g);
+    g->pipe.store = store_worker_start(conns, &expiry, &g->pipe.budget, wake_loop, g);
     if (!g->pipe.store) {
-        store_close(st);
         snprintf(errstr, size, "cannot start the store worker");
         goto fail;
     }
     if (listen_http(g, errstr, size) != 0)
         goto fail;
 
-    struct kafka_conf kc = {c->brokers, c->topic, c->group, c->kafka_props, c->embedded, NULL,
-                            NULL};
+    struct kafka_conf kc = {c->brokers, c->topic,    c->group,         c->kafka_props,
+                            c->embedded, NULL,        NULL,             &g->pipe.budget};
     if (c->embedded) {
         g->embedded = embedded_start(c->topic, EMBEDDED_PARTITIONS, c->embedded_port, errstr, size);
         if (!g->embedded)

@@ -41,12 +41,61 @@ static user_t *find_user(const hub_t *hub, const char *id)
 }
 
 
+/* ---- held live notifications ---- */
+
+static void store_for(hub_t *hub, user_t *u, const hub_msg_t *m);
+
+static void held_push(hub_t *hub, user_t *u)
+{
+    while (!u->replaying && u->held && window_room(hub, u, u->held->frame_len) > 0) {
+        delivery_t *d = u->held, *dup = NULL;
+        u->held = d->next_held;
+        if (!u->held)
+            u->held_tail = &u->held;
+        u->nheld--;
+        budget_give(hub->lim.budget, BUDGET_HELD, delivery_cost(d));
+        HASH_FIND_STR(u->inflight, d->id, dup);
+        if (!dup) {
+            window_push(hub, u, d);
+            continue;
+        }
+        /* A second copy (Kafka redelivery) of one in flight: stored, as
+         * hub_publish does, and the rest waits for the replay. */
+        hub_msg_t m;
+        delivery_as_msg(d, u, &m);
+        store_for(hub, u, &m);
+        free(d);
+    }
+}
+
+/* Sends what u holds to the store, oldest first. */
+static void held_store(hub_t *hub, user_t *u)
+{
+    while (u->held) {
+        delivery_t *d = u->held;
+        hub_msg_t m;
+        u->held = d->next_held;
+        delivery_as_msg(d, u, &m);
+        hub->ops.store(hub->ops.ctx, &m);
+        budget_give(hub->lim.budget, BUDGET_HELD, delivery_cost(d));
+        free(d);
+    }
+    u->held_tail = &u->held;
+    u->nheld = 0;
+}
+
 /* ---- replay ---- */
 
+/* Moves u along: while it replays, asks the store for the next batch its
+ * windows can take; after, pushes what it holds as windows open. */
 static void replay_pump(hub_t *hub, user_t *u)
 {
-    if (!u->replaying || u->fetching)
+    if (!u->replaying) {
+        held_push(hub, u);
         return;
+    }
+    if (u->fetching || budget_full(hub->lim.budget))
+        return; /* an answer, an ack or the next tick moves it on */
     size_t limit = window_room(hub, u, 0);
     if (limit == 0)
         return; /* an ack will make room */
@@ -59,7 +108,7 @@ static void replay_pump(hub_t *hub, user_t *u)
 }
 
 void hub_fetch_done(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t *msgs, size_t n,
-                  size_t limit)
+                    int more)
 {
     user_t *u = find_user(hub, user);
     /* Gone offline, or the answer to a read asked before the user went
@@ -92,9 +141,9 @@ void hub_fetch_done(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t 
         }
         u->cursor = m->seq;
     }
-    /* Caught up: the store had no more than was asked, and nothing was
+    /* Caught up: the store had no more than was found, and nothing was
      * stored for this user since the question was asked. */
-    if (i == n && n < limit && !u->dirty)
+    if (i == n && !more && !u->dirty)
         u->replaying = 0;
     replay_pump(hub, u);
 }
@@ -120,6 +169,24 @@ static void store_for(hub_t *hub, user_t *u, const hub_msg_t *m)
     replay_pump(hub, u);
 }
 
+/* A live notification for u that cannot be pushed now: held, unless u
+ * holds its share already or memory is spent; then what u holds and m go
+ * to the store, in order, and u replays them. */
+static void hold(hub_t *hub, user_t *u, const hub_msg_t *m)
+{
+    if (u->nheld >= hub->lim.held_per_user || budget_full(hub->lim.budget)) {
+        held_store(hub, u);
+        store_for(hub, u, m);
+        return;
+    }
+    delivery_t *d = delivery_new(hub, m, FROM_KAFKA);
+    d->next_held = NULL;
+    *u->held_tail = d;
+    u->held_tail = &d->next_held;
+    u->nheld++;
+    budget_take(hub->lim.budget, BUDGET_HELD, delivery_cost(d));
+}
+
 /* ---- publish ---- */
 
 void hub_publish(hub_t *hub, const hub_msg_t *in)
@@ -136,8 +203,13 @@ void hub_publish(hub_t *hub, const hub_msg_t *in)
     HASH_FIND_STR(u->inflight, m.id, d);
     /* A second copy of an id still in flight (Kafka redelivery) is stored:
      * the store is idempotent by id, and the copy's offset completes. */
-    if (d || u->replaying || window_room(hub, u, m.frame_len) == 0) {
+    if (d) {
         store_for(hub, u, &m);
+        return;
+    }
+    if (u->replaying || u->held || window_room(hub, u, m.frame_len) == 0 ||
+        budget_full(hub->lim.budget)) {
+        hold(hub, u, &m);
         return;
     }
     window_push(hub, u, delivery_new(hub, &m, FROM_KAFKA));
@@ -158,6 +230,7 @@ hub_conn_t *hub_connect(hub_t *hub, const char *user, void *transport)
     if (!u) {
         u = xcalloc(1, sizeof(*u));
         memcpy(u->id, user, ulen + 1);
+        u->held_tail = &u->held;
         HASH_ADD_STR(hub->users, id, u);
     }
     c->user = u;
@@ -195,6 +268,7 @@ void hub_disconnect(hub_t *hub, hub_conn_t *c)
 
     if (u->nconns == 0) {
         /* Every delivery was held by this user's connections only. */
+        held_store(hub, u);
         HASH_DEL(hub->users, u);
         free(u);
     } else if (released) {
@@ -281,6 +355,10 @@ void hub_free(hub_t *hub)
         delivery_t *d, *dtmp;
         HASH_ITER(hh, u->inflight, d, dtmp) {
             HASH_DEL(u->inflight, d);
+            free(d);
+        }
+        for (d = u->held; d; d = dtmp) {
+            dtmp = d->next_held;
             free(d);
         }
         HASH_DEL(hub->users, u);

@@ -12,7 +12,11 @@
  * - online user, nothing waiting in the store, room in some connection's
  *   window: pushed to each of the user's connections that has room (a tab
  *   that stopped reading or acknowledging holds back only itself);
- * - otherwise stored, and the user (if online) replays from the store;
+ * - online user replaying, or every window full: held in memory, in
+ *   order, and pushed once the replay ends and windows have room; past
+ *   held_per_user, or while the memory budget is spent, what is held and
+ *   what comes next is stored instead, and the user replays it;
+ * - offline user: stored;
  * - acknowledged by any of the user's connections: done (a live one's Kafka
  *   offset completes, a replayed one is removed from the store);
  * - released unacknowledged by every connection it was pushed to (closed,
@@ -24,6 +28,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#include "budget.h"
 
 typedef struct hub hub_t;
 typedef struct hub_conn hub_conn_t;
@@ -64,6 +70,12 @@ struct hub_limits {
     size_t conns_per_user;
     size_t fetch_batch;     /* most notifications asked of the store at once */
     size_t frame_headroom;  /* bytes kept free before each frame (LWS_PRE) */
+    /* Live notifications held in memory for one user whose replay or
+     * windows are not ready; past it they go through the store. */
+    size_t held_per_user;
+    /* Shared with the rest of the gateway (NULL: no limit): while it is
+     * spent, what the hub would keep in memory goes to the store. */
+    budget_t *budget;
 };
 
 hub_t *hub_new(const struct hub_ops *ops, const struct hub_limits *limits);
@@ -79,9 +91,10 @@ void hub_disconnect_all(hub_t *hub);
 
 /* A live notification from Kafka. */
 void hub_publish(hub_t *hub, const hub_msg_t *m);
-/* The store's answer to ops->fetch; limit is the one asked for. */
+/* The store's answer to ops->fetch; more: the user may have more stored
+ * than was found (store_read_t's). */
 void hub_fetch_done(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t *msgs, size_t n,
-                  size_t limit);
+                    int more);
 
 /* The next frame to send on conn, or NULL. Its frame_headroom bytes before
  * the returned pointer may be written (lws_write does). */

@@ -15,7 +15,8 @@ enum source { FROM_KAFKA, FROM_STORE };
 /* One notification pushed to a user's connections. Shared by all of them;
  * freed when the last one releases it. */
 typedef struct delivery {
-    UT_hash_handle hh; /* in user->inflight, by id */
+    UT_hash_handle hh; /* in user->inflight, by id, once pushed */
+    struct delivery *next_held; /* in user->held, before it is pushed */
     const char *id;    /* points into buf */
     enum source source;
     int32_t partition;
@@ -59,6 +60,11 @@ typedef struct user {
     int dirty;      /* something was stored since the outstanding fetch was asked */
     uint64_t gen;   /* the current replay's; store answers for others are ignored */
     int64_t cursor; /* seq of the last stored notification replayed */
+    /* Live notifications waiting, oldest first, for the replay to end or a
+     * window to open: kept in memory, their offsets uncommitted, rather
+     * than sent through the store and read back. */
+    delivery_t *held, **held_tail;
+    size_t nheld;
 } user_t;
 
 struct hub {
@@ -77,6 +83,10 @@ struct hub {
 #define SLOT(c, i) (&(c)->ring[((c)->head + (i)) % (c)->cap])
 
 /* hub_window.c */
+
+/* What d costs the memory budget. */
+size_t delivery_cost(const delivery_t *d);
+void delivery_as_msg(const delivery_t *d, const user_t *u, hub_msg_t *m);
 
 /* A delivery of m, with its frame marked replayed when it comes from the
  * store; NULL when a stored frame is not a JSON object. */

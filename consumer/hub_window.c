@@ -38,7 +38,12 @@ delivery_t *delivery_new(hub_t *hub, const hub_msg_t *m, enum source source)
     return d;
 }
 
-static void delivery_as_msg(const delivery_t *d, const user_t *u, hub_msg_t *m)
+size_t delivery_cost(const delivery_t *d)
+{
+    return d->frame_len + (size_t)(d->frame - d->buf) + BUDGET_PER_NOTIFICATION;
+}
+
+void delivery_as_msg(const delivery_t *d, const user_t *u, hub_msg_t *m)
 {
     m->id = d->id;
     m->user = u->id;
@@ -63,6 +68,7 @@ static int delivery_release(hub_t *hub, user_t *u, delivery_t *d)
     }
     HASH_DEL(u->inflight, d);
     hub->ninflight--;
+    budget_give(hub->lim.budget, BUDGET_WINDOWS, delivery_cost(d));
     free(d);
     return unacked;
 }
@@ -105,6 +111,7 @@ void window_push(hub_t *hub, user_t *u, delivery_t *d)
 {
     HASH_ADD_KEYPTR(hh, u->inflight, d->id, strlen(d->id), d);
     hub->ninflight++;
+    budget_take(hub->lim.budget, BUDGET_WINDOWS, delivery_cost(d));
     d->holders++; /* held by the push itself until every connection has it */
     for (hub_conn_t *c = u->conns; c; c = c->next) {
         /* A full window (a tab that stopped reading or acking) is passed

@@ -132,6 +132,7 @@ void kafka_batch_free(kafka_batch_t *b)
         return;
     for (size_t i = 0; i < b->n; i++)
         record_msg_clear(&b->msgs[i]);
+    budget_give(b->budget, BUDGET_HANDOFF, b->cost);
     free(b);
 }
 
@@ -199,6 +200,8 @@ static void *consume_loop(void *arg)
             continue;
         kafka_batch_t *b = xmalloc(sizeof(*b) + polled * sizeof(b->msgs[0]));
         b->n = 0;
+        b->budget = NULL;
+        b->cost = 0;
 
         for (size_t i = 0; i < polled; i++) {
             const rd_kafka_message_t *rkm = rkms[i];
@@ -216,6 +219,10 @@ static void *consume_loop(void *arg)
         }
         if (nskipped)
             kafka_offsets_done(k, skipped, nskipped);
+        for (size_t i = 0; i < b->n; i++)
+            b->cost += b->msgs[i].frame_len + BUDGET_PER_NOTIFICATION;
+        b->budget = k->budget;
+        budget_take(b->budget, BUDGET_HANDOFF, b->cost);
         if (b->n == 0) {
             kafka_batch_free(b);
         } else if (handoff_send(k->batches, &b->link) != 0) {
@@ -250,9 +257,13 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
     k->tracker = tracker_new();
     k->consumed = conf->consumed;
     k->consumed_arg = conf->consumed_arg;
+    k->budget = conf->budget;
     k->batches = handoff_new(QUEUE_BATCHES, notify, arg);
     pthread_mutex_init(&k->lock, NULL);
 
+    char queue_kb[32];
+    size_t limit = conf->budget && conf->budget->limit ? conf->budget->limit : (size_t)256 << 20;
+    snprintf(queue_kb, sizeof(queue_kb), "%zu", limit / 8 / 1024);
     /* Our defaults first, so -X can override any of them... */
     const char *defaults[][2] = {
         {"client.id", "notification-gateway"},
@@ -266,6 +277,8 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
          * member's partitions to a live one: notifications wait too. */
         {"session.timeout.ms", "10000"},
         {"heartbeat.interval.ms", "2000"},
+        /* What librdkafka fetches ahead of the loop, beside the budget. */
+        {"queued.max.messages.kbytes", queue_kb},
     };
     /* ...and these last, so nothing (an alias such as metadata.broker.list
      * included) undoes them: offsets are stored only once a notification

@@ -12,6 +12,7 @@
 
 #include <stddef.h>
 
+#include "budget.h"
 #include "handoff.h"
 #include "hub.h"
 #include "tracker.h"
@@ -29,11 +30,16 @@ struct kafka_conf {
      * found nothing: the embedded broker paces its clients by it. */
     void (*consumed)(void *arg, size_t bytes);
     void *consumed_arg;
+    /* Batches handed to the loop count against it; librdkafka's own fetch
+     * queue is sized from its limit (an eighth), outside it. */
+    budget_t *budget;
 };
 
 /* Notifications handed to the loop; each msgs[i] owns its strings. */
 typedef struct kafka_batch {
     handoff_msg_t link;
+    budget_t *budget;
+    size_t cost; /* what it takes of the budget */
     size_t n;
     hub_msg_t msgs[];
 } kafka_batch_t;

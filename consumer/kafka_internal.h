@@ -14,6 +14,7 @@ struct kafka {
     char *topic;
     void (*consumed)(void *arg, size_t bytes);
     void *consumed_arg;
+    budget_t *budget;
     handoff_t *batches; /* to the loop; closed when consuming stops */
     pthread_t thread;
     int started;

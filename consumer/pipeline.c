@@ -5,11 +5,6 @@
 
 #include "xalloc.h"
 
-/* Puts handed to the store and not yet durable: past either limit the loop
- * stops taking notifications from Kafka until the store catches up. */
-#define STORE_BACKLOG_MAX 20000
-#define STORE_BACKLOG_BYTES_MAX (64u << 20)
-
 static void offset_done(void *ctx, int32_t partition, int64_t offset)
 {
     struct pipeline *p = ctx;
@@ -35,7 +30,7 @@ static void store(void *ctx, const hub_msg_t *m)
 static void on_fetched(void *ctx, const struct store_result *r)
 {
     struct pipeline *p = ctx;
-    hub_fetch_done(p->hub, r->user, r->tag, r->msgs, r->n, r->limit);
+    hub_fetch_done(p->hub, r->user, r->tag, r->msgs, r->n, r->more);
 }
 
 static void fetch(void *ctx, const char *user, int64_t after, size_t limit, uint64_t gen)
@@ -71,8 +66,9 @@ void pipeline_hand_on(struct pipeline *p)
 void pipeline_take_work(struct pipeline *p)
 {
     store_worker_poll(p->store);
-    while (!p->stopping && store_worker_backlog(p->store) < STORE_BACKLOG_MAX &&
-           store_worker_backlog_bytes(p->store) < STORE_BACKLOG_BYTES_MAX) {
+    /* The one place intake pauses: with the memory budget spent (what the
+     * store has not made durable yet counts), Kafka waits. */
+    while (!p->stopping && !budget_full(&p->budget)) {
         kafka_batch_t *b = kafka_take(p->kafka);
         if (!b)
             break;

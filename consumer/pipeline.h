@@ -1,7 +1,7 @@
 /* The pipeline: how notifications and completions move between the Kafka
  * thread, the hub and the store worker, on the loop thread. Each turn of
  * the loop takes the store's completions, then Kafka's batches while the
- * store keeps up, and hands on what the turn produced in one step: the
+ * memory budget allows, and hands on what the turn produced in one step: the
  * offsets that became complete, and the store requests.
  *
  * The gateway owns one, sets its parts once they exist, and gives the hub
@@ -21,6 +21,8 @@ struct pipeline {
     store_worker_t *store;
     kafka_t *kafka;
     int stopping; /* no more intake from Kafka */
+    /* Every notification in memory counts against it (budget.h). */
+    budget_t budget;
     /* Offsets completed during this turn (acks, durable puts). */
     struct part_offset *done;
     size_t ndone, done_cap;
@@ -30,7 +32,7 @@ struct pipeline {
 void pipeline_hub_ops(struct pipeline *p, struct hub_ops *ops);
 
 /* Completions from the store worker, then new notifications from Kafka
- * while the store's backlog is under its limits, then pipeline_hand_on. */
+ * while the memory budget is not spent, then pipeline_hand_on. */
 void pipeline_take_work(struct pipeline *p);
 
 /* Stores the offsets completed this turn and sends the store requests. */

@@ -15,18 +15,23 @@ static void get_healthz(void *ctx, http_request_t *req)
     const struct pipeline *p = ctx;
     struct kafka_status kafka = kafka_status(p->kafka);
     struct store_health store = store_worker_health(p->store);
-    char body[640];
+    const budget_t *b = &p->budget;
+    char body[1024];
     int n = snprintf(body, sizeof(body),
                      "{\"status\":\"%s\",\"kafka\":\"%s\",\"store\":\"%s\",\"users\":%zu,"
                      "\"connections\":%zu,\"inflight\":%zu,\"storeBacklog\":%zu,"
-                     "\"storeFailures\":%lu,\"kafkaPending\":%zu,\"partitions\":%d}\n",
+                     "\"storeFailures\":%lu,\"kafkaPending\":%zu,\"partitions\":%d,"
+                     "\"memory\":{\"budget\":%zu,\"used\":%zu,\"handoff\":%zu,\"windows\":%zu,"
+                     "\"held\":%zu,\"storing\":%zu,\"full\":%s}}\n",
                      p->stopping                              ? "stopping"
                      : kafka.unreachable || store.failing ? "degraded"
                                                               : "ok",
                      kafka.unreachable ? "unreachable" : "ok", store.failing ? "failing" : "ok",
                      hub_user_count(p->hub), hub_conn_count(p->hub), hub_inflight_count(p->hub),
                      store_worker_backlog(p->store), store.failures, kafka.pending,
-                     kafka.assigned);
+                     kafka.assigned, b->limit, budget_used(b), budget_part(b, BUDGET_HANDOFF),
+                     budget_part(b, BUDGET_WINDOWS), budget_part(b, BUDGET_HELD),
+                     budget_part(b, BUDGET_STORE), budget_full(b) ? "true" : "false");
     http_respond(req, p->stopping ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK,
                  "application/json", body, (size_t)n);
 }

@@ -74,7 +74,8 @@ static void closed(void *ctx, void *t)
 
 static struct rec rec;
 
-static hub_t *new_hub(size_t window)
+/* held: live notifications held per user (0: straight to the store). */
+static hub_t *new_hub_holding(size_t window, size_t held, budget_t *budget)
 {
     memset(&rec, 0, sizeof(rec));
     struct hub_ops ops = {&rec, want_write, store, fetch, removed, offset_done, closed};
@@ -85,8 +86,15 @@ static hub_t *new_hub(size_t window)
         .conns_per_user = 3,
         .fetch_batch = 10,
         .frame_headroom = 16,
+        .held_per_user = held,
+        .budget = budget,
     };
     return hub_new(&ops, &lim);
+}
+
+static hub_t *new_hub(size_t window)
+{
+    return new_hub_holding(window, 0, NULL);
 }
 
 static hub_msg_t msg(const char *id, const char *user, int64_t offset)
@@ -103,7 +111,7 @@ static void answer_empty(hub_t *hub, const char *user)
 {
     int i = rec.nfetched - 1;
     assert_true(i >= 0);
-    hub_fetch_done(hub, user, rec.fetched_gen[i], NULL, 0, rec.fetched_limit[i]);
+    hub_fetch_done(hub, user, rec.fetched_gen[i], NULL, 0, 0);
 }
 
 static const char *next_frame(hub_t *hub, hub_conn_t *c)
@@ -152,7 +160,7 @@ static void connect_replays_before_live(void **state)
     hub_msg_t stored[2] = {msg("n1", "alice", -1), msg("n2", "alice", -1)};
     stored[0].seq = 100;
     stored[1].seq = 200;
-    hub_fetch_done(hub, "alice", rec.fetched_gen[1], stored, 2, rec.fetched_limit[1]);
+    hub_fetch_done(hub, "alice", rec.fetched_gen[1], stored, 2, 2 >= rec.fetched_limit[1]);
     assert_non_null(strstr(next_frame(hub, c), "\"id\":\"n1\""));
     const char *f2 = next_frame(hub, c);
     assert_non_null(strstr(f2, "\"id\":\"n2\""));
@@ -208,7 +216,7 @@ static void ack_of_replayed_removes_it_from_the_store(void **state)
     hub_msg_t s = msg("old", "bob", -1);
     s.seq = 7;
     s.partition = -1;
-    hub_fetch_done(hub, "bob", rec.fetched_gen[0], &s, 1, rec.fetched_limit[0]);
+    hub_fetch_done(hub, "bob", rec.fetched_gen[0], &s, 1, 1 >= rec.fetched_limit[0]);
     next_frame(hub, c);
     assert_int_equal(hub_ack(hub, c, "old"), 0);
     assert_int_equal(rec.nremoved, 1);
@@ -372,7 +380,7 @@ static void a_late_read_from_a_closed_connection_is_ignored(void **state)
     assert_int_equal(rec.nfetched, 2);
 
     /* The first connection's read answers late, with nothing. */
-    hub_fetch_done(hub, "erin", stale_gen, NULL, 0, stale_limit);
+    hub_fetch_done(hub, "erin", stale_gen, NULL, 0, 0 >= stale_limit);
     assert_true(hub_user_replaying(hub, "erin"));
     hub_msg_t live = msg("live", "erin", 7);
     hub_publish(hub, &live);
@@ -382,7 +390,7 @@ static void a_late_read_from_a_closed_connection_is_ignored(void **state)
     /* The real answer: the stored one comes first, then the live one. */
     hub_msg_t old = msg("old", "erin", -1);
     old.seq = 5;
-    hub_fetch_done(hub, "erin", rec.fetched_gen[1], &old, 1, rec.fetched_limit[1]);
+    hub_fetch_done(hub, "erin", rec.fetched_gen[1], &old, 1, 1 >= rec.fetched_limit[1]);
     assert_non_null(strstr(next_frame(hub, c2), "\"id\":\"old\""));
     hub_free(hub);
 }
@@ -410,7 +418,7 @@ static void a_closing_tab_passes_what_it_held_to_the_others(void **state)
     assert_int_equal(rec.fetched_after[asked], 0);
     hub_msg_t stored = msg("n", "fay", -1);
     stored.seq = 1;
-    hub_fetch_done(hub, "fay", rec.fetched_gen[asked], &stored, 1, rec.fetched_limit[asked]);
+    hub_fetch_done(hub, "fay", rec.fetched_gen[asked], &stored, 1, 1 >= rec.fetched_limit[asked]);
     assert_non_null(strstr(next_frame(hub, c2), "\"id\":\"n\""));
     hub_free(hub);
 }
@@ -430,7 +438,7 @@ static void a_tab_joining_during_a_read_does_not_stall_the_replay(void **state)
     assert_int_equal(rec.fetched_after[1], 0);
     hub_msg_t old = msg("old", "gus", -1);
     old.seq = 3;
-    hub_fetch_done(hub, "gus", rec.fetched_gen[1], &old, 1, rec.fetched_limit[1]);
+    hub_fetch_done(hub, "gus", rec.fetched_gen[1], &old, 1, 1 >= rec.fetched_limit[1]);
     assert_non_null(strstr(next_frame(hub, c1), "old"));
     assert_non_null(strstr(next_frame(hub, c2), "old"));
     assert_false(hub_user_replaying(hub, "gus"));
@@ -469,6 +477,146 @@ static void a_stalled_tab_does_not_hold_back_the_others(void **state)
     hub_free(hub);
 }
 
+/* Live notifications that arrive during a replay wait in memory, not in
+ * the store, and follow the replayed ones in order. */
+static void live_during_a_replay_is_held_then_follows_it(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub_holding(8, 4, NULL);
+    int t;
+    hub_conn_t *c = hub_connect(hub, "hana", &t);
+    hub_msg_t live = msg("live", "hana", 9);
+    hub_publish(hub, &live);
+    assert_int_equal(rec.nstored, 0);
+    assert_null(next_frame(hub, c)); /* not before the stored one */
+
+    hub_msg_t old = msg("old", "hana", -1);
+    old.seq = 1;
+    hub_fetch_done(hub, "hana", rec.fetched_gen[0], &old, 1, 0);
+    assert_false(hub_user_replaying(hub, "hana"));
+    assert_non_null(strstr(next_frame(hub, c), "\"id\":\"old\""));
+    const char *f = next_frame(hub, c);
+    assert_non_null(strstr(f, "\"id\":\"live\""));
+    assert_null(strstr(f, "replayed"));
+    assert_int_equal(hub_ack(hub, c, "live"), 0);
+    assert_int_equal(rec.ndone, 1);
+    assert_int_equal(rec.done[0], 9);
+    assert_int_equal(rec.nstored, 0);
+    hub_free(hub);
+}
+
+/* Past its share, what a user holds goes to the store, oldest first, with
+ * what comes next, and the replay reads it back. */
+static void past_its_share_what_is_held_goes_to_the_store_in_order(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub_holding(8, 2, NULL);
+    int t;
+    hub_connect(hub, "ivan", &t);
+    hub_msg_t a = msg("a", "ivan", 1), b = msg("b", "ivan", 2), d = msg("d", "ivan", 3);
+    hub_publish(hub, &a);
+    hub_publish(hub, &b);
+    assert_int_equal(rec.nstored, 0);
+    hub_publish(hub, &d);
+    assert_int_equal(rec.nstored, 3);
+    assert_string_equal(rec.stored[0], "a");
+    assert_string_equal(rec.stored[1], "b");
+    assert_string_equal(rec.stored[2], "d");
+    /* The read out was asked before they were stored: asked again. */
+    answer_empty(hub, "ivan");
+    assert_int_equal(rec.nfetched, 2);
+    assert_true(hub_user_replaying(hub, "ivan"));
+    hub_free(hub);
+}
+
+static void going_offline_stores_what_is_held(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub_holding(8, 4, NULL);
+    int t;
+    hub_conn_t *c = hub_connect(hub, "jo", &t);
+    hub_msg_t a = msg("a", "jo", 1), b = msg("b", "jo", 2);
+    hub_publish(hub, &a);
+    hub_publish(hub, &b);
+    hub_disconnect(hub, c);
+    assert_int_equal(rec.nstored, 2);
+    assert_string_equal(rec.stored[0], "a");
+    assert_int_equal(rec.stored_offset[1], 2);
+    hub_free(hub);
+}
+
+/* Every window full: held, and pushed as soon as an ack makes room. */
+static void full_windows_hold_until_an_ack(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub_holding(1, 4, NULL);
+    int t;
+    hub_conn_t *c = online(hub, "kim", &t);
+    hub_msg_t a = msg("a", "kim", 1), b = msg("b", "kim", 2);
+    hub_publish(hub, &a);
+    hub_publish(hub, &b);
+    assert_int_equal(rec.nstored, 0);
+    assert_non_null(strstr(next_frame(hub, c), "\"id\":\"a\""));
+    assert_null(next_frame(hub, c));
+    hub_ack(hub, c, "a");
+    assert_non_null(strstr(next_frame(hub, c), "\"id\":\"b\""));
+    assert_false(hub_user_replaying(hub, "kim"));
+    hub_free(hub);
+}
+
+/* With the memory budget spent, a live notification for an online user
+ * goes to the store rather than into a window, and no read is asked until
+ * memory is given back. */
+static void a_spent_budget_sends_live_ones_to_the_store(void **state)
+{
+    (void)state;
+    budget_t budget = {.limit = 1000};
+    hub_t *hub = new_hub_holding(8, 4, &budget);
+    int t;
+    hub_conn_t *c = online(hub, "lee", &t);
+    budget_take(&budget, BUDGET_HANDOFF, 1000);
+    hub_msg_t a = msg("a", "lee", 1);
+    int fetches = rec.nfetched;
+    hub_publish(hub, &a);
+    assert_int_equal(rec.nstored, 1);
+    assert_null(next_frame(hub, c));
+    assert_true(hub_user_replaying(hub, "lee"));
+    assert_int_equal(rec.nfetched, fetches);
+    budget_give(&budget, BUDGET_HANDOFF, 1000);
+    hub_tick(hub, 0);
+    assert_int_equal(rec.nfetched, fetches + 1);
+    /* Windows count against it while they hold something. */
+    hub_msg_t stored = msg("a", "lee", -1);
+    stored.seq = 5;
+    hub_fetch_done(hub, "lee", rec.fetched_gen[fetches], &stored, 1, 0);
+    assert_true(budget_part(&budget, BUDGET_WINDOWS) > stored.frame_len);
+    next_frame(hub, c);
+    hub_ack(hub, c, "a");
+    assert_int_equal(budget_used(&budget), 0);
+    hub_free(hub);
+}
+
+/* A held copy of what the replay just sent (Kafka redelivered one that
+ * was stored before a crash) is not sent twice: it goes to the store,
+ * where its id is already kept. */
+static void a_held_copy_of_a_replayed_one_is_not_sent_twice(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub_holding(8, 4, NULL);
+    int t;
+    hub_conn_t *c = hub_connect(hub, "mo", &t);
+    hub_msg_t copy = msg("x", "mo", 4);
+    hub_publish(hub, &copy);
+    hub_msg_t stored = msg("x", "mo", -1);
+    stored.seq = 1;
+    hub_fetch_done(hub, "mo", rec.fetched_gen[0], &stored, 1, 0);
+    assert_non_null(strstr(next_frame(hub, c), "\"id\":\"x\""));
+    assert_null(next_frame(hub, c));
+    assert_int_equal(rec.nstored, 1);
+    assert_int_equal(rec.stored_offset[0], 4); /* its offset completes once stored */
+    hub_free(hub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -487,6 +635,12 @@ int main(void)
         cmocka_unit_test(a_closing_tab_passes_what_it_held_to_the_others),
         cmocka_unit_test(a_tab_joining_during_a_read_does_not_stall_the_replay),
         cmocka_unit_test(a_stalled_tab_does_not_hold_back_the_others),
+        cmocka_unit_test(live_during_a_replay_is_held_then_follows_it),
+        cmocka_unit_test(past_its_share_what_is_held_goes_to_the_store_in_order),
+        cmocka_unit_test(going_offline_stores_what_is_held),
+        cmocka_unit_test(full_windows_hold_until_an_ack),
+        cmocka_unit_test(a_spent_budget_sends_live_ones_to_the_store),
+        cmocka_unit_test(a_held_copy_of_a_replayed_one_is_not_sent_twice),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
