@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import time
 
 import websockets
 
@@ -17,6 +18,7 @@ class Tab:
         self.ack = ack
         self.ack_field = ack_field
         self.frames: list[dict] = []
+        self.arrived_at: list[float] = []  # time.time() of each frame
         self.ws = None
         self._reader = None
         self._arrived = asyncio.Event()
@@ -42,6 +44,7 @@ class Tab:
         try:
             async for raw in self.ws:
                 msg = json.loads(raw)
+                self.arrived_at.append(time.time())
                 self.frames.append(msg)
                 if self.ack:
                     await self.send_ack(msg["id"])
