@@ -147,7 +147,10 @@ void store_worker_poll(store_worker_t *w)
 
 struct store_health store_worker_health(store_worker_t *w)
 {
-    return (struct store_health){atomic_load(&w->failing), atomic_load(&w->failures)};
+    int failing = 0;
+    for (int i = 0; i < STORE_LANES; i++)
+        failing |= atomic_load(&w->lanes[i].failing);
+    return (struct store_health){failing, atomic_load(&w->failures)};
 }
 
 size_t store_worker_backlog(const store_worker_t *w)

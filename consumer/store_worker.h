@@ -70,7 +70,7 @@ void store_worker_flush(store_worker_t *w);
 /* Calls the completions posted so far. */
 void store_worker_poll(store_worker_t *w);
 
-/* Whether the last store call failed (the worker is retrying), and how
+/* Whether the last store call of any lane failed (it is retrying), and how
  * many calls failed since start. Any thread. */
 struct store_health {
     int failing;

@@ -51,6 +51,7 @@ struct lane {
     struct req_list *open; /* loop thread: submitted since the last flush */
     pthread_t thread;
     int started;
+    atomic_int failing; /* the lane's last store call failed */
 };
 
 struct store_worker {
@@ -60,8 +61,7 @@ struct store_worker {
     int started;
     int abandoned; /* outlived the stop deadline: never free what it uses */
     int64_t deadline_ms; /* written before requests is closed */
-    atomic_int failing;       /* the last store call failed */
-    atomic_ulong failures;    /* failed calls since start */
+    atomic_ulong failures;    /* failed calls since start, all lanes */
 
     /* The writers' progress (requests done, each kind in its order), and
      * whether the store is prepared (1) or never will be (-1). */

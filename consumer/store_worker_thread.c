@@ -19,15 +19,16 @@
  * a stop is asked for and either the deadline has passed or the call was
  * a read (which nobody waits for then). At a stop, `lost` says what giving
  * up costs. Logs the first failure and then every 30 s. */
-static int retry(store_worker_t *w, handoff_t *requests, const char *what, const char *errstr,
-                 int attempt, int64_t *delay, const char *lost)
+static int retry(struct lane *lane, const char *what, const char *errstr, int attempt,
+                 int64_t *delay, const char *lost)
 {
+    store_worker_t *w = lane->w;
     if (attempt == 1 || attempt % (int)(30000 / RETRY_MAX_MS) == 0)
         log_warn("%s failed, retrying (attempt %d): %s", what, attempt, errstr);
-    atomic_store(&w->failing, 1);
+    atomic_store(&lane->failing, 1);
     atomic_fetch_add(&w->failures, 1);
 
-    if (handoff_pause(requests, *delay)) {
+    if (handoff_pause(lane->requests, *delay)) {
         int64_t left = w->deadline_ms - now_mono_ms();
         if (!lost || left <= 0) {
             if (lost)
@@ -68,7 +69,6 @@ static struct req_list *chunk(struct req_list *q, size_t max)
  * the chunk is then freed). */
 static int run_chunk(struct lane *lane, struct req_list *l)
 {
-    store_worker_t *w = lane->w;
     const char *users[CHUNK], *ids[CHUNK];
     store_doc_t docs[CHUNK];
     char err[512];
@@ -87,11 +87,10 @@ static int run_chunk(struct lane *lane, struct req_list *l)
                               : store_remove(lane->st, users, ids, n, err, sizeof(err));
         if (rc == 0)
             return 0;
-        if (op == OP_PUT ? !retry(w, lane->requests, "storing notifications", err, attempt, &delay,
+        if (op == OP_PUT ? !retry(lane, "storing notifications", err, attempt, &delay,
                                   "nothing is lost: their Kafka offsets stay uncommitted, so "
                                   "they are consumed again on restart")
-                         : !retry(w, lane->requests, "deleting acknowledged notifications", err,
-                                  attempt, &delay,
+                         : !retry(lane, "deleting acknowledged notifications", err, attempt, &delay,
                                   "they stay stored and are delivered again on the next "
                                   "connect")) {
             list_free(&l->link);
@@ -139,7 +138,6 @@ static struct req_list *fetch_chunk(struct req_list *q)
  * stop. */
 static int run_fetch(struct lane *lane, struct req_list *l)
 {
-    store_worker_t *w = lane->w;
     store_read_t reads[FETCH_CHUNK];
     store_req_t *reqs[FETCH_CHUNK];
     char err[512];
@@ -158,7 +156,7 @@ static int run_fetch(struct lane *lane, struct req_list *l)
         }
         for (size_t i = 0; i < n; i++)
             forget_found(reqs[i]);
-        if (!retry(w, lane->requests, "reading stored notifications", err, attempt, &delay, NULL))
+        if (!retry(lane, "reading stored notifications", err, attempt, &delay, NULL))
             return -1;
     }
 }
@@ -206,68 +204,66 @@ static void expire(store_worker_t *w)
                  (long long)n, e->max_per_user, (long long)(e->retention_ms / 1000));
 }
 
-/* Prepares st (migrations run once, by the writer, before the reader
- * prepares its own connection). Returns 0, or -1 when stopped first. */
-static int prepare(store_worker_t *w, store_t *st, handoff_t *requests)
+/* Prepares the lane's connection. Returns 0, or -1 when stopped first. */
+static int prepare(struct lane *lane)
 {
     char err[512];
     int64_t delay = RETRY_MIN_MS;
 
-    for (int attempt = 1; store_prepare(st, err, sizeof(err)) != 0; attempt++) {
-        if (!retry(w, requests, "preparing the offline store", err, attempt, &delay, NULL))
+    for (int attempt = 1; store_prepare(lane->st, err, sizeof(err)) != 0; attempt++) {
+        if (!retry(lane, "preparing the offline store", err, attempt, &delay, NULL))
             return -1;
     }
-    atomic_store(&w->failing, 0);
+    atomic_store(&lane->failing, 0);
     return 0;
 }
 
-/* Sets the store's readiness: the puts lane prepares it (migrations run
- * once), the other lanes then prepare their own connections. Returns 0,
- * or -1 when stopped first. */
-static int become_ready(struct lane *lane)
+/* Waits until the store is prepared and the writer lanes have done at
+ * least puts and removes. Returns 0, or -1 when the store never will be
+ * ready or the lane is stopping. */
+static int wait_for_writers(struct lane *lane, size_t puts, size_t removes)
 {
     store_worker_t *w = lane->w;
-    int rc;
-
-    if (lane->op == OP_PUT) {
-        rc = prepare(w, lane->st, lane->requests);
-        pthread_mutex_lock(&w->lock);
-        w->ready = rc == 0 ? 1 : -1;
-        pthread_cond_broadcast(&w->progress);
-        pthread_mutex_unlock(&w->lock);
-        if (rc == 0)
-            log_info("offline store ready (%s)", store_name(lane->st));
-        return rc;
-    }
     pthread_mutex_lock(&w->lock);
-    while (!w->ready && !handoff_closed(lane->requests)) {
+    while ((!w->ready || w->puts_done < puts || w->removes_done < removes) && w->ready >= 0 &&
+           !handoff_closed(lane->requests)) {
         struct timespec until = wall_in_ms(100); /* and look at the stop again */
         pthread_cond_timedwait(&w->progress, &w->lock, &until);
     }
-    rc = w->ready > 0 ? 0 : -1;
+    int ok = w->ready > 0 && w->puts_done >= puts && w->removes_done >= removes;
     pthread_mutex_unlock(&w->lock);
-    return rc == 0 ? prepare(w, lane->st, lane->requests) : -1;
+    return ok ? 0 : -1;
+}
+
+/* The puts lane prepares the store (migrations run once); the other lanes
+ * then prepare their own connections. Returns 0, or -1 when stopped
+ * first. */
+static int become_ready(struct lane *lane)
+{
+    store_worker_t *w = lane->w;
+
+    if (lane->op != OP_PUT)
+        return wait_for_writers(lane, 0, 0) == 0 ? prepare(lane) : -1;
+    int rc = prepare(lane);
+    pthread_mutex_lock(&w->lock);
+    w->ready = rc == 0 ? 1 : -1;
+    pthread_cond_broadcast(&w->progress);
+    pthread_mutex_unlock(&w->lock);
+    if (rc == 0)
+        log_info("offline store ready (%s)", store_name(lane->st));
+    return rc;
 }
 
 /* Waits until the puts and removes submitted before the fetches in l are
- * done (so a read sees what was stored or deleted before it was asked).
- * Returns 0, or -1 when stopping. */
+ * done, so a read sees what was stored or deleted before it was asked. */
 static int after_writes(struct lane *lane, const struct req_list *l)
 {
-    store_worker_t *w = lane->w;
     size_t puts = 0, removes = 0;
     for (const store_req_t *r = l->head; r; r = r->next) {
         puts = r->puts_before > puts ? r->puts_before : puts;
         removes = r->removes_before > removes ? r->removes_before : removes;
     }
-    pthread_mutex_lock(&w->lock);
-    while ((w->puts_done < puts || w->removes_done < removes) && !handoff_closed(lane->requests)) {
-        struct timespec until = wall_in_ms(100);
-        pthread_cond_timedwait(&w->progress, &w->lock, &until);
-    }
-    int ok = w->puts_done >= puts && w->removes_done >= removes;
-    pthread_mutex_unlock(&w->lock);
-    return ok ? 0 : -1;
+    return wait_for_writers(lane, puts, removes);
 }
 
 /* Runs the next call of the lane: a chunk of puts or removes, or a read of
@@ -280,7 +276,7 @@ static void run_next(struct lane *lane, struct req_list *q)
     int ok = lane->op == OP_FETCH ? after_writes(lane, l) == 0 && run_fetch(lane, l) == 0
                                   : run_chunk(lane, l) == 0;
     if (ok) {
-        atomic_store(&w->failing, 0);
+        atomic_store(&lane->failing, 0);
         post(w, l);
     } else if (lane->op == OP_FETCH) {
         list_free(&l->link); /* stopping: nobody waits for a read */
