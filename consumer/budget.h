@@ -7,8 +7,8 @@
  *
  * Parts change on the Kafka thread (the hand-off) and the loop thread;
  * the counters are atomic, and reading them is only an estimate while
- * they move. A part counts what it allocates: bytes of the notification
- * plus a fixed cost per notification (BUDGET_PER_NOTIFICATION). */
+ * they move. A part counts what it allocates, budget_cost of the
+ * notification's bytes. */
 #ifndef CONSUMER_BUDGET_H
 #define CONSUMER_BUDGET_H
 
@@ -18,6 +18,12 @@
 /* About what one notification costs beside its bytes: the structures
  * holding it and the allocator's overhead. */
 #define BUDGET_PER_NOTIFICATION 128
+
+/* What a notification of this many bytes costs the budget. */
+static inline size_t budget_cost(size_t bytes)
+{
+    return bytes + BUDGET_PER_NOTIFICATION;
+}
 
 enum budget_part { BUDGET_HANDOFF, BUDGET_WINDOWS, BUDGET_HELD, BUDGET_STORE, BUDGET_PARTS };
 

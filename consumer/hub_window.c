@@ -40,7 +40,7 @@ delivery_t *delivery_new(hub_t *hub, const hub_msg_t *m, enum source source)
 
 size_t delivery_cost(const delivery_t *d)
 {
-    return d->frame_len + (size_t)(d->frame - d->buf) + BUDGET_PER_NOTIFICATION;
+    return budget_cost(d->frame_len + (size_t)(d->frame - d->buf));
 }
 
 void delivery_as_msg(const delivery_t *d, const user_t *u, hub_msg_t *m)

@@ -200,7 +200,7 @@ static void *consume_loop(void *arg)
             continue;
         kafka_batch_t *b = xmalloc(sizeof(*b) + polled * sizeof(b->msgs[0]));
         b->n = 0;
-        b->budget = NULL;
+        b->budget = k->budget;
         b->cost = 0;
 
         for (size_t i = 0; i < polled; i++) {
@@ -220,8 +220,7 @@ static void *consume_loop(void *arg)
         if (nskipped)
             kafka_offsets_done(k, skipped, nskipped);
         for (size_t i = 0; i < b->n; i++)
-            b->cost += b->msgs[i].frame_len + BUDGET_PER_NOTIFICATION;
-        b->budget = k->budget;
+            b->cost += budget_cost(b->msgs[i].frame_len);
         budget_take(b->budget, BUDGET_HANDOFF, b->cost);
         if (b->n == 0) {
             kafka_batch_free(b);
@@ -262,8 +261,7 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
     pthread_mutex_init(&k->lock, NULL);
 
     char queue_kb[32];
-    size_t limit = conf->budget && conf->budget->limit ? conf->budget->limit : (size_t)256 << 20;
-    snprintf(queue_kb, sizeof(queue_kb), "%zu", limit / 8 / 1024);
+    snprintf(queue_kb, sizeof(queue_kb), "%zu", conf->budget->limit / 8 / 1024);
     /* Our defaults first, so -X can override any of them... */
     const char *defaults[][2] = {
         {"client.id", "notification-gateway"},

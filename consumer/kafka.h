@@ -31,7 +31,7 @@ struct kafka_conf {
     void (*consumed)(void *arg, size_t bytes);
     void *consumed_arg;
     /* Batches handed to the loop count against it; librdkafka's own fetch
-     * queue is sized from its limit (an eighth), outside it. */
+     * queue is sized from its limit (an eighth), outside it. Required. */
     budget_t *budget;
 };
 

@@ -91,7 +91,7 @@ void store_worker_put(store_worker_t *w, const hub_msg_t *m, store_done_fn done,
     r->msg.offset = m->offset;
     w->backlog++;
     w->puts_submitted++;
-    budget_take(w->budget, BUDGET_STORE, m->frame_len + BUDGET_PER_NOTIFICATION);
+    budget_take(w->budget, BUDGET_STORE, budget_cost(m->frame_len));
 }
 
 void store_worker_remove(store_worker_t *w, const char *user, const char *id, store_done_fn done,
@@ -132,7 +132,7 @@ void store_worker_poll(store_worker_t *w)
         for (store_req_t *r = l->head; r; r = r->next) {
             if (r->op == OP_PUT) {
                 w->backlog--;
-                budget_give(w->budget, BUDGET_STORE, r->msg.frame_len + BUDGET_PER_NOTIFICATION);
+                budget_give(w->budget, BUDGET_STORE, budget_cost(r->msg.frame_len));
             }
             if (r->done) {
                 struct store_result res = {&r->msg, r->msg.user, r->tag, r->more, r->found,
