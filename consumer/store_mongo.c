@@ -285,10 +285,10 @@ static int mongo_fetch(void *impl, store_read_t *reads, size_t n, store_fetch_cb
     if (asked > FETCH_MAX_DOCS)
         asked = FETCH_MAX_DOCS;
     qsort(by_user, n, sizeof(*by_user), by_reader);
-    bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(1), "}");
-    BCON_APPEND(opts, "limit", BCON_INT64((int64_t)asked), "projection", "{", "id", BCON_INT32(1),
-                "userId", BCON_INT32(1), "seq", BCON_INT32(1), "notification", BCON_INT32(1),
-                "}");
+    bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(1), "}", "limit",
+                            BCON_INT64((int64_t)asked), "projection", "{", "id", BCON_INT32(1),
+                            "userId", BCON_INT32(1), "seq", BCON_INT32(1), "notification",
+                            BCON_INT32(1), "}");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->coll, &filter, opts, NULL);
 
     while (mongoc_cursor_next(cur, &doc)) {
