@@ -193,6 +193,13 @@ static void *consume_loop(void *arg)
 
     while (!handoff_closed(k->batches)) {
         check_reachable(k, &next_check);
+        /* What is handed to the loop counts against the budget: while it
+         * is spent, poll nothing (librdkafka's own queue fills and it
+         * stops fetching), or the hand-off would overshoot it. */
+        if (budget_full(k->budget)) {
+            handoff_pause(k->batches, 10);
+            continue;
+        }
         size_t polled = poll_records(k, rkms), nskipped = 0;
         if (k->consumed)
             report_consumed(k, rkms, polled);

@@ -409,6 +409,41 @@ def test_a_slow_store_with_200_reads_queued_holds_back_no_write_and_no_live_user
         store.stop()
 
 
+def test_a_store_frozen_past_the_memory_budget_pauses_intake_and_loses_nothing(
+        kafka, topic, gateway, tmp_path):
+    """With the store frozen, notifications for users who are away wait in
+    memory, their offsets uncommitted, until --memory-budget is spent; then
+    the gateway stops taking from Kafka, /healthz says so, and memory stays
+    within the budget and one Kafka batch. SIGCONT: everything is stored."""
+    store = FerretDB().start(tmp_path / "ferretdb")
+    try:
+        budget = 16 << 20
+        gw = gateway(mongodb_uri=store.uri, args=["--memory-budget", "16"])
+        records = [dict(note(f"mb-{n:05d}", f"mb{n % 50:02d}"), message="m" * 8000)
+                   for n in range(4000)]  # 32 MB, twice the budget
+        os.kill(store.proc.pid, signal.SIGSTOP)
+        try:
+            Traffic(kafka.bootstrap, topic, records, rate=20000).run()
+            gw.wait_health("the memory budget spent", lambda h: h["memory"]["full"], 60)
+            most = 0
+            for _ in range(30):  # Kafka has more; the gateway must not take it
+                m = gw.health()["memory"]
+                assert m["full"] and m["budget"] == budget, m
+                most = max(most, m["used"])
+                time.sleep(0.1)
+        finally:
+            os.kill(store.proc.pid, signal.SIGCONT)
+        one_batch = 512 * (8000 + 1000)
+        assert most <= budget + one_batch, f"{most} bytes held, budget {budget}"
+        with store.client() as c:
+            wait_stored(c, gw_db(gw), len(records), timeout=120)
+        gw.wait_health("memory given back", lambda h: h["memory"]["used"] == 0, 30)
+        print(f"store frozen past a 16 MiB budget: 4000 x 8 KB, at most {most / 2**20:.1f} MiB "
+              f"held, all stored after SIGCONT")
+    finally:
+        store.stop()
+
+
 def gw_db(gw) -> str:
     """The database the gateway was started with (--mongodb-db)."""
     return gw.cmd[gw.cmd.index("--mongodb-db") + 1]
