@@ -18,36 +18,73 @@
 #define BATCH_MAX 512   /* records per poll, and per hand-off batch */
 #define QUEUE_BATCHES 8 /* batches waiting for the loop before the thread waits */
 
-/* librdkafka tells of an offset reset only in its log ("notifications [1]:
- * offset reset (at offset 40, broker 1) to cached BEGINNING offset 615:
- * fetch failed ...", librdkafka 2.0.2): from a real offset to a later one,
- * the messages between were deleted before this gateway read them. That
- * is data lost, so an error with the count, never a warning. Returns
- * whether line was such a reset. Runs on librdkafka's thread: no calls
- * back into it. */
-static int offset_reset(const char *line)
+/* From offset `from` consuming went on at `next`: what lay between was lost. */
+static void report_lost(const char *what, long long from, long long next)
 {
-    const char *at = strstr(line, "]: offset reset (at offset ");
-    const char *to = at ? strstr(at, ") to ") : NULL;
-    const char *off = to ? strstr(to, " offset ") : NULL;
-    long long from, next;
-    if (!off || sscanf(at + strlen("]: offset reset (at offset "), "%lld", &from) != 1 ||
-        sscanf(off + strlen(" offset "), "%lld", &next) != 1)
-        return 0;
     if (next > from)
         log_error("kafka: %lld messages were deleted by the broker before this gateway read "
                   "them, and are lost: %s (a broker's retention, or the embedded broker's limit "
                   "of 5 MB or 100,000 messages per partition, was exceeded)",
-                  next - from, line);
+                  next - from, what);
     else
-        log_info("kafka: %s", line);
+        log_info("kafka: %s", what);
+}
+
+/* Called with k->lock held for each message polled while a reset waits
+ * for its partition's next message. */
+static void lost_since(kafka_t *k, int32_t partition, int64_t offset)
+{
+    for (size_t i = 0; i < k->nresets; i++) {
+        if (k->resets[i].partition != partition)
+            continue;
+        char what[96];
+        snprintf(what, sizeof(what), "partition %d reset from offset %lld to %lld",
+                 (int)partition, (long long)k->resets[i].from, (long long)offset);
+        report_lost(what, k->resets[i].from, offset);
+        k->resets[i] = k->resets[--k->nresets];
+        return;
+    }
+}
+
+/* librdkafka tells of an offset reset only in its log (librdkafka 2.0.2):
+ *   "t [1]: offset reset (at offset 40, broker 1) to cached BEGINNING
+ *    offset 615: fetch failed ..."     (the embedded mock: the new offset)
+ *   "t [0]: offset reset (at offset 10, broker 1) to BEGINNING: fetch
+ *    failed ..."                       (a real broker: the offset unsaid)
+ * From a real offset to a later one, the messages between were deleted
+ * before this gateway read them: data lost, so an error with the count,
+ * never a warning. When the line does not say where consuming goes on, the
+ * partition's next message does (lost_since). Returns whether line was
+ * such a reset. Runs on a librdkafka thread: no calls back into it. */
+static int offset_reset(kafka_t *k, const char *line)
+{
+    const char *at = strstr(line, "]: offset reset (at offset ");
+    const char *part = at;
+    long long from, next;
+    int partition;
+    if (!at || sscanf(at + strlen("]: offset reset (at offset "), "%lld", &from) != 1)
+        return 0;
+    while (part > line && part[-1] != '[')
+        part--;
+    const char *to = strstr(at, ") to ");
+    const char *off = to ? strstr(to, " offset ") : NULL;
+    if (off && sscanf(off + strlen(" offset "), "%lld", &next) == 1) {
+        report_lost(line, from, next);
+        return 1;
+    }
+    if (part > line && sscanf(part, "%d", &partition) == 1) {
+        pthread_mutex_lock(&k->lock);
+        if (k->nresets < RESETS_MAX)
+            k->resets[k->nresets++] = (struct pending_reset){partition, from};
+        pthread_mutex_unlock(&k->lock);
+    }
+    log_info("kafka: %s", line);
     return 1;
 }
 
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
-    (void)rk;
-    if (!strcmp(fac, "OFFSET") && offset_reset(buf))
+    if (!strcmp(fac, "OFFSET") && offset_reset(rd_kafka_opaque(rk), buf))
         return;
     /* syslog levels: 0-3 errors, 4 warnings, the rest is chatter. */
     if (level <= 3)
@@ -167,6 +204,8 @@ static size_t poll_records(kafka_t *k, rd_kafka_message_t **rkms)
         }
         pthread_mutex_lock(&k->lock);
         tracker_add(k->tracker, rkm->partition, rkm->offset);
+        if (k->nresets)
+            lost_since(k, rkm->partition, rkm->offset);
         pthread_mutex_unlock(&k->lock);
         rkms[n++] = rkm;
     }

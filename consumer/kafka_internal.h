@@ -9,6 +9,8 @@
 
 #include "kafka.h"
 
+#define RESETS_MAX 64
+
 struct kafka {
     rd_kafka_t *rk;
     char *topic;
@@ -20,9 +22,16 @@ struct kafka {
     int started;
 
     atomic_int unreachable; /* every broker is down, as librdkafka last said */
-    pthread_mutex_t lock; /* guards the tracker and assigned */
+    pthread_mutex_t lock; /* guards the tracker, assigned and resets */
     int assigned;         /* partitions assigned to this member */
     tracker_t *tracker;
+    /* Offset resets whose new offset librdkafka's log did not say: the
+     * partition's next message tells how many were lost. */
+    struct pending_reset {
+        int32_t partition;
+        int64_t from;
+    } resets[RESETS_MAX];
+    size_t nresets;
 };
 
 /* librdkafka's rebalance callback, on the consume thread (inside

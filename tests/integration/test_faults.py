@@ -444,6 +444,36 @@ def test_a_store_frozen_past_the_memory_budget_pauses_intake_and_loses_nothing(
         store.stop()
 
 
+def test_messages_deleted_before_they_were_read_are_an_error_with_the_count(
+        kafka, mongo, mongo_db_name, gateway, request):
+    """The broker deletes records this gateway's group has not read yet (as
+    retention would): the consumer goes on from the oldest left, and the
+    log says, as an error, how many were lost."""
+    from confluent_kafka import TopicPartition
+
+    topic = kafka.create_topic(f"gone-{request.node.name[-20:]}", partitions=1)
+    gw = gateway(topic=topic)
+    Traffic(kafka.bootstrap, topic, [note(f"gone-a{n:02d}", "away") for n in range(10)],
+            rate=1000).run()
+    with mongo.client() as c:
+        wait_stored(c, mongo_db_name, 10)
+    assert gw.stop() == 0  # commits offset 10
+    Traffic(kafka.bootstrap, topic, [note(f"gone-b{n:02d}", "away") for n in range(50)],
+            rate=1000).run()
+    deleted = kafka.admin().delete_records([TopicPartition(topic, 0, 40)])
+    for f in deleted.values():
+        f.result(30)
+    gw.start()
+    with mongo.client() as c:
+        wait_stored(c, mongo_db_name, 10 + 20)  # offsets 40-59: what is left
+    deadline = time.monotonic() + 10
+    while "30 messages were deleted by the broker" not in gw.log_text():
+        assert time.monotonic() < deadline, gw.log_text()[-3000:]
+        time.sleep(0.1)
+    line = next(l for l in gw.log_text().splitlines() if "messages were deleted" in l)
+    assert " error " in line, line
+
+
 def gw_db(gw) -> str:
     """The database the gateway was started with (--mongodb-db)."""
     return gw.cmd[gw.cmd.index("--mongodb-db") + 1]
