@@ -5,7 +5,7 @@
 #                        its embedded broker and a SQLite store in data/ (Ctrl-C stops it)
 #   make test            install what the tests need, build, run every test
 #   make unit            C unit tests only
-#   make integration     integration tests only (real Kafka and FerretDB)
+#   make integration     integration tests only (real Kafka, mongo-java-server, FerretDB)
 #   make soak            the fault suite's SIGKILL scenario, 100 cycles
 #   make SANITIZE=address,undefined test
 #   make deps            install the build dependencies (Debian packages)

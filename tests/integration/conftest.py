@@ -6,9 +6,14 @@ Session-scoped (started once, stopped at the end of the session; each only
 when a test asks for it):
     kafka           servers.KafkaServer: .bootstrap "127.0.0.1:PORT",
                     .create_topic(name, partitions=3), .admin()
-    mongo           servers.FerretDB: .uri "mongodb://127.0.0.1:PORT/", .client()
-    memory_mongo    servers.MongoJavaServer (mongo-java-server, in memory):
-                    the same .uri and .client()
+    mongo           servers.MongoJavaServer (mongo-java-server, in memory):
+                    .uri "mongodb://127.0.0.1:PORT/", .client(); the
+                    functional tests' store (fast, indexes nothing but answers
+                    a find in milliseconds at the sizes the tests store)
+    ferretdb        servers.FerretDB (on SQLite, data on disk): the same .uri
+                    and .client(); for the store contract suite. Scenarios
+                    that need a slow store or one that survives being killed
+                    start their own FerretDB.
 
 Function-scoped (fresh for every test):
     topic           name of a new topic with 3 partitions on `kafka`
@@ -93,16 +98,16 @@ def kafka(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def mongo(tmp_path_factory):
-    server = FerretDB()
-    server.start(tmp_path_factory.mktemp("ferretdb"))
+    server = MongoJavaServer()
+    server.start(tmp_path_factory.mktemp("mongo-java-server"))
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="session")
-def memory_mongo(tmp_path_factory):
-    server = MongoJavaServer()
-    server.start(tmp_path_factory.mktemp("mongo-java-server"))
+def ferretdb(tmp_path_factory):
+    server = FerretDB()
+    server.start(tmp_path_factory.mktemp("ferretdb"))
     yield server
     server.stop()
 

@@ -1,5 +1,5 @@
-"""The gateway end to end: real Kafka, real FerretDB, the real daemon, real
-WebSocket clients. Each test has its own topic, consumer group and database."""
+"""The gateway end to end: real Kafka, a real MongoDB-wire store
+(mongo-java-server), the real daemon, real WebSocket clients. Each test has its own topic, consumer group and database."""
 
 from __future__ import annotations
 
@@ -401,7 +401,7 @@ def test_http_serves_the_page_and_health(gateway):
 def test_health_says_what_is_down(gateway, tmp_path):
     """With no broker and no store answering, /healthz says which (and the
     gateway keeps serving); once the store comes up, it says so."""
-    from servers import FerretDB, free_port
+    from servers import MongoJavaServer, free_port
     store_port = free_port()
     gw = gateway(brokers=f"127.0.0.1:{free_port()}",
                  mongodb_uri=f"mongodb://127.0.0.1:{store_port}/", args=["--store-timeout", "2"])
@@ -412,7 +412,7 @@ def test_health_says_what_is_down(gateway, tmp_path):
         h = gw.health()
     assert h["status"] == "degraded" and h["kafka"] == "unreachable" and h["store"] == "failing"
     assert h["storeFailures"] >= 1
-    db = FerretDB().start(tmp_path / "ferretdb", port=store_port)
+    db = MongoJavaServer().start(tmp_path / "store", port=store_port)
     try:
         deadline = time.monotonic() + 20
         while gw.health()["store"] != "ok" and time.monotonic() < deadline:

@@ -67,14 +67,18 @@ def _crud_and_unique_index(client, db_name):
     assert coll.count_documents({}) == 1
 
 
-def test_ferretdb_crud_and_unique_index(mongo, mongo_db_name):
-    with mongo.client() as client:
-        _crud_and_unique_index(client, mongo_db_name)
-
-
-def test_mongo_java_server_crud_and_unique_index(memory_mongo):
+def test_ferretdb_crud_and_unique_index(ferretdb):
     db_name = f"sanity_{uuid.uuid4().hex[:8]}"
-    with memory_mongo.client() as client:
+    with ferretdb.client() as client:
+        try:
+            _crud_and_unique_index(client, db_name)
+        finally:
+            client.drop_database(db_name)
+
+
+def test_mongo_java_server_crud_and_unique_index(mongo):
+    db_name = f"sanity_{uuid.uuid4().hex[:8]}"
+    with mongo.client() as client:
         # pymongo 4 refuses a server below wire version 9; the test server
         # presents itself as MongoDB 5.0 (wire version 13).
         hello = client.admin.command("isMaster")

@@ -12,7 +12,7 @@ import pytest
 from conftest import BUILD_DIR
 
 
-@pytest.fixture(params=["mongo", "memory_mongo"], ids=["ferretdb", "mongo-java-server"])
+@pytest.fixture(params=["ferretdb", "mongo"], ids=["ferretdb", "mongo-java-server"])
 def mongo_server(request):
     """Each session fixture by name, so that only the server a case runs
     against is started (and during setup, not in the test's time)."""

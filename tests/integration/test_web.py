@@ -1,5 +1,5 @@
 """web/test.html in a real browser: Debian's Chromium driven by Playwright
-(sync API), against the real daemon, Kafka and FerretDB.
+(sync API), against the real daemon, Kafka and a MongoDB-wire store.
 
 Playwright's own browser download is not used: the browser is always
 /usr/bin/chromium. One browser per module, a fresh context (own
