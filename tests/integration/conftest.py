@@ -150,6 +150,7 @@ class Gateway:
     .stop(timeout=10) -> exit code   SIGTERM; SIGKILL if still running after timeout
     .kill() -> exit code             SIGKILL
     .restart()     start again with the same command line (same port), wait healthy
+    .peak_rss_mib()  the most resident memory any of its processes reached (VmHWM)
     .running, .pid, .returncode, .cmd
     """
 
@@ -162,6 +163,7 @@ class Gateway:
         self.ready_timeout = ready_timeout
         self.proc: subprocess.Popen | None = None
         self.starts = 0
+        self.peak_rss_kib = 0  # of the processes already stopped or killed
 
     # -- addresses
     def ws_url(self, user: str) -> str:
@@ -182,6 +184,21 @@ class Gateway:
     @property
     def returncode(self) -> int | None:
         return self.proc.poll() if self.proc else None
+
+    def _note_peak_rss(self) -> None:
+        if not self.running:
+            return
+        try:
+            status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        except OSError:
+            return
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                self.peak_rss_kib = max(self.peak_rss_kib, int(line.split()[1]))
+
+    def peak_rss_mib(self) -> float:
+        self._note_peak_rss()
+        return self.peak_rss_kib / 1024
 
     def log_text(self) -> str:
         try:
@@ -260,12 +277,14 @@ class Gateway:
         code (negative = killed by that signal), None if never started."""
         if self.proc is None:
             return None
+        self._note_peak_rss()
         return servers.terminate(self.proc, timeout)
 
     def kill(self) -> int | None:
         """SIGKILL (a crash, as far as the gateway can tell). Returns the exit code."""
         if self.proc is None:
             return None
+        self._note_peak_rss()
         return servers.terminate(self.proc, timeout=10, sig=signal.SIGKILL)
 
     def restart(self, wait: bool = True) -> "Gateway":

@@ -180,7 +180,8 @@ def test_sigkills_under_traffic_lose_nothing(kafka, mongo, topic, mongo_db_name,
     with mongo.client() as c:
         wait_store_empty(c, mongo_db_name)
     print(f"{KILL_CYCLES} SIGKILLs: {len(records)} produced, 0 lost, {ledger.duplicates()} duplicates, "
-          f"everything delivered {took:.1f} s after the last restart")
+          f"everything delivered {took:.1f} s after the last restart, peak RSS "
+          f"{gw.peak_rss_mib():.0f} MiB")
 
 
 def test_a_frozen_store_loses_nothing_while_users_come_and_go(kafka, topic, gateway, tmp_path):
@@ -217,7 +218,8 @@ def test_a_frozen_store_loses_nothing_while_users_come_and_go(kafka, topic, gate
         with store.client() as c:
             wait_store_empty(c, gw_db(gw), timeout=60)
         print(f"store frozen 5 s: {len(first) + len(later)} produced, 0 lost, "
-              f"{ledger.duplicates()} duplicates, everything delivered {took:.1f} s after SIGCONT")
+              f"{ledger.duplicates()} duplicates, everything delivered {took:.1f} s after SIGCONT, "
+              f"peak RSS {gw.peak_rss_mib():.0f} MiB")
     finally:
         store.stop()
 
@@ -245,7 +247,7 @@ def test_sigterm_in_the_middle_of_a_replay_loses_nothing(kafka, mongo, topic, mo
     with mongo.client() as c:
         wait_store_empty(c, mongo_db_name)
     print(f"SIGTERM mid-replay: 2000 stored, 0 lost, {ledger.duplicates()} duplicates, "
-          f"everything delivered {took:.1f} s after the restart")
+          f"everything delivered {took:.1f} s after the restart, peak RSS {gw.peak_rss_mib():.0f} MiB")
 
 
 def test_a_broker_killed_and_restarted_loses_nothing(mongo, mongo_db_name, gateway, tmp_path):
@@ -269,7 +271,7 @@ def test_a_broker_killed_and_restarted_loses_nothing(mongo, mongo_db_name, gatew
             wait_store_empty(c, mongo_db_name)
         print(f"broker killed and restarted: {len(records)} produced, 0 lost, "
               f"{ledger.duplicates()} duplicates, everything delivered {took:.1f} s after "
-              f"the traffic ended")
+              f"the traffic ended, peak RSS {gw.peak_rss_mib():.0f} MiB")
     finally:
         broker.stop()
 
@@ -295,7 +297,7 @@ def test_a_store_killed_for_thirty_seconds_loses_nothing(kafka, topic, gateway, 
             wait_store_empty(c, gw_db(gw), timeout=60)
         print(f"store killed for 30 s: {len(records)} produced, 0 lost, "
               f"{ledger.duplicates()} duplicates, everything delivered {took:.1f} s after "
-              f"the traffic ended")
+              f"the traffic ended, peak RSS {gw.peak_rss_mib():.0f} MiB")
     finally:
         store.stop()
 
@@ -324,7 +326,8 @@ def test_tabs_that_stall_or_never_ack_during_a_replay_hold_nothing_back(
     with mongo.client() as c:
         wait_store_empty(c, mongo_db_name, timeout=60)
     print(f"replay beside a stalled and a silent tab: 3000 stored, 0 lost, "
-          f"{ledger.duplicates()} duplicates, the healthy tab had everything in {took:.1f} s")
+          f"{ledger.duplicates()} duplicates, the healthy tab had everything in {took:.1f} s, "
+          f"peak RSS {gw.peak_rss_mib():.0f} MiB")
 
 
 def _drain_in_this_process(gw, ledger: Ledger, timeout: float, out) -> None:
@@ -398,7 +401,8 @@ def test_a_slow_store_with_200_reads_queued_holds_back_no_write_and_no_live_user
         p50, p99 = lat[len(lat) // 2], lat[int(len(lat) * 0.99)]
         print(f"slow store, 200 reads queued: late write durable in {durable:.2f} s, live "
               f"p50 {p50 * 1000:.0f} ms p99 {p99 * 1000:.0f} ms over {len(lat)}, 20000 "
-              f"replayed to 200 users in {replayed:.1f} s, {dups} duplicates")
+              f"replayed to 200 users in {replayed:.1f} s, {dups} duplicates, peak RSS "
+              f"{gw.peak_rss_mib():.0f} MiB")
         assert durable < 2.0, f"a write waited {durable:.2f} s behind the reads"
         # The bar is 100 ms; measured here 30-131 ms on a 2-core machine where
         # FerretDB takes a whole core. The test guards against the stall
@@ -439,7 +443,7 @@ def test_a_store_frozen_past_the_memory_budget_pauses_intake_and_loses_nothing(
             wait_stored(c, gw_db(gw), len(records), timeout=120)
         gw.wait_health("memory given back", lambda h: h["memory"]["used"] == 0, 30)
         print(f"store frozen past a 16 MiB budget: 4000 x 8 KB, at most {most / 2**20:.1f} MiB "
-              f"held, all stored after SIGCONT")
+              f"held, all stored after SIGCONT, peak RSS {gw.peak_rss_mib():.0f} MiB")
     finally:
         store.stop()
 
