@@ -18,7 +18,7 @@ else
 BUILD   ?= build
 endif
 comma   := ,
-PKGS    := rdkafka libmongoc-1.0 libbson-1.0 libwebsockets jansson sqlite3
+PKGS    := rdkafka libmongoc-1.0 libbson-1.0 libwebsockets jansson sqlite3 libcrypto
 CSTD    := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE
 WARN    := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wformat=2
 OPT     ?= -O2 -g
