@@ -97,6 +97,11 @@ run: deps
 	@mkdir -p data
 	$(BUILD)/consumer --embedded --store sqlite:data/notifications.db --web-root web
 
+# The compose file's JWT_SECRET: 32 random bytes, written once, never committed.
+.env:
+	@umask 077; printf 'JWT_SECRET=%s\n' "$$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" > $@
+	@echo "wrote $@ (JWT_SECRET for docker compose; keep it out of git)"
+
 # The README's test command: everything, from a clean clone on a fresh machine.
 # Then the C code once more under AddressSanitizer and UBSan: the unit tests
 # and the gateway's integration tests (a report in its log fails the test).
@@ -106,7 +111,7 @@ test: test-deps
 	$(PYTEST)
 	$(MAKE) SANITIZE=address,undefined unit
 	$(MAKE) SANITIZE=address,undefined integration \
-	    PYTEST_ARGS="tests/integration/test_gateway.py tests/integration/test_store_suite.py \
+	    PYTEST_ARGS="tests/integration/test_gateway.py tests/integration/test_auth.py tests/integration/test_store_suite.py \
 	                 tests/integration/test_rebalance.py"
 
 # Benchmarks (not tests): real Kafka and FerretDB on loopback; see bench/README.md.

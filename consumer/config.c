@@ -35,10 +35,11 @@ struct setting {
     int min, max;              /* INT */
     const char *const *values; /* ENUM: the allowed values, NULL-ended */
     int secret;                /* may hold a password: never logged */
+    int env_only;              /* a secret: refused on the command line, where ps shows it */
     validate_fn *validate;     /* optional */
 };
 
-static validate_fn check_store, check_mongodb_uri;
+static validate_fn check_store, check_mongodb_uri, check_auth;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -102,6 +103,27 @@ static const struct setting settings[] = {
      "MiB of notifications held in memory (windows, hand-off, held, waiting for the store); "
      "at it, intake from Kafka pauses and live ones go through the store",
      RANGE(16, 1048576)},
+    {.flag = "auth", "AUTH", "", STR, S(auth),
+     "who may connect: jwt (a signed token names the user) or none (anyone, as any user); "
+     "required unless --embedded, which defaults to none",
+     .validate = check_auth},
+    {.flag = "jwt-secret", "JWT_SECRET", "", STR, S(jwt_secret),
+     "HS256 secret, 32 bytes or more (environment only: a flag would show it to ps)",
+     .secret = 1, .env_only = 1},
+    {.flag = "jwt-secret-file", "JWT_SECRET_FILE", "", STR, S(jwt_secret_file),
+     "file holding the HS256 secret"},
+    {.flag = "jwt-public-key-file", "JWT_PUBLIC_KEY_FILE", "", STR, S(jwt_public_key_file),
+     "PEM public key: RSA for RS256 or P-256 for ES256"},
+    {.flag = "jwks-file", "JWKS_FILE", "", STR, S(jwks_file),
+     "JWK set of RSA and P-256 public keys, picked by the token's kid"},
+    {.flag = "jwt-audience", "JWT_AUDIENCE", "", STR, S(jwt_audience),
+     "\"aud\" a token must name (empty: not checked)"},
+    {.flag = "jwt-issuer", "JWT_ISSUER", "", STR, S(jwt_issuer),
+     "\"iss\" a token must have (empty: not checked)"},
+    {.flag = "jwt-leeway", "JWT_LEEWAY", "30", INT, S(jwt_leeway_s),
+     "seconds of clock skew allowed on a token's exp, nbf and iat", RANGE(0, 3600)},
+    {.flag = "auth-timeout", "AUTH_TIMEOUT", "5", INT, S(auth_timeout_s),
+     "seconds a connection may take to send its token as its first message", RANGE(1, 60)},
     {.flag = "log-level", "LOG_LEVEL", "info", ENUM, S(log_level), "how much to log on stderr",
      .values = log_levels},
 };
@@ -187,6 +209,31 @@ static int check_mongodb_uri(const struct config *c, const char *value, const ch
                         "mongodb://HOST:PORT/ or mongodb+srv://HOST/", source, errstr, size);
 }
 
+static int check_auth(const struct config *c, const char *value, const char *source,
+                      char *errstr, size_t size)
+{
+    if (!*value && !c->embedded) {
+        snprintf(errstr, size,
+                 "--auth is not set (AUTH): choose --auth jwt, with the key in JWT_SECRET, "
+                 "--jwt-secret-file, --jwt-public-key-file or --jwks-file, or --auth none to let "
+                 "anyone who reaches the port connect as any user");
+        return -1;
+    }
+    if (*value && strcmp(value, "jwt") != 0 && strcmp(value, "none") != 0) {
+        snprintf(errstr, size, "%s: \"%s\" is not an auth mode; use jwt or none", source, value);
+        return -1;
+    }
+    int keys = !!*c->jwt_secret + !!*c->jwt_secret_file + !!*c->jwt_public_key_file +
+               !!*c->jwks_file;
+    if (strcmp(value, "jwt") == 0 && keys != 1) {
+        snprintf(errstr, size,
+                 "--auth jwt needs exactly one key: JWT_SECRET, --jwt-secret-file, "
+                 "--jwt-public-key-file or --jwks-file (%d given)", keys);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_int(const struct setting *s, const char *value, int *out)
 {
     char *end;
@@ -266,6 +313,14 @@ static int add_kafka_prop(struct config *c, size_t *n, const char *prop, char *e
 static void resolve_store(struct config *c)
 {
     c->store_uri = *c->store ? c->store : c->embedded ? EMBEDDED_STORE : c->mongodb_uri;
+}
+
+/* check_auth allowed an empty --auth only in embedded mode. */
+static void resolve_auth(struct config *c)
+{
+    c->auth_defaulted = !*c->auth;
+    if (c->auth_defaulted)
+        c->auth = "none";
 }
 
 void config_usage(FILE *out)
@@ -354,6 +409,12 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
             return CONFIG_ERROR;
         default: {
             const struct setting *s = &settings[opt - 1000];
+            if (s->env_only) {
+                snprintf(errstr, size,
+                         "--%s: a secret on the command line is visible to every user of the "
+                         "machine (ps); set %s in the environment instead", s->flag, s->env);
+                return CONFIG_ERROR;
+            }
             snprintf(sources[opt - 1000], sizeof(sources[0]), "--%s", s->flag);
             if (apply(c, s, s->kind == FLAG ? "true" : optarg, sources[opt - 1000], errstr,
                       size) != 0)
@@ -374,6 +435,7 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
             return CONFIG_ERROR;
     }
     resolve_store(c);
+    resolve_auth(c);
     log_set_level(c->log_level); /* one of log_levels[], which log.c knows */
     return CONFIG_OK;
 }

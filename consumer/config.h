@@ -32,6 +32,18 @@ struct config {
     int pending_retention_s;
     int store_timeout_s;
     int memory_budget_mb;
+    /* Identity: "jwt" or "none" (resolved: never empty once loaded; an
+     * embedded gateway with no --auth gets "none" and auth_defaulted). */
+    const char *auth;
+    int auth_defaulted;
+    const char *jwt_secret; /* from the environment only */
+    const char *jwt_secret_file;
+    const char *jwt_public_key_file;
+    const char *jwks_file;
+    const char *jwt_audience;
+    const char *jwt_issuer;
+    int jwt_leeway_s;
+    int auth_timeout_s;
     /* The store to open, never empty: --store, else the embedded mode's
      * SQLite file, else --mongodb-uri. Its scheme is mongodb://,
      * mongodb+srv:// or sqlite:. */

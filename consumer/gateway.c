@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "auth.h"
 #include "embedded.h"
 #include "http.h"
 #include "hub.h"
@@ -52,6 +53,7 @@ struct gateway {
      * wait (the signal interrupts the wait; the tick bounds it anyway). */
     volatile sig_atomic_t stop_requested;
     struct ws_server ws;
+    auth_t *auth;
     struct http_server http;
     struct http_mounts mounts;
     struct lws_http_mount files;
@@ -97,6 +99,9 @@ static void say_ready(const gateway_t *g)
     log_info("ready: open http://localhost:%d/?user=u1&autoconnect=1 and send a notification "
              "with: ./build/producer%s --user u1 --message \"Hello\"",
              g->conf.port, brokers);
+    if (auth_required(g->auth))
+        log_info("the page needs a token for u1: paste the output of "
+                 "JWT_SECRET=<the gateway's secret> ./build/producer --token-for u1");
 }
 
 static void on_tick(lws_sorted_usec_list_t *sul)
@@ -265,6 +270,18 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
         .held_per_user = HELD_PER_USER,
         .budget = &g->pipe.budget,
     };
+    g->auth = auth_new(c, errstr, size);
+    if (!g->auth)
+        goto fail;
+    char mode[64];
+    if (c->auth_defaulted)
+        log_warn("auth: none (the embedded default): anyone who reaches the port can connect as "
+                 "any user; set --auth jwt to require tokens");
+    else if (!auth_required(g->auth))
+        log_warn("auth: none (--auth none): anyone who reaches the port can connect as any user");
+    else
+        log_info("auth: %s", auth_describe(g->auth, mode, sizeof(mode)));
+    g->ws.auth = g->auth;
     g->pipe.hub = g->ws.hub = hub_new(&ops, &limits);
     g->ws.max_connections = (size_t)c->max_connections;
     g->ws.stopping = &g->pipe.stopping;
@@ -369,6 +386,7 @@ void gateway_free(gateway_t *g)
         lws_context_destroy(g->ctx);
     store_worker_free(g->pipe.store);
     hub_free(g->pipe.hub);
+    auth_free(g->auth);
     pipeline_clear(&g->pipe);
     free(g);
 }

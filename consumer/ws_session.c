@@ -1,10 +1,11 @@
-/* WebSocket sessions: users, client messages, acks, batched writes. */
+/* WebSocket sessions: identity, client messages, acks, batched writes. */
 #include "ws_session.h"
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
-#include "ack.h"
+#include "client_msg.h"
 #include "log.h"
 #include "timeutil.h"
 #include "xalloc.h"
@@ -15,24 +16,47 @@ static int refuse(struct lws *wsi, enum lws_close_status code, const char *reaso
     return -1;
 }
 
-int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session *s)
+static void on_timer(lws_sorted_usec_list_t *sul)
 {
-    char buf[NOTIF_USER_MAX + 16];
-    const char *user;
+    struct ws_session *s = lws_container_of(sul, struct ws_session, timer);
+    if (s->awaiting_auth) {
+        s->close_code = AUTH_CLOSE_POLICY;
+        s->close_reason = "no token: send {\"type\":\"auth\",\"token\":\"...\"} first";
+    } else {
+        s->close_code = AUTH_CLOSE_EXPIRED;
+        s->close_reason = "the token has expired: reconnect with a fresh one";
+    }
+    lws_callback_on_writable(s->wsi);
+}
 
-    srv->sessions++;
-    s->counted = 1;
-    if (*srv->stopping)
-        return refuse(wsi, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
-    user = lws_get_urlarg_by_name(wsi, "userId=", buf, sizeof(buf));
-    if (!user || !*user)
-        user = lws_get_urlarg_by_name(wsi, "user_id=", buf, sizeof(buf));
-    if (!user || !*user)
-        return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-                      "missing user: connect to ws://host:port/?userId=<user>");
-    if (!notification_user_valid(user, strlen(user)))
-        return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-                      "invalid userId: 1 to 128 letters, digits or . _ - @ : + ~");
+static void set_timer(struct ws_session *s, int64_t in_ms)
+{
+    lws_sul_schedule(lws_get_context(s->wsi), 0, &s->timer, on_timer,
+                     (in_ms > 0 ? in_ms : 0) * LWS_US_PER_MS);
+}
+
+static void cancel_timer(struct ws_session *s)
+{
+    if (s->wsi)
+        lws_sul_schedule(lws_get_context(s->wsi), 0, &s->timer, NULL,
+                         LWS_SET_TIMER_USEC_CANCEL);
+}
+
+/* Queues a control frame; only v2 clients get them. */
+static void send_control(struct ws_session *s, const char *frame)
+{
+    if (!s->speaks_v2)
+        return;
+    free(s->ctl);
+    s->ctl_len = strlen(frame);
+    s->ctl = xmalloc(s->ctl_len);
+    memcpy(s->ctl, frame, s->ctl_len);
+    lws_callback_on_writable(s->wsi);
+}
+
+/* The user known: joins the hub. */
+static int join(struct ws_server *srv, struct lws *wsi, struct ws_session *s, const char *user)
+{
     if (hub_conn_count(srv->hub) >= srv->max_connections)
         return refuse(wsi, (enum lws_close_status)1013, /* try again later */
                       "server at its connection limit, try again later");
@@ -42,6 +66,105 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
                       "too many connections for this user, try again later");
     log_debug("user %s connected (%zu connections)", user, hub_conn_count(srv->hub));
     srv->turn_work(srv->arg);
+    return 0;
+}
+
+/* A token checked: 0 with s->user set and the timer at its end, or what
+ * the callback returns to close. */
+static int accept_token(struct ws_server *srv, struct lws *wsi, struct ws_session *s,
+                        const char *token, size_t len, const char *claimed_user)
+{
+    struct auth_grant g;
+    int64_t now = now_wall_ms();
+    auth_check(srv->auth, token, len, claimed_user, now, &g);
+    if (g.close_code)
+        return refuse(wsi, (enum lws_close_status)g.close_code, g.reason);
+    memcpy(s->user, g.user, sizeof(s->user));
+    set_timer(s, g.until_ms - now);
+    return 0;
+}
+
+/* The token of the upgrade request: ?token= or "Authorization: Bearer";
+ * its length, 0 if none. */
+static size_t request_token(struct lws *wsi, char *buf, size_t size)
+{
+    const char *t = lws_get_urlarg_by_name(wsi, "token=", buf, (int)size);
+    if (t && *t) {
+        memmove(buf, t, strlen(t) + 1);
+        return strlen(buf);
+    }
+    if (lws_hdr_copy(wsi, buf, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION) <= 7 ||
+        strncasecmp(buf, "Bearer ", 7) != 0)
+        return 0;
+    memmove(buf, buf + 7, strlen(buf + 7) + 1);
+    return strlen(buf);
+}
+
+int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session *s)
+{
+    char buf[NOTIF_USER_MAX + 16], v[8];
+    static char token[CLIENT_MSG_MAX];
+    const char *user;
+
+    s->wsi = wsi;
+    srv->sessions++;
+    s->counted = 1;
+    if (*srv->stopping)
+        return refuse(wsi, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+    user = lws_get_urlarg_by_name(wsi, "userId=", buf, sizeof(buf));
+    if (!user || !*user)
+        user = lws_get_urlarg_by_name(wsi, "user_id=", buf, sizeof(buf));
+    if (user && *user && !notification_user_valid(user, strlen(user)))
+        return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                      "invalid userId: 1 to 128 letters, digits or . _ - @ : + ~");
+    const char *version = lws_get_urlarg_by_name(wsi, "v=", v, sizeof(v));
+    s->speaks_v2 = version && strcmp(version, "2") == 0;
+
+    if (!auth_required(srv->auth)) {
+        if (!user || !*user)
+            return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                          "missing user: connect to ws://host:port/?userId=<user>");
+        return join(srv, wsi, s, user);
+    }
+    size_t len = request_token(wsi, token, sizeof(token));
+    if (len == 0) {
+        /* The token comes as the first message: a v2 client. */
+        s->awaiting_auth = 1;
+        s->speaks_v2 = 1;
+        set_timer(s, auth_timeout_ms(srv->auth));
+        return 0;
+    }
+    if (accept_token(srv, wsi, s, token, len, user) != 0)
+        return -1;
+    return join(srv, wsi, s, s->user);
+}
+
+/* A client message once the connection has its user. */
+static int on_message(struct ws_server *srv, struct lws *wsi, struct ws_session *s,
+                      const char *msg, size_t len)
+{
+    static struct client_msg m;
+    char err[160], welcome[64 + NOTIF_USER_MAX];
+    enum client_msg_type t = client_msg_parse(msg, len, &m, err, sizeof(err));
+
+    if (t == CLIENT_MSG_INVALID)
+        return refuse(wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, err);
+    if (s->awaiting_auth) {
+        if (t != CLIENT_MSG_AUTH)
+            return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                          "the first message must be {\"type\":\"auth\",\"token\":\"...\"}");
+        s->awaiting_auth = 0;
+        if (accept_token(srv, wsi, s, m.token, strlen(m.token), NULL) != 0 ||
+            join(srv, wsi, s, s->user) != 0)
+            return -1;
+        snprintf(welcome, sizeof(welcome), "{\"type\":\"welcome\",\"userId\":\"%s\"}", s->user);
+        send_control(s, welcome); /* user ids need no JSON escaping */
+        return 0;
+    }
+    if (t == CLIENT_MSG_REFRESH && auth_required(srv->auth))
+        return accept_token(srv, wsi, s, m.token, strlen(m.token), s->user);
+    if (t == CLIENT_MSG_ACK && hub_ack(srv->hub, s->conn, m.id) == 0)
+        srv->turn_work(srv->arg);
     return 0;
 }
 
@@ -55,8 +178,6 @@ static void forget_rx(struct ws_session *s)
 int ws_on_receive(struct ws_server *srv, struct lws *wsi, struct ws_session *s, const char *in,
                   size_t len)
 {
-    char id[NOTIF_ID_MAX + 1];
-    char err[160];
     const char *msg = in;
     size_t msg_len = len;
     /* One read holding a whole message; otherwise the pieces (WebSocket
@@ -64,20 +185,20 @@ int ws_on_receive(struct ws_server *srv, struct lws *wsi, struct ws_session *s, 
     int whole = !s->rx_len && lws_is_first_fragment(wsi) && lws_is_final_fragment(wsi) &&
                 !lws_remaining_packet_payload(wsi);
 
-    if (!s->conn)
+    if (!s->conn && !s->awaiting_auth)
         return 0;
     if (lws_frame_is_binary(wsi))
         return refuse(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
                       "binary frames are not accepted: send JSON text acks");
     /* libwebsockets does not cap a reassembled message: we do. */
     if (!whole) {
-        if (s->rx_len + len > ACK_FRAME_MAX) {
+        if (s->rx_len + len > CLIENT_MSG_MAX) {
             forget_rx(s);
             return refuse(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
                           "client frames are limited to 4096 bytes");
         }
         if (!s->rx)
-            s->rx = xmalloc(ACK_FRAME_MAX);
+            s->rx = xmalloc(CLIENT_MSG_MAX);
         memcpy(s->rx + s->rx_len, in, len);
         s->rx_len += len;
         if (!lws_is_final_fragment(wsi) || lws_remaining_packet_payload(wsi))
@@ -86,13 +207,9 @@ int ws_on_receive(struct ws_server *srv, struct lws *wsi, struct ws_session *s, 
         msg_len = s->rx_len;
     }
 
-    enum ack_result r = ack_parse(msg, msg_len, id, err, sizeof(err));
+    int rc = on_message(srv, wsi, s, msg, msg_len);
     forget_rx(s);
-    if (r == ACK_INVALID)
-        return refuse(wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, err);
-    if (r == ACK_OK && hub_ack(srv->hub, s->conn, id) == 0)
-        srv->turn_work(srv->arg);
-    return 0;
+    return rc;
 }
 
 int ws_on_writeable(struct ws_server *srv, struct lws *wsi, struct ws_session *s)
@@ -104,11 +221,18 @@ int ws_on_writeable(struct ws_server *srv, struct lws *wsi, struct ws_session *s
 
     if (s->closing)
         return refuse(wsi, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
-    if (!s->conn)
-        return 0;
+    if (s->close_code)
+        return refuse(wsi, (enum lws_close_status)s->close_code, s->close_reason);
+    if (s->ctl) {
+        used = wsframe_text_header(out, s->ctl_len);
+        memcpy(out + used, s->ctl, s->ctl_len);
+        used += s->ctl_len;
+        free(s->ctl);
+        s->ctl = NULL;
+    }
     /* Every queued frame that fits, in one write; the hub asks for another
      * writable callback when some are left. The first always fits. */
-    while ((frame = hub_next_frame(s->conn, &len))) {
+    while (s->conn && (frame = hub_next_frame(s->conn, &len))) {
         if (used && used + WSFRAME_HEADER_MAX + len > WS_WRITE_BATCH)
             break;
         if (WSFRAME_HEADER_MAX + len > sizeof(srv->wbuf) - LWS_PRE) {
@@ -132,6 +256,9 @@ int ws_on_writeable(struct ws_server *srv, struct lws *wsi, struct ws_session *s
 
 void ws_on_closed(struct ws_server *srv, struct ws_session *s)
 {
+    cancel_timer(s);
+    free(s->ctl);
+    s->ctl = NULL;
     if (s->counted) {
         srv->sessions--;
         s->counted = 0;

@@ -1,7 +1,8 @@
-/* WebSocket sessions: a client connection as the hub sees it. Reads the
- * user from the URL, joins client messages that span several reads or
- * fragments (up to ACK_FRAME_MAX), passes acks to the hub, and writes
- * every queued notification that fits in one system call.
+/* WebSocket sessions: a client connection as the hub sees it. Learns the
+ * user (a token checked by auth.h, or the URL's userId with --auth none),
+ * joins client messages that span several reads or fragments (up to
+ * CLIENT_MSG_MAX), passes acks to the hub, closes a connection whose token
+ * runs out, and writes every queued frame that fits in one system call.
  *
  * Invariant: frames are built here, headers included, and written raw.
  * That is valid only while no WebSocket extension (permessage-deflate) is
@@ -16,6 +17,7 @@
 #include <libwebsockets.h>
 #include <stddef.h>
 
+#include "auth.h"
 #include "hub.h"
 #include "notification.h"
 #include "wsframe.h"
@@ -26,6 +28,7 @@
 /* What every session shares; the gateway owns it. */
 struct ws_server {
     hub_t *hub;
+    const auth_t *auth;
     size_t max_connections;
     const int *stopping; /* set: new connections are refused with 1001 */
     size_t sessions; /* open WebSocket connections, the hub's or not */
@@ -37,12 +40,23 @@ struct ws_server {
     unsigned char wbuf[LWS_PRE + WS_WRITE_BATCH + NOTIF_JSON_MAX + 64];
 };
 
-/* Per connection, inside lws's per-session data. */
+/* Per connection, inside lws's per-session data (zeroed by lws). */
 struct ws_session {
-    hub_conn_t *conn;
-    int counted; /* in ws_server.sessions */
-    int closing; /* the hub let go of it: close with 1001 */
-    char *rx;    /* a client message that came in several pieces */
+    struct lws *wsi;
+    hub_conn_t *conn; /* NULL until the user is known */
+    int counted;      /* in ws_server.sessions */
+    int closing;      /* the hub let go of it: close with 1001 */
+    int awaiting_auth; /* open, its token to come as the first message */
+    int speaks_v2;     /* may be sent control frames (see docs/protocol.md) */
+    char user[NOTIF_USER_MAX + 1]; /* with a token: its sub */
+    /* Set by the timer (auth deadline, token end): closed at the next
+     * writable callback with this code and reason. */
+    int close_code;
+    const char *close_reason;
+    lws_sorted_usec_list_t timer;
+    char *ctl; /* a control frame to send before any notification */
+    size_t ctl_len;
+    char *rx;  /* a client message that came in several pieces */
     size_t rx_len;
 };
 

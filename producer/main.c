@@ -14,6 +14,7 @@
 #include "options.h"
 #include "sender.h"
 #include "timeutil.h"
+#include "token.h"
 #include "uuid7.h"
 
 enum {
@@ -232,6 +233,48 @@ static void run_stdin(sender_t *s, struct run *r)
     input_free(in);
 }
 
+/* --token-for: the secret from --jwt-secret-file or JWT_SECRET, never the
+ * command line. */
+static int print_token(const producer_options_t *o)
+{
+    char secret[4096], token[2048];
+    size_t len = 0;
+    const char *env = getenv("JWT_SECRET");
+    if (o->jwt_secret_file) {
+        FILE *f = fopen(o->jwt_secret_file, "rb");
+        if (!f) {
+            fprintf(stderr, "producer: cannot open %s: %s\n", o->jwt_secret_file, strerror(errno));
+            return EXIT_USAGE;
+        }
+        len = fread(secret, 1, sizeof(secret), f);
+        fclose(f);
+        while (len && (secret[len - 1] == '\n' || secret[len - 1] == '\r'))
+            len--;
+    } else if (env && *env) {
+        len = strlen(env);
+        if (len > sizeof(secret))
+            len = sizeof(secret);
+        memcpy(secret, env, len);
+    } else {
+        fprintf(stderr, "producer: --token-for needs the gateway's secret: set JWT_SECRET or "
+                        "give --jwt-secret-file\n");
+        return EXIT_USAGE;
+    }
+    if (len < 32) {
+        fprintf(stderr, "producer: the secret is shorter than 32 bytes; the gateway refuses "
+                        "such a secret\n");
+        return EXIT_USAGE;
+    }
+    int64_t now = now_wall_ms() / 1000;
+    if (token_mint(o->token_for, now, o->token_ttl_s, (unsigned char *)secret, len, token,
+                   sizeof(token)) != 0) {
+        fprintf(stderr, "producer: could not make the token\n");
+        return EXIT_USAGE;
+    }
+    printf("%s\n", token);
+    return EXIT_DELIVERED;
+}
+
 int main(int argc, char **argv)
 {
     producer_options_t o;
@@ -248,6 +291,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "producer: %s\nTry 'producer --help' for more information.\n", errstr);
         options_free(&o);
         return EXIT_USAGE;
+    }
+
+    if (o.mode == MODE_TOKEN) {
+        rc = print_token(&o);
+        options_free(&o);
+        return rc;
     }
 
     install_signals();
@@ -278,6 +327,8 @@ int main(int argc, char **argv)
         break;
     case MODE_STDIN:
         run_stdin(s, &r);
+        break;
+    case MODE_TOKEN: /* handled above */
         break;
     }
 

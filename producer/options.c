@@ -21,6 +21,9 @@ enum {
     OPT_STDIN,
     OPT_USERS,
     OPT_TIMEOUT,
+    OPT_TOKEN_FOR,
+    OPT_TOKEN_TTL,
+    OPT_SECRET_FILE,
 };
 
 #define COUNT_MAX 1000000000UL
@@ -28,6 +31,7 @@ enum {
 #define TOPIC_MAX 249 /* Kafka's limit on a topic name */
 #define TIMEOUT_MIN_MS 100
 #define TIMEOUT_MAX_MS 2147483647L /* message.timeout.ms is an int */
+#define TOKEN_TTL_MAX (366L * 86400)
 
 /* One setting: how it is spelled on the command line and in the
  * environment, its default and its help. --help is printed from this
@@ -72,6 +76,14 @@ static const struct setting settings[] = {
     {NULL, NULL, 'X', "KEY=VALUE", NULL, NULL,
      "set a librdkafka property (applied after the options above, so it wins); "
      "repeatable; -X list prints them all"},
+
+    {"A token for the gateway (--auth jwt with an HS256 secret), for demos and tests",
+     "token-for", OPT_TOKEN_FOR, "USER", NULL, NULL,
+     "print a token that lets USER connect, signed with JWT_SECRET (from the environment) "
+     "or --jwt-secret-file, and exit; nothing is sent"},
+    {NULL, "token-ttl", OPT_TOKEN_TTL, "SECONDS", NULL, "3600", "how long the token is valid"},
+    {NULL, "jwt-secret-file", OPT_SECRET_FILE, "FILE", NULL, NULL,
+     "file holding the secret, instead of JWT_SECRET"},
 
     {"Output", "quiet", 'q', NULL, NULL, NULL, "do not print the ids of delivered notifications"},
     {NULL, "verbose", 'v', NULL, NULL, NULL,
@@ -121,7 +133,8 @@ static const char usage_tail[] =
     "           --type order --data '{\"orderId\":42}'\n"
     "  printf '%s\\n' '{\"userId\":\"u1\",\"message\":\"hi\"}' | producer -t alerts\n"
     "  producer --count 100000 --user load --users 1000 --quiet\n"
-    "  KAFKA_BROKERS=kafka:9092 producer -X compression.codec=lz4 < notifications.jsonl\n";
+    "  KAFKA_BROKERS=kafka:9092 producer -X compression.codec=lz4 < notifications.jsonl\n"
+    "  JWT_SECRET=... producer --token-for user1 --token-ttl 600\n";
 
 /* Prints text word-wrapped to `width` columns, continuation lines indented
  * by `indent`; `col` is the column the cursor is already at. */
@@ -305,6 +318,22 @@ static int apply(producer_options_t *o, int code, const char *val, const char *f
             return fail(errstr, size, "out of memory");
         break;
     }
+    case OPT_TOKEN_FOR:
+        if (!notification_user_valid(val, strlen(val)))
+            return fail(errstr, size,
+                        "%s '%s' is not a user id: 1 to %d letters, digits or . _ - @ : + ~",
+                        from, val, NOTIF_USER_MAX);
+        o->token_for = val;
+        break;
+    case OPT_TOKEN_TTL:
+        if (parse_ulong(val, 1, TOKEN_TTL_MAX, &n) != 0)
+            return fail(errstr, size, "%s '%s' is not a number of seconds from 1 to %ld", from,
+                        val, TOKEN_TTL_MAX);
+        o->token_ttl_s = (long)n;
+        break;
+    case OPT_SECRET_FILE:
+        o->jwt_secret_file = val;
+        break;
     case 'n':
         if (parse_ulong(val, 1, COUNT_MAX, &n) != 0)
             return fail(errstr, size, "%s '%s' is not a count from 1 to %lu", from, val,
@@ -340,6 +369,15 @@ static int apply(producer_options_t *o, int code, const char *val, const char *f
 static int choose_mode(producer_options_t *o, int want_stdin, int stdin_is_tty, char *errstr,
                        size_t size)
 {
+    if (o->token_for) {
+        if (want_stdin || o->message || o->count)
+            return fail(errstr, size, "--token-for prints a token and sends nothing: it cannot "
+                                      "be combined with what to send");
+        o->mode = MODE_TOKEN;
+        return OPTIONS_RUN;
+    }
+    if (o->token_ttl_s != 3600 || o->jwt_secret_file)
+        return fail(errstr, size, "--token-ttl and --jwt-secret-file go with --token-for");
     if (want_stdin && (o->message || o->count))
         return fail(errstr, size, "--stdin reads the notifications from standard input: "
                                   "it cannot be combined with %s",
@@ -403,6 +441,7 @@ int options_parse(producer_options_t *o, int argc, char **argv, int stdin_is_tty
     o->brokers = OPT_DEFAULT_BROKERS;
     o->topic = OPT_DEFAULT_TOPIC;
     o->timeout_ms = OPT_DEFAULT_TIMEOUT_MS;
+    o->token_ttl_s = 3600;
 
     /* The environment first, so that flags override it. An empty variable
      * counts as unset, as docker-compose files often leave them. */

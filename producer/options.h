@@ -15,6 +15,7 @@ enum producer_mode {
     MODE_ONE,   /* one notification from --user/--message */
     MODE_STDIN, /* JSON lines from standard input */
     MODE_COUNT, /* --count generated notifications */
+    MODE_TOKEN, /* --token-for: print a token, send nothing */
 };
 
 typedef struct producer_options {
@@ -31,6 +32,9 @@ typedef struct producer_options {
     unsigned long users; /* --users: spread --count over user-1..user-K; 0 = just --user */
     const char **props; /* -X key=value, in order; owned array, strings from argv */
     size_t nprops;
+    const char *token_for;  /* --token-for USER */
+    long token_ttl_s;       /* --token-ttl */
+    const char *jwt_secret_file; /* --jwt-secret-file; else JWT_SECRET */
     int quiet;
     int verbose;
 } producer_options_t;

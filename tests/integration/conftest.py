@@ -57,7 +57,8 @@ WEB_ROOT = REPO / "web"
 # The gateway also reads its settings from these; a test's gateway must not
 # pick them up from the environment pytest runs in.
 GATEWAY_ENV_VARS = ("KAFKA_BROKERS", "KAFKA_TOPIC", "KAFKA_GROUP", "MONGODB_URI",
-                    "MONGODB_DB", "PORT", "BIND_ADDRESS", "WEB_ROOT")
+                    "MONGODB_DB", "PORT", "BIND_ADDRESS", "WEB_ROOT", "AUTH", "JWT_SECRET",
+                    "JWT_SECRET_FILE", "JWT_PUBLIC_KEY_FILE", "JWKS_FILE")
 
 
 def _slug(text: str, limit: int) -> str:
@@ -313,6 +314,7 @@ def gateway(kafka, mongo, topic, mongo_db_name, gateway_group, tmp_path, request
         mongodb_db    the `mongo_db_name` fixture
         port          a free port
         web_root      REPO/web
+        auth          "none" (tests about identity pass "jwt" and a key)
         args          extra command-line arguments (list), appended
         env           extra environment variables (dict); the gateway's own
                       (KAFKA_BROKERS, PORT, ...) are not inherited from pytest's
@@ -335,6 +337,7 @@ def gateway(kafka, mongo, topic, mongo_db_name, gateway_group, tmp_path, request
             "mongodb_db": mongo_db_name,
             "port": None,
             "web_root": str(WEB_ROOT),
+            "auth": "none",
         }
         extra_args = list(overrides.pop("args", None) or [])
         extra_env = dict(overrides.pop("env", None) or {})

@@ -301,3 +301,31 @@ def test_embedded_mode_page_shows_a_producer_notification(gateway, page, tmp_pat
     page.screenshot(path=str(ARTIFACTS / "test_html_embedded.png"), full_page=True,
                     animations="disabled")
     assert not page.problems, page.problems
+
+
+def test_with_auth_jwt_the_page_sends_its_token_and_shows_the_users_notifications(
+        kafka, topic, gateway, page):
+    """--auth jwt: the token pasted in the page goes in the first message
+    (not the URL); the user's notification arrives; a bad token stops the
+    page from retrying and says why."""
+    secret = "web-secret-0123456789abcdef0123456789"
+    gw = gateway(auth="jwt", env={"JWT_SECRET": secret})
+    gw.wait_assigned()
+    minted = subprocess.run([str(PRODUCER_BIN), "--token-for", "webjwt"], capture_output=True,
+                            text=True, env={"JWT_SECRET": secret}, timeout=10)
+    assert minted.returncode == 0, minted.stderr
+    page.goto(gw.http_url("/?user=webjwt"))
+    page.fill("#token", minted.stdout.strip())
+    page.click("#connect")
+    connected(page)
+    nid = f"jwt-{token()}"
+    produce(kafka.bootstrap, topic, [note(nid, "webjwt", "signed in")])
+    expect(page.locator(f'#list > li.notification[data-id="{nid}"]')).to_be_visible()
+    expect(page.locator("#received-count")).to_have_text("1")  # the welcome frame is no card
+    gw.wait_health("acknowledged", lambda h: h["inflight"] == 0)
+    assert not page.problems, page.problems
+
+    page.fill("#token", "not-a-token")
+    page.click("#connect")
+    expect(page.locator("#status")).to_have_attribute("data-state", "disconnected")
+    expect(page.locator("#status")).to_have_attribute("data-close-code", "1008")

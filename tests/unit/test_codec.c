@@ -8,7 +8,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "ack.h"
+#include "client_msg.h"
 #include "notification.h"
 #include "timeutil.h"
 #include "uuid7.h"
@@ -366,26 +366,42 @@ static void uuid7_ids_are_unique_and_increasing(void **state)
     }
 }
 
-static void ack_forms(void **state)
+static void client_message_forms(void **state)
 {
     (void)state;
-    char id[NOTIF_ID_MAX + 1], err[160];
+    struct client_msg m;
+    char err[160];
     const char *a = "{\"type\":\"ack\",\"id\":\"n1\"}";
-    assert_int_equal(ack_parse(a, strlen(a), id, err, sizeof(err)), ACK_OK);
-    assert_string_equal(id, "n1");
+    assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_ACK);
+    assert_string_equal(m.id, "n1");
     a = "{\"type\":\"ack\",\"userId\":\"u\",\"messageId\":\"n2\"}";
-    assert_int_equal(ack_parse(a, strlen(a), id, err, sizeof(err)), ACK_OK);
-    assert_string_equal(id, "n2");
+    assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_ACK);
+    assert_string_equal(m.id, "n2");
     a = "{\"type\":\"ack\",\"contentId\":\"n3\"}";
-    assert_int_equal(ack_parse(a, strlen(a), id, err, sizeof(err)), ACK_OK);
-    assert_string_equal(id, "n3");
+    assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_ACK);
+    assert_string_equal(m.id, "n3");
     a = "{\"type\":\"ping\"}";
-    assert_int_equal(ack_parse(a, strlen(a), id, err, sizeof(err)), ACK_OTHER);
+    assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_OTHER);
+    a = "{\"id\":\"n4\"}";
+    assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_OTHER);
     a = "{\"type\":\"ack\"}";
-    assert_int_equal(ack_parse(a, strlen(a), id, err, sizeof(err)), ACK_INVALID);
+    assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_INVALID);
     a = "hello";
-    assert_int_equal(ack_parse(a, strlen(a), id, err, sizeof(err)), ACK_INVALID);
+    assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_INVALID);
     assert_non_null(strstr(err, "JSON object"));
+    a = "{\"type\":\"auth\",\"token\":\"h.p.s\"}";
+    assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_AUTH);
+    assert_string_equal(m.token, "h.p.s");
+    a = "{\"type\":\"refresh\",\"token\":\"h.p.t\"}";
+    assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_REFRESH);
+    assert_string_equal(m.token, "h.p.t");
+    const char *bad[] = {"{\"type\":\"auth\"}", "{\"type\":\"auth\",\"token\":7}",
+                         "{\"type\":\"auth\",\"token\":\"\"}"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(client_msg_parse(bad[i], strlen(bad[i]), &m, err, sizeof(err)),
+                         CLIENT_MSG_INVALID);
+        assert_non_null(strstr(err, "needs \"token\""));
+    }
 }
 
 static void websocket_frame_headers(void **state)
@@ -423,7 +439,7 @@ int main(void)
         cmocka_unit_test(rejects_oversized_input),
         cmocka_unit_test(iso8601_round_trips),
         cmocka_unit_test(uuid7_ids_are_unique_and_increasing),
-        cmocka_unit_test(ack_forms),
+        cmocka_unit_test(client_message_forms),
         cmocka_unit_test(websocket_frame_headers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -148,6 +148,7 @@ static int clear_env(void **state)
     for (size_t i = 0; i < nhelp; i++)
         if (help[i].env[0])
             unsetenv(help[i].env);
+    setenv("AUTH", "none", 1); /* the tests that are not about it */
     return 0;
 }
 
@@ -363,6 +364,43 @@ static void secrets_are_not_logged(void **state)
                         "(set; not logged, it may hold a password)");
 }
 
+static void auth_must_be_chosen_and_its_secret_kept_off_the_command_line(void **state)
+{
+    (void)state;
+    struct config c;
+    char err[512], buf[256];
+
+    unsetenv("AUTH");
+    assert_int_equal(load(&c, err, sizeof(err), NULL), CONFIG_ERROR);
+    assert_non_null(strstr(err, "--auth is not set"));
+    assert_non_null(strstr(err, "--auth none"));
+    /* Embedded (make run): none, said to be a default. */
+    assert_int_equal(load(&c, err, sizeof(err), "--embedded", NULL), CONFIG_OK);
+    assert_string_equal(c.auth, "none");
+    assert_true(c.auth_defaulted);
+    assert_int_equal(load(&c, err, sizeof(err), "--auth=none", NULL), CONFIG_OK);
+    assert_false(c.auth_defaulted);
+    assert_int_equal(load(&c, err, sizeof(err), "--auth=open", NULL), CONFIG_ERROR);
+    assert_non_null(strstr(err, "use jwt or none"));
+
+    /* jwt needs exactly one key. */
+    assert_int_equal(load(&c, err, sizeof(err), "--auth=jwt", NULL), CONFIG_ERROR);
+    assert_non_null(strstr(err, "exactly one key"));
+    setenv("JWT_SECRET", "0123456789abcdef0123456789abcdef", 1);
+    assert_int_equal(load(&c, err, sizeof(err), "--auth=jwt", NULL), CONFIG_OK);
+    assert_string_equal(config_value_text(&c, "jwt-secret", buf, sizeof(buf)),
+                        "(set; not logged, it may hold a password)");
+    assert_int_equal(load(&c, err, sizeof(err), "--auth=jwt", "--jwks-file=k.json", NULL),
+                     CONFIG_ERROR);
+    assert_non_null(strstr(err, "(2 given)"));
+    /* Never as a flag. */
+    assert_int_equal(load(&c, err, sizeof(err), "--auth=jwt", "--jwt-secret=s3cr3t", NULL),
+                     CONFIG_ERROR);
+    assert_non_null(strstr(err, "set JWT_SECRET in the environment"));
+    assert_null(strstr(err, "s3cr3t"));
+    clear_env(state);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -374,6 +412,8 @@ int main(void)
         cmocka_unit_test_setup(the_store_uri_is_resolved_once, clear_env),
         cmocka_unit_test_setup(kafka_keys_the_gateway_sets_are_refused, clear_env),
         cmocka_unit_test_setup(secrets_are_not_logged, clear_env),
+        cmocka_unit_test_setup(auth_must_be_chosen_and_its_secret_kept_off_the_command_line,
+                               clear_env),
     };
     return cmocka_run_group_tests(tests, setup_group, NULL);
 }

@@ -1,0 +1,36 @@
+/* What clients send, one JSON object per WebSocket message:
+ *   {"type":"ack","id":"<id>"}          acknowledges a notification; from the
+ *       original design's clients "messageId" or "contentId" in place of
+ *       "id" (other fields such as "userId" are ignored: a connection can
+ *       only acknowledge its own notifications);
+ *   {"type":"auth","token":"<JWT>"}     the first message, when the token is
+ *       not in the URL or an Authorization header;
+ *   {"type":"refresh","token":"<JWT>"}  a newer token for the same user,
+ *       before the current one expires. */
+#ifndef CONSUMER_CLIENT_MSG_H
+#define CONSUMER_CLIENT_MSG_H
+
+#include <stddef.h>
+
+#include "notification.h"
+
+#define CLIENT_MSG_MAX 4096 /* bytes in one client message */
+
+enum client_msg_type {
+    CLIENT_MSG_INVALID = -1, /* not a JSON object, or a known type without what it needs */
+    CLIENT_MSG_OTHER = 0,    /* a JSON object of another type: ignored */
+    CLIENT_MSG_ACK,
+    CLIENT_MSG_AUTH,
+    CLIENT_MSG_REFRESH,
+};
+
+struct client_msg {
+    char id[NOTIF_ID_MAX + 1]; /* ack */
+    char token[CLIENT_MSG_MAX]; /* auth, refresh */
+};
+
+/* Parses one client message into m; on CLIENT_MSG_INVALID errstr says why. */
+enum client_msg_type client_msg_parse(const char *frame, size_t len, struct client_msg *m,
+                                      char *errstr, size_t errstr_size);
+
+#endif

@@ -1,0 +1,287 @@
+"""Identity on the real gateway, Kafka and store: with --auth jwt a
+connection is the user its signed token names, given in the URL, an
+Authorization header or the first message; every bad token is refused with
+the close code docs/protocol.md gives; a token for one user reads and
+acknowledges nothing of another's; a token that runs out closes its
+connection (4001) and what it held stays stored."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import json
+import subprocess
+import time
+
+import jwt as pyjwt
+import pytest
+import websockets
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from conftest import PRODUCER_BIN, produce
+
+SECRET = "test-secret-0123456789abcdef0123456789"
+
+
+def token(sub: str, secret: str = SECRET, ttl: float = 300, alg: str = "HS256", **claims) -> str:
+    now = int(time.time())
+    body = {"sub": sub, "iat": now, "exp": now + ttl, **claims}
+    return pyjwt.encode(body, secret, algorithm=alg, headers=claims.pop("headers", None))
+
+
+def hs256_by_hand(claims: dict, key: bytes) -> str:
+    """An HS256 token keyed with any bytes (PyJWT refuses a PEM key as a
+    secret, as it should; an attacker would not)."""
+    def b64(b: bytes) -> str:
+        return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+    header = b64(json.dumps({"alg": "HS256"}).encode())
+    signing = f"{header}.{b64(json.dumps(claims).encode())}"
+    return f"{signing}.{b64(hmac.new(key, signing.encode(), hashlib.sha256).digest())}"
+
+
+def note(nid: str, user: str) -> dict:
+    return {"id": nid, "userId": user, "message": f"for {user}", "timestamp": "2026-12-03T12:00:00Z"}
+
+
+def jwt_gateway(gateway, **kw):
+    args = kw.pop("args", [])
+    return gateway(auth="jwt", env={"JWT_SECRET": SECRET}, args=args, **kw)
+
+
+async def frames_until_closed(ws, ack: bool = True, timeout: float = 10) -> list[dict]:
+    """Every frame until the server closes, acknowledging notifications."""
+    got = []
+    try:
+        async with asyncio.timeout(timeout):
+            async for raw in ws:
+                f = json.loads(raw)
+                got.append(f)
+                if ack and "message" in f:
+                    await ws.send(json.dumps({"type": "ack", "id": f["id"]}))
+    except websockets.ConnectionClosed:
+        pass
+    return got
+
+
+async def receive(ws, count: int, timeout: float = 15, ack: bool = True) -> list[dict]:
+    got = []
+    async with asyncio.timeout(timeout):
+        while len([f for f in got if "message" in f]) < count:
+            f = json.loads(await ws.recv())
+            got.append(f)
+            if ack and "message" in f:
+                await ws.send(json.dumps({"type": "ack", "id": f["id"]}))
+    return got
+
+
+async def closed_with(url: str, headers: dict | None = None, first: str | None = None) -> tuple:
+    """Connects, sends FIRST if given, and returns the close (code, reason)."""
+    async with websockets.connect(url, additional_headers=headers) as ws:
+        if first is not None:
+            await ws.send(first)
+        await frames_until_closed(ws, timeout=15)
+        return ws.close_code, ws.close_reason
+
+
+def test_a_gateway_on_real_kafka_must_be_told_who_may_connect(gateway):
+    gw = gateway(auth=None, wait=False)
+    gw.proc.wait(timeout=10)
+    assert gw.returncode == 2
+    log = gw.log_text()
+    assert "--auth is not set" in log and "--auth none" in log, log
+
+
+def test_a_secret_on_the_command_line_is_refused(gateway):
+    gw = gateway(auth="jwt", args=["--jwt-secret", SECRET], wait=False)
+    gw.proc.wait(timeout=10)
+    assert gw.returncode == 2
+    assert "set JWT_SECRET in the environment" in gw.log_text()
+    assert SECRET not in gw.log_text()
+
+
+def test_tokens_in_the_url_a_header_or_the_first_message(kafka, topic, gateway):
+    gw = jwt_gateway(gateway)
+    base = f"ws://127.0.0.1:{gw.port}/"
+    produce(kafka.bootstrap, topic, [note("t-1", "alice"), note("t-2", "alice"),
+                                     note("t-3", "alice")])
+
+    async def scenario():
+        # ?token=, with the matching userId: a legacy client, no control frames.
+        async with websockets.connect(f"{base}?userId=alice&token={token('alice')}") as ws:
+            got = await receive(ws, 1)
+            assert [f["id"] for f in got] == ["t-1"]
+        # Authorization: Bearer (non-browser clients).
+        async with websockets.connect(
+                base, additional_headers={"Authorization": f"Bearer {token('alice')}"}) as ws:
+            got = await receive(ws, 1)
+            assert [f["id"] for f in got] == ["t-2"]
+        # The first message: a welcome control frame, then notifications.
+        async with websockets.connect(base) as ws:
+            await ws.send(json.dumps({"type": "auth", "token": token("alice")}))
+            got = await receive(ws, 1)
+            assert got[0] == {"type": "welcome", "userId": "alice"}
+            assert [f["id"] for f in got if "message" in f] == ["t-3"]
+    asyncio.run(scenario())
+    assert "auth: jwt (HS256)" in gw.log_text()
+    assert SECRET not in gw.log_text()
+
+
+def test_bad_tokens_are_refused_with_their_close_codes(gateway, tmp_path):
+    gw = jwt_gateway(gateway, args=["--auth-timeout", "1"])
+    base = f"ws://127.0.0.1:{gw.port}/"
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    none_token = pyjwt.encode({"sub": "alice", "exp": int(time.time()) + 300}, None,
+                              algorithm="none")
+    cases = {
+        "forged": (token("alice", secret="another-secret-0123456789abcdef012345"), 1008),
+        "expired": (token("alice", ttl=-120), 4001),
+        "not yet valid": (token("alice", nbf=int(time.time()) + 600), 1008),
+        "alg none": (none_token, 1008),
+        "RS256 signed, gateway on HS256": (token("alice", secret=key, alg="RS256"), 1008),
+        # HS256 keyed with a public key's bytes: refused like any other wrong key.
+        "HS/RS confusion": (hs256_by_hand({"sub": "alice", "exp": int(time.time()) + 300},
+                                          public_pem), 1008),
+        "no sub": (pyjwt.encode({"exp": int(time.time()) + 300}, SECRET, algorithm="HS256"), 1008),
+        "bad sub": (token("al ice"), 1008),
+        "no exp": (pyjwt.encode({"sub": "alice"}, SECRET, algorithm="HS256"), 1008),
+    }
+
+    async def scenario():
+        for what, (tok, code) in cases.items():
+            got = await closed_with(f"{base}?token={tok}")
+            assert got[0] == code, f"{what}: closed with {got}"
+            got = await closed_with(base, first=json.dumps({"type": "auth", "token": tok}))
+            assert got[0] == code, f"{what} (first message): closed with {got}"
+        # A userId that is not the token's user.
+        code, reason = await closed_with(f"{base}?userId=bob&token={token('alice')}")
+        assert (code, reason) == (1008, "userId is not the token's user (sub)")
+        # No token at all: the first message must bring one, within --auth-timeout.
+        started = time.monotonic()
+        code, reason = await closed_with(f"{base}?userId=alice")
+        assert code == 1008 and "auth" in reason and time.monotonic() - started < 5
+        code, _ = await closed_with(base, first=json.dumps({"type": "ack", "id": "x"}))
+        assert code == 1008
+    asyncio.run(scenario())
+
+
+def test_a_token_for_one_user_reads_and_acks_nothing_of_another(kafka, mongo, topic,
+                                                                 mongo_db_name, gateway):
+    gw = jwt_gateway(gateway)
+    base = f"ws://127.0.0.1:{gw.port}/"
+    produce(kafka.bootstrap, topic, [note("secret-1", "alice")])
+    with mongo.client() as c:
+        deadline = time.monotonic() + 15
+        while c[mongo_db_name].notifications.count_documents({}) < 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+
+    async def scenario():
+        async with websockets.connect(f"{base}?token={token('bob')}") as ws:
+            # Bob acknowledges alice's id and waits: nothing of alice's comes.
+            await ws.send(json.dumps({"type": "ack", "id": "secret-1"}))
+            produce(kafka.bootstrap, topic, [note("secret-2", "alice"), note("bobs", "bob")])
+            got = await receive(ws, 1)
+            assert [f["id"] for f in got] == ["bobs"]
+        # Sixteen connections as bob leave alice's connection alone.
+        conns = [await websockets.connect(f"{base}?token={token('bob')}") for _ in range(16)]
+        async with websockets.connect(f"{base}?token={token('alice')}") as ws:
+            got = await receive(ws, 2)
+            assert sorted(f["id"] for f in got) == ["secret-1", "secret-2"]
+        for c in conns:
+            await c.close()
+    asyncio.run(scenario())
+
+
+def test_refresh_keeps_a_connection_and_expiry_closes_it_storing_what_it_held(
+        kafka, mongo, topic, mongo_db_name, gateway):
+    gw = jwt_gateway(gateway, args=["--jwt-leeway", "0"])
+    base = f"ws://127.0.0.1:{gw.port}/"
+
+    async def scenario():
+        # Refreshed before its 3 s token ends: still open after 5 s.
+        async with websockets.connect(f"{base}?token={token('rita', ttl=3)}") as ws:
+            await asyncio.sleep(1.5)
+            await ws.send(json.dumps({"type": "refresh", "token": token("rita", ttl=60)}))
+            await asyncio.sleep(3.5)
+            produce(kafka.bootstrap, topic, [note("r-1", "rita")])
+            got = await receive(ws, 1)
+            assert [f["id"] for f in got] == ["r-1"]
+        # Not refreshed: closed with 4001 at expiry; its unacknowledged
+        # notification goes back to the store.
+        async with websockets.connect(f"{base}?token={token('rita', ttl=3)}") as ws:
+            produce(kafka.bootstrap, topic, [note("r-2", "rita")])
+            got = await frames_until_closed(ws, ack=False, timeout=10)
+            assert [f["id"] for f in got] == ["r-2"]
+            assert ws.close_code == 4001
+        # A refresh for another user is refused.
+        async with websockets.connect(f"{base}?token={token('rita')}") as ws:
+            await ws.send(json.dumps({"type": "refresh", "token": token("mallory")}))
+            await frames_until_closed(ws, timeout=10)
+            assert ws.close_code == 1008
+    asyncio.run(scenario())
+    with mongo.client() as c:
+        deadline = time.monotonic() + 10
+        while not c[mongo_db_name].notifications.find_one({"id": "r-2", "userId": "rita"}):
+            assert time.monotonic() < deadline, "r-2 was not stored when its token ran out"
+            time.sleep(0.1)
+
+
+@pytest.mark.parametrize("source", ["pem", "jwks"])
+def test_rs256_and_es256_keys_from_a_pem_file_or_a_jwks(gateway, tmp_path, source):
+    rsa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    if source == "pem":
+        path = tmp_path / "key.pem"
+        path.write_bytes(ec_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
+        gw = gateway(auth="jwt", args=["--jwt-public-key-file", str(path)])
+        good = [pyjwt.encode({"sub": "erin", "exp": int(time.time()) + 300}, ec_key,
+                             algorithm="ES256")]
+        bad = [pyjwt.encode({"sub": "erin", "exp": int(time.time()) + 300}, rsa_key,
+                            algorithm="RS256")]
+    else:
+        keys = []
+        for kid, k in (("r1", rsa_key), ("e1", ec_key)):
+            jwk = json.loads(pyjwt.algorithms.get_default_algorithms()[
+                "RS256" if kid == "r1" else "ES256"].to_jwk(k.public_key()))
+            keys.append({**jwk, "kid": kid, "use": "sig"})
+        path = tmp_path / "jwks.json"
+        path.write_text(json.dumps({"keys": keys}))
+        gw = gateway(auth="jwt", args=["--jwks-file", str(path)])
+        claims = {"sub": "erin", "exp": int(time.time()) + 300}
+        good = [pyjwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "r1"}),
+                pyjwt.encode(claims, ec_key, algorithm="ES256", headers={"kid": "e1"})]
+        bad = [pyjwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "e1"}),
+               pyjwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "r9"})]
+    base = f"ws://127.0.0.1:{gw.port}/"
+
+    async def scenario():
+        for t in good:
+            async with websockets.connect(base) as ws:
+                await ws.send(json.dumps({"type": "auth", "token": t}))
+                assert json.loads(await ws.recv()) == {"type": "welcome", "userId": "erin"}
+        for t in bad:
+            assert (await closed_with(f"{base}?token={t}"))[0] == 1008
+    asyncio.run(scenario())
+
+
+def test_the_producer_mints_a_token_the_gateway_accepts(kafka, topic, gateway):
+    gw = jwt_gateway(gateway)
+    run = subprocess.run([str(PRODUCER_BIN), "--token-for", "pat", "--token-ttl", "60"],
+                         capture_output=True, text=True, env={"JWT_SECRET": SECRET}, timeout=10)
+    assert run.returncode == 0, run.stderr
+    produce(kafka.bootstrap, topic, [note("p-1", "pat")])
+
+    async def scenario():
+        async with websockets.connect(
+                f"ws://127.0.0.1:{gw.port}/?token={run.stdout.strip()}") as ws:
+            assert [f["id"] for f in await receive(ws, 1)] == ["p-1"]
+    asyncio.run(scenario())
+    refused = subprocess.run([str(PRODUCER_BIN), "--token-for", "pat"], capture_output=True,
+                             text=True, env={}, timeout=10)
+    assert refused.returncode == 2 and "JWT_SECRET" in refused.stderr
