@@ -26,6 +26,15 @@ static int token_valid(const char *s, size_t len, size_t max)
     return 1;
 }
 
+int notification_type_reserved(const char *type)
+{
+    static const char *const reserved[] = {"welcome", "error", "acked", "sent", "subscribed"};
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+        if (strcmp(type, reserved[i]) == 0)
+            return 1;
+    return 0;
+}
+
 int notification_user_valid(const char *s, size_t len)
 {
     return token_valid(s, len, NOTIF_USER_MAX);
@@ -139,6 +148,9 @@ static int parse_fields(json_t *root, int fill, notification_t *n, char *errstr,
         if (len > NOTIF_TYPE_MAX || strlen(s) != len)
             return errstr_set(errstr, size, "\"type\" must be at most %d characters",
                               NOTIF_TYPE_MAX);
+        if (notification_type_reserved(s))
+            return errstr_set(errstr, size, "\"type\" \"%s\" is reserved for the gateway's "
+                              "control frames (docs/protocol.md): pick another", s);
         memcpy(n->type, s, len + 1);
     }
 

@@ -70,6 +70,9 @@ void notification_clear(notification_t *n);
  * digits and . _ - @ : + ~ (nothing a URL, a log line or a query could
  * misread). The same rule holds for ids given by the producer. */
 int notification_user_valid(const char *s, size_t len);
+/* Whether type names a control frame (docs/protocol.md): a notification
+ * may not have it, or clients could take it for one. */
+int notification_type_reserved(const char *type);
 int notification_id_valid(const char *s, size_t len);
 
 #endif

@@ -318,6 +318,8 @@ static void rejects_what_it_cannot_deliver(void **state)
         {"{\"id\":\"a\",\"userId\":\"u\",\"message\":5,\"timestamp\":1}", "\"message\" must be a string"},
         {"{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":\"yesterday\"}", "ISO-8601"},
         {"{\"id\":\"a\",\"userId\":\"u\",\"userId\":\"v\",\"message\":\"m\",\"timestamp\":1}", "not valid JSON"},
+        /* A notification must not pass for a control frame. */
+        {"{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":1,\"type\":\"welcome\"}", "is reserved"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         notification_t n;
