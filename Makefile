@@ -111,7 +111,7 @@ test: test-deps
 	$(PYTEST)
 	$(MAKE) SANITIZE=address,undefined unit
 	$(MAKE) SANITIZE=address,undefined integration \
-	    PYTEST_ARGS="tests/integration/test_gateway.py tests/integration/test_auth.py tests/integration/test_store_suite.py \
+	    PYTEST_ARGS="tests/integration/test_gateway.py tests/integration/test_security.py tests/integration/test_store_suite.py \
 	                 tests/integration/test_rebalance.py"
 
 # Benchmarks (not tests): real Kafka and FerretDB on loopback; see bench/README.md.

@@ -181,8 +181,11 @@ class Gateway:
             "--brokers", kafka.bootstrap, "--topic", topic, "--group", self.group,
             "--mongodb-uri", mongo.uri, "--mongodb-db", self.db, "--port", str(self.port),
             "--bind", "127.0.0.1", "--web-root", str(REPO / "web"), "--log-level", "warn",
-            # The load client connects with ?userId=: tokens are not what is measured.
-            "--auth", "none", *extra_args,
+            # The load client connects with ?userId=, thousands of users from
+            # one address: tokens and per-address limits are not what is measured.
+            "--auth", "none", "--max-connections-per-address", "1000000",
+            "--connect-rate-per-address", "1000000", "--connect-burst-per-address", "1000000",
+            *extra_args,
         ]
         self.cmd = ["taskset", "-c", GATEWAY_CPU, str(binary), *self.args]
         env = {k: v for k, v in os.environ.items() if k not in GATEWAY_ENV_VARS}
@@ -707,7 +710,7 @@ class Bench:
                                      "auto.commit.interval.ms": 1000, "auto.offset.reset": "earliest",
                                      "session.timeout.ms": 10000, "heartbeat.interval.ms": 2000},
                     "extra -X": "none"},
-                "gateway": {"args": "--log-level warn --auth none --max-connections "
+                "gateway": {"args": "--log-level warn --auth none (per-address limits 1000000) --max-connections "
                                     f"{self.a.max_connections}; other flags at their defaults "
                                     "(window 256, ack-timeout 30 s)",
                             "binary": str(self.a.gateway_bin)},

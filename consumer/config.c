@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "log.h"
+#include "origin.h"
+#include "peer.h"
 
 #ifndef GATEWAY_VERSION
 #define GATEWAY_VERSION "0.1.0"
@@ -36,10 +38,11 @@ struct setting {
     const char *const *values; /* ENUM: the allowed values, NULL-ended */
     int secret;                /* may hold a password: never logged */
     int env_only;              /* a secret: refused on the command line, where ps shows it */
+    const char *env_alias;     /* read when env is unset (another system's name for it) */
     validate_fn *validate;     /* optional */
 };
 
-static validate_fn check_store, check_mongodb_uri, check_auth;
+static validate_fn check_store, check_mongodb_uri, check_auth, check_origins, check_proxies;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -124,6 +127,22 @@ static const struct setting settings[] = {
      "seconds of clock skew allowed on a token's exp, nbf and iat", RANGE(0, 3600)},
     {.flag = "auth-timeout", "AUTH_TIMEOUT", "5", INT, S(auth_timeout_s),
      "seconds a connection may take to send its token as its first message", RANGE(1, 60)},
+    {.flag = "allowed-origins", "ALLOWED_ORIGINS", "", STR, S(allowed_origins),
+     "web pages (Origin) that may open a WebSocket, comma-separated, * for any "
+     "(empty: the gateway's own origin; FRONTEND_URL is read too)",
+     .env_alias = "FRONTEND_URL", .validate = check_origins},
+    {.flag = "max-connections-per-address", "MAX_CONNECTIONS_PER_ADDRESS", "256", INT,
+     S(max_connections_per_address), "WebSocket connections from one client address",
+     RANGE(1, 1000000)},
+    {.flag = "connect-rate-per-address", "CONNECT_RATE_PER_ADDRESS", "20", INT,
+     S(connect_rate_per_address), "new WebSocket connections a second from one client address",
+     RANGE(1, 1000000)},
+    {.flag = "connect-burst-per-address", "CONNECT_BURST_PER_ADDRESS", "50", INT,
+     S(connect_burst_per_address),
+     "new WebSocket connections one client address may open at once", RANGE(1, 1000000)},
+    {.flag = "trusted-proxies", "TRUSTED_PROXIES", "", STR, S(trusted_proxies),
+     "addresses or networks (10.0.0.0/8,::1) whose X-Forwarded-For names the client",
+     .validate = check_proxies},
     {.flag = "log-level", "LOG_LEVEL", "info", ENUM, S(log_level), "how much to log on stderr",
      .values = log_levels},
 };
@@ -229,6 +248,33 @@ static int check_auth(const struct config *c, const char *value, const char *sou
         snprintf(errstr, size,
                  "--auth jwt needs exactly one key: JWT_SECRET, --jwt-secret-file, "
                  "--jwt-public-key-file or --jwks-file (%d given)", keys);
+        return -1;
+    }
+    return 0;
+}
+
+static int check_origins(const struct config *c, const char *value, const char *source,
+                         char *errstr, size_t size)
+{
+    (void)c;
+    struct origins o;
+    char why[200];
+    if (origins_parse(&o, value, why, sizeof(why)) != 0) {
+        snprintf(errstr, size, "%s: %s", source, why);
+        return -1;
+    }
+    origins_free(&o);
+    return 0;
+}
+
+static int check_proxies(const struct config *c, const char *value, const char *source,
+                         char *errstr, size_t size)
+{
+    (void)c;
+    struct proxies px;
+    char why[200];
+    if (proxies_parse(&px, value, why, sizeof(why)) != 0) {
+        snprintf(errstr, size, "%s: %s", source, why);
         return -1;
     }
     return 0;
@@ -369,11 +415,16 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
     for (size_t i = 0; i < NSETTINGS; i++) {
         const struct setting *s = &settings[i];
         const char *env = getenv(s->env);
+        const char *env_name = s->env;
+        if ((!env || !*env) && s->env_alias) {
+            env = getenv(s->env_alias);
+            env_name = s->env_alias;
+        }
         snprintf(sources[i], sizeof(sources[i]), "default of --%s", s->flag);
         if (apply(c, s, s->def, sources[i], errstr, size) != 0)
             return CONFIG_ERROR;
         if (env && *env) {
-            snprintf(sources[i], sizeof(sources[i]), "environment variable %s", s->env);
+            snprintf(sources[i], sizeof(sources[i]), "environment variable %s", env_name);
             if (apply(c, s, env, sources[i], errstr, size) != 0)
                 return CONFIG_ERROR;
         }

@@ -44,6 +44,12 @@ struct config {
     const char *jwt_issuer;
     int jwt_leeway_s;
     int auth_timeout_s;
+    /* Abuse limits. */
+    const char *allowed_origins; /* empty: the gateway's own origin */
+    int max_connections_per_address;
+    int connect_rate_per_address;
+    int connect_burst_per_address;
+    const char *trusted_proxies;
     /* The store to open, never empty: --store, else the embedded mode's
      * SQLite file, else --mongodb-uri. Its scheme is mongodb://,
      * mongodb+srv:// or sqlite:. */

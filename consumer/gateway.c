@@ -55,6 +55,7 @@ struct gateway {
     struct ws_server ws;
     auth_t *auth;
     struct http_server http;
+    struct routes_view view; /* what the HTTP handlers read */
     struct http_mounts mounts;
     struct lws_http_mount files;
 };
@@ -113,6 +114,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         say_ready(g);
     }
     hub_tick(g->pipe.hub, now_mono_ms());
+    peers_sweep(g->ws.peers, now_mono_ms());
     pipeline_take_work(&g->pipe); /* also retries intake held back by a full store backlog */
     lws_sul_schedule(g->ctx, 0, &g->tick, on_tick, TICK_US);
 }
@@ -130,17 +132,6 @@ static void wake_loop(void *arg)
 }
 
 /* ---- the lws callback: a dispatcher ---- */
-
-/* Only WebSocket upgrades: HTTP/2 (h2c) in this libwebsockets has known
- * defects. The header is read from the request, not from `in`, which this
- * version may hand over already freed (CVE-2025-11677). */
-static int confirm_upgrade(struct lws *wsi)
-{
-    char up[32];
-    if (lws_hdr_copy(wsi, up, sizeof(up), WSI_TOKEN_UPGRADE) > 0 && strcasecmp(up, "websocket") == 0)
-        return 0;
-    return -1;
-}
 
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
@@ -163,7 +154,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         ws_on_closed(&g->ws, &s->ws);
         return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
-        return confirm_upgrade(wsi);
+        return ws_confirm_upgrade(&g->ws, wsi);
     case LWS_CALLBACK_HTTP:
         return http_on_request(&g->http, wsi, &s->http);
     case LWS_CALLBACK_HTTP_BODY:
@@ -224,7 +215,8 @@ static int listen_http(gateway_t *g, char *errstr, size_t size)
     g->files.origin = c->web_root;
     g->files.def = "test.html";
     g->files.origin_protocol = LWSMPRO_FILE;
-    g->http = (struct http_server){gateway_routes, gateway_nroutes, &g->pipe};
+    g->view = (struct routes_view){&g->pipe, &g->ws.refused};
+    g->http = (struct http_server){gateway_routes, gateway_nroutes, &g->view};
 
     memset(&info, 0, sizeof(info));
     info.port = c->port;
@@ -282,6 +274,12 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     else
         log_info("auth: %s", auth_describe(g->auth, mode, sizeof(mode)));
     g->ws.auth = g->auth;
+    /* config_load checked both lists. */
+    origins_parse(&g->ws.origins, c->allowed_origins, errstr, size);
+    proxies_parse(&g->ws.proxies, c->trusted_proxies, errstr, size);
+    struct peer_conf pc = {c->max_connections_per_address, c->connect_rate_per_address,
+                           c->connect_burst_per_address};
+    g->ws.peers = peers_new(&pc);
     g->pipe.hub = g->ws.hub = hub_new(&ops, &limits);
     g->ws.max_connections = (size_t)c->max_connections;
     g->ws.stopping = &g->pipe.stopping;
@@ -387,6 +385,8 @@ void gateway_free(gateway_t *g)
     store_worker_free(g->pipe.store);
     hub_free(g->pipe.hub);
     auth_free(g->auth);
+    origins_free(&g->ws.origins);
+    peers_free(g->ws.peers);
     pipeline_clear(&g->pipe);
     free(g);
 }

@@ -12,7 +12,9 @@
  * serving and retrying, so still 200) or "stopping" (503). */
 static void get_healthz(void *ctx, http_request_t *req)
 {
-    const struct pipeline *p = ctx;
+    const struct routes_view *v = ctx;
+    const struct pipeline *p = v->pipe;
+    const struct ws_refusals *r = v->refused;
     struct kafka_status kafka = kafka_status(p->kafka);
     struct store_health store = store_worker_health(p->store);
     const budget_t *b = &p->budget;
@@ -22,7 +24,9 @@ static void get_healthz(void *ctx, http_request_t *req)
                      "\"connections\":%zu,\"inflight\":%zu,\"storeBacklog\":%zu,"
                      "\"storeFailures\":%lu,\"kafkaPending\":%zu,\"partitions\":%d,"
                      "\"memory\":{\"budget\":%zu,\"used\":%zu,\"handoff\":%zu,\"windows\":%zu,"
-                     "\"held\":%zu,\"storing\":%zu,\"full\":%s}}\n",
+                     "\"held\":%zu,\"storing\":%zu,\"full\":%s},"
+                     "\"refused\":{\"origin\":%lu,\"addressLimit\":%lu,\"addressRate\":%lu,"
+                     "\"token\":%lu}}\n",
                      p->stopping                              ? "stopping"
                      : kafka.unreachable || store.failing ? "degraded"
                                                               : "ok",
@@ -31,7 +35,8 @@ static void get_healthz(void *ctx, http_request_t *req)
                      store_worker_backlog(p->store), store.failures, kafka.pending,
                      kafka.assigned, b->limit, budget_used(b), budget_part(b, BUDGET_HANDOFF),
                      budget_part(b, BUDGET_WINDOWS), budget_part(b, BUDGET_HELD),
-                     budget_part(b, BUDGET_STORE), budget_full(b) ? "true" : "false");
+                     budget_part(b, BUDGET_STORE), budget_full(b) ? "true" : "false", r->origin,
+                     r->address_limit, r->address_rate, r->token);
     http_respond(req, p->stopping ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK,
                  "application/json", body, (size_t)n);
 }

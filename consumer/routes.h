@@ -1,11 +1,18 @@
-/* The gateway's HTTP routes and their handlers; each handler's ctx is the
- * gateway's pipeline (pipeline.h), whose parts it reads and asks. */
+/* The gateway's HTTP routes and their handlers; each handler's ctx is a
+ * routes_view of the gateway's parts, which it reads and asks. */
 #ifndef CONSUMER_ROUTES_H
 #define CONSUMER_ROUTES_H
 
 #include <stddef.h>
 
 #include "http_route.h"
+#include "pipeline.h"
+#include "ws_session.h"
+
+struct routes_view {
+    const struct pipeline *pipe;
+    const struct ws_refusals *refused;
+};
 
 extern const struct http_route gateway_routes[];
 extern const size_t gateway_nroutes;

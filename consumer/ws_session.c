@@ -54,6 +54,44 @@ static void send_control(struct ws_session *s, const char *frame)
     lws_callback_on_writable(s->wsi);
 }
 
+/* A header's value in buf, or NULL when absent (or longer than buf). */
+static const char *header(struct lws *wsi, enum lws_token_indexes h, char *buf, size_t size)
+{
+    int len = lws_hdr_total_length(wsi, h);
+    if (len <= 0 || (size_t)len >= size || lws_hdr_copy(wsi, buf, (int)size, h) < 0)
+        return NULL;
+    return buf;
+}
+
+int ws_confirm_upgrade(struct ws_server *srv, struct lws *wsi)
+{
+    char up[32], origin[300], host[300];
+    /* Only WebSocket upgrades: HTTP/2 (h2c) in this libwebsockets has
+     * known defects. The header is read from the request, not from `in`,
+     * which this version may hand over already freed (CVE-2025-11677). */
+    if (!header(wsi, WSI_TOKEN_UPGRADE, up, sizeof(up)) || strcasecmp(up, "websocket") != 0)
+        return -1;
+    const char *o = header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin));
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 && !o)
+        o = "oversized"; /* refused below, never let through */
+    if (origin_allowed(&srv->origins, o, header(wsi, WSI_TOKEN_HOST, host, sizeof(host))))
+        return 0;
+    srv->refused.origin++;
+    log_debug("refused a WebSocket from origin %.100s", o);
+    lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN,
+                           "this page's origin may not connect: see --allowed-origins");
+    return 1;
+}
+
+/* The client's address (behind trusted proxies, the one they name). */
+static void client_address(struct ws_server *srv, struct lws *wsi, char *out)
+{
+    char peer[PEER_ADDR_MAX], xff[512];
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    peer_client_address(&srv->proxies, peer,
+                        header(wsi, WSI_TOKEN_X_FORWARDED_FOR, xff, sizeof(xff)), out);
+}
+
 /* The user known: joins the hub. */
 static int join(struct ws_server *srv, struct lws *wsi, struct ws_session *s, const char *user)
 {
@@ -77,8 +115,10 @@ static int accept_token(struct ws_server *srv, struct lws *wsi, struct ws_sessio
     struct auth_grant g;
     int64_t now = now_wall_ms();
     auth_check(srv->auth, token, len, claimed_user, now, &g);
-    if (g.close_code)
+    if (g.close_code) {
+        srv->refused.token++;
         return refuse(wsi, (enum lws_close_status)g.close_code, g.reason);
+    }
     memcpy(s->user, g.user, sizeof(s->user));
     set_timer(s, g.until_ms - now);
     return 0;
@@ -111,6 +151,21 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
     s->counted = 1;
     if (*srv->stopping)
         return refuse(wsi, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+    client_address(srv, wsi, s->addr);
+    switch (peers_admit(srv->peers, s->addr, now_mono_ms())) {
+    case PEER_OK:
+        break;
+    case PEER_TOO_MANY:
+        s->addr[0] = '\0'; /* not counted: nothing to release */
+        srv->refused.address_limit++;
+        return refuse(wsi, (enum lws_close_status)1013,
+                      "too many connections from this address, try again later");
+    case PEER_TOO_FAST:
+        s->addr[0] = '\0';
+        srv->refused.address_rate++;
+        return refuse(wsi, (enum lws_close_status)1013,
+                      "connecting too fast from this address, try again later");
+    }
     user = lws_get_urlarg_by_name(wsi, "userId=", buf, sizeof(buf));
     if (!user || !*user)
         user = lws_get_urlarg_by_name(wsi, "user_id=", buf, sizeof(buf));
@@ -257,6 +312,10 @@ int ws_on_writeable(struct ws_server *srv, struct lws *wsi, struct ws_session *s
 void ws_on_closed(struct ws_server *srv, struct ws_session *s)
 {
     cancel_timer(s);
+    if (s->addr[0]) {
+        peers_release(srv->peers, s->addr);
+        s->addr[0] = '\0';
+    }
     free(s->ctl);
     s->ctl = NULL;
     if (s->counted) {

@@ -19,16 +19,30 @@
 
 #include "auth.h"
 #include "hub.h"
+#include "origin.h"
+#include "peer.h"
 #include "notification.h"
 #include "wsframe.h"
 
 /* Bytes of frames put in one write to a connection. */
 #define WS_WRITE_BATCH (32u << 10)
 
+/* Connections refused, by reason (reported in /healthz). */
+struct ws_refusals {
+    unsigned long origin;        /* HTTP 403 before the upgrade */
+    unsigned long address_limit; /* 1013: --max-connections-per-address */
+    unsigned long address_rate;  /* 1013: --connect-rate-per-address */
+    unsigned long token;         /* 1008 or 4001 */
+};
+
 /* What every session shares; the gateway owns it. */
 struct ws_server {
     hub_t *hub;
     const auth_t *auth;
+    struct origins origins;
+    struct proxies proxies;
+    peers_t *peers;
+    struct ws_refusals refused;
     size_t max_connections;
     const int *stopping; /* set: new connections are refused with 1001 */
     size_t sessions; /* open WebSocket connections, the hub's or not */
@@ -49,6 +63,7 @@ struct ws_session {
     int awaiting_auth; /* open, its token to come as the first message */
     int speaks_v2;     /* may be sent control frames (see docs/protocol.md) */
     char user[NOTIF_USER_MAX + 1]; /* with a token: its sub */
+    char addr[PEER_ADDR_MAX];      /* the client's address, counted in peers */
     /* Set by the timer (auth deadline, token end): closed at the next
      * writable callback with this code and reason. */
     int close_code;
@@ -60,8 +75,11 @@ struct ws_session {
     size_t rx_len;
 };
 
-/* LWS_CALLBACK_ESTABLISHED, _RECEIVE, _SERVER_WRITEABLE and _CLOSED: each
- * returns what the callback must return. */
+/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: only WebSocket, only from an allowed
+ * Origin (else HTTP 403). LWS_CALLBACK_ESTABLISHED, _RECEIVE,
+ * _SERVER_WRITEABLE and _CLOSED. Each returns what the callback must
+ * return. */
+int ws_confirm_upgrade(struct ws_server *srv, struct lws *wsi);
 int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session *s);
 int ws_on_receive(struct ws_server *srv, struct lws *wsi, struct ws_session *s, const char *in,
                   size_t len);

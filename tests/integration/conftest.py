@@ -58,7 +58,11 @@ WEB_ROOT = REPO / "web"
 # pick them up from the environment pytest runs in.
 GATEWAY_ENV_VARS = ("KAFKA_BROKERS", "KAFKA_TOPIC", "KAFKA_GROUP", "MONGODB_URI",
                     "MONGODB_DB", "PORT", "BIND_ADDRESS", "WEB_ROOT", "AUTH", "JWT_SECRET",
-                    "JWT_SECRET_FILE", "JWT_PUBLIC_KEY_FILE", "JWKS_FILE")
+                    "JWT_SECRET_FILE", "JWT_PUBLIC_KEY_FILE", "JWKS_FILE", "ALLOWED_ORIGINS",
+                    "FRONTEND_URL", "TRUSTED_PROXIES")
+# Tests open hundreds of connections from 127.0.0.1 as many users; the
+# per-address limits are tested on their own.
+MANY_PER_ADDRESS = "1000000"
 
 
 def _slug(text: str, limit: int) -> str:
@@ -315,6 +319,9 @@ def gateway(kafka, mongo, topic, mongo_db_name, gateway_group, tmp_path, request
         port          a free port
         web_root      REPO/web
         auth          "none" (tests about identity pass "jwt" and a key)
+        max_connections_per_address, connect_rate_per_address,
+        connect_burst_per_address   MANY_PER_ADDRESS (tests of the limits
+                      pass their own)
         args          extra command-line arguments (list), appended
         env           extra environment variables (dict); the gateway's own
                       (KAFKA_BROKERS, PORT, ...) are not inherited from pytest's
@@ -338,6 +345,9 @@ def gateway(kafka, mongo, topic, mongo_db_name, gateway_group, tmp_path, request
             "port": None,
             "web_root": str(WEB_ROOT),
             "auth": "none",
+            "max_connections_per_address": MANY_PER_ADDRESS,
+            "connect_rate_per_address": MANY_PER_ADDRESS,
+            "connect_burst_per_address": MANY_PER_ADDRESS,
         }
         extra_args = list(overrides.pop("args", None) or [])
         extra_env = dict(overrides.pop("env", None) or {})

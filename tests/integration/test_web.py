@@ -212,7 +212,8 @@ def test_replayed_oldest_first_and_duplicates_dropped(
 
 
 def test_opened_as_a_file_receives_live(kafka, topic, gateway, page):
-    gw = gateway()
+    # A file:// page's Origin is "null": refused unless listed.
+    gw = gateway(args=["--allowed-origins", "null"])
     gw.wait_assigned()
     page.goto("file://" + str(PAGE) + f"?server=ws://127.0.0.1:{gw.port}&user=fileuser&autoconnect=1")
     expect(page.locator("#server")).to_have_value(f"ws://127.0.0.1:{gw.port}")
@@ -329,3 +330,32 @@ def test_with_auth_jwt_the_page_sends_its_token_and_shows_the_users_notification
     page.click("#connect")
     expect(page.locator("#status")).to_have_attribute("data-state", "disconnected")
     expect(page.locator("#status")).to_have_attribute("data-close-code", "1008")
+
+
+def test_a_page_from_another_origin_cannot_connect(gateway, page, tmp_path):
+    """The gateway's own origin only, by default: a page served from another
+    origin (here a second port) gets HTTP 403 before any WebSocket opens,
+    counted in /healthz; listing that origin lets it in."""
+    import http.server
+    import threading
+    other_port = free_port()
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(REPO / "web"))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", other_port), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        gw = gateway()
+        url = (f"http://127.0.0.1:{other_port}/test.html?server=ws://127.0.0.1:{gw.port}"
+               "&user=elsewhere&autoconnect=1")
+        page.goto(url)
+        expect(page.locator("#status")).not_to_have_attribute("data-state", "connecting")
+        gw.wait_health("the refusal counted", lambda h: h["refused"]["origin"] >= 1)
+        assert gw.health()["connections"] == 0
+        page.close()
+
+        allowed = gateway(args=["--allowed-origins", f"http://127.0.0.1:{other_port}"])
+        pg = page.context.browser.new_page()
+        pg.goto(url.replace(str(gw.port), str(allowed.port)))
+        connected(pg)
+        pg.close()
+    finally:
+        httpd.shutdown()

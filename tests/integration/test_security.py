@@ -285,3 +285,60 @@ def test_the_producer_mints_a_token_the_gateway_accepts(kafka, topic, gateway):
     refused = subprocess.run([str(PRODUCER_BIN), "--token-for", "pat"], capture_output=True,
                              text=True, env={}, timeout=10)
     assert refused.returncode == 2 and "JWT_SECRET" in refused.stderr
+
+
+def test_one_address_cannot_take_every_slot(gateway):
+    """--max-connections-per-address holds for one address while another
+    still connects; behind a trusted proxy the X-Forwarded-For address is
+    the one counted; --connect-rate-per-address paces new connections."""
+    gw = gateway(max_connections_per_address=3, connect_rate_per_address=1000,
+                 connect_burst_per_address=1000, args=["--trusted-proxies", "127.0.0.9"])
+    url = f"ws://127.0.0.1:{gw.port}/?userId=u"
+
+    async def scenario():
+        held = [await websockets.connect(url) for _ in range(3)]
+        async with websockets.connect(url) as ws:
+            await frames_until_closed(ws)
+            assert (ws.close_code, ws.close_reason) == (
+                1013, "too many connections from this address, try again later")
+        # Another address (loopback has them all) still gets in.
+        async with websockets.connect(url, local_addr=("127.0.0.2", 0)) as ws:
+            await asyncio.sleep(0.3)
+            assert ws.close_code is None
+        # From the trusted proxy, each forwarded client has its own three.
+        proxied = []
+        for client in ("198.51.100.1", "198.51.100.1", "198.51.100.1", "198.51.100.2"):
+            proxied.append(await websockets.connect(
+                url, local_addr=("127.0.0.9", 0), additional_headers={"X-Forwarded-For": client}))
+        async with websockets.connect(url, local_addr=("127.0.0.9", 0),
+                                      additional_headers={"X-Forwarded-For": "198.51.100.1"}) as ws:
+            await frames_until_closed(ws)
+            assert ws.close_code == 1013
+        # An untrusted peer's X-Forwarded-For is ignored: it is its own address.
+        async with websockets.connect(url, additional_headers={"X-Forwarded-For": "9.9.9.9"}) as ws:
+            await frames_until_closed(ws)
+            assert ws.close_code == 1013
+        for c in held + proxied:
+            await c.close()
+    asyncio.run(scenario())
+    assert gw.health()["refused"]["addressLimit"] == 3
+
+    paced = gateway(connect_rate_per_address=1, connect_burst_per_address=2)
+
+    async def too_fast():
+        url = f"ws://127.0.0.1:{paced.port}/?userId=u"
+        codes = []
+        for _ in range(3):
+            async with websockets.connect(url) as ws:
+                try:
+                    await asyncio.wait_for(ws.recv(), 0.3)
+                except (asyncio.TimeoutError, websockets.ConnectionClosed):
+                    pass
+                codes.append(ws.close_code)
+        assert codes == [None, None, 1013], codes
+        await asyncio.sleep(1.1)  # a token back
+        async with websockets.connect(url) as ws:
+            await asyncio.sleep(0.2)
+            assert ws.close_code is None
+    asyncio.run(too_fast())
+    assert paced.health()["refused"]["addressRate"] == 1
