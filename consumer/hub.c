@@ -245,6 +245,17 @@ hub_conn_t *hub_connect(hub_t *hub, const char *user, void *transport)
     return c;
 }
 
+void *hub_oldest_transport(hub_t *hub, const char *user)
+{
+    user_t *u = find_user(hub, user);
+    if (!u || u->nconns < hub->lim.conns_per_user)
+        return NULL;
+    hub_conn_t *c = u->conns;
+    while (c->next) /* newest first */
+        c = c->next;
+    return c->transport;
+}
+
 void hub_disconnect(hub_t *hub, hub_conn_t *c)
 {
     user_t *u = c->user;

@@ -84,6 +84,10 @@ void hub_free(hub_t *hub);
 /* A connection for user opened. Returns NULL when the user already has
  * conns_per_user connections. */
 hub_conn_t *hub_connect(hub_t *hub, const char *user, void *transport);
+/* The transport of user's oldest connection when the user is at the
+ * per-user cap, else NULL: the one a newer authenticated connection
+ * replaces. */
+void *hub_oldest_transport(hub_t *hub, const char *user);
 /* The connection closed: what it held unacknowledged is released. */
 void hub_disconnect(hub_t *hub, hub_conn_t *conn);
 /* Releases and drops every connection (shutdown), calling ops->closed. */

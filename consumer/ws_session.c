@@ -71,6 +71,14 @@ int ws_confirm_upgrade(struct ws_server *srv, struct lws *wsi)
      * which this version may hand over already freed (CVE-2025-11677). */
     if (!header(wsi, WSI_TOKEN_UPGRADE, up, sizeof(up)) || strcasecmp(up, "websocket") != 0)
         return -1;
+    /* A CR or LF encoded in the URL (%0D) ends libwebsockets' reading of
+     * the request line there: the arguments are cut (userId=a%0Db reads as
+     * "a") and the HTTP version is never seen. Refuse rather than misread. */
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP) <= 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
+                               "malformed request line (a CR or LF in the URL?)");
+        return 1;
+    }
     const char *o = header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin));
     if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 && !o)
         o = "oversized"; /* refused below, never let through */
@@ -81,6 +89,40 @@ int ws_confirm_upgrade(struct ws_server *srv, struct lws *wsi)
     lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN,
                            "this page's origin may not connect: see --allowed-origins");
     return 1;
+}
+
+#define URL_ARGS_MAX 64
+
+/* The value of the query argument name ("userId="): its length, -1 when
+ * absent, -2 when present but unusable: longer than buf, or holding a
+ * control character such as a decoded CR (libwebsockets' own lookup would
+ * silently cut the value there). The first of repeated ones counts. */
+static int url_arg(struct lws *wsi, const char *name, char *buf, size_t size)
+{
+    size_t nlen = strlen(name);
+    for (int n = 0; n < URL_ARGS_MAX; n++) {
+        int flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, n);
+        if (flen <= 0)
+            return -1;
+        char *frag = xmalloc((size_t)flen + 1);
+        int got = lws_hdr_copy_fragment(wsi, frag, flen + 1, WSI_TOKEN_HTTP_URI_ARGS, n);
+        int rc = -1;
+        if (got >= (int)nlen && strncmp(frag, name, nlen) == 0) {
+            size_t vlen = (size_t)got - nlen;
+            rc = vlen < size ? (int)vlen : -2;
+            for (size_t i = 0; rc >= 0 && i < vlen; i++)
+                if ((unsigned char)frag[nlen + i] < 0x20 || frag[nlen + i] == 0x7f)
+                    rc = -2;
+            if (rc >= 0) {
+                memcpy(buf, frag + nlen, vlen);
+                buf[vlen] = '\0';
+            }
+        }
+        free(frag);
+        if (rc != -1)
+            return rc;
+    }
+    return -1;
 }
 
 /* The client's address (behind trusted proxies, the one they name). */
@@ -99,6 +141,20 @@ static int join(struct ws_server *srv, struct lws *wsi, struct ws_session *s, co
         return refuse(wsi, (enum lws_close_status)1013, /* try again later */
                       "server at its connection limit, try again later");
     s->conn = hub_connect(srv->hub, user, wsi);
+    /* Signed in: the newest connection wins, so that no one holding
+     * connections can lock the user out (without tokens it could be anyone,
+     * so the newest waits). */
+    struct lws *oldest = s->conn || !auth_required(srv->auth)
+                             ? NULL : hub_oldest_transport(srv->hub, user);
+    if (oldest) {
+        struct ws_session *o = lws_wsi_user(oldest);
+        hub_disconnect(srv->hub, o->conn);
+        o->conn = NULL;
+        o->close_code = 4002;
+        o->close_reason = "replaced by a newer connection";
+        lws_callback_on_writable(oldest);
+        s->conn = hub_connect(srv->hub, user, wsi);
+    }
     if (!s->conn)
         return refuse(wsi, (enum lws_close_status)1013,
                       "too many connections for this user, try again later");
@@ -125,19 +181,17 @@ static int accept_token(struct ws_server *srv, struct lws *wsi, struct ws_sessio
 }
 
 /* The token of the upgrade request: ?token= or "Authorization: Bearer";
- * its length, 0 if none. */
-static size_t request_token(struct lws *wsi, char *buf, size_t size)
+ * its length, 0 if none, -1 if one is there but unusable. */
+static int request_token(struct lws *wsi, char *buf, size_t size)
 {
-    const char *t = lws_get_urlarg_by_name(wsi, "token=", buf, (int)size);
-    if (t && *t) {
-        memmove(buf, t, strlen(t) + 1);
-        return strlen(buf);
-    }
+    int n = url_arg(wsi, "token=", buf, size);
+    if (n != -1)
+        return n < 0 ? -1 : n;
     if (lws_hdr_copy(wsi, buf, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION) <= 7 ||
         strncasecmp(buf, "Bearer ", 7) != 0)
         return 0;
     memmove(buf, buf + 7, strlen(buf + 7) + 1);
-    return strlen(buf);
+    return (int)strlen(buf);
 }
 
 int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session *s)
@@ -166,14 +220,14 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
         return refuse(wsi, (enum lws_close_status)1013,
                       "connecting too fast from this address, try again later");
     }
-    user = lws_get_urlarg_by_name(wsi, "userId=", buf, sizeof(buf));
-    if (!user || !*user)
-        user = lws_get_urlarg_by_name(wsi, "user_id=", buf, sizeof(buf));
-    if (user && *user && !notification_user_valid(user, strlen(user)))
+    int ulen = url_arg(wsi, "userId=", buf, sizeof(buf));
+    if (ulen <= 0 && ulen != -2)
+        ulen = url_arg(wsi, "user_id=", buf, sizeof(buf));
+    user = ulen > 0 ? buf : NULL;
+    if (ulen == -2 || (user && !notification_user_valid(user, (size_t)ulen)))
         return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                       "invalid userId: 1 to 128 letters, digits or . _ - @ : + ~");
-    const char *version = lws_get_urlarg_by_name(wsi, "v=", v, sizeof(v));
-    s->speaks_v2 = version && strcmp(version, "2") == 0;
+    s->speaks_v2 = url_arg(wsi, "v=", v, sizeof(v)) == 1 && v[0] == '2';
 
     if (!auth_required(srv->auth)) {
         if (!user || !*user)
@@ -181,7 +235,12 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
                           "missing user: connect to ws://host:port/?userId=<user>");
         return join(srv, wsi, s, user);
     }
-    size_t len = request_token(wsi, token, sizeof(token));
+    int len = request_token(wsi, token, sizeof(token));
+    if (len < 0) {
+        srv->refused.token++;
+        return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
+                      "the token in the URL is over 4 KB or holds a control character");
+    }
     if (len == 0) {
         /* The token comes as the first message: a v2 client. */
         s->awaiting_auth = 1;
@@ -189,7 +248,7 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
         set_timer(s, auth_timeout_ms(srv->auth));
         return 0;
     }
-    if (accept_token(srv, wsi, s, token, len, user) != 0)
+    if (accept_token(srv, wsi, s, token, (size_t)len, user) != 0)
         return -1;
     return join(srv, wsi, s, s->user);
 }
@@ -245,9 +304,10 @@ int ws_on_receive(struct ws_server *srv, struct lws *wsi, struct ws_session *s, 
     if (lws_frame_is_binary(wsi))
         return refuse(wsi, LWS_CLOSE_STATUS_UNACCEPTABLE_OPCODE,
                       "binary frames are not accepted: send JSON text acks");
-    /* libwebsockets does not cap a reassembled message: we do. */
+    /* libwebsockets does not cap a reassembled message: we do, as soon as
+     * a frame's declared length says it will not fit. */
     if (!whole) {
-        if (s->rx_len + len > CLIENT_MSG_MAX) {
+        if (s->rx_len + len + lws_remaining_packet_payload(wsi) > CLIENT_MSG_MAX) {
             forget_rx(s);
             return refuse(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE,
                           "client frames are limited to 4096 bytes");

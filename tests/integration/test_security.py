@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import socket
 import subprocess
 import time
 
@@ -342,3 +343,88 @@ def test_one_address_cannot_take_every_slot(gateway):
             assert ws.close_code is None
     asyncio.run(too_fast())
     assert paced.health()["refused"]["addressRate"] == 1
+
+
+def test_a_signed_in_user_at_the_cap_replaces_the_oldest_connection(kafka, topic, gateway):
+    """Whoever holds a user's connections cannot lock the user out: past
+    --max-connections-per-user, a new signed-in connection closes the oldest
+    with 4002, and the new one gets the user's notifications."""
+    gw = jwt_gateway(gateway, args=["--max-connections-per-user", "2"])
+    url = f"ws://127.0.0.1:{gw.port}/?token={token('lou')}"
+
+    async def scenario():
+        first, second = await websockets.connect(url), await websockets.connect(url)
+        async with websockets.connect(url) as newest:
+            await frames_until_closed(first, timeout=5)
+            assert (first.close_code, first.close_reason) == (4002, "replaced by a newer connection")
+            assert second.close_code is None
+            produce(kafka.bootstrap, topic, [note("l-1", "lou")])
+            assert [f["id"] for f in await receive(newest, 1)] == ["l-1"]
+        await second.close()
+    asyncio.run(scenario())
+
+
+def raw_ws(port: int, query: str) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(f"GET /?{query} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+              "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+              "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):  # byte by byte: what follows is frames
+        head += s.recv(1)
+    assert b" 101 " in head.split(b"\r\n")[0], head
+    return s
+
+
+def close_code(s: socket.socket) -> int | None:
+    """Reads until the server's close frame (its code) or the socket closes."""
+    data = b""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            chunk = s.recv(4096)
+        except (ConnectionResetError, socket.timeout):
+            return None
+        if not chunk:
+            return None
+        data += chunk
+        while len(data) >= 2:
+            n = data[1] & 0x7F
+            hdr = 2 + (2 if n == 126 else 8 if n == 127 else 0)
+            n = int.from_bytes(data[2:hdr], "big") if hdr > 2 else n
+            if len(data) < hdr + n:
+                break
+            if data[0] & 0x0F == 0x8:
+                return int.from_bytes(data[hdr:hdr + 2], "big")
+            data = data[hdr + n:]
+    return None
+
+
+def test_unmasked_and_oversized_client_frames_are_refused_at_once(gateway):
+    gw = gateway()
+    # RFC 6455 5.1: a client frame without a mask closes the connection.
+    s = raw_ws(gw.port, "userId=raw")
+    body = b'{"type":"ack","id":"x"}'
+    s.sendall(bytes([0x81, len(body)]) + body)
+    assert close_code(s) in (1002, None)
+    s.close()
+    # A frame that declares 1 GB: refused on its first bytes with 1009.
+    s = raw_ws(gw.port, "userId=raw")
+    s.sendall(bytes([0x81, 0x80 | 127]) + (1 << 30).to_bytes(8, "big") + b"\0\0\0\0" + b"x" * 100)
+    assert close_code(s) == 1009
+    s.close()
+    # A userId too long, or one after a long argument, is refused.
+    for query in ("pad=" + "p" * 3000 + "&userId=r%20w", "userId=" + "u" * 200):
+        s = raw_ws(gw.port, query)
+        assert close_code(s) == 1008, query
+        s.close()
+    # A CR in the URL cuts libwebsockets' reading of it (userId=a%0Db would be
+    # user "a"): refused before the upgrade.
+    s = socket.create_connection(("127.0.0.1", gw.port), timeout=5)
+    s.sendall(f"GET /?userId=a%0Db HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\n"
+              "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+              .encode())
+    assert b" 400 " in s.recv(4096).split(b"\r\n")[0], "a cut URL was upgraded"
+    s.close()
+    assert gw.running

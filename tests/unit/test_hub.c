@@ -617,10 +617,33 @@ static void a_held_copy_of_a_replayed_one_is_not_sent_twice(void **state)
     hub_free(hub);
 }
 
+/* At the per-user cap, the oldest connection is the one a newer signed-in
+ * one replaces; below it, none. */
+static void the_oldest_connection_is_named_at_the_cap(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8); /* three a user */
+    int t[3];
+    hub_conn_t *c[3];
+    for (int i = 0; i < 3; i++) {
+        assert_null(hub_oldest_transport(hub, "dora"));
+        c[i] = hub_connect(hub, "dora", &t[i]);
+    }
+    assert_ptr_equal(hub_oldest_transport(hub, "dora"), &t[0]);
+    assert_null(hub_connect(hub, "dora", &t[0]));
+    hub_disconnect(hub, c[0]);
+    assert_null(hub_oldest_transport(hub, "dora"));
+    assert_null(hub_oldest_transport(hub, "nobody"));
+    hub_disconnect(hub, c[1]);
+    hub_disconnect(hub, c[2]);
+    hub_free(hub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(offline_user_is_stored),
+        cmocka_unit_test(the_oldest_connection_is_named_at_the_cap),
         cmocka_unit_test(connect_replays_before_live),
         cmocka_unit_test(ack_of_live_completes_its_offset),
         cmocka_unit_test(ack_of_replayed_removes_it_from_the_store),
