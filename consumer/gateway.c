@@ -22,6 +22,7 @@
 #include "routes.h"
 #include "store.h"
 #include "timeutil.h"
+#include "webfiles.h"
 #include "ws_session.h"
 #include "xalloc.h"
 
@@ -240,6 +241,9 @@ static int listen_http(gateway_t *g, char *errstr, size_t size)
                  info.iface ? info.iface : "*", c->port);
         return -1;
     }
+    if (webfiles_confine(g->ctx, c->web_root) != 0)
+        log_warn("the web root %s does not exist: no files are served (test.html neither)",
+                 c->web_root);
     lws_sul_schedule(g->ctx, 0, &g->tick, on_tick, TICK_US);
     return 0;
 }

@@ -9,11 +9,13 @@
  * migrations from the file's version to SCHEMA_VERSION:
  *   1  (user_version 0 with a table) keyed by id alone;
  *   2  keyed by (user_id, id): ids are unique per user, not across users. */
+#include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "notification.h"
@@ -77,6 +79,11 @@ static void *sqlite_open(const char *uri, const char *db, int timeout_ms, char *
         return NULL;
     }
     make_parent(path);
+    /* Only the gateway's user reads what users were sent; SQLite gives its
+     * journal files the database's mode. An existing file keeps its own. */
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd >= 0)
+        close(fd);
     sqlite_store_t *st = xcalloc(1, sizeof(*st));
     /* FULLMUTEX: the store worker is the only user, but cheap insurance. */
     if (sqlite3_open_v2(path, &st->db,

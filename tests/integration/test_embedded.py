@@ -115,6 +115,8 @@ def test_offline_notification_survives_a_restart_in_sqlite_mode(newcomer):
         time.sleep(0.2)
     else:
         raise AssertionError(f"{sent} was not stored in {db}")
+    # What users were sent is for the gateway's user alone.
+    assert db.stat().st_mode & 0o777 == 0o600, oct(db.stat().st_mode)
     newcomer.ctrl_c()
     newcomer.start()
 

@@ -359,3 +359,27 @@ def test_a_page_from_another_origin_cannot_connect(gateway, page, tmp_path):
         pg.close()
     finally:
         httpd.shutdown()
+
+
+def test_no_file_outside_the_web_root_is_served(gateway, tmp_path):
+    """libwebsockets follows symbolic links: one in the web root that points
+    outside it serves nothing."""
+    import urllib.error
+    import urllib.request
+    root = tmp_path / "web"
+    root.mkdir()
+    (root / "inside.txt").write_text("inside")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside")
+    (root / "leak.txt").symlink_to(secret)
+    (root / "dir").symlink_to(tmp_path)
+    gw = gateway(web_root=str(root))
+    with urllib.request.urlopen(gw.http_url("/inside.txt"), timeout=5) as r:
+        assert r.read() == b"inside"
+    for path in ("/leak.txt", "/dir/secret.txt", "/../secret.txt", "/%2e%2e/secret.txt"):
+        try:
+            with urllib.request.urlopen(gw.http_url(path), timeout=5) as r:
+                body = r.read()
+            raise AssertionError(f"{path} served {body[:40]!r}")
+        except urllib.error.HTTPError as e:
+            assert e.code in (403, 404), (path, e.code)
