@@ -38,8 +38,10 @@ ENV PORT=8083 \
 USER 10001:10001
 EXPOSE 8083
 
-# The image has no curl: bash's /dev/tcp speaks just enough HTTP/1.0.
+# The image has no curl: bash's /dev/tcp speaks just enough HTTP/1.0. With
+# TLS on, --port speaks only TLS: /healthz is then asked on the plain
+# --health-listen (127.0.0.1:8084 unless HEALTH_LISTEN says otherwise).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
-  CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/${PORT:-8083} && printf 'GET /healthz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q '^HTTP/[0-9.]* 200'"]
+  CMD ["bash", "-c", "if [ -n \"$TLS_CERT_FILE\" ]; then hp=${HEALTH_LISTEN:-127.0.0.1:8084}; else hp=${HEALTH_LISTEN:-127.0.0.1:${PORT:-8083}}; fi; exec 3<>/dev/tcp/${hp%:*}/${hp##*:} && printf 'GET /healthz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q '^HTTP/[0-9.]* 200'"]
 
 ENTRYPOINT ["/usr/local/bin/consumer"]

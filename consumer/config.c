@@ -42,7 +42,8 @@ struct setting {
     validate_fn *validate;     /* optional */
 };
 
-static validate_fn check_store, check_mongodb_uri, check_auth, check_origins, check_proxies;
+static validate_fn check_store, check_mongodb_uri, check_auth, check_origins, check_proxies,
+    check_tls, check_health_listen;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
 
@@ -127,6 +128,14 @@ static const struct setting settings[] = {
      "seconds of clock skew allowed on a token's exp, nbf and iat", RANGE(0, 3600)},
     {.flag = "auth-timeout", "AUTH_TIMEOUT", "5", INT, S(auth_timeout_s),
      "seconds a connection may take to send its token as its first message", RANGE(1, 60)},
+    {.flag = "tls-cert-file", "TLS_CERT_FILE", "", STR, S(tls_cert_file),
+     "PEM certificate (chain): serve wss:// and https:// on --port, and refuse plain ws:// there",
+     .validate = check_tls},
+    {.flag = "tls-key-file", "TLS_KEY_FILE", "", STR, S(tls_key_file),
+     "PEM private key of --tls-cert-file"},
+    {.flag = "health-listen", "HEALTH_LISTEN", "", STR, S(health_listen),
+     "HOST:PORT where plain HTTP serves /healthz alone (empty: none, or 127.0.0.1:8084 with TLS)",
+     .validate = check_health_listen},
     {.flag = "allowed-origins", "ALLOWED_ORIGINS", "", STR, S(allowed_origins),
      "web pages (Origin) that may open a WebSocket, comma-separated, * for any "
      "(empty: the gateway's own origin; FRONTEND_URL is read too)",
@@ -280,6 +289,33 @@ static int check_proxies(const struct config *c, const char *value, const char *
     return 0;
 }
 
+static int check_tls(const struct config *c, const char *value, const char *source,
+                     char *errstr, size_t size)
+{
+    (void)value;
+    (void)source;
+    if (!*c->tls_cert_file != !*c->tls_key_file) {
+        snprintf(errstr, size, "TLS needs both --tls-cert-file and --tls-key-file (one is set)");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_health_listen(const struct config *c, const char *value, const char *source,
+                               char *errstr, size_t size)
+{
+    (void)c;
+    const char *colon = strrchr(value, ':');
+    char *end;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (*value && (!colon || colon == value || !colon[1] || *end || port < 1 || port > 65535)) {
+        snprintf(errstr, size, "%s: \"%s\" is not HOST:PORT such as 127.0.0.1:8084", source,
+                 value);
+        return -1;
+    }
+    return 0;
+}
+
 static int parse_int(const struct setting *s, const char *value, int *out)
 {
     char *end;
@@ -359,6 +395,13 @@ static int add_kafka_prop(struct config *c, size_t *n, const char *prop, char *e
 static void resolve_store(struct config *c)
 {
     c->store_uri = *c->store ? c->store : c->embedded ? EMBEDDED_STORE : c->mongodb_uri;
+}
+
+/* With TLS, /healthz must stay reachable for plain health checks. */
+static void resolve_health(struct config *c)
+{
+    if (!*c->health_listen && *c->tls_cert_file)
+        c->health_listen = "127.0.0.1:8084";
 }
 
 /* check_auth allowed an empty --auth only in embedded mode. */
@@ -487,6 +530,7 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
     }
     resolve_store(c);
     resolve_auth(c);
+    resolve_health(c);
     log_set_level(c->log_level); /* one of log_levels[], which log.c knows */
     return CONFIG_OK;
 }

@@ -44,6 +44,12 @@ struct config {
     const char *jwt_issuer;
     int jwt_leeway_s;
     int auth_timeout_s;
+    /* Transport: wss:// and https:// with both files; /healthz then also on
+     * the plain health_listen ("host:port"; resolved to 127.0.0.1:8084 with
+     * TLS when not set, empty without). */
+    const char *tls_cert_file;
+    const char *tls_key_file;
+    const char *health_listen;
     /* Abuse limits. */
     const char *allowed_origins; /* empty: the gateway's own origin */
     int max_connections_per_address;

@@ -57,6 +57,9 @@ struct gateway {
     auth_t *auth;
     struct http_server http;
     struct routes_view view; /* what the HTTP handlers read */
+    struct lws_vhost *health_vhost; /* --health-listen, or NULL */
+    struct http_server health_http;
+    struct http_mounts health_mounts;
     struct http_mounts mounts;
     struct lws_http_mount files;
 };
@@ -134,6 +137,12 @@ static void wake_loop(void *arg)
 
 /* ---- the lws callback: a dispatcher ---- */
 
+/* The routes of the listener the request came to. */
+static const struct http_server *http_of(const gateway_t *g, struct lws *wsi)
+{
+    return lws_get_vhost(wsi) == g->health_vhost ? &g->health_http : &g->http;
+}
+
 static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
                     size_t len)
 {
@@ -155,13 +164,15 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
         ws_on_closed(&g->ws, &s->ws);
         return 0;
     case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
+        if (lws_get_vhost(wsi) == g->health_vhost)
+            return -1; /* /healthz only there */
         return ws_confirm_upgrade(&g->ws, wsi);
     case LWS_CALLBACK_HTTP:
-        return http_on_request(&g->http, wsi, &s->http);
+        return http_on_request(http_of(g, wsi), wsi, &s->http);
     case LWS_CALLBACK_HTTP_BODY:
         return http_on_body(wsi, &s->http, in, len);
     case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        return http_on_body_done(&g->http, wsi, &s->http);
+        return http_on_body_done(http_of(g, wsi), wsi, &s->http);
     case LWS_CALLBACK_HTTP_WRITEABLE:
         return http_on_writeable(wsi, &s->http);
     case LWS_CALLBACK_HTTP_DROP_PROTOCOL: /* per-session data is freed after this */
@@ -220,26 +231,59 @@ static int listen_http(gateway_t *g, char *errstr, size_t size)
     g->http = (struct http_server){gateway_routes, gateway_nroutes, &g->view};
 
     memset(&info, 0, sizeof(info));
-    info.port = c->port;
-    info.iface = c->bind && *c->bind ? c->bind : NULL;
     info.protocols = protocols;
+    info.headers = &no_cache;
+    info.user = g;
+    info.retry_and_idle_policy = &retry;
+    info.alpn = "http/1.1"; /* HTTP/2 in this libwebsockets has known defects */
+    int tls = *c->tls_cert_file != '\0';
+    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8 | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
+                   (tls ? LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT : 0);
+    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
+    g->ctx = lws_create_context(&info);
+    if (!g->ctx) {
+        snprintf(errstr, size, "cannot start libwebsockets");
+        return -1;
+    }
+
+    /* The port clients use: WebSocket, the routes and the files; with TLS
+     * only wss:// and https:// (plain ws:// is refused there). */
+    info.port = c->port;
+    info.iface = *c->bind ? c->bind : NULL;
     info.mounts = http_mounts(&g->http, &g->mounts, PROTOCOL, &g->files);
     if (!info.mounts) {
         snprintf(errstr, size, "the HTTP routes have more path prefixes than %d", HTTP_MOUNTS_MAX);
         return -1;
     }
-    info.headers = &no_cache;
-    info.user = g;
-    info.retry_and_idle_policy = &retry;
-    info.alpn = "http/1.1"; /* HTTP/2 in this libwebsockets has known defects */
-    info.options = LWS_SERVER_OPTION_VALIDATE_UTF8;
-    lws_set_log_level(LLL_ERR | LLL_WARN, lws_log);
-
-    g->ctx = lws_create_context(&info);
-    if (!g->ctx) {
-        snprintf(errstr, size, "cannot listen on %s:%d (is the port in use?)",
+    info.ssl_cert_filepath = tls ? c->tls_cert_file : NULL;
+    info.ssl_private_key_filepath = tls ? c->tls_key_file : NULL;
+    if (!lws_create_vhost(g->ctx, &info)) {
+        snprintf(errstr, size,
+                 tls ? "cannot listen on %s:%d, or load --tls-cert-file/--tls-key-file (is the "
+                       "port in use? are they PEM and do they match?)"
+                     : "cannot listen on %s:%d (is the port in use?)",
                  info.iface ? info.iface : "*", c->port);
         return -1;
+    }
+
+    /* Plain HTTP for health checks that cannot speak TLS: /healthz alone. */
+    if (*c->health_listen) {
+        char host[256];
+        const char *colon = strrchr(c->health_listen, ':');
+        snprintf(host, sizeof(host), "%.*s", (int)(colon - c->health_listen), c->health_listen);
+        g->health_http = (struct http_server){health_routes, health_nroutes, &g->view};
+        info.vhost_name = "health";
+        info.port = atoi(colon + 1);
+        info.iface = host;
+        info.mounts = http_mounts(&g->health_http, &g->health_mounts, PROTOCOL, NULL);
+        info.ssl_cert_filepath = info.ssl_private_key_filepath = NULL;
+        info.options &= ~LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        g->health_vhost = lws_create_vhost(g->ctx, &info);
+        if (!g->health_vhost) {
+            snprintf(errstr, size, "cannot listen on --health-listen %s (is the port in use?)",
+                     c->health_listen);
+            return -1;
+        }
     }
     if (webfiles_confine(g->ctx, c->web_root) != 0)
         log_warn("the web root %s does not exist: no files are served (test.html neither)",

@@ -41,6 +41,12 @@ static void get_healthz(void *ctx, http_request_t *req)
                  "application/json", body, (size_t)n);
 }
 
+/* The plain --health-listen port serves these only. */
+const struct http_route health_routes[] = {
+    {"GET", "/healthz", 0, get_healthz},
+};
+const size_t health_nroutes = sizeof(health_routes) / sizeof(health_routes[0]);
+
 const struct http_route gateway_routes[] = {
     {"GET", "/healthz", 0, get_healthz},
 };

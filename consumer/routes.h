@@ -16,5 +16,7 @@ struct routes_view {
 
 extern const struct http_route gateway_routes[];
 extern const size_t gateway_nroutes;
+extern const struct http_route health_routes[];
+extern const size_t health_nroutes;
 
 #endif

@@ -18,6 +18,7 @@ import time
 
 import jwt as pyjwt
 import pytest
+import urllib.error
 import websockets
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -428,3 +429,76 @@ def test_unmasked_and_oversized_client_frames_are_refused_at_once(gateway):
     assert b" 400 " in s.recv(4096).split(b"\r\n")[0], "a cut URL was upgraded"
     s.close()
     assert gw.running
+
+
+def self_signed(tmp_path) -> tuple[str, str]:
+    """A certificate for localhost and 127.0.0.1, and its key (PEM files)."""
+    import datetime
+    import ipaddress
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.x509.oid import NameOID
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                critical=False)
+            .sign(key, hashes.SHA256()))
+    cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    return str(cert_path), str(key_path)
+
+
+def wait_plain_health(gw, port: int, timeout: float = 20) -> None:
+    """Until /healthz answers 200 on the plain --health-listen PORT (the
+    fixture's own check speaks plain HTTP to --port, which is TLS here)."""
+    import urllib.request
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, gw.log_text()[-2000:]
+        time.sleep(0.1)
+
+
+def test_tls_serves_wss_and_https_and_refuses_plain_ws(kafka, topic, gateway, tmp_path):
+    import ssl
+    import urllib.request
+    from servers import free_port
+    cert, key = self_signed(tmp_path)
+    health = free_port()
+    gw = gateway(wait=False, args=["--tls-cert-file", cert, "--tls-key-file", key,
+                                   "--health-listen", f"127.0.0.1:{health}"])
+    wait_plain_health(gw, health)
+    tls = ssl.create_default_context(cafile=cert)
+    with urllib.request.urlopen(f"https://127.0.0.1:{gw.port}/healthz", context=tls,
+                                timeout=5) as r:
+        assert json.load(r)["status"] in ("ok", "degraded")
+    # The plain health listener serves /healthz alone.
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{health}/test.html", timeout=5)
+        raise AssertionError("the health listener served a file")
+    except urllib.error.HTTPError as e:
+        assert e.code == 404
+    produce(kafka.bootstrap, topic, [note("w-1", "tina")])
+
+    async def scenario():
+        async with websockets.connect(f"wss://127.0.0.1:{gw.port}/?userId=tina", ssl=tls) as ws:
+            assert [f["id"] for f in await receive(ws, 1)] == ["w-1"]
+        with pytest.raises((OSError, websockets.InvalidHandshake, asyncio.TimeoutError)):
+            async with asyncio.timeout(5):
+                async with websockets.connect(f"ws://127.0.0.1:{gw.port}/?userId=tina"):
+                    pass
+    asyncio.run(scenario())

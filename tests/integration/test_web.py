@@ -383,3 +383,26 @@ def test_no_file_outside_the_web_root_is_served(gateway, tmp_path):
             raise AssertionError(f"{path} served {body[:40]!r}")
         except urllib.error.HTTPError as e:
             assert e.code in (403, 404), (path, e.code)
+
+
+def test_over_tls_the_page_connects_with_wss(kafka, topic, gateway, browser, tmp_path):
+    """With --tls-cert-file the page is served over https:// and connects
+    back over wss:// on the same port."""
+    from test_security import self_signed, wait_plain_health
+    cert, key = self_signed(tmp_path)
+    health = free_port()
+    gw = gateway(wait=False, args=["--tls-cert-file", cert, "--tls-key-file", key,
+                                   "--health-listen", f"127.0.0.1:{health}"])
+    wait_plain_health(gw, health)
+    context = browser.new_context(ignore_https_errors=True)  # self-signed
+    context.set_default_timeout(TIMEOUT_MS)
+    pg = context.new_page()
+    try:
+        pg.goto(f"https://127.0.0.1:{gw.port}/?user=tlsuser&autoconnect=1")
+        expect(pg.locator("#server")).to_have_value(f"wss://127.0.0.1:{gw.port}")
+        connected(pg)
+        nid = f"tls-{token()}"
+        produce(kafka.bootstrap, topic, [note(nid, "tlsuser", "over TLS")])
+        expect(pg.locator(f'#list > li.notification[data-id="{nid}"]')).to_be_visible()
+    finally:
+        context.close()
