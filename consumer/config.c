@@ -7,9 +7,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kafka_props.h"
 #include "log.h"
 #include "origin.h"
 #include "peer.h"
+#include "xalloc.h"
 
 #ifndef GATEWAY_VERSION
 #define GATEWAY_VERSION "0.1.0"
@@ -62,6 +64,9 @@ static const struct setting settings[] = {
      "the store defaults to " EMBEDDED_STORE ")"},
     {.flag = "embedded-port", "EMBEDDED_PORT", "9092", INT, S(embedded_port),
      "loopback port where producers reach the embedded broker", RANGE(1, 65535)},
+    {.flag = "kafka-config", "KAFKA_CONFIG", "", STR, S(kafka_config),
+     "file of librdkafka key=value lines (credentials: sasl.password, ssl.key.password...); "
+     "KAFKA_PROP_<NAME> variables are read too (KAFKA_PROP_SASL_PASSWORD), -X wins"},
     {.flag = "topic", "KAFKA_TOPIC", "notifications", STR, S(topic), "Kafka topic to consume"},
     {.flag = "group", "KAFKA_GROUP", "notification-group", STR, S(group), "Kafka consumer group"},
     {.flag = "store", "STORE_URI", "", STR, S(store),
@@ -367,27 +372,74 @@ static int apply(struct config *c, const struct setting *s, const char *value, c
     return 0;
 }
 
-static int add_kafka_prop(struct config *c, size_t *n, const char *prop, char *errstr,
-                          size_t size)
+/* Why prop ("key=value") may not be given, naming only its key; NULL if it
+ * may. */
+static const char *prop_refused(const char *prop, char *buf, size_t size)
 {
     const char *eq = strchr(prop, '=');
-    if (!eq || eq == prop || *n == CONFIG_MAX_PROPS) {
-        snprintf(errstr, size, "-X %s: expected key=value (at most %d of them)", prop,
-                 CONFIG_MAX_PROPS);
-        return -1;
-    }
+    if (!eq || eq == prop)
+        return "expected key=value";
     size_t keylen = (size_t)(eq - prop);
     for (size_t i = 0; i < NPROTECTED; i++) {
         const char *key = protected_props[i].key;
         if (strlen(key) == keylen && strncmp(prop, key, keylen) == 0) {
-            snprintf(errstr, size,
-                     "-X %s: the gateway sets %s itself (%s); use its own option instead", prop,
+            snprintf(buf, size, "the gateway sets %s itself (%s); use its own option instead",
                      key, protected_props[i].why);
-            return -1;
+            return buf;
         }
     }
-    c->kafka_props[(*n)++] = prop;
+    return NULL;
+}
+
+/* kafka_prop_fn for the --kafka-config file and KAFKA_PROP_* variables:
+ * copied, as the file's lines do not outlive the reading. */
+static int add_owned_prop(void *arg, const char *prop, char *errstr, size_t size)
+{
+    struct config *c = arg;
+    const char *why = prop_refused(prop, errstr, size);
+    if (!why && c->nkafka_props == CONFIG_MAX_PROPS)
+        why = "too many librdkafka properties";
+    if (why) {
+        if (why != errstr)
+            snprintf(errstr, size, "%s", why);
+        return -1;
+    }
+    c->kafka_props[c->nkafka_props] = c->owned_props[c->nowned_props++] = xstrdup(prop);
+    c->nkafka_props++;
     return 0;
+}
+
+/* In order, later ones winning in librdkafka: the file, the environment,
+ * then -X. */
+static int load_kafka_props(struct config *c, const char *const *cli, size_t ncli,
+                            char *errstr, size_t size)
+{
+    extern char **environ;
+    if (*c->kafka_config &&
+        kafka_props_from_file(c->kafka_config, add_owned_prop, c, errstr, size) != 0)
+        return -1;
+    if (kafka_props_from_env(environ, add_owned_prop, c, errstr, size) != 0)
+        return -1;
+    for (size_t i = 0; i < ncli; i++) {
+        char buf[200];
+        const char *why = prop_refused(cli[i], buf, sizeof(buf));
+        if (!why && c->nkafka_props == CONFIG_MAX_PROPS)
+            why = "too many librdkafka properties";
+        if (why) {
+            snprintf(errstr, size, "-X %s: %s", cli[i], why);
+            return -1;
+        }
+        c->kafka_props[c->nkafka_props++] = cli[i];
+    }
+    return 0;
+}
+
+void config_free(struct config *c)
+{
+    for (size_t i = 0; i < c->nowned_props; i++)
+        free(c->owned_props[i]);
+    c->nowned_props = c->nkafka_props = 0;
+    c->kafka_props[0] = NULL;
 }
 
 /* The one place that decides which store the gateway opens; the
@@ -451,7 +503,8 @@ void config_usage(FILE *out)
 enum config_result config_load(struct config *c, int argc, char **argv, char *errstr, size_t size)
 {
     struct option longopts[NSETTINGS + 3];
-    size_t nprops = 0;
+    const char *cli_props[CONFIG_MAX_PROPS];
+    size_t ncli = 0;
     char sources[NSETTINGS][64]; /* where each final value came from */
 
     memset(c, 0, sizeof(*c));
@@ -492,8 +545,11 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
             printf("consumer (notification gateway) %s\n", GATEWAY_VERSION);
             return CONFIG_EXIT_OK;
         case 'X':
-            if (add_kafka_prop(c, &nprops, optarg, errstr, size) != 0)
+            if (ncli == CONFIG_MAX_PROPS) {
+                snprintf(errstr, size, "-X %s: at most %d of them", optarg, CONFIG_MAX_PROPS);
                 return CONFIG_ERROR;
+            }
+            cli_props[ncli++] = optarg;
             break;
         case ':':
             snprintf(errstr, size, "%s needs a value (see --help)", argv[optind - 1]);
@@ -527,6 +583,10 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
         const char *value = *(const char *const *)((const char *)c + s->offset);
         if (s->validate(c, value, sources[i], errstr, size) != 0)
             return CONFIG_ERROR;
+    }
+    if (load_kafka_props(c, cli_props, ncli, errstr, size) != 0) {
+        config_free(c);
+        return CONFIG_ERROR;
     }
     resolve_store(c);
     resolve_auth(c);

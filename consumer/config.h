@@ -60,10 +60,16 @@ struct config {
      * SQLite file, else --mongodb-uri. Its scheme is mongodb://,
      * mongodb+srv:// or sqlite:. */
     const char *store_uri;
-    /* -X key=value, NULL-ended; none sets a key the gateway sets itself
-     * (group.id, bootstrap.servers, enable.auto.commit,
-     * enable.auto.offset.store): config_load refuses those. */
+    /* librdkafka properties, NULL-ended, in the order to apply them: the
+     * --kafka-config file's, KAFKA_PROP_* variables', then -X's; none sets
+     * a key the gateway sets itself (group.id, bootstrap.servers,
+     * enable.auto.commit, enable.auto.offset.store): config_load refuses
+     * those. Values may be secrets: never logged. */
+    const char *kafka_config;
     const char *kafka_props[CONFIG_MAX_PROPS + 1];
+    size_t nkafka_props;
+    char *owned_props[CONFIG_MAX_PROPS]; /* the file's and variables', freed by config_free */
+    size_t nowned_props;
 };
 
 enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };
@@ -74,6 +80,10 @@ enum config_result { CONFIG_OK, CONFIG_EXIT_OK, CONFIG_ERROR };
  * The strings in c point into argv, the environment or static text. */
 enum config_result config_load(struct config *c, int argc, char **argv, char *errstr,
                                size_t errstr_size);
+
+/* Frees what config_load allocated (the file's and variables' Kafka
+ * properties). */
+void config_free(struct config *c);
 
 /* The --help text. */
 void config_usage(FILE *out);

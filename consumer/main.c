@@ -48,6 +48,7 @@ int main(int argc, char **argv)
     gateway_t *g = gateway_new(&conf, err, sizeof(err));
     if (!g) {
         log_error("cannot start: %s", err);
+        config_free(&conf);
         return 1;
     }
     running = g;
@@ -62,5 +63,6 @@ int main(int argc, char **argv)
     int rc = gateway_run(g);
     running = NULL;
     gateway_free(g);
+    config_free(&conf);
     return rc == 0 ? 0 : 1;
 }

@@ -306,6 +306,7 @@ int main(int argc, char **argv)
         .timeout_ms = o.timeout_ms,
         .props = o.props,
         .nprops = o.nprops,
+        .nquiet = o.nquiet,
         .quiet = o.quiet,
         .verbose = o.verbose,
         .interrupted = &interrupted,

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "errstr.h"
+#include "kafka_props.h"
 #include "notification.h"
 #include "xalloc.h"
 
@@ -24,6 +25,7 @@ enum {
     OPT_TOKEN_FOR,
     OPT_TOKEN_TTL,
     OPT_SECRET_FILE,
+    OPT_KAFKA_CONFIG,
 };
 
 #define COUNT_MAX 1000000000UL
@@ -73,6 +75,9 @@ static const struct setting settings[] = {
     {NULL, "timeout", OPT_TIMEOUT, "SECONDS", NULL, "30",
      "how long each notification may wait to be delivered (message.timeout.ms) before "
      "it counts as not delivered"},
+    {NULL, "kafka-config", OPT_KAFKA_CONFIG, "FILE", "KAFKA_CONFIG", NULL,
+     "librdkafka key=value lines (credentials: sasl.password...), kept off the command line; "
+     "KAFKA_PROP_<NAME> variables are read too (KAFKA_PROP_SASL_PASSWORD is sasl.password)"},
     {NULL, NULL, 'X', "KEY=VALUE", NULL, NULL,
      "set a librdkafka property (applied after the options above, so it wins); "
      "repeatable; -X list prints them all"},
@@ -334,6 +339,9 @@ static int apply(producer_options_t *o, int code, const char *val, const char *f
     case OPT_SECRET_FILE:
         o->jwt_secret_file = val;
         break;
+    case OPT_KAFKA_CONFIG:
+        o->kafka_config = val;
+        break;
     case 'n':
         if (parse_ulong(val, 1, COUNT_MAX, &n) != 0)
             return fail(errstr, size, "%s '%s' is not a count from 1 to %lu", from, val,
@@ -355,8 +363,8 @@ static int apply(producer_options_t *o, int code, const char *val, const char *f
         if (!eq || eq == val)
             return fail(errstr, size,
                         "-X needs KEY=VALUE, not '%s' (-X list shows the properties)", val);
-        o->props = xrealloc(o->props, (o->nprops + 1) * sizeof(*o->props));
-        o->props[o->nprops++] = val;
+        o->cli_props = xrealloc(o->cli_props, (o->ncli + 1) * sizeof(*o->cli_props));
+        o->cli_props[o->ncli++] = val;
         break;
     }
     default:
@@ -425,6 +433,35 @@ static int choose_mode(producer_options_t *o, int want_stdin, int stdin_is_tty, 
         return fail(errstr, size, "%s goes with --message or --count; reading standard input, "
                                   "each line gives its own fields%s",
                     ignored, want_stdin ? "" : " (did you forget --message?)");
+    return OPTIONS_RUN;
+}
+
+static int add_quiet_prop(void *arg, const char *prop, char *errstr, size_t size)
+{
+    producer_options_t *o = arg;
+    if (!strchr(prop, '=') || prop[0] == '=') {
+        snprintf(errstr, size, "expected key=value");
+        return -1;
+    }
+    o->props = xrealloc(o->props, (o->nprops + 1) * sizeof(*o->props));
+    o->props[o->nprops++] = xstrdup(prop);
+    o->nquiet++;
+    return 0;
+}
+
+/* The file's, then the variables', then -X's: later ones win. */
+static int load_props(producer_options_t *o, char *errstr, size_t size)
+{
+    extern char **environ;
+    if (o->kafka_config &&
+        kafka_props_from_file(o->kafka_config, add_quiet_prop, o, errstr, size) != 0)
+        return OPTIONS_USAGE;
+    if (kafka_props_from_env(environ, add_quiet_prop, o, errstr, size) != 0)
+        return OPTIONS_USAGE;
+    for (size_t i = 0; i < o->ncli; i++) {
+        o->props = xrealloc(o->props, (o->nprops + 1) * sizeof(*o->props));
+        o->props[o->nprops++] = o->cli_props[i];
+    }
     return OPTIONS_RUN;
 }
 
@@ -527,12 +564,18 @@ int options_parse(producer_options_t *o, int argc, char **argv, int stdin_is_tty
                         "--message \"some text\")",
                         argv[i]);
     }
+    rc = load_props(o, errstr, errstr_size);
+    if (rc != OPTIONS_RUN)
+        return rc;
     return choose_mode(o, want_stdin, stdin_is_tty, errstr, errstr_size);
 }
 
 void options_free(producer_options_t *o)
 {
     free(o->data_json);
+    for (size_t i = 0; i < o->nquiet; i++)
+        free((char *)o->props[i]);
     free(o->props);
+    free(o->cli_props);
     memset(o, 0, sizeof(*o));
 }

@@ -30,8 +30,14 @@ typedef struct producer_options {
     char *data_json;    /* --data, validated and compacted; owned */
     unsigned long count; /* --count */
     unsigned long users; /* --users: spread --count over user-1..user-K; 0 = just --user */
-    const char **props; /* -X key=value, in order; owned array, strings from argv */
-    size_t nprops;
+    /* librdkafka properties in the order to apply them: the --kafka-config
+     * file's and KAFKA_PROP_* variables' (the first nquiet, owned copies),
+     * then -X's (strings from argv). Owned array. */
+    const char **props;
+    size_t nprops, nquiet;
+    const char **cli_props; /* -X while parsing */
+    size_t ncli;
+    const char *kafka_config;
     const char *token_for;  /* --token-for USER */
     long token_ttl_s;       /* --token-ttl */
     const char *jwt_secret_file; /* --jwt-secret-file; else JWT_SECRET */

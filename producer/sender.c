@@ -229,6 +229,15 @@ sender_t *sender_new(const sender_config_t *cfg, char *errstr, size_t errstr_siz
         memcpy(key, cfg->props[i], klen);
         key[klen] = '\0';
         char from[300];
+        if (i < cfg->nquiet) {
+            if (rd_kafka_conf_set(conf, key, eq + 1, why, sizeof(why)) != RD_KAFKA_CONF_OK) {
+                snprintf(errstr, errstr_size, "librdkafka property %s (from --kafka-config or "
+                         "KAFKA_PROP_*): %s", key,
+                         strstr(why, eq + 1) ? "refused (its value is not shown)" : why);
+                goto fail;
+            }
+            continue;
+        }
         snprintf(from, sizeof(from), "-X %s", cfg->props[i]);
         if (conf_set(conf, key, eq + 1, from, errstr, errstr_size))
             goto fail;

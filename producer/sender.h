@@ -16,6 +16,8 @@ typedef struct sender_config {
     int timeout_ms;            /* message.timeout.ms, unless -X sets it */
     const char *const *props;  /* "key=value" pairs, applied last */
     size_t nprops;
+    size_t nquiet;             /* the first nquiet (--kafka-config, KAFKA_PROP_*): errors
+                                  name their key only, as the value may be a password */
     int quiet;                 /* do not print delivered ids */
     int verbose;               /* let librdkafka log at info level */
     volatile sig_atomic_t *interrupted; /* bumped by each SIGINT/SIGTERM */

@@ -502,3 +502,32 @@ def test_tls_serves_wss_and_https_and_refuses_plain_ws(kafka, topic, gateway, tm
                 async with websockets.connect(f"ws://127.0.0.1:{gw.port}/?userId=tina"):
                     pass
     asyncio.run(scenario())
+
+
+def test_kafka_credentials_come_from_a_file_or_the_environment_never_the_log(
+        kafka, topic, gateway, gateway_group, tmp_path):
+    """--kafka-config and KAFKA_PROP_* reach librdkafka for the gateway and
+    the producer (the broker sees the file's client.id); the values are
+    never logged."""
+    conf = tmp_path / "kafka.conf"
+    conf.write_text("# the gateway's credentials\nclient.id = gw-from-file\n"
+                    "ssl.key.password=topsecret-1\n")
+    gw = gateway(args=["--kafka-config", str(conf)],
+                 env={"KAFKA_PROP_SSL_KEYSTORE_PASSWORD": "topsecret-2"})
+    gw.wait_assigned()
+    desc = kafka.admin().describe_consumer_groups([gateway_group])[gateway_group].result(10)
+    assert {m.client_id for m in desc.members} == {"gw-from-file"}
+    assert "topsecret" not in gw.log_text()
+
+    producer_conf = tmp_path / "producer.conf"
+    producer_conf.write_text("client.id=producer-from-file\n")
+    run = subprocess.run([str(PRODUCER_BIN), "--brokers", kafka.bootstrap, "--topic", topic,
+                          "--kafka-config", str(producer_conf), "--user", "kc", "--message", "hi"],
+                         capture_output=True, text=True, timeout=30,
+                         env={"KAFKA_PROP_LINGER_MS": "1"})
+    assert run.returncode == 0, run.stderr
+    producer_conf.write_text("linger.ms=not-a-number-topsecret\n")
+    run = subprocess.run([str(PRODUCER_BIN), "--brokers", kafka.bootstrap, "--topic", topic,
+                          "--kafka-config", str(producer_conf), "--user", "kc", "--message", "hi"],
+                         capture_output=True, text=True, timeout=30, env={})
+    assert run.returncode == 2 and "linger.ms" in run.stderr and "topsecret" not in run.stderr

@@ -3,6 +3,7 @@
  * flag holds, and a bad value gets an error that names where it came from
  * and what would do. Runs from the repository root (make unit does), where
  * README.md is. */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "config.h"
@@ -148,6 +150,16 @@ static int clear_env(void **state)
     for (size_t i = 0; i < nhelp; i++)
         if (help[i].env[0])
             unsetenv(help[i].env);
+    extern char **environ;
+    for (char **e = environ; *e;) {
+        if (strncmp(*e, "KAFKA_PROP_", 11) == 0) {
+            char name[128];
+            snprintf(name, sizeof(name), "%.*s", (int)strcspn(*e, "="), *e);
+            unsetenv(name); /* environ shifts: look at the same place again */
+        } else {
+            e++;
+        }
+    }
     setenv("AUTH", "none", 1); /* the tests that are not about it */
     return 0;
 }
@@ -401,6 +413,56 @@ static void auth_must_be_chosen_and_its_secret_kept_off_the_command_line(void **
     clear_env(state);
 }
 
+static void kafka_properties_come_from_a_file_the_environment_and_x(void **state)
+{
+    (void)state;
+    struct config c;
+    char err[512], path[] = "/tmp/test_config_XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *text = "# credentials for the cloud cluster\n"
+                       "security.protocol = sasl_ssl\n\n"
+                       "sasl.password=hunter2\n";
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    setenv("KAFKA_PROP_SASL_USERNAME", "svc", 1);
+    setenv("KAFKA_PROP_SSL_KEY__PASSWORD", "k", 1); /* "__" is "_" */
+    assert_int_equal(load(&c, err, sizeof(err), "--kafka-config", path, "-X", "linger.ms=5",
+                          NULL), CONFIG_OK);
+    /* File, then environment (in its order), then -X: the later wins. */
+    assert_int_equal(c.nkafka_props, 5);
+    assert_string_equal(c.kafka_props[0], "security.protocol=sasl_ssl");
+    assert_string_equal(c.kafka_props[1], "sasl.password=hunter2");
+    assert_string_equal(c.kafka_props[4], "linger.ms=5");
+    int user = 0, key = 0;
+    for (int i = 2; i < 4; i++) {
+        user |= strcmp(c.kafka_props[i], "sasl.username=svc") == 0;
+        key |= strcmp(c.kafka_props[i], "ssl.key_password=k") == 0;
+    }
+    assert_true(user && key);
+    assert_null(c.kafka_props[5]);
+    config_free(&c);
+    clear_env(state);
+
+    /* What the gateway sets itself is refused from there too, without the value. */
+    setenv("KAFKA_PROP_GROUP_ID", "sneaky", 1);
+    assert_int_equal(load(&c, err, sizeof(err), NULL), CONFIG_ERROR);
+    assert_non_null(strstr(err, "environment variable KAFKA_PROP_GROUP_ID: the gateway sets "
+                                "group.id itself"));
+    assert_null(strstr(err, "sneaky"));
+    clear_env(state);
+    fd = open(path, O_WRONLY | O_TRUNC);
+    const char *bad = "sasl.password hunter2\n";
+    assert_int_equal(write(fd, bad, strlen(bad)), (ssize_t)strlen(bad));
+    close(fd);
+    assert_int_equal(load(&c, err, sizeof(err), "--kafka-config", path, NULL), CONFIG_ERROR);
+    assert_non_null(strstr(err, ":1: expected key=value"));
+    assert_null(strstr(err, "hunter2"));
+    unlink(path);
+    assert_int_equal(load(&c, err, sizeof(err), "--kafka-config", path, NULL), CONFIG_ERROR);
+    assert_non_null(strstr(err, "cannot open it"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -413,6 +475,8 @@ int main(void)
         cmocka_unit_test_setup(kafka_keys_the_gateway_sets_are_refused, clear_env),
         cmocka_unit_test_setup(secrets_are_not_logged, clear_env),
         cmocka_unit_test_setup(auth_must_be_chosen_and_its_secret_kept_off_the_command_line,
+                               clear_env),
+        cmocka_unit_test_setup(kafka_properties_come_from_a_file_the_environment_and_x,
                                clear_env),
     };
     return cmocka_run_group_tests(tests, setup_group, NULL);
