@@ -9,10 +9,12 @@
 #include <stdint.h>
 
 #include "config.h"
+#include "jwt.h"
 #include "notification.h"
 
 #define AUTH_CLOSE_POLICY 1008  /* missing or bad token, or not the token's user */
 #define AUTH_CLOSE_EXPIRED 4001 /* reconnect with a fresh token */
+#define AUTH_CLOSE_FORBIDDEN 4003 /* valid, but revoked: do not retry */
 #define AUTH_REASON_MAX 123     /* bytes of a WebSocket close reason */
 
 typedef struct auth auth_t;
@@ -20,6 +22,11 @@ typedef struct auth auth_t;
 /* From the settings (keys read from their files); NULL with errstr. */
 auth_t *auth_new(const struct config *c, char *errstr, size_t size);
 void auth_free(auth_t *a);
+/* Reads the keys and the deny-list again (SIGHUP); on an error the old ones
+ * stay and errstr says why. */
+int auth_reload(auth_t *a, const struct config *c, char *errstr, size_t size);
+/* Whether the deny-list names user ("sub:USER") or jti. */
+int auth_revoked(const auth_t *a, const char *user, const char *jti);
 /* Whether connections must bring a token. */
 int auth_required(const auth_t *a);
 int auth_timeout_ms(const auth_t *a);
@@ -30,6 +37,7 @@ struct auth_grant {
     int close_code; /* 0: granted; else close with it and reason */
     char reason[AUTH_REASON_MAX + 1];
     char user[NOTIF_USER_MAX + 1];
+    char jti[JWT_JTI_MAX + 1];
     int64_t until_ms; /* wall-clock ms when the token ends (its exp plus the leeway) */
 };
 

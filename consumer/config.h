@@ -44,6 +44,7 @@ struct config {
     const char *jwt_issuer;
     int jwt_leeway_s;
     int auth_timeout_s;
+    const char *token_denylist; /* revoked jti and sub:USER lines; re-read on SIGHUP */
     /* Transport: wss:// and https:// with both files; /healthz then also on
      * the plain health_listen ("host:port"; resolved to 127.0.0.1:8084 with
      * TLS when not set, empty without). */

@@ -53,6 +53,7 @@ struct gateway {
     /* Set by a signal handler: a plain flag, read by the loop after each
      * wait (the signal interrupts the wait; the tick bounds it anyway). */
     volatile sig_atomic_t stop_requested;
+    volatile sig_atomic_t reload_requested;
     struct ws_server ws;
     auth_t *auth;
     struct http_server http;
@@ -380,6 +381,28 @@ void gateway_request_stop(gateway_t *g)
     g->stop_requested = 1;
 }
 
+void gateway_request_reload(gateway_t *g)
+{
+    g->reload_requested = 1;
+}
+
+/* SIGHUP: the keys and the deny-list again; connections revoked now close.
+ * A file that no longer reads leaves the old ones in force. */
+static void reload(gateway_t *g)
+{
+    char err[512];
+    if (!auth_required(g->auth)) {
+        log_info("SIGHUP: nothing to re-read (--auth none)");
+        return;
+    }
+    if (auth_reload(g->auth, &g->conf, err, sizeof(err)) != 0) {
+        log_error("SIGHUP: %s; the keys and deny-list in force are kept", err);
+        return;
+    }
+    log_info("SIGHUP: keys and deny-list re-read");
+    ws_close_revoked(&g->ws);
+}
+
 int gateway_run(gateway_t *g)
 {
     int rc = 0;
@@ -387,6 +410,10 @@ int gateway_run(gateway_t *g)
     log_info("listening on port %d; consuming %s as group %s from %s", g->conf.port,
              g->conf.topic, g->conf.group, g->conf.brokers);
     while (!g->stop_requested) {
+        if (g->reload_requested) {
+            g->reload_requested = 0;
+            reload(g);
+        }
         if (lws_service(g->ctx, 0) < 0) {
             log_error("the event loop failed");
             rc = -1;

@@ -20,6 +20,9 @@ int gateway_run(gateway_t *g);
 /* Asks gateway_run to wind down: it only sets a flag, so a signal handler
  * may call it; the loop sees it after its current wait (at most a tick). */
 void gateway_request_stop(gateway_t *g);
+/* Async-signal-safe: the keys and deny-list are re-read at the loop's next
+ * turn (SIGHUP). */
+void gateway_request_reload(gateway_t *g);
 
 void gateway_free(gateway_t *g);
 

@@ -290,6 +290,15 @@ void hub_disconnect(hub_t *hub, hub_conn_t *c)
     }
 }
 
+void hub_each_transport(hub_t *hub, void (*fn)(void *arg, void *transport), void *arg)
+{
+    user_t *u, *tmp;
+    HASH_ITER(hh, hub->users, u, tmp) {
+        for (hub_conn_t *c = u->conns; c; c = c->next)
+            fn(arg, c->transport);
+    }
+}
+
 void hub_disconnect_all(hub_t *hub)
 {
     user_t *u, *tmp;

@@ -90,6 +90,9 @@ hub_conn_t *hub_connect(hub_t *hub, const char *user, void *transport);
 void *hub_oldest_transport(hub_t *hub, const char *user);
 /* The connection closed: what it held unacknowledged is released. */
 void hub_disconnect(hub_t *hub, hub_conn_t *conn);
+/* Calls fn with every connection's transport. fn must not connect or
+ * disconnect. */
+void hub_each_transport(hub_t *hub, void (*fn)(void *arg, void *transport), void *arg);
 /* Releases and drops every connection (shutdown), calling ops->closed. */
 void hub_disconnect_all(hub_t *hub);
 

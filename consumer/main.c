@@ -13,8 +13,11 @@ static gateway_t *running;
 
 static void on_signal(int sig)
 {
-    (void)sig;
-    if (running)
+    if (!running)
+        return;
+    if (sig == SIGHUP)
+        gateway_request_reload(running);
+    else
         gateway_request_stop(running);
 }
 
@@ -37,13 +40,14 @@ int main(int argc, char **argv)
     /* A client that vanishes mid-write must not kill the daemon. */
     signal(SIGPIPE, SIG_IGN);
 
-    /* SIGINT and SIGTERM go to this thread only: the threads started in
-     * gateway_new inherit them blocked, so a stop signal always interrupts
-     * the event loop's wait, which then sees the flag. */
+    /* SIGINT, SIGTERM and SIGHUP go to this thread only: the threads started
+     * in gateway_new inherit them blocked, so a signal always interrupts the
+     * event loop's wait, which then sees the flag. */
     sigset_t stops;
     sigemptyset(&stops);
     sigaddset(&stops, SIGINT);
     sigaddset(&stops, SIGTERM);
+    sigaddset(&stops, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &stops, NULL);
     gateway_t *g = gateway_new(&conf, err, sizeof(err));
     if (!g) {
@@ -58,6 +62,7 @@ int main(int argc, char **argv)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     pthread_sigmask(SIG_UNBLOCK, &stops, NULL);
 
     int rc = gateway_run(g);

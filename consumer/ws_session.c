@@ -176,6 +176,7 @@ static int accept_token(struct ws_server *srv, struct lws *wsi, struct ws_sessio
         return refuse(wsi, (enum lws_close_status)g.close_code, g.reason);
     }
     memcpy(s->user, g.user, sizeof(s->user));
+    memcpy(s->jti, g.jti, sizeof(s->jti));
     set_timer(s, g.until_ms - now);
     return 0;
 }
@@ -388,6 +389,22 @@ void ws_on_closed(struct ws_server *srv, struct ws_session *s)
         srv->turn_work(srv->arg);
     }
     forget_rx(s);
+}
+
+static void close_if_revoked(void *arg, void *transport)
+{
+    struct ws_server *srv = arg;
+    struct ws_session *s = lws_wsi_user(transport);
+    if (s->user[0] && auth_revoked(srv->auth, s->user, s->jti)) {
+        s->close_code = AUTH_CLOSE_FORBIDDEN;
+        s->close_reason = "the token is revoked";
+        lws_callback_on_writable(transport);
+    }
+}
+
+void ws_close_revoked(struct ws_server *srv)
+{
+    hub_each_transport(srv->hub, close_if_revoked, srv);
 }
 
 void ws_want_write(void *ctx, void *transport)

@@ -63,6 +63,7 @@ struct ws_session {
     int awaiting_auth; /* open, its token to come as the first message */
     int speaks_v2;     /* may be sent control frames (see docs/protocol.md) */
     char user[NOTIF_USER_MAX + 1]; /* with a token: its sub */
+    char jti[JWT_JTI_MAX + 1];     /* and its id, "" if none */
     char addr[PEER_ADDR_MAX];      /* the client's address, counted in peers */
     /* Set by the timer (auth deadline, token end): closed at the next
      * writable callback with this code and reason. */
@@ -85,6 +86,10 @@ int ws_on_receive(struct ws_server *srv, struct lws *wsi, struct ws_session *s, 
                   size_t len);
 int ws_on_writeable(struct ws_server *srv, struct lws *wsi, struct ws_session *s);
 void ws_on_closed(struct ws_server *srv, struct ws_session *s);
+
+/* After the deny-list changed (SIGHUP): closes with 4003 every connection
+ * whose token is revoked now. */
+void ws_close_revoked(struct ws_server *srv);
 
 /* hub_ops.want_write and hub_ops.closed: the transport is the lws wsi. */
 void ws_want_write(void *ctx, void *transport);

@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import socket
 import subprocess
 import time
@@ -531,3 +532,49 @@ def test_kafka_credentials_come_from_a_file_or_the_environment_never_the_log(
                           "--kafka-config", str(producer_conf), "--user", "kc", "--message", "hi"],
                          capture_output=True, text=True, timeout=30, env={})
     assert run.returncode == 2 and "linger.ms" in run.stderr and "topsecret" not in run.stderr
+
+
+def test_sighup_rereads_the_keys_and_the_denylist_and_closes_revoked_connections(
+        gateway, tmp_path):
+    import signal
+    secret_file, denylist = tmp_path / "secret", tmp_path / "denied"
+    secret_file.write_text(SECRET + "\n")
+    denylist.write_text("# revoked\n")
+    gw = gateway(auth="jwt", args=["--jwt-secret-file", str(secret_file),
+                                   "--token-denylist", str(denylist)])
+    base = f"ws://127.0.0.1:{gw.port}/"
+    new_secret = "rotated-secret-0123456789abcdef01234567"
+
+    def hup():
+        os.kill(gw.pid, signal.SIGHUP)
+        time.sleep(0.5)
+        assert gw.running, "SIGHUP stopped the gateway"
+
+    async def scenario():
+        alice = await websockets.connect(f"{base}?token={token('alice', jti='t-1')}")
+        bob = await websockets.connect(f"{base}?token={token('bob', jti='t-2')}")
+        carl = await websockets.connect(f"{base}?token={token('carl', jti='t-3')}")
+        denylist.write_text("t-1\nsub:carl\n")
+        await asyncio.to_thread(hup)
+        for ws in (alice, carl):
+            await frames_until_closed(ws, timeout=5)
+            assert (ws.close_code, ws.close_reason) == (4003, "the token is revoked")
+        assert bob.close_code is None
+        assert (await closed_with(f"{base}?token={token('alice', jti='t-1')}"))[0] == 4003
+        # The secret rotated: tokens signed with the old one are refused,
+        # connections made with it stay until their exp.
+        secret_file.write_text(new_secret)
+        await asyncio.to_thread(hup)
+        assert (await closed_with(f"{base}?token={token('dan')}"))[0] == 1008
+        async with websockets.connect(f"{base}?token={token('dan', secret=new_secret)}") as ws:
+            await asyncio.sleep(0.3)
+            assert ws.close_code is None
+        assert bob.close_code is None
+        # A deny-list that no longer reads: the one in force stays, and the log says why.
+        denylist.write_text("sub:not a user\n")
+        await asyncio.to_thread(hup)
+        assert (await closed_with(
+            f"{base}?token={token('carl', secret=new_secret)}"))[0] == 4003
+        await bob.close()
+    asyncio.run(scenario())
+    assert "the keys and deny-list in force are kept" in gw.log_text()
