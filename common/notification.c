@@ -129,7 +129,11 @@ static int parse_fields(json_t *root, int fill, notification_t *n, char *errstr,
     } else if (json_is_integer(ts)) {
         ms = (int64_t)json_integer_value(ts);
     } else if (json_is_real(ts)) {
-        ms = (int64_t)json_real_value(ts);
+        /* Checked before the cast: 1e300 does not fit an int64_t (undefined). */
+        double d = json_real_value(ts);
+        if (!(d >= 0 && d < 253402300800000.0)) /* 1970 to 9999 */
+            return errstr_set(errstr, size, "\"timestamp\" is out of range (1970 to 9999)");
+        ms = (int64_t)d;
     } else if (json_is_string(ts)) {
         if (iso8601_parse(json_string_value(ts), json_string_length(ts), &ms) != 0)
             return errstr_set(errstr, size, "\"timestamp\" must be ISO-8601 "

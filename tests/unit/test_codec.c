@@ -318,6 +318,9 @@ static void rejects_what_it_cannot_deliver(void **state)
         {"{\"id\":\"a\",\"userId\":\"u\",\"message\":5,\"timestamp\":1}", "\"message\" must be a string"},
         {"{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":\"yesterday\"}", "ISO-8601"},
         {"{\"id\":\"a\",\"userId\":\"u\",\"userId\":\"v\",\"message\":\"m\",\"timestamp\":1}", "not valid JSON"},
+        /* Too large for an int64_t: refused before the cast. */
+        {"{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":1e300}", "out of range"},
+        {"{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":-1e300}", "out of range"},
         /* A notification must not pass for a control frame. */
         {"{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":1,\"type\":\"welcome\"}", "is reserved"},
     };
