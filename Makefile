@@ -43,7 +43,8 @@ PRODUCER_OBJ := $(PRODUCER_SRC:%.c=$(OBJ)/%.o)
 CONSUMER_LIB_OBJ := $(filter-out $(OBJ)/consumer/main.o,$(CONSUMER_OBJ))
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test-deps test unit unit-bin integration clean check-docker run bench bench-quick soak
+.PHONY: all deps test-deps test unit unit-bin integration clean check-docker run bench bench-quick soak \
+        fuzz fuzz-bins fuzz-replay
 all: $(BUILD)/consumer $(BUILD)/producer
 
 deps:
@@ -83,6 +84,45 @@ unit: unit-bin
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; \
 	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $$t; done
 
+# Fuzz targets (tests/fuzz/fuzz_NAME.c): replayed over their corpus and
+# every crash found, with this build's compiler and sanitizers (make test);
+# fuzzed with clang's libFuzzer by make fuzz.
+FUZZ_NAMES   := $(patsubst tests/fuzz/fuzz_%.c,%,$(filter-out tests/fuzz/fuzz_common.c,\
+                    $(wildcard tests/fuzz/fuzz_*.c)))
+FUZZ_DEPS    := tests/fuzz/fuzz_common.c $(CONSUMER_LIB_OBJ) $(BUILD)/libcommon.a
+REPLAY_BIN   := $(FUZZ_NAMES:%=$(BUILD)/fuzz/replay_%)
+
+$(BUILD)/fuzz/replay_%: tests/fuzz/fuzz_%.c tests/fuzz/replay.c $(FUZZ_DEPS)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -Iconsumer -Itests/fuzz $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_DEPS)
+	@mkdir -p $(dir $@)
+	$(Q)$(CC) $(CFLAGS) -Iconsumer -Itests/fuzz $(LDFLAGS) -fsanitize=fuzzer -o $@ $^ $(LDLIBS)
+
+fuzz-replay: $(REPLAY_BIN)
+	@set -e; for n in $(FUZZ_NAMES); do printf '%-14s ' $$n; \
+	    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 $(BUILD)/fuzz/replay_$$n \
+	        tests/fuzz/corpus/$$n tests/fuzz/crashes/$$n; done
+
+fuzz-bins: $(FUZZ_NAMES:%=$(BUILD)/fuzz/fuzz_%)
+
+# Each target for FUZZ_SECONDS with clang's libFuzzer, from the checked-in
+# corpus; new inputs go to build-fuzz/corpus/NAME, crashes to
+# tests/fuzz/crashes/NAME/ (commit them: make test replays them).
+FUZZ_SECONDS ?= 60
+fuzz:
+	scripts/install-deps.sh fuzz
+	$(MAKE) CC=clang BUILD=build-fuzz SANITIZE=fuzzer-no-link,address,undefined fuzz-bins
+	@set -e; for n in $(FUZZ_NAMES); do \
+	    mkdir -p build-fuzz/corpus/$$n tests/fuzz/crashes/$$n; \
+	    build-fuzz/fuzz/fuzz_$$n -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 \
+	        -artifact_prefix=tests/fuzz/crashes/$$n/ build-fuzz/corpus/$$n tests/fuzz/corpus/$$n \
+	        2>&1 | tee build-fuzz/$$n.log | grep -E '^(#[0-9]+.*DONE|stat::number_of_executed_units|stat::average_exec_per_sec|==[0-9]+==ERROR)' \
+	        | sed "s/^/$$n: /"; done; \
+	if grep -l 'ERROR' build-fuzz/*.log; then \
+	    echo "fuzz: a crash (above): its input is in tests/fuzz/crashes/"; exit 1; fi
+
 # The integration tests run the binaries of this build.
 PYTEST_ARGS ?= tests/integration
 PYTEST  = BUILD_DIR=$(abspath $(BUILD)) python3 -m pytest -v $(PYTEST_ARGS)
@@ -113,7 +153,7 @@ test: test-deps
 	$(MAKE) all unit
 	$(MAKE) check-docker
 	$(PYTEST)
-	$(MAKE) SANITIZE=$(TEST_SANITIZERS) unit
+	$(MAKE) SANITIZE=$(TEST_SANITIZERS) unit fuzz-replay
 	$(MAKE) SANITIZE=$(TEST_SANITIZERS) integration \
 	    PYTEST_ARGS="tests/integration/test_gateway.py tests/integration/test_security.py tests/integration/test_store_suite.py \
 	                 tests/integration/test_rebalance.py"

@@ -6,6 +6,7 @@
 #   scripts/install-deps.sh build     compilers and -dev packages (default)
 #   scripts/install-deps.sh runtime   shared libraries only (the container image)
 #   scripts/install-deps.sh test      build + what the test suite drives
+#   scripts/install-deps.sh fuzz      build + clang and its libFuzzer runtime (make fuzz)
 #
 # Packages already present are not reinstalled; the script is quick on a
 # machine that has them.
@@ -16,13 +17,16 @@ what=${1:-build}
 runtime_pkgs="librdkafka1 libmongoc-1.0-0 libbson-1.0-0 libwebsockets17 libjansson4 libsqlite3-0 libssl3 ca-certificates"
 build_pkgs="build-essential pkg-config librdkafka-dev libmongoc-dev libbson-dev libwebsockets-dev libjansson-dev libsqlite3-dev libssl-dev uthash-dev"
 test_pkgs="libcmocka-dev kcat sqlite3 chromium docker-compose default-jdk-headless maven golang-go python3-pip"
+# clang only recommends its runtime, where libFuzzer lives.
+fuzz_pkgs="clang libclang-rt-14-dev"
 
 case "$what" in
   runtime) pkgs=$runtime_pkgs ;;
   build)   pkgs="$runtime_pkgs $build_pkgs" ;;
   test)    pkgs="$runtime_pkgs $build_pkgs $test_pkgs" ;;
-  -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-  *) echo "install-deps: unknown set '$what' (use build, runtime or test)" >&2; exit 2 ;;
+  fuzz)    pkgs="$runtime_pkgs $build_pkgs $fuzz_pkgs" ;;
+  -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+  *) echo "install-deps: unknown set '$what' (use build, runtime, test or fuzz)" >&2; exit 2 ;;
 esac
 
 missing=""
