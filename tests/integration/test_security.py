@@ -578,3 +578,18 @@ def test_sighup_rereads_the_keys_and_the_denylist_and_closes_revoked_connections
         await bob.close()
     asyncio.run(scenario())
     assert "the keys and deny-list in force are kept" in gw.log_text()
+
+
+def test_audience_and_issuer_are_checked_when_configured(gateway):
+    gw = jwt_gateway(gateway, args=["--jwt-audience", "gateway", "--jwt-issuer", "https://id"])
+    base = f"ws://127.0.0.1:{gw.port}/"
+
+    async def scenario():
+        assert (await closed_with(f"{base}?token={token('ann', aud='other', iss='https://id')}"))[0] == 1008
+        assert (await closed_with(f"{base}?token={token('ann', aud='gateway', iss='https://x')}"))[0] == 1008
+        assert (await closed_with(f"{base}?token={token('ann', iss='https://id')}"))[0] == 1008
+        async with websockets.connect(
+                f"{base}?token={token('ann', aud=['gateway', 'api'], iss='https://id')}") as ws:
+            await asyncio.sleep(0.3)
+            assert ws.close_code is None
+    asyncio.run(scenario())
