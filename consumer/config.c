@@ -270,18 +270,24 @@ static int check_auth(const struct config *c, const char *value, const char *sou
     return 0;
 }
 
+/* A list's check is its parse; the error says where the value came from. */
+static int from_source(int rc, const char *source, const char *why, char *errstr, size_t size)
+{
+    if (rc != 0)
+        snprintf(errstr, size, "%s: %s", source, why);
+    return rc;
+}
+
 static int check_origins(const struct config *c, const char *value, const char *source,
                          char *errstr, size_t size)
 {
     (void)c;
     struct origins o;
     char why[200];
-    if (origins_parse(&o, value, why, sizeof(why)) != 0) {
-        snprintf(errstr, size, "%s: %s", source, why);
-        return -1;
-    }
-    origins_free(&o);
-    return 0;
+    int rc = origins_parse(&o, value, why, sizeof(why));
+    if (rc == 0)
+        origins_free(&o);
+    return from_source(rc, source, why, errstr, size);
 }
 
 static int check_proxies(const struct config *c, const char *value, const char *source,
@@ -290,11 +296,7 @@ static int check_proxies(const struct config *c, const char *value, const char *
     (void)c;
     struct proxies px;
     char why[200];
-    if (proxies_parse(&px, value, why, sizeof(why)) != 0) {
-        snprintf(errstr, size, "%s: %s", source, why);
-        return -1;
-    }
-    return 0;
+    return from_source(proxies_parse(&px, value, why, sizeof(why)), source, why, errstr, size);
 }
 
 static int check_tls(const struct config *c, const char *value, const char *source,
