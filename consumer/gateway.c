@@ -24,6 +24,7 @@
 #include "timeutil.h"
 #include "webfiles.h"
 #include "ws_session.h"
+#include "ws_upgrade.h"
 #include "xalloc.h"
 
 #define WINDOW_BYTES (1u << 20) /* per connection, queued and unacknowledged */

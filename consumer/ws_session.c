@@ -3,9 +3,9 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "client_msg.h"
+#include "ws_upgrade.h"
 #include "log.h"
 #include "timeutil.h"
 #include "xalloc.h"
@@ -52,86 +52,6 @@ static void send_control(struct ws_session *s, const char *frame)
     s->ctl = xmalloc(s->ctl_len);
     memcpy(s->ctl, frame, s->ctl_len);
     lws_callback_on_writable(s->wsi);
-}
-
-/* A header's value in buf, or NULL when absent (or longer than buf). */
-static const char *header(struct lws *wsi, enum lws_token_indexes h, char *buf, size_t size)
-{
-    int len = lws_hdr_total_length(wsi, h);
-    if (len <= 0 || (size_t)len >= size || lws_hdr_copy(wsi, buf, (int)size, h) < 0)
-        return NULL;
-    return buf;
-}
-
-int ws_confirm_upgrade(struct ws_server *srv, struct lws *wsi)
-{
-    char up[32], origin[300], host[300];
-    /* Only WebSocket upgrades: HTTP/2 (h2c) in this libwebsockets has
-     * known defects. The header is read from the request, not from `in`,
-     * which this version may hand over already freed (CVE-2025-11677). */
-    if (!header(wsi, WSI_TOKEN_UPGRADE, up, sizeof(up)) || strcasecmp(up, "websocket") != 0)
-        return -1;
-    /* A CR or LF encoded in the URL (%0D) ends libwebsockets' reading of
-     * the request line there: the arguments are cut (userId=a%0Db reads as
-     * "a") and the HTTP version is never seen. Refuse rather than misread. */
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP) <= 0) {
-        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
-                               "malformed request line (a CR or LF in the URL?)");
-        return 1;
-    }
-    const char *o = header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin));
-    if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 && !o)
-        o = "oversized"; /* refused below, never let through */
-    if (origin_allowed(&srv->origins, o, header(wsi, WSI_TOKEN_HOST, host, sizeof(host))))
-        return 0;
-    srv->refused.origin++;
-    log_debug("refused a WebSocket from origin %.100s", o);
-    lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN,
-                           "this page's origin may not connect: see --allowed-origins");
-    return 1;
-}
-
-#define URL_ARGS_MAX 64
-
-/* The value of the query argument name ("userId="): its length, -1 when
- * absent, -2 when present but unusable: longer than buf, or holding a
- * control character such as a decoded CR (libwebsockets' own lookup would
- * silently cut the value there). The first of repeated ones counts. */
-static int url_arg(struct lws *wsi, const char *name, char *buf, size_t size)
-{
-    size_t nlen = strlen(name);
-    for (int n = 0; n < URL_ARGS_MAX; n++) {
-        int flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, n);
-        if (flen <= 0)
-            return -1;
-        char *frag = xmalloc((size_t)flen + 1);
-        int got = lws_hdr_copy_fragment(wsi, frag, flen + 1, WSI_TOKEN_HTTP_URI_ARGS, n);
-        int rc = -1;
-        if (got >= (int)nlen && strncmp(frag, name, nlen) == 0) {
-            size_t vlen = (size_t)got - nlen;
-            rc = vlen < size ? (int)vlen : -2;
-            for (size_t i = 0; rc >= 0 && i < vlen; i++)
-                if ((unsigned char)frag[nlen + i] < 0x20 || frag[nlen + i] == 0x7f)
-                    rc = -2;
-            if (rc >= 0) {
-                memcpy(buf, frag + nlen, vlen);
-                buf[vlen] = '\0';
-            }
-        }
-        free(frag);
-        if (rc != -1)
-            return rc;
-    }
-    return -1;
-}
-
-/* The client's address (behind trusted proxies, the one they name). */
-static void client_address(struct ws_server *srv, struct lws *wsi, char *out)
-{
-    char peer[PEER_ADDR_MAX], xff[512];
-    lws_get_peer_simple(wsi, peer, sizeof(peer));
-    peer_client_address(&srv->proxies, peer,
-                        header(wsi, WSI_TOKEN_X_FORWARDED_FOR, xff, sizeof(xff)), out);
 }
 
 /* The user known: joins the hub. */
@@ -181,19 +101,6 @@ static int accept_token(struct ws_server *srv, struct lws *wsi, struct ws_sessio
     return 0;
 }
 
-/* The token of the upgrade request: ?token= or "Authorization: Bearer";
- * its length, 0 if none, -1 if one is there but unusable. */
-static int request_token(struct lws *wsi, char *buf, size_t size)
-{
-    int n = url_arg(wsi, "token=", buf, size);
-    if (n != -1)
-        return n < 0 ? -1 : n;
-    if (lws_hdr_copy(wsi, buf, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION) <= 7 ||
-        strncasecmp(buf, "Bearer ", 7) != 0)
-        return 0;
-    memmove(buf, buf + 7, strlen(buf + 7) + 1);
-    return (int)strlen(buf);
-}
 
 int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session *s)
 {
@@ -206,7 +113,7 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
     s->counted = 1;
     if (*srv->stopping)
         return refuse(wsi, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
-    client_address(srv, wsi, s->addr);
+    ws_client_address(srv, wsi, s->addr);
     switch (peers_admit(srv->peers, s->addr, now_mono_ms())) {
     case PEER_OK:
         break;
@@ -221,14 +128,14 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
         return refuse(wsi, (enum lws_close_status)1013,
                       "connecting too fast from this address, try again later");
     }
-    int ulen = url_arg(wsi, "userId=", buf, sizeof(buf));
+    int ulen = ws_url_arg(wsi, "userId=", buf, sizeof(buf));
     if (ulen <= 0 && ulen != -2)
-        ulen = url_arg(wsi, "user_id=", buf, sizeof(buf));
+        ulen = ws_url_arg(wsi, "user_id=", buf, sizeof(buf));
     user = ulen > 0 ? buf : NULL;
     if (ulen == -2 || (user && !notification_user_valid(user, (size_t)ulen)))
         return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                       "invalid userId: 1 to 128 letters, digits or . _ - @ : + ~");
-    s->speaks_v2 = url_arg(wsi, "v=", v, sizeof(v)) == 1 && v[0] == '2';
+    s->speaks_v2 = ws_url_arg(wsi, "v=", v, sizeof(v)) == 1 && v[0] == '2';
 
     if (!auth_required(srv->auth)) {
         if (!user || !*user)
@@ -236,7 +143,7 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
                           "missing user: connect to ws://host:port/?userId=<user>");
         return join(srv, wsi, s, user);
     }
-    int len = request_token(wsi, token, sizeof(token));
+    int len = ws_request_token(wsi, token, sizeof(token));
     if (len < 0) {
         srv->refused.token++;
         return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,

@@ -76,11 +76,8 @@ struct ws_session {
     size_t rx_len;
 };
 
-/* LWS_CALLBACK_HTTP_CONFIRM_UPGRADE: only WebSocket, only from an allowed
- * Origin (else HTTP 403). LWS_CALLBACK_ESTABLISHED, _RECEIVE,
- * _SERVER_WRITEABLE and _CLOSED. Each returns what the callback must
- * return. */
-int ws_confirm_upgrade(struct ws_server *srv, struct lws *wsi);
+/* LWS_CALLBACK_ESTABLISHED, _RECEIVE, _SERVER_WRITEABLE and _CLOSED: each
+ * returns what the callback must return. */
 int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session *s);
 int ws_on_receive(struct ws_server *srv, struct lws *wsi, struct ws_session *s, const char *in,
                   size_t len);

@@ -1,0 +1,105 @@
+/* The upgrade request, read carefully: only WebSocket from an allowed
+ * Origin, a request line libwebsockets read whole, query arguments whole,
+ * the token it brings, the client's address. */
+#include "ws_upgrade.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "log.h"
+#include "xalloc.h"
+
+/* A header's value in buf, or NULL when absent (or longer than buf). */
+static const char *header(struct lws *wsi, enum lws_token_indexes h, char *buf, size_t size)
+{
+    int len = lws_hdr_total_length(wsi, h);
+    if (len <= 0 || (size_t)len >= size || lws_hdr_copy(wsi, buf, (int)size, h) < 0)
+        return NULL;
+    return buf;
+}
+
+int ws_confirm_upgrade(struct ws_server *srv, struct lws *wsi)
+{
+    char up[32], origin[300], host[300];
+    /* Only WebSocket upgrades: HTTP/2 (h2c) in this libwebsockets has
+     * known defects. The header is read from the request, not from `in`,
+     * which this version may hand over already freed (CVE-2025-11677). */
+    if (!header(wsi, WSI_TOKEN_UPGRADE, up, sizeof(up)) || strcasecmp(up, "websocket") != 0)
+        return -1;
+    /* A CR or LF encoded in the URL (%0D) ends libwebsockets' reading of
+     * the request line there: the arguments are cut (userId=a%0Db reads as
+     * "a") and the HTTP version is never seen. Refuse rather than misread. */
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP) <= 0) {
+        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
+                               "malformed request line (a CR or LF in the URL?)");
+        return 1;
+    }
+    const char *o = header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin));
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 && !o)
+        o = "oversized"; /* refused below, never let through */
+    if (origin_allowed(&srv->origins, o, header(wsi, WSI_TOKEN_HOST, host, sizeof(host))))
+        return 0;
+    srv->refused.origin++;
+    log_debug("refused a WebSocket from origin %.100s", o);
+    lws_return_http_status(wsi, HTTP_STATUS_FORBIDDEN,
+                           "this page's origin may not connect: see --allowed-origins");
+    return 1;
+}
+
+#define URL_ARGS_MAX 64
+
+/* The value of the query argument name ("userId="): its length, -1 when
+ * absent, -2 when present but unusable: longer than buf (libwebsockets'
+ * own lookup would return it cut), or holding a decoded control character.
+ * The first of repeated ones counts. */
+int ws_url_arg(struct lws *wsi, const char *name, char *buf, size_t size)
+{
+    size_t nlen = strlen(name);
+    for (int n = 0; n < URL_ARGS_MAX; n++) {
+        int flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, n);
+        if (flen <= 0)
+            return -1;
+        char *frag = xmalloc((size_t)flen + 1);
+        int got = lws_hdr_copy_fragment(wsi, frag, flen + 1, WSI_TOKEN_HTTP_URI_ARGS, n);
+        int rc = -1;
+        if (got >= (int)nlen && strncmp(frag, name, nlen) == 0) {
+            size_t vlen = (size_t)got - nlen;
+            rc = vlen < size ? (int)vlen : -2;
+            for (size_t i = 0; rc >= 0 && i < vlen; i++)
+                if ((unsigned char)frag[nlen + i] < 0x20 || frag[nlen + i] == 0x7f)
+                    rc = -2;
+            if (rc >= 0) {
+                memcpy(buf, frag + nlen, vlen);
+                buf[vlen] = '\0';
+            }
+        }
+        free(frag);
+        if (rc != -1)
+            return rc;
+    }
+    return -1;
+}
+
+/* The client's address (behind trusted proxies, the one they name). */
+void ws_client_address(struct ws_server *srv, struct lws *wsi, char *out)
+{
+    char peer[PEER_ADDR_MAX], xff[512];
+    lws_get_peer_simple(wsi, peer, sizeof(peer));
+    peer_client_address(&srv->proxies, peer,
+                        header(wsi, WSI_TOKEN_X_FORWARDED_FOR, xff, sizeof(xff)), out);
+}
+
+/* The token of the upgrade request: ?token= or "Authorization: Bearer";
+ * its length, 0 if none, -1 if one is there but unusable. */
+int ws_request_token(struct lws *wsi, char *buf, size_t size)
+{
+    int n = ws_url_arg(wsi, "token=", buf, size);
+    if (n != -1)
+        return n < 0 ? -1 : n;
+    if (lws_hdr_copy(wsi, buf, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION) <= 7 ||
+        strncasecmp(buf, "Bearer ", 7) != 0)
+        return 0;
+    memmove(buf, buf + 7, strlen(buf + 7) + 1);
+    return (int)strlen(buf);
+}
