@@ -111,8 +111,10 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
     s->wsi = wsi;
     srv->sessions++;
     s->counted = 1;
+    /* A new connection while draining: another gateway (or this one,
+     * restarted) will take it; the open ones get 1001 as they are closed. */
     if (*srv->stopping)
-        return refuse(wsi, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+        return refuse(wsi, (enum lws_close_status)1013, "server draining, try again later");
     ws_client_address(srv, wsi, s->addr);
     switch (peers_admit(srv->peers, s->addr, now_mono_ms())) {
     case PEER_OK:
