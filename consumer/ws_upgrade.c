@@ -97,9 +97,9 @@ int ws_request_token(struct lws *wsi, char *buf, size_t size)
     int n = ws_url_arg(wsi, "token=", buf, size);
     if (n != -1)
         return n < 0 ? -1 : n;
-    if (lws_hdr_copy(wsi, buf, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION) <= 7 ||
-        strncasecmp(buf, "Bearer ", 7) != 0)
+    int len = lws_hdr_copy(wsi, buf, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION);
+    if (len <= 7 || strncasecmp(buf, "Bearer ", 7) != 0)
         return 0;
-    memmove(buf, buf + 7, strlen(buf + 7) + 1);
-    return (int)strlen(buf);
+    memmove(buf, buf + 7, (size_t)len - 7 + 1); /* with its NUL */
+    return len - 7;
 }
