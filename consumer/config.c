@@ -68,6 +68,9 @@ static const struct setting settings[] = {
      "file of librdkafka key=value lines (credentials: sasl.password, ssl.key.password...); "
      "KAFKA_PROP_<NAME> variables are read too (KAFKA_PROP_SASL_PASSWORD), -X wins"},
     {.flag = "topic", "KAFKA_TOPIC", "notifications", STR, S(topic), "Kafka topic to consume"},
+    {.flag = "dlq-topic", "DLQ_TOPIC", "", STR, S(dlq_topic),
+     "Kafka topic for records that are not notifications, with the reason in a dlq.error "
+     "header (empty: the topic's name + .dlq; created when missing)"},
     {.flag = "group", "KAFKA_GROUP", "notification-group", STR, S(group), "Kafka consumer group"},
     {.flag = "store", "STORE_URI", "", STR, S(store),
      "offline store: mongodb://HOST:PORT/ or sqlite:PATH (empty: the --mongodb-uri server)",
@@ -454,6 +457,14 @@ static void resolve_store(struct config *c)
     c->store_uri = *c->store ? c->store : c->embedded ? EMBEDDED_STORE : c->mongodb_uri;
 }
 
+static void resolve_dlq(struct config *c)
+{
+    if (!*c->dlq_topic) {
+        snprintf(c->dlq_default, sizeof(c->dlq_default), "%s.dlq", c->topic);
+        c->dlq_topic = c->dlq_default;
+    }
+}
+
 /* With TLS, /healthz must stay reachable for plain health checks. */
 static void resolve_health(struct config *c)
 {
@@ -596,6 +607,7 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
     resolve_store(c);
     resolve_auth(c);
     resolve_health(c);
+    resolve_dlq(c);
     log_set_level(c->log_level); /* one of log_levels[], which log.c knows */
     return CONFIG_OK;
 }

@@ -13,6 +13,7 @@
 struct config {
     const char *brokers;
     const char *topic;
+    const char *dlq_topic; /* resolved: never empty once loaded (<topic>.dlq) */
     const char *group;
     const char *store; /* as given; the gateway opens store_uri */
     const char *mongodb_uri;
@@ -57,6 +58,7 @@ struct config {
     int connect_rate_per_address;
     int connect_burst_per_address;
     const char *trusted_proxies;
+    char dlq_default[300]; /* <topic>.dlq, when dlq_topic is not given */
     /* The store to open, never empty: --store, else the embedded mode's
      * SQLite file, else --mongodb-uri. Its scheme is mongodb://,
      * mongodb+srv:// or sqlite:. */

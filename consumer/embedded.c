@@ -253,8 +253,8 @@ static int listen_on(embedded_t *e, int port, char *errstr, size_t size)
     return 0;
 }
 
-embedded_t *embedded_start(const char *topic, int partitions, int port, char *errstr,
-                           size_t size)
+embedded_t *embedded_start(const char *topic, const char *dlq_topic, int partitions, int port,
+                           char *errstr, size_t size)
 {
     char err[512];
     embedded_t *e = xcalloc(1, sizeof(*e));
@@ -278,11 +278,14 @@ embedded_t *embedded_start(const char *topic, int partitions, int port, char *er
         snprintf(errstr, size, "cannot start the embedded broker (librdkafka mock cluster)");
         goto fail;
     }
-    rd_kafka_resp_err_t rerr = rd_kafka_mock_topic_create(e->mc, topic, partitions, 1);
-    if (rerr) {
-        snprintf(errstr, size, "cannot create topic %s on the embedded broker: %s", topic,
-                 rd_kafka_err2str(rerr));
-        goto fail;
+    const char *topics[] = {topic, dlq_topic};
+    for (size_t i = 0; i < 2; i++) {
+        rd_kafka_resp_err_t rerr = rd_kafka_mock_topic_create(e->mc, topics[i], partitions, 1);
+        if (rerr) {
+            snprintf(errstr, size, "cannot create topic %s on the embedded broker: %s",
+                     topics[i], rd_kafka_err2str(rerr));
+            goto fail;
+        }
     }
     e->bootstraps = xstrdup(rd_kafka_mock_cluster_bootstraps(e->mc));
     if (parse_target(e, errstr, size) != 0 ||

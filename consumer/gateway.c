@@ -55,6 +55,7 @@ struct gateway {
      * wait (the signal interrupts the wait; the tick bounds it anyway). */
     volatile sig_atomic_t stop_requested;
     volatile sig_atomic_t reload_requested;
+    int failed; /* stopping because the gateway cannot go on: gateway_run returns -1 */
     struct ws_server ws;
     auth_t *auth;
     struct http_server http;
@@ -118,6 +119,12 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         embedded_open(g->embedded);
         g->embedded_open = 1;
         say_ready(g);
+    }
+    const char *failed = kafka_status(g->pipe.kafka).failed;
+    if (failed && !g->stop_requested) {
+        log_error("cannot go on: %s", failed);
+        g->failed = 1;
+        g->stop_requested = 1;
     }
     hub_tick(g->pipe.hub, now_mono_ms());
     peers_sweep(g->ws.peers, now_mono_ms());
@@ -357,10 +364,16 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     if (listen_http(g, errstr, size) != 0)
         goto fail;
 
-    struct kafka_conf kc = {c->brokers, c->topic,    c->group,         c->kafka_props,
-                            c->embedded, NULL,        NULL,             &g->pipe.budget};
+    struct kafka_conf kc = {.brokers = c->brokers,
+                            .topic = c->topic,
+                            .group = c->group,
+                            .props = c->kafka_props,
+                            .embedded = c->embedded,
+                            .dlq_topic = c->dlq_topic,
+                            .budget = &g->pipe.budget};
     if (c->embedded) {
-        g->embedded = embedded_start(c->topic, EMBEDDED_PARTITIONS, c->embedded_port, errstr, size);
+        g->embedded = embedded_start(c->topic, c->dlq_topic, EMBEDDED_PARTITIONS,
+                                     c->embedded_port, errstr, size);
         if (!g->embedded)
             goto fail;
         kc.brokers = g->conf.brokers = embedded_bootstraps(g->embedded);
@@ -447,7 +460,7 @@ int gateway_run(gateway_t *g)
     kafka_close(g->pipe.kafka, (deadline > now_mono_ms() ? deadline : now_mono_ms()) + 1000);
     g->pipe.kafka = NULL;
     log_info("stopped");
-    return rc;
+    return g->failed ? -1 : rc;
 }
 
 void gateway_free(gateway_t *g)

@@ -130,7 +130,8 @@ struct kafka_status kafka_status(kafka_t *k)
 {
     pthread_mutex_lock(&k->lock);
     struct kafka_status st = {tracker_pending(k->tracker), k->assigned,
-                              atomic_load(&k->unreachable)};
+                              atomic_load(&k->unreachable), dlq_written(k->dlq),
+                              atomic_load(&k->failed) ? k->failure : NULL};
     pthread_mutex_unlock(&k->lock);
     return st;
 }
@@ -171,6 +172,28 @@ void kafka_batch_free(kafka_batch_t *b)
         record_msg_clear(&b->msgs[i]);
     budget_give(b->budget, BUDGET_HANDOFF, b->cost);
     free(b);
+}
+
+static void dlq_done(void *arg, int32_t partition, int64_t offset)
+{
+    struct part_offset done = {partition, offset};
+    kafka_offsets_done(arg, &done, 1);
+}
+
+/* The topic's partition count, for a dead-letter topic made to match; 1
+ * if the broker does not say. */
+static int partitions_of(rd_kafka_t *rk, const char *topic)
+{
+    const struct rd_kafka_metadata *md;
+    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+    int n = 1;
+    if (rd_kafka_metadata(rk, 0, t, &md, 2000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (md->topic_cnt == 1 && !md->topics[0].err && md->topics[0].partition_cnt > 0)
+            n = md->topics[0].partition_cnt;
+        rd_kafka_metadata_destroy(md);
+    }
+    rd_kafka_topic_destroy(t);
+    return n;
 }
 
 static void free_batch_msg(handoff_msg_t *m)
@@ -226,20 +249,36 @@ static void *consume_loop(void *arg)
 {
     kafka_t *k = arg;
     rd_kafka_message_t **rkms = xcalloc(BATCH_MAX, sizeof(*rkms));
-    struct part_offset *skipped = xcalloc(BATCH_MAX, sizeof(*skipped));
     char err[256];
     int64_t next_check = 0;
 
     while (!handoff_closed(k->batches)) {
         check_reachable(k, &next_check);
+        /* First the dead-letter topic: nothing is consumed that could not
+         * go there. Asked here, not at start, so that a broker that is
+         * down does not hold the gateway's start. */
+        if (!k->dlq_ready) {
+            int rc = dlq_ensure_topic(k->dlq, partitions_of(k->rk, k->topic), 2000, k->failure,
+                                      sizeof(k->failure));
+            if (rc < 0) {
+                atomic_store(&k->failed, 1);
+                break;
+            }
+            k->dlq_ready = rc == 0;
+            if (rc == 1 && !atomic_exchange(&k->unreachable, 1))
+                log_error("kafka: no broker answers: consuming waits until one does");
+            continue;
+        }
         /* What is handed to the loop counts against the budget: while it
          * is spent, poll nothing (librdkafka's own queue fills and it
          * stops fetching), or the hand-off would overshoot it. */
         if (budget_full(k->budget)) {
+            dlq_poll(k->dlq);
             handoff_pause(k->batches, 10);
             continue;
         }
-        size_t polled = poll_records(k, rkms), nskipped = 0;
+        dlq_poll(k->dlq);
+        size_t polled = poll_records(k, rkms);
         if (k->consumed)
             report_consumed(k, rkms, polled);
         if (!polled)
@@ -256,15 +295,14 @@ static void *consume_loop(void *arg)
                                          &b->msgs[b->n], err, sizeof(err)) == 0) {
                 b->n++; /* deliver */
             } else {
-                /* skip: done at once, so it never holds back its partition */
-                log_warn("skipping the message at %s partition %d offset %lld: %s", k->topic,
-                         (int)rkm->partition, (long long)rkm->offset, err);
-                skipped[nskipped++] = (struct part_offset){rkm->partition, rkm->offset};
+                /* Not a notification: to the dead-letter topic; its offset
+                 * completes once Kafka has it there. */
+                log_warn("dead-lettering the message at %s partition %d offset %lld: %s",
+                         k->topic, (int)rkm->partition, (long long)rkm->offset, err);
+                dlq_send(k->dlq, rkm, err);
             }
             rd_kafka_message_destroy(rkms[i]);
         }
-        if (nskipped)
-            kafka_offsets_done(k, skipped, nskipped);
         for (size_t i = 0; i < b->n; i++)
             b->cost += budget_cost(b->msgs[i].frame_len);
         budget_take(b->budget, BUDGET_HANDOFF, b->cost);
@@ -277,7 +315,6 @@ static void *consume_loop(void *arg)
         }
     }
     free(rkms);
-    free(skipped);
     return NULL;
 }
 
@@ -381,6 +418,11 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
         snprintf(errstr, size, "cannot subscribe to %s: %s", conf->topic, rd_kafka_err2str(rerr));
         goto fail;
     }
+    struct dlq_conf dc = {conf->brokers, conf->props, conf->topic, conf->dlq_topic, dlq_done, k};
+    k->dlq = dlq_new(&dc, errstr, size);
+    k->dlq_ready = conf->embedded; /* the embedded broker made it with the main topic */
+    if (!k->dlq)
+        goto fail;
     if (pthread_create(&k->thread, NULL, consume_loop, k) != 0) {
         snprintf(errstr, size, "cannot start the Kafka thread");
         goto fail;
@@ -444,6 +486,9 @@ void kafka_close(kafka_t *k, int64_t deadline_ms)
     if (!k)
         return;
     kafka_stop(k);
+    /* Before the last commit: what reaches the dead-letter topic by the
+     * deadline completes its offset. */
+    dlq_close(k->dlq, deadline_ms);
     if (k->rk)
         close_consumer(k, deadline_ms);
     handoff_free(k->batches, free_batch_msg);

@@ -26,6 +26,7 @@ struct kafka_conf {
     const char *const *props; /* "key=value" for librdkafka, NULL-ended; config.c
                                * has refused the keys set here */
     int embedded;             /* the broker is the in-process mock (embedded.h) */
+    const char *dlq_topic;    /* where records that are no notification go (dlq.h) */
     /* Told the bytes of messages read after each poll, and 0 when a poll
      * found nothing: the embedded broker paces its clients by it. */
     void (*consumed)(void *arg, size_t bytes);
@@ -62,6 +63,9 @@ struct kafka_status {
     size_t pending;  /* messages consumed and not yet committable */
     int assigned;    /* partitions the consumer group assigns to this gateway */
     int unreachable; /* no broker answers */
+    unsigned long dead_lettered; /* records written to the dead-letter topic */
+    const char *failed; /* why consuming stopped for good (the broker refused to create
+                           the dead-letter topic), or NULL */
 };
 struct kafka_status kafka_status(kafka_t *k);
 

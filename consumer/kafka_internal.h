@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "dlq.h"
 #include "kafka.h"
 
 #define RESETS_MAX 64
@@ -20,6 +21,10 @@ struct kafka {
     handoff_t *batches; /* to the loop; closed when consuming stops */
     pthread_t thread;
     int started;
+    dlq_t *dlq; /* the Kafka thread's, then kafka_close's */
+    int dlq_ready; /* its topic exists (Kafka thread) */
+    atomic_int failed; /* consuming cannot go on: failure says why (written first) */
+    char failure[512];
 
     atomic_int unreachable; /* every broker is down, as librdkafka last said */
     pthread_mutex_t lock; /* guards the tracker, assigned and resets */

@@ -23,6 +23,7 @@ static void get_healthz(void *ctx, http_request_t *req)
                      "{\"status\":\"%s\",\"kafka\":\"%s\",\"store\":\"%s\",\"users\":%zu,"
                      "\"connections\":%zu,\"inflight\":%zu,\"storeBacklog\":%zu,"
                      "\"storeFailures\":%lu,\"kafkaPending\":%zu,\"partitions\":%d,"
+                     "\"deadLettered\":%lu,"
                      "\"memory\":{\"budget\":%zu,\"used\":%zu,\"handoff\":%zu,\"windows\":%zu,"
                      "\"held\":%zu,\"storing\":%zu,\"full\":%s},"
                      "\"refused\":{\"origin\":%lu,\"addressLimit\":%lu,\"addressRate\":%lu,"
@@ -33,7 +34,7 @@ static void get_healthz(void *ctx, http_request_t *req)
                      kafka.unreachable ? "unreachable" : "ok", store.failing ? "failing" : "ok",
                      hub_user_count(p->hub), hub_conn_count(p->hub), hub_inflight_count(p->hub),
                      store_worker_backlog(p->store), store.failures, kafka.pending,
-                     kafka.assigned, b->limit, budget_used(b), budget_part(b, BUDGET_HANDOFF),
+                     kafka.assigned, kafka.dead_lettered, b->limit, budget_used(b), budget_part(b, BUDGET_HANDOFF),
                      budget_part(b, BUDGET_WINDOWS), budget_part(b, BUDGET_HELD),
                      budget_part(b, BUDGET_STORE), budget_full(b) ? "true" : "false", r->origin,
                      r->address_limit, r->address_rate, r->token);

@@ -6,6 +6,7 @@
 # Settings (environment):
 #   KAFKA_BOOTSTRAP     broker to talk to            (default kafka:9092)
 #   TOPIC               topic name                   (default notifications)
+#   DLQ_TOPIC           its dead-letter topic        (default $TOPIC.dlq)
 #   PARTITIONS          partitions of a new topic    (default 3)
 #   REPLICATION_FACTOR  replicas of a new topic      (default 1)
 #   WAIT_SECONDS        how long to wait for Kafka   (default 120)
@@ -13,6 +14,7 @@ set -eu
 
 bootstrap=${KAFKA_BOOTSTRAP:-kafka:9092}
 topic=${TOPIC:-notifications}
+dlq_topic=${DLQ_TOPIC:-$topic.dlq}
 partitions=${PARTITIONS:-3}
 replication=${REPLICATION_FACTOR:-1}
 wait_seconds=${WAIT_SECONDS:-120}
@@ -34,10 +36,12 @@ until "$topics" --bootstrap-server "$bootstrap" --list >/dev/null 2>&1; do
   sleep 2
 done
 
-"$topics" --bootstrap-server "$bootstrap" --create --if-not-exists \
-  --topic "$topic" --partitions "$partitions" --replication-factor "$replication"
+for t in "$topic" "$dlq_topic"; do
+  "$topics" --bootstrap-server "$bootstrap" --create --if-not-exists \
+    --topic "$t" --partitions "$partitions" --replication-factor "$replication"
+done
 
 # A topic made earlier keeps its partition count: show it rather than
 # alter it, since adding partitions moves users' keys to other partitions.
 "$topics" --bootstrap-server "$bootstrap" --describe --topic "$topic" | head -n 1
-echo "create-topics: topic '$topic' is ready"
+echo "create-topics: topics '$topic' and '$dlq_topic' are ready"

@@ -388,7 +388,10 @@ class KafkaServer:
             "num.partitions": "3",
             "default.replication.factor": "1",
             "min.insync.replicas": "1",
-            "auto.create.topics.enable": "true",
+            # As in production (and compose): a topic exists because someone
+            # made it, so the gateway's own creation of its dead-letter
+            # topic is what the tests see.
+            "auto.create.topics.enable": "false",
             "offsets.topic.replication.factor": "1",
             # 50 by default: fewer makes the first consumer group join faster.
             "offsets.topic.num.partitions": "5",

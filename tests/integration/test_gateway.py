@@ -11,6 +11,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 import pytest
 import websockets
@@ -302,13 +303,45 @@ def test_no_user_sees_or_acks_another_users_notifications(kafka, mongo, topic, m
     assert [d["id"] for d in stored(mongo, mongo_db_name, "alice")] == ["secret-1", "secret-2"]
 
 
-def test_malformed_messages_are_skipped_and_logged(kafka, topic, gateway):
+def dead_letters(kafka, topic: str, count: int, timeout: float = 20.0) -> list:
+    """The first COUNT records of TOPIC's dead-letter topic."""
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": f"dlq-{uuid.uuid4().hex[:8]}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([f"{topic}.dlq"])
+    got, deadline = [], time.monotonic() + timeout
+    try:
+        while len(got) < count and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m)
+    finally:
+        c.close()
+    assert len(got) == count, f"{len(got)} of {count} dead letters"
+    return got
+
+
+def committed(kafka, group: str, topic: str) -> dict:
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    res = kafka.admin().list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])
+    parts = res[group].result(10).topic_partitions
+    return {tp.partition: tp.offset for tp in parts if tp.topic == topic}
+
+
+def test_records_that_are_not_notifications_go_to_the_dead_letter_topic(kafka, topic, gateway,
+                                                                         gateway_group):
+    """Seed 001 dead-letters what fails validation: nothing is dropped. The
+    gateway creates <topic>.dlq (the broker creates no topic by itself),
+    writes each bad record there with its key, value and headers and why,
+    and only then lets its offset be committed."""
     gw = gateway()
     bad = [
         ("ghost", b"this is not json"),
         ("ghost", json.dumps({"id": "x", "message": "no user"}).encode()),
         ("ghost", json.dumps({"id": "y", "userId": "ghost"}).encode()),
         ("ghost", json.dumps({"id": "z", "userId": "bad user!", "message": "m"}).encode()),
+        ("ghost", json.dumps({"id": "w", "userId": "ghost", "message": "m",
+                              "type": "welcome"}).encode()),
     ]
 
     async def scenario():
@@ -319,10 +352,24 @@ def test_malformed_messages_are_skipped_and_logged(kafka, topic, gateway):
             await tab.wait_for(1)
             assert tab.ids == ["good"]
     run(scenario())
-    log = gw.log_text()
-    assert log.count("skipping the message at") == 4
-    assert "not valid JSON" in log and '"userId" is missing' in log and '"message" is missing' in log
-    assert gw.healthz() == 200
+    letters = dead_letters(kafka, topic, len(bad))
+    assert [m.value() for m in letters] == [v for _, v in bad]
+    assert all(m.key() == b"ghost" for m in letters)
+    headers = [dict((k, v.decode()) for k, v in m.headers()) for m in letters]
+    assert all(h["dlq.topic"] == topic for h in headers)
+    assert [h["dlq.offset"] for h in headers] == [str(i) for i in range(len(bad))]
+    assert "not valid JSON" in headers[0]["dlq.error"]
+    assert '"userId" is missing' in headers[1]["dlq.error"]
+    assert '"message" is missing' in headers[2]["dlq.error"]
+    assert "reserved" in headers[4]["dlq.error"]
+    gw.wait_health("dead letters counted", lambda h: h["deadLettered"] == len(bad))
+    assert gw.log_text().count("dead-lettering the message at") == len(bad)
+    assert "created the dead-letter topic" in gw.log_text()
+    # Everything done: the group commits past all six.
+    deadline = time.monotonic() + 15
+    while sum(o for o in committed(kafka, gateway_group, topic).values() if o > 0) < len(bad) + 1:
+        assert time.monotonic() < deadline, committed(kafka, gateway_group, topic)
+        time.sleep(0.3)
 
 
 def test_connection_without_a_user_is_refused_with_a_reason(gateway):
@@ -540,3 +587,45 @@ def test_bad_settings_get_a_clear_error():
         run_ = subprocess.run([str(GATEWAY_BIN), *args], capture_output=True, text=True, timeout=30)
         assert run_.returncode != 0, args
         assert says in run_.stderr, (args, run_.stderr)
+
+
+def test_a_dead_letter_topic_the_broker_will_not_create_stops_the_gateway_naming_it(gateway):
+    gw = gateway(args=["--dlq-topic", "no spaces allowed"], wait=False)
+    assert gw.proc.wait(timeout=30) == 1
+    log = gw.log_text()
+    assert "cannot go on: the dead-letter topic no spaces allowed" in log, log[-2000:]
+
+
+def test_a_dead_letter_outage_holds_the_partition_and_drops_nothing(kafka, topic, gateway,
+                                                                   gateway_group):
+    """The dead-letter topic deleted under the gateway: the bad record waits
+    (its partition's offset is not committed past it, later notifications
+    still arrive live), and once the topic is back it is written there and
+    the offset moves on."""
+    from confluent_kafka.admin import NewTopic
+    gw = gateway()
+    gw.wait_assigned()
+    admin = kafka.admin()
+    admin.delete_topics([f"{topic}.dlq"])[f"{topic}.dlq"].result(30)
+    deadline = time.monotonic() + 30
+    while f"{topic}.dlq" in admin.list_topics(timeout=5).topics:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+
+    async def scenario():
+        async with Tab(gw.ws_url("held")) as tab:
+            await asyncio.sleep(0.3)
+            produce(kafka.bootstrap, topic, [("held", b"not json"),
+                                             ("held", json.dumps(note("after", "held")).encode())])
+            await tab.wait_for(1)
+            assert tab.ids == ["after"]
+            await asyncio.sleep(3)  # commits every second: none may pass the bad record
+            assert sum(o for o in committed(kafka, gateway_group, topic).values() if o > 0) == 0
+    run(scenario())
+    kafka.create_topic(f"{topic}.dlq", partitions=3)
+    letters = dead_letters(kafka, topic, 1, timeout=30)
+    assert letters[0].value() == b"not json"
+    deadline = time.monotonic() + 15
+    while sum(o for o in committed(kafka, gateway_group, topic).values() if o > 0) < 2:
+        assert time.monotonic() < deadline, committed(kafka, gateway_group, topic)
+        time.sleep(0.3)
