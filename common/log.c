@@ -8,6 +8,7 @@
 #include <time.h>
 
 static enum log_level max_level = LOG_INFO;
+static int json; /* --log-format json */
 static const char *const names[] = {"error", "warn", "info", "debug"};
 
 int log_set_level(const char *name)
@@ -19,6 +20,60 @@ int log_set_level(const char *name)
         }
     }
     return -1;
+}
+
+int log_set_format(const char *name)
+{
+    if (strcmp(name, "text") != 0 && strcmp(name, "json") != 0)
+        return -1;
+    json = strcmp(name, "json") == 0;
+    return 0;
+}
+
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+static size_t utf8_len(const unsigned char *s, size_t n)
+{
+    size_t len = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
+    if (!len || len > n)
+        return 0;
+    for (size_t i = 1; i < len; i++)
+        if ((s[i] & 0xC0) != 0x80)
+            return 0;
+    return len;
+}
+
+/* text as a JSON string's contents into out (size bytes, NUL-ended): quote,
+ * backslash and control characters escaped, bytes that are not UTF-8 as
+ * U+FFFD, so that every line parses whatever a message quotes. */
+static void json_escape(const char *text, char *out, size_t size)
+{
+    const unsigned char *s = (const unsigned char *)text;
+    size_t o = 0, n = strlen(text);
+    for (size_t i = 0; i < n && o + 8 < size;) {
+        unsigned char c = s[i];
+        if (c == '"' || c == '\\') {
+            out[o++] = '\\';
+            out[o++] = (char)c;
+            i++;
+        } else if (c < 0x20) {
+            o += (size_t)snprintf(out + o, size - o, "\\u%04x", c);
+            i++;
+        } else if (c < 0x80) {
+            out[o++] = (char)c;
+            i++;
+        } else {
+            size_t len = utf8_len(s + i, n - i);
+            if (len) {
+                memcpy(out + o, s + i, len);
+                o += len;
+                i += len;
+            } else {
+                o += (size_t)snprintf(out + o, size - o, "\\ufffd");
+                i++;
+            }
+        }
+    }
+    out[o] = '\0';
 }
 
 void log_msg(enum log_level level, const char *fmt, ...)
@@ -41,5 +96,13 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_end(ap);
 
     /* One fprintf per line so lines from several threads do not interleave. */
-    fprintf(stderr, "%s.%03ldZ %-5s %s\n", when, (long)(tv.tv_usec / 1000), names[level], line);
+    if (json) {
+        char escaped[sizeof(line) * 2];
+        json_escape(line, escaped, sizeof(escaped));
+        fprintf(stderr, "{\"time\":\"%s.%03ldZ\",\"level\":\"%s\",\"msg\":\"%s\"}\n", when,
+                (long)(tv.tv_usec / 1000), names[level], escaped);
+    } else {
+        fprintf(stderr, "%s.%03ldZ %-5s %s\n", when, (long)(tv.tv_usec / 1000), names[level],
+                line);
+    }
 }

@@ -6,6 +6,9 @@ enum log_level { LOG_ERROR, LOG_WARN, LOG_INFO, LOG_DEBUG };
 
 /* Sets the highest level printed; returns -1 for an unknown name. */
 int log_set_level(const char *name);
+/* "text" (the default: time, level, message) or "json" (one object a line:
+ * time, level, msg); returns -1 for an unknown name. */
+int log_set_format(const char *name);
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 

@@ -48,6 +48,7 @@ static validate_fn check_store, check_mongodb_uri, check_auth, check_origins, ch
     check_tls, check_health_listen;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const log_formats[] = {"text", "json", NULL};
 
 #define S(field) offsetof(struct config, field)
 
@@ -58,7 +59,8 @@ static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL}
  * then by name what the kind or the value needs. */
 static const struct setting settings[] = {
     {.flag = "brokers", "KAFKA_BROKERS", "localhost:9092", STR, S(brokers),
-     "Kafka bootstrap servers, host:port[,host:port…]"},
+     "Kafka bootstrap servers, host:port[,host:port…] (KAFKA_BROKER is read too)",
+     .env_alias = "KAFKA_BROKER"},
     {.flag = "embedded", "EMBEDDED", "false", FLAG, S(embedded),
      "run an in-memory Kafka broker inside the gateway (development and demos; "
      "the store defaults to " EMBEDDED_STORE ")"},
@@ -76,7 +78,8 @@ static const struct setting settings[] = {
      "offline store: mongodb://HOST:PORT/ or sqlite:PATH (empty: the --mongodb-uri server)",
      .secret = 1, .validate = check_store},
     {.flag = "mongodb-uri", "MONGODB_URI", "mongodb://localhost:27017/", STR, S(mongodb_uri),
-     "MongoDB connection string for the offline store", .secret = 1,
+     "MongoDB connection string for the offline store (MONGOURI is read too)", .secret = 1,
+     .env_alias = "MONGOURI",
      .validate = check_mongodb_uri},
     {.flag = "mongodb-db", "MONGODB_DB", "notification_gateway", STR, S(mongodb_db),
      "MongoDB database (collection \"notifications\")"},
@@ -165,6 +168,9 @@ static const struct setting settings[] = {
      .validate = check_proxies},
     {.flag = "log-level", "LOG_LEVEL", "info", ENUM, S(log_level), "how much to log on stderr",
      .values = log_levels},
+    {.flag = "log-format", "LOG_FORMAT", "text", ENUM, S(log_format),
+     "log lines as text, or as one JSON object a line (time, level, msg) for log collectors",
+     .values = log_formats},
 };
 
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
@@ -609,6 +615,7 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
     resolve_health(c);
     resolve_dlq(c);
     log_set_level(c->log_level); /* one of log_levels[], which log.c knows */
+    log_set_format(c->log_format);
     return CONFIG_OK;
 }
 
@@ -642,6 +649,11 @@ void config_log(const struct config *c)
 {
     char buf[256];
 
-    for (size_t i = 0; i < NSETTINGS; i++)
-        log_info("setting %s = %s", settings[i].flag, value_text(c, &settings[i], buf, sizeof(buf)));
+    for (size_t i = 0; i < NSETTINGS; i++) {
+        const struct setting *s = &settings[i];
+        const char *env = getenv(s->env), *alias = s->env_alias ? getenv(s->env_alias) : NULL;
+        log_info("setting %s = %s", s->flag, value_text(c, s, buf, sizeof(buf)));
+        if ((!env || !*env) && alias && *alias)
+            log_info("  (from %s, read as another name for %s)", s->env_alias, s->env);
+    }
 }

@@ -21,6 +21,7 @@ struct config {
     const char *bind;
     const char *web_root;
     const char *log_level; /* one of error, warn, info, debug */
+    const char *log_format; /* text or json */
     int port;
     int embedded;
     int embedded_port;

@@ -253,6 +253,15 @@ static int listen_on(embedded_t *e, int port, char *errstr, size_t size)
     return 0;
 }
 
+static void on_mock_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    if (level <= 3)
+        log_error("embedded broker: %s: %s", fac, buf);
+    else
+        log_warn("embedded broker: %s: %s", fac, buf);
+}
+
 embedded_t *embedded_start(const char *topic, const char *dlq_topic, int partitions, int port,
                            char *errstr, size_t size)
 {
@@ -267,6 +276,7 @@ embedded_t *embedded_start(const char *topic, const char *dlq_topic, int partiti
     rd_kafka_conf_set(conf, "client.id", "embedded-broker", err, sizeof(err));
     /* Its only job is to own the mock: no notice that it has no brokers. */
     rd_kafka_conf_set(conf, "log_level", "4", err, sizeof(err));
+    rd_kafka_conf_set_log_cb(conf, on_mock_log); /* through log.h, as every line */
     e->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     if (!e->rk) {
         rd_kafka_conf_destroy(conf);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "gateway.h"
@@ -21,16 +22,47 @@ static void on_signal(int sig)
         gateway_request_stop(running);
 }
 
+/* libmongoc keeps performance counters in /dev/shm/mongoc-PID from its
+ * load-time constructor: before main, so before any log handler (its
+ * "Falling back to malloc" line is not in the log format), and a killed
+ * process leaves the file behind. They are only read by mongoc's own
+ * tools; libmongoc reads MONGOC_DISABLE_SHM at load, so the process starts
+ * itself again once with it set. */
+static void without_mongoc_shm(char **argv)
+{
+    if (getenv("MONGOC_DISABLE_SHM"))
+        return;
+    setenv("MONGOC_DISABLE_SHM", "1", 1);
+    execv("/proc/self/exe", argv);
+    /* No /proc: go on with the counters. */
+}
+
 int main(int argc, char **argv)
 {
+    without_mongoc_shm(argv);
     struct config conf;
     char err[512];
 
+    /* A bad setting is reported in the log format asked for, which
+     * config_load may not have reached: look for it first. */
+    const char *format = getenv("LOG_FORMAT");
+    for (int i = 1; i < argc; i++) {
+        if (strncmp(argv[i], "--log-format=", 13) == 0)
+            format = argv[i] + 13;
+        else if (strcmp(argv[i], "--log-format") == 0 && i + 1 < argc)
+            format = argv[i + 1];
+    }
+    int json = format && strcmp(format, "json") == 0;
+    if (json)
+        log_set_format("json");
     switch (config_load(&conf, argc, argv, err, sizeof(err))) {
     case CONFIG_EXIT_OK:
         return 0;
     case CONFIG_ERROR:
-        fprintf(stderr, "consumer: %s\n", err);
+        if (json)
+            log_error("%s", err);
+        else
+            fprintf(stderr, "consumer: %s\n", err);
         return 2;
     case CONFIG_OK:
         break;

@@ -17,7 +17,7 @@ import pytest
 import websockets
 from confluent_kafka import Producer
 
-from conftest import PRODUCER_BIN
+from conftest import GATEWAY_BIN, PRODUCER_BIN
 from servers import produce
 from wsclient import Tab, stalled_tab
 
@@ -629,3 +629,32 @@ def test_a_dead_letter_outage_holds_the_partition_and_drops_nothing(kafka, topic
     while sum(o for o in committed(kafka, gateway_group, topic).values() if o > 0) < 2:
         assert time.monotonic() < deadline, committed(kafka, gateway_group, topic)
         time.sleep(0.3)
+
+
+def test_json_logs_are_one_object_a_line_and_old_names_are_read(kafka, topic, gateway):
+    """--log-format json: every line the gateway writes parses, librdkafka's
+    and a dead letter's included; KAFKA_BROKER (seed 002's name) is read
+    for KAFKA_BROKERS, and the log says so."""
+    gw = gateway(brokers=None, env={"KAFKA_BROKER": kafka.bootstrap},
+                 args=["--log-format", "json"])
+    gw.wait_assigned()
+    produce(kafka.bootstrap, topic, [("j", b"not json"), ("j", json.dumps(note("j1", "j")).encode())])
+
+    async def scenario():
+        async with Tab(gw.ws_url("j")) as tab:
+            await tab.wait_for(1)
+    run(scenario())
+    gw.wait_health("the dead letter written", lambda h: h["deadLettered"] == 1)
+    assert gw.stop() == 0
+    lines = [l for l in gw.log_text().splitlines() if l.strip()]
+    records = [json.loads(l) for l in lines]  # every line, or this raises
+    assert all(set(r) == {"time", "level", "msg"} for r in records)
+    msgs = [r["msg"] for r in records]
+    assert any("read as another name for KAFKA_BROKERS" in m for m in msgs)
+    assert any(m.startswith("dead-lettering the message") and "not valid JSON" in m for m in msgs)
+    assert records[-1]["msg"] == "stopped"
+    # A bad setting is reported in the same form.
+    bad = subprocess.run([str(GATEWAY_BIN), "--log-format", "json", "--port", "0"],
+                         capture_output=True, text=True, timeout=10)
+    assert bad.returncode == 2
+    assert [json.loads(l)["level"] for l in bad.stderr.splitlines()] == ["error"]
