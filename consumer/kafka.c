@@ -130,8 +130,8 @@ struct kafka_status kafka_status(kafka_t *k)
 {
     pthread_mutex_lock(&k->lock);
     struct kafka_status st = {tracker_pending(k->tracker), k->assigned,
-                              atomic_load(&k->unreachable), dlq_written(k->dlq),
-                              atomic_load(&k->failed) ? k->failure : NULL};
+                              atomic_load(&k->unreachable), atomic_load(&k->joined),
+                              dlq_written(k->dlq), atomic_load(&k->failed) ? k->failure : NULL};
     pthread_mutex_unlock(&k->lock);
     return st;
 }

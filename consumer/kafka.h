@@ -63,6 +63,7 @@ struct kafka_status {
     size_t pending;  /* messages consumed and not yet committable */
     int assigned;    /* partitions the consumer group assigns to this gateway */
     int unreachable; /* no broker answers */
+    int joined;      /* a member of its consumer group (with or without partitions) */
     unsigned long dead_lettered; /* records written to the dead-letter topic */
     const char *failed; /* why consuming stopped for good (the broker refused to create
                            the dead-letter topic), or NULL */

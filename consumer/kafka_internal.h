@@ -27,6 +27,7 @@ struct kafka {
     char failure[512];
 
     atomic_int unreachable; /* every broker is down, as librdkafka last said */
+    atomic_int joined;      /* a member of the group: assigned (none counts), not lost */
     pthread_mutex_t lock; /* guards the tracker, assigned and resets */
     int assigned;         /* partitions assigned to this member */
     tracker_t *tracker;

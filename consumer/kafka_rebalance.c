@@ -74,6 +74,7 @@ void kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         : assign_failed(k, "assign", list, NULL, rd_kafka_assign(rk, parts)))
             return;
         held = count_assigned(k);
+        atomic_store(&k->joined, 1);
         log_info("assigned partitions [%s] of %s (%s rebalancing); %d held now", list, k->topic,
                  incremental ? "cooperative" : "eager", held);
         return;
@@ -83,6 +84,8 @@ void kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
      * has given them away already, so a commit for them fails; their new
      * owner consumes again from the last commit. */
     int lost = rd_kafka_assignment_lost(rk);
+    if (lost)
+        atomic_store(&k->joined, 0); /* until the group takes it back */
     if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
         log_warn("rebalance of %s failed: %s; giving up partitions [%s]", k->topic,
                  rd_kafka_err2str(err), list);

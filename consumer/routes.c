@@ -42,13 +42,46 @@ static void get_healthz(void *ctx, http_request_t *req)
                  "application/json", body, (size_t)n);
 }
 
+/* GET /readyz: whether a load balancer should send clients here: the
+ * consumer is a member of its group (with partitions or none, during a
+ * rebalance too), a broker answers, the store answers, and the gateway is
+ * not draining. 503 with the reasons otherwise. */
+static void get_readyz(void *ctx, http_request_t *req)
+{
+    const struct routes_view *v = ctx;
+    const struct pipeline *p = v->pipe;
+    struct kafka_status kafka = kafka_status(p->kafka);
+    const char *reasons[5];
+    size_t n = 0;
+    if (p->stopping)
+        reasons[n++] = "draining";
+    if (kafka.failed)
+        reasons[n++] = "kafka: consuming stopped (see the log)";
+    if (kafka.unreachable)
+        reasons[n++] = "kafka unreachable";
+    else if (!kafka.joined)
+        reasons[n++] = "not in the consumer group yet";
+    if (store_worker_health(p->store).failing)
+        reasons[n++] = "store failing";
+    char body[512];
+    int len = snprintf(body, sizeof(body), "{\"ready\":%s", n ? "false,\"reasons\":[" : "true");
+    for (size_t i = 0; i < n; i++)
+        len += snprintf(body + len, sizeof(body) - (size_t)len, "%s\"%s\"", i ? "," : "",
+                        reasons[i]);
+    len += snprintf(body + len, sizeof(body) - (size_t)len, "%s}\n", n ? "]" : "");
+    http_respond(req, n ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK, "application/json",
+                 body, (size_t)len);
+}
+
 /* The plain --health-listen port serves these only. */
 const struct http_route health_routes[] = {
     {"GET", "/healthz", 0, get_healthz},
+    {"GET", "/readyz", 0, get_readyz},
 };
 const size_t health_nroutes = sizeof(health_routes) / sizeof(health_routes[0]);
 
 const struct http_route gateway_routes[] = {
     {"GET", "/healthz", 0, get_healthz},
+    {"GET", "/readyz", 0, get_readyz},
 };
 const size_t gateway_nroutes = sizeof(gateway_routes) / sizeof(gateway_routes[0]);

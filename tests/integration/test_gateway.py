@@ -445,6 +445,28 @@ def test_http_serves_the_page_and_health(gateway):
         assert b"101" not in reply.split(b"\r\n")[0]
 
 
+def readyz(gw) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(gw.http_url("/readyz"), timeout=5) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def test_ready_in_the_group_with_or_without_partitions(kafka, gateway, request):
+    """Two gateways on a one-partition topic: both are ready, the one that
+    holds no partition too (it is in the group, mid-rebalance or not)."""
+    one = kafka.create_topic(f"t1-{request.node.name[-20:]}", partitions=1)
+    a, b = gateway(topic=one), gateway(topic=one)
+    for gw in (a, b):
+        deadline = time.monotonic() + 30
+        while readyz(gw)[0] != 200:
+            assert time.monotonic() < deadline, readyz(gw)
+            time.sleep(0.2)
+        assert readyz(gw) == (200, {"ready": True})
+    assert sorted(gw.health()["partitions"] for gw in (a, b)) == [0, 1]
+
+
 def test_health_says_what_is_down(gateway, tmp_path):
     """With no broker and no store answering, /healthz says which (and the
     gateway keeps serving); once the store comes up, it says so."""
@@ -459,6 +481,9 @@ def test_health_says_what_is_down(gateway, tmp_path):
         h = gw.health()
     assert h["status"] == "degraded" and h["kafka"] == "unreachable" and h["store"] == "failing"
     assert h["storeFailures"] >= 1
+    # Not ready, and why: a load balancer sends no one here.
+    assert readyz(gw) == (503, {"ready": False,
+                                "reasons": ["kafka unreachable", "store failing"]})
     db = MongoJavaServer().start(tmp_path / "store", port=store_port)
     try:
         deadline = time.monotonic() + 20
