@@ -140,6 +140,11 @@ static const struct setting settings[] = {
     {.flag = "token-denylist", "TOKEN_DENYLIST", "", STR, S(token_denylist),
      "file of revoked tokens: a jti, or sub:USER, a line; their connections close with 4003 "
      "(re-read with the keys on SIGHUP)"},
+    {.flag = "api-keys-file", "API_KEYS_FILE", "", STR, S(api_keys_file),
+     "file of NAME KEY lines: callers of /metrics send Authorization: Bearer KEY (re-read on "
+     "SIGHUP)"},
+    {.flag = "ops-open", "OPS_OPEN", "false", FLAG, S(ops_open),
+     "serve /metrics without a key (a trusted network; --embedded defaults to it)"},
     {.flag = "auth-timeout", "AUTH_TIMEOUT", "5", INT, S(auth_timeout_s),
      "seconds a connection may take to send its token as its first message", RANGE(1, 60)},
     {.flag = "tls-cert-file", "TLS_CERT_FILE", "", STR, S(tls_cert_file),
@@ -614,6 +619,10 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
     resolve_auth(c);
     resolve_health(c);
     resolve_dlq(c);
+    for (size_t i = 0; i < NSETTINGS; i++)
+        if (settings[i].offset == S(ops_open) && c->embedded &&
+            strncmp(sources[i], "default", 7) == 0)
+            c->ops_open = c->ops_open_defaulted = 1;
     log_set_level(c->log_level); /* one of log_levels[], which log.c knows */
     log_set_format(c->log_format);
     return CONFIG_OK;

@@ -46,7 +46,10 @@ struct config {
     const char *jwt_issuer;
     int jwt_leeway_s;
     int auth_timeout_s;
-    const char *token_denylist; /* revoked jti and sub:USER lines; re-read on SIGHUP */
+    const char *token_denylist;
+    const char *api_keys_file; /* NAME KEY lines for the operators' routes */
+    int ops_open;              /* /metrics without a key; embedded defaults to it */
+    int ops_open_defaulted; /* revoked jti and sub:USER lines; re-read on SIGHUP */
     /* Transport: wss:// and https:// with both files; /healthz then also on
      * the plain health_listen ("host:port"; resolved to 127.0.0.1:8084 with
      * TLS when not set, empty without). */

@@ -60,6 +60,7 @@ struct gateway {
     auth_t *auth;
     struct http_server http;
     struct routes_view view; /* what the HTTP handlers read */
+    api_keys_t *keys;        /* --api-keys-file, or NULL */
     struct lws_vhost *health_vhost; /* --health-listen, or NULL */
     struct http_server health_http;
     struct http_mounts health_mounts;
@@ -236,7 +237,8 @@ static int listen_http(gateway_t *g, char *errstr, size_t size)
     g->files.origin = c->web_root;
     g->files.def = "test.html";
     g->files.origin_protocol = LWSMPRO_FILE;
-    g->view = (struct routes_view){&g->pipe, &g->ws.refused};
+    g->view = (struct routes_view){&g->pipe, &g->ws, (const struct api_keys *const *)&g->keys,
+                                   c->ops_open};
     g->http = (struct http_server){gateway_routes, gateway_nroutes, &g->view};
 
     memset(&info, 0, sizeof(info));
@@ -331,6 +333,14 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     else
         log_info("auth: %s", auth_describe(g->auth, mode, sizeof(mode)));
     g->ws.auth = g->auth;
+    if (*c->api_keys_file) {
+        g->keys = api_keys_load(c->api_keys_file, errstr, size);
+        if (!g->keys)
+            goto fail;
+        log_info("API keys: %zu from %s", api_keys_count(g->keys), c->api_keys_file);
+    }
+    if (c->ops_open_defaulted)
+        log_warn("/metrics is open to anyone (the embedded default); OPS_OPEN=false closes it");
     /* config_load checked both lists. */
     origins_parse(&g->ws.origins, c->allowed_origins, errstr, size);
     proxies_parse(&g->ws.proxies, c->trusted_proxies, errstr, size);
@@ -405,6 +415,16 @@ void gateway_request_reload(gateway_t *g)
 static void reload(gateway_t *g)
 {
     char err[512];
+    if (*g->conf.api_keys_file) {
+        api_keys_t *keys = api_keys_load(g->conf.api_keys_file, err, sizeof(err));
+        if (!keys) {
+            log_error("SIGHUP: %s; the API keys in force are kept", err);
+        } else {
+            api_keys_free(g->keys);
+            g->keys = keys;
+            log_info("SIGHUP: %zu API keys re-read", api_keys_count(keys));
+        }
+    }
     if (!auth_required(g->auth)) {
         log_info("SIGHUP: nothing to re-read (--auth none)");
         return;
@@ -474,6 +494,7 @@ void gateway_free(gateway_t *g)
     store_worker_free(g->pipe.store);
     hub_free(g->pipe.hub);
     auth_free(g->auth);
+    api_keys_free(g->keys);
     origins_free(&g->ws.origins);
     peers_free(g->ws.peers);
     pipeline_clear(&g->pipe);

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "log.h"
 #include "xalloc.h"
@@ -183,6 +184,16 @@ void http_on_closed(struct http_session *s)
 const char *http_request_param(const http_request_t *req, const char *name)
 {
     return http_param(&req->params, name);
+}
+
+const char *http_request_bearer(const http_request_t *req, char *buf, size_t size)
+{
+    int len = req->wsi ? lws_hdr_total_length(req->wsi, WSI_TOKEN_HTTP_AUTHORIZATION) : 0;
+    if (len <= 7 || (size_t)len >= size ||
+        lws_hdr_copy(req->wsi, buf, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION) != len ||
+        strncasecmp(buf, "Bearer ", 7) != 0)
+        return NULL;
+    return buf + 7;
 }
 
 const char *http_request_body(const http_request_t *req, size_t *len)

@@ -36,6 +36,8 @@ int http_on_writeable(struct lws *wsi, struct http_session *s);
 void http_on_closed(struct http_session *s);
 
 const char *http_request_param(const http_request_t *req, const char *name);
+/* The request's "Authorization: Bearer" credential, in buf, or NULL. */
+const char *http_request_bearer(const http_request_t *req, char *buf, size_t size);
 /* The body read (NUL-terminated), and its length in *len. */
 const char *http_request_body(const http_request_t *req, size_t *len);
 

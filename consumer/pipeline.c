@@ -17,6 +17,7 @@ static void offset_done(void *ctx, int32_t partition, int64_t offset)
 
 static void on_stored(void *ctx, const struct store_result *r)
 {
+    ((struct pipeline *)ctx)->count.stored++;
     if (r->msg->partition >= 0)
         offset_done(ctx, r->msg->partition, r->msg->offset);
 }
@@ -30,6 +31,7 @@ static void store(void *ctx, const hub_msg_t *m)
 static void on_fetched(void *ctx, const struct store_result *r)
 {
     struct pipeline *p = ctx;
+    p->count.replayed += r->n;
     hub_fetch_done(p->hub, r->user, r->tag, r->msgs, r->n, r->more);
 }
 
@@ -74,6 +76,7 @@ void pipeline_take_work(struct pipeline *p)
             break;
         for (size_t i = 0; i < b->n; i++)
             hub_publish(p->hub, &b->msgs[i]);
+        p->count.consumed += b->n;
         kafka_batch_free(b);
     }
     pipeline_hand_on(p);

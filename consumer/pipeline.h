@@ -23,6 +23,12 @@ struct pipeline {
     int stopping; /* no more intake from Kafka */
     /* Every notification in memory counts against it (budget.h). */
     budget_t budget;
+    /* Since start, for /metrics (loop thread). */
+    struct {
+        unsigned long consumed; /* notifications taken from Kafka */
+        unsigned long stored;   /* durable in the offline store */
+        unsigned long replayed; /* read back from the store for a replay */
+    } count;
     /* Offsets completed during this turn (acks, durable puts). */
     struct part_offset *done;
     size_t ndone, done_cap;

@@ -3,8 +3,11 @@
 
 #include <libwebsockets.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "http.h"
+#include "log.h"
+#include "metrics.h"
 #include "pipeline.h"
 
 /* GET /healthz: what the gateway holds, and what it waits for: "ok",
@@ -14,7 +17,7 @@ static void get_healthz(void *ctx, http_request_t *req)
 {
     const struct routes_view *v = ctx;
     const struct pipeline *p = v->pipe;
-    const struct ws_refusals *r = v->refused;
+    const struct ws_refusals *r = &v->ws->refused;
     struct kafka_status kafka = kafka_status(p->kafka);
     struct store_health store = store_worker_health(p->store);
     const budget_t *b = &p->budget;
@@ -73,6 +76,50 @@ static void get_readyz(void *ctx, http_request_t *req)
                  body, (size_t)len);
 }
 
+static void respond_json(http_request_t *req, int status, const char *body)
+{
+    http_respond(req, status, "application/json", body, strlen(body));
+}
+
+/* Who may read the operators' routes: a listed API key, or anyone with
+ * --ops-open. Answers 401/403 itself and returns 0 when the caller may not
+ * go on. */
+static int operator_may(const struct routes_view *v, http_request_t *req)
+{
+    char bearer[API_KEY_MAX + 8];
+    const api_keys_t *keys = v->keys ? *v->keys : NULL;
+    if (v->ops_open)
+        return 1;
+    if (!keys) {
+        respond_json(req, HTTP_STATUS_FORBIDDEN,
+                     "{\"error\":\"no API keys configured: see --api-keys-file\"}\n");
+        return 0;
+    }
+    const char *key = http_request_bearer(req, bearer, sizeof(bearer));
+    if (!key) {
+        respond_json(req, HTTP_STATUS_UNAUTHORIZED,
+                     "{\"error\":\"send Authorization: Bearer <API key>\"}\n");
+        return 0;
+    }
+    const char *name = api_keys_match(keys, key, strlen(key));
+    if (!name) {
+        respond_json(req, HTTP_STATUS_FORBIDDEN, "{\"error\":\"not an API key of this gateway\"}\n");
+        return 0;
+    }
+    log_debug("%s read the metrics", name);
+    return 1;
+}
+
+/* GET /metrics: Prometheus text (metrics.c). */
+static void get_metrics(void *ctx, http_request_t *req)
+{
+    static char body[16384];
+    if (!operator_may(ctx, req))
+        return;
+    size_t len = metrics_render(ctx, body, sizeof(body));
+    http_respond(req, HTTP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", body, len);
+}
+
 /* The plain --health-listen port serves these only. */
 const struct http_route health_routes[] = {
     {"GET", "/healthz", 0, get_healthz},
@@ -83,5 +130,6 @@ const size_t health_nroutes = sizeof(health_routes) / sizeof(health_routes[0]);
 const struct http_route gateway_routes[] = {
     {"GET", "/healthz", 0, get_healthz},
     {"GET", "/readyz", 0, get_readyz},
+    {"GET", "/metrics", 0, get_metrics},
 };
 const size_t gateway_nroutes = sizeof(gateway_routes) / sizeof(gateway_routes[0]);

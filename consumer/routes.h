@@ -6,12 +6,15 @@
 #include <stddef.h>
 
 #include "http_route.h"
+#include "api_keys.h"
 #include "pipeline.h"
 #include "ws_session.h"
 
 struct routes_view {
     const struct pipeline *pipe;
-    const struct ws_refusals *refused;
+    const struct ws_server *ws;
+    const struct api_keys *const *keys; /* the gateway's, re-read on SIGHUP; may be NULL */
+    int ops_open;                        /* /metrics without a key (--ops-open) */
 };
 
 extern const struct http_route gateway_routes[];

@@ -187,8 +187,10 @@ static int on_message(struct ws_server *srv, struct lws *wsi, struct ws_session 
     }
     if (t == CLIENT_MSG_REFRESH && auth_required(srv->auth))
         return accept_token(srv, wsi, s, m.token, strlen(m.token), s->user);
-    if (t == CLIENT_MSG_ACK && hub_ack(srv->hub, s->conn, m.id) == 0)
+    if (t == CLIENT_MSG_ACK && hub_ack(srv->hub, s->conn, m.id) == 0) {
+        srv->acked++;
         srv->turn_work(srv->arg);
+    }
     return 0;
 }
 
@@ -269,6 +271,7 @@ int ws_on_writeable(struct ws_server *srv, struct lws *wsi, struct ws_session *s
         memcpy(out + used, frame, len);
         used += len;
         hub_frame_sent(srv->hub, s->conn, now);
+        srv->pushed++;
     }
     /* Whole frames built here, so lws sends them as they are; whatever the
      * socket does not take now, lws keeps and sends first next time. */

@@ -43,6 +43,8 @@ struct ws_server {
     struct proxies proxies;
     peers_t *peers;
     struct ws_refusals refused;
+    unsigned long pushed; /* notification frames written to sockets */
+    unsigned long acked;  /* acks that completed a notification this node held */
     size_t max_connections;
     const int *stopping; /* set: new connections are refused with 1001 */
     size_t sessions; /* open WebSocket connections, the hub's or not */

@@ -1,0 +1,115 @@
+/* The metrics table and its Prometheus text rendering. */
+#include "metrics.h"
+
+#include <stdio.h>
+
+/* Everything one rendering reads, taken once. */
+struct snapshot {
+    const struct routes_view *v;
+    struct kafka_status kafka;
+    struct store_health store;
+};
+
+typedef double value_fn(const struct snapshot *s);
+
+struct metric {
+    const char *name;
+    const char *type; /* "counter" or "gauge" */
+    const char *help;
+    const char *labels; /* "" or "{reason=\"origin\"}" */
+    value_fn *value;
+};
+
+#define P(s) ((s)->v->pipe)
+#define WS(s) ((s)->v->ws)
+
+static double consumed(const struct snapshot *s) { return (double)P(s)->count.consumed; }
+static double pushed(const struct snapshot *s) { return (double)WS(s)->pushed; }
+static double acked(const struct snapshot *s) { return (double)WS(s)->acked; }
+static double stored(const struct snapshot *s) { return (double)P(s)->count.stored; }
+static double replayed(const struct snapshot *s) { return (double)P(s)->count.replayed; }
+static double dead_lettered(const struct snapshot *s) { return (double)s->kafka.dead_lettered; }
+static double connections(const struct snapshot *s) { return (double)hub_conn_count(P(s)->hub); }
+static double users(const struct snapshot *s) { return (double)hub_user_count(P(s)->hub); }
+static double inflight(const struct snapshot *s) { return (double)hub_inflight_count(P(s)->hub); }
+static double store_backlog(const struct snapshot *s)
+{
+    return (double)store_worker_backlog(P(s)->store);
+}
+static double store_failures(const struct snapshot *s) { return (double)s->store.failures; }
+static double store_failing(const struct snapshot *s) { return s->store.failing; }
+static double kafka_pending(const struct snapshot *s) { return (double)s->kafka.pending; }
+static double partitions(const struct snapshot *s) { return s->kafka.assigned; }
+static double kafka_unreachable(const struct snapshot *s) { return s->kafka.unreachable; }
+static double memory_budget(const struct snapshot *s) { return (double)P(s)->budget.limit; }
+static double memory_used(const struct snapshot *s) { return (double)budget_used(&P(s)->budget); }
+static double intake_paused(const struct snapshot *s) { return budget_full(&P(s)->budget); }
+static double refused_origin(const struct snapshot *s) { return (double)WS(s)->refused.origin; }
+static double refused_limit(const struct snapshot *s)
+{
+    return (double)WS(s)->refused.address_limit;
+}
+static double refused_rate(const struct snapshot *s) { return (double)WS(s)->refused.address_rate; }
+static double refused_token(const struct snapshot *s) { return (double)WS(s)->refused.token; }
+
+static const struct metric metrics[] = {
+    {"gateway_notifications_consumed_total", "counter", "Notifications taken from Kafka.", "",
+     consumed},
+    {"gateway_notifications_pushed_total", "counter",
+     "Notification frames written to WebSocket connections.", "", pushed},
+    {"gateway_notifications_acknowledged_total", "counter",
+     "Acknowledgements that completed a notification.", "", acked},
+    {"gateway_notifications_stored_total", "counter",
+     "Notifications made durable in the offline store.", "", stored},
+    {"gateway_notifications_replayed_total", "counter",
+     "Notifications read back from the offline store for a replay.", "", replayed},
+    {"gateway_notifications_dead_lettered_total", "counter",
+     "Kafka records written to the dead-letter topic.", "", dead_lettered},
+    {"gateway_connections", "gauge", "Open WebSocket connections.", "", connections},
+    {"gateway_users_online", "gauge", "Users with at least one connection.", "", users},
+    {"gateway_notifications_in_flight", "gauge",
+     "Notifications pushed or queued and not yet acknowledged.", "", inflight},
+    {"gateway_store_backlog", "gauge", "Notifications handed to the store, not yet durable.", "",
+     store_backlog},
+    {"gateway_store_failures_total", "counter", "Offline-store calls that failed (each retried).",
+     "", store_failures},
+    {"gateway_store_failing", "gauge", "1 while the last call of a store lane failed.", "",
+     store_failing},
+    {"gateway_kafka_pending", "gauge",
+     "Kafka records consumed whose offsets cannot be committed yet.", "", kafka_pending},
+    {"gateway_kafka_partitions", "gauge", "Partitions assigned to this gateway.", "",
+     partitions},
+    {"gateway_kafka_unreachable", "gauge", "1 while no Kafka broker answers.", "",
+     kafka_unreachable},
+    {"gateway_memory_budget_bytes", "gauge", "The --memory-budget.", "", memory_budget},
+    {"gateway_memory_used_bytes", "gauge", "Notifications held in memory, by the budget's cost.",
+     "", memory_used},
+    {"gateway_intake_paused", "gauge", "1 while the memory budget is spent and Kafka waits.", "",
+     intake_paused},
+    {"gateway_connections_refused_total", "counter", "WebSocket connections refused, by reason.",
+     "{reason=\"origin\"}", refused_origin},
+    {"gateway_connections_refused_total", "counter", NULL, "{reason=\"address_limit\"}",
+     refused_limit},
+    {"gateway_connections_refused_total", "counter", NULL, "{reason=\"address_rate\"}",
+     refused_rate},
+    {"gateway_connections_refused_total", "counter", NULL, "{reason=\"token\"}", refused_token},
+};
+
+size_t metrics_render(const struct routes_view *v, char *buf, size_t size)
+{
+    struct snapshot s = {v, kafka_status(v->pipe->kafka), store_worker_health(v->pipe->store)};
+    size_t len = 0;
+    for (size_t i = 0; i < sizeof(metrics) / sizeof(metrics[0]) && len < size; i++) {
+        const struct metric *m = &metrics[i];
+        int n = 0;
+        if (m->help) /* a family's first line: the rest share its HELP and TYPE */
+            n = snprintf(buf + len, size - len, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help,
+                         m->name, m->type);
+        if (n > 0 && (size_t)n < size - len)
+            len += (size_t)n;
+        n = snprintf(buf + len, size - len, "%s%s %.17g\n", m->name, m->labels, m->value(&s));
+        if (n > 0 && (size_t)n < size - len)
+            len += (size_t)n;
+    }
+    return len;
+}
