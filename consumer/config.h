@@ -49,7 +49,9 @@ struct config {
     const char *token_denylist;
     const char *api_keys_file; /* NAME KEY lines for the operators' routes */
     int ops_open;              /* /metrics without a key; embedded defaults to it */
-    int ops_open_defaulted; /* revoked jti and sub:USER lines; re-read on SIGHUP */
+    int ops_open_defaulted;
+    int publish_max_bytes;  /* POST /api/notifications body */
+    int publish_timeout_s;  /* how long Kafka may take to have a publish */ /* revoked jti and sub:USER lines; re-read on SIGHUP */
     /* Transport: wss:// and https:// with both files; /healthz then also on
      * the plain health_listen ("host:port"; resolved to 127.0.0.1:8084 with
      * TLS when not set, empty without). */

@@ -19,6 +19,7 @@
 #include "hub.h"
 #include "log.h"
 #include "pipeline.h"
+#include "publish.h"
 #include "routes.h"
 #include "store.h"
 #include "timeutil.h"
@@ -49,6 +50,9 @@ struct gateway {
     embedded_t *embedded;
     int embedded_open; /* producers let in: the consumer has its partitions */
     lws_sorted_usec_list_t tick;
+    publisher_t *publisher;             /* POST /api/notifications */
+    lws_sorted_usec_list_t publish_tick; /* armed while it has messages out */
+    int publish_armed;
     lws_sorted_usec_list_t turn_end;
     int turn_end_scheduled;
     /* Set by a signal handler: a plain flag, read by the loop after each
@@ -131,6 +135,18 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     peers_sweep(g->ws.peers, now_mono_ms());
     pipeline_take_work(&g->pipe); /* also retries intake held back by a full store backlog */
     lws_sul_schedule(g->ctx, 0, &g->tick, on_tick, TICK_US);
+}
+
+/* Delivery reports of HTTP publishes, every few ms while some are out. */
+#define PUBLISH_POLL_US (5 * LWS_US_PER_MS)
+
+static void on_publish_tick(lws_sorted_usec_list_t *sul)
+{
+    gateway_t *g = lws_container_of(sul, gateway_t, publish_tick);
+    publish_poll(g->publisher);
+    g->publish_armed = publish_pending(g->publisher) > 0;
+    if (g->publish_armed)
+        lws_sul_schedule(g->ctx, 0, &g->publish_tick, on_publish_tick, PUBLISH_POLL_US);
 }
 
 /* The Kafka thread's reads pace the embedded broker's producers. */
@@ -238,7 +254,7 @@ static int listen_http(gateway_t *g, char *errstr, size_t size)
     g->files.def = "test.html";
     g->files.origin_protocol = LWSMPRO_FILE;
     g->view = (struct routes_view){&g->pipe, &g->ws, (const struct api_keys *const *)&g->keys,
-                                   c->ops_open};
+                                   c->ops_open, NULL, (size_t)c->publish_max_bytes};
     g->http = (struct http_server){gateway_routes, gateway_nroutes, &g->view};
 
     memset(&info, 0, sizeof(info));
@@ -393,6 +409,10 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     g->pipe.kafka = kafka_start(&kc, wake_loop, g, errstr, size);
     if (!g->pipe.kafka)
         goto fail;
+    g->publisher = g->view.publisher = publisher_new(kc.brokers, c->kafka_props, c->topic,
+                                                     c->publish_timeout_s * 1000, errstr, size);
+    if (!g->publisher)
+        goto fail;
     return g;
 
 fail:
@@ -453,6 +473,10 @@ int gateway_run(gateway_t *g)
             rc = -1;
             break;
         }
+        if (g->publisher && !g->publish_armed && publish_pending(g->publisher)) {
+            g->publish_armed = 1;
+            lws_sul_schedule(g->ctx, 0, &g->publish_tick, on_publish_tick, PUBLISH_POLL_US);
+        }
     }
 
     /* Wind down: no more intake; whatever clients hold unacknowledged goes
@@ -488,6 +512,8 @@ void gateway_free(gateway_t *g)
     if (!g)
         return;
     kafka_close(g->pipe.kafka, now_mono_ms() + 2000);
+    /* Its last reports answer requests: before the context goes. */
+    publisher_free(g->publisher);
     embedded_stop(g->embedded);
     if (g->ctx)
         lws_context_destroy(g->ctx);

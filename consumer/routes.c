@@ -81,15 +81,10 @@ static void respond_json(http_request_t *req, int status, const char *body)
     http_respond(req, status, "application/json", body, strlen(body));
 }
 
-/* Who may read the operators' routes: a listed API key, or anyone with
- * --ops-open. Answers 401/403 itself and returns 0 when the caller may not
- * go on. */
-static int operator_may(const struct routes_view *v, http_request_t *req)
+int api_key_caller(const struct routes_view *v, http_request_t *req)
 {
     char bearer[API_KEY_MAX + 8];
     const api_keys_t *keys = v->keys ? *v->keys : NULL;
-    if (v->ops_open)
-        return 1;
     if (!keys) {
         respond_json(req, HTTP_STATUS_FORBIDDEN,
                      "{\"error\":\"no API keys configured: see --api-keys-file\"}\n");
@@ -106,8 +101,15 @@ static int operator_may(const struct routes_view *v, http_request_t *req)
         respond_json(req, HTTP_STATUS_FORBIDDEN, "{\"error\":\"not an API key of this gateway\"}\n");
         return 0;
     }
-    log_debug("%s read the metrics", name);
+    log_debug("request with the API key of %s", name);
     return 1;
+}
+
+/* Who may read the operators' routes: an API key, or anyone with
+ * --ops-open. */
+static int operator_may(const struct routes_view *v, http_request_t *req)
+{
+    return v->ops_open || api_key_caller(v, req);
 }
 
 /* GET /metrics: Prometheus text (metrics.c). */
@@ -131,5 +133,7 @@ const struct http_route gateway_routes[] = {
     {"GET", "/healthz", 0, get_healthz},
     {"GET", "/readyz", 0, get_readyz},
     {"GET", "/metrics", 0, get_metrics},
+    /* The body's limit is PUBLISH_MAX_BYTES, checked by the handler. */
+    {"POST", "/api/notifications", 16u << 20, post_notifications},
 };
 const size_t gateway_nroutes = sizeof(gateway_routes) / sizeof(gateway_routes[0]);

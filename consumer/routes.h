@@ -7,6 +7,7 @@
 
 #include "http_route.h"
 #include "api_keys.h"
+#include "http.h"
 #include "pipeline.h"
 #include "ws_session.h"
 
@@ -15,7 +16,15 @@ struct routes_view {
     const struct ws_server *ws;
     const struct api_keys *const *keys; /* the gateway's, re-read on SIGHUP; may be NULL */
     int ops_open;                        /* /metrics without a key (--ops-open) */
+    struct publisher *publisher;         /* POST /api/notifications */
+    size_t publish_max;                  /* its body's bytes */
 };
+
+/* Whether the caller brought one of the API keys; answers 401/403 itself
+ * when not. */
+int api_key_caller(const struct routes_view *v, http_request_t *req);
+/* POST /api/notifications (routes_publish.c). */
+void post_notifications(void *ctx, http_request_t *req);
 
 extern const struct http_route gateway_routes[];
 extern const size_t gateway_nroutes;

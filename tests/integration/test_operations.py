@@ -85,3 +85,71 @@ def test_without_keys_metrics_are_closed_unless_opened(gateway):
     opened = gateway(args=["--ops-open"])
     status, text = get(opened, "/metrics")
     assert status == 200 and samples(text)[("gateway_users_online", frozenset())] == 0
+
+
+def post(gw, path: str, body: bytes, key: str | None = KEY,
+         content_type: str = "application/json") -> tuple[int, dict]:
+    req = urllib.request.Request(gw.http_url(path), data=body, method="POST",
+                                 headers={"Content-Type": content_type})
+    if key:
+        req.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def test_notifications_published_over_http_reach_their_users(gateway, tmp_path):
+    keys = tmp_path / "keys"
+    keys.write_text("backend " + KEY + "\n")
+    gw = gateway(args=["--api-keys-file", str(keys), "--publish-max-bytes", "2048"])
+    gw.wait_assigned()
+
+    async def scenario():
+        async with Tab(gw.ws_url("pam")) as tab:
+            # An array: the caller's id kept, a missing one made (UUIDv7).
+            status, body = await asyncio.to_thread(post, gw, "/api/notifications", json.dumps(
+                [{"id": "p-1", "userId": "pam", "message": "one"},
+                 {"userId": "pam", "message": "two", "type": "greeting"}]).encode())
+            assert status == 202 and body["ids"][0] == "p-1" and len(body["ids"]) == 2
+            await tab.wait_for(2)
+            assert tab.ids == body["ids"]
+            # NDJSON, one a line.
+            status, nd = await asyncio.to_thread(
+                post, gw, "/api/notifications",
+                b'{"id":"p-3","userId":"pam","message":"three"}\n'
+                b'{"id":"p-4","userId":"pam","message":"four"}\n', KEY, "application/x-ndjson")
+            assert (status, nd) == (202, {"ids": ["p-3", "p-4"]})
+            await tab.wait_for(4)
+            # All or nothing: every error listed, nothing sent.
+            status, bad = await asyncio.to_thread(post, gw, "/api/notifications", json.dumps(
+                [{"id": "p-5", "userId": "pam", "message": "fine"}, {"userId": "pam"},
+                 {"id": "p-7", "userId": "no one!", "message": "m"}]).encode())
+            assert status == 400
+            assert [e["index"] for e in bad["errors"]] == [1, 2]
+            assert '"message" is missing' in bad["errors"][0]["error"]
+            await tab.quiet_for(1.0)
+            assert "p-5" not in tab.ids
+    asyncio.run(scenario())
+    assert post(gw, "/api/notifications", b'{"userId":"pam","message":"m"}', key=None)[0] == 401
+    assert post(gw, "/api/notifications", b'{"userId":"pam","message":"m"}',
+                key="not-a-key-0123456789")[0] == 403
+    assert post(gw, "/api/notifications", b"[" + b'{"userId":"pam","message":"m"},' * 80 +
+                b"{}]")[0] == 413
+    assert post(gw, "/api/notifications", b"not json")[0] == 400
+
+
+def test_a_publish_kafka_cannot_take_is_503_with_its_ids(gateway, tmp_path):
+    from servers import free_port
+    keys = tmp_path / "keys"
+    keys.write_text("backend " + KEY + "\n")
+    gw = gateway(brokers=f"127.0.0.1:{free_port()}",
+                 args=["--api-keys-file", str(keys), "--publish-timeout", "2"])
+    status, body = post(gw, "/api/notifications",
+                        json.dumps({"id": "r-1", "userId": "rob", "message": "m"}).encode())
+    assert status == 503 and body["ids"] == ["r-1"] and "same ids" in body["error"]
+    # No keys configured: publishing is closed.
+    plain = gateway()
+    status, body = post(plain, "/api/notifications", b'{"userId":"u","message":"m"}')
+    assert status == 403 and "no API keys configured" in body["error"]

@@ -1,0 +1,144 @@
+/* The HTTP publishing producer. */
+#include "publish.h"
+
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "xalloc.h"
+
+struct publisher {
+    rd_kafka_t *rk;
+    char *topic;
+    size_t pending; /* messages not yet reported */
+};
+
+/* One request's notifications: done once all are reported. */
+struct batch {
+    size_t left;
+    char error[256]; /* the first failure, "" if none */
+    publish_done_fn *done;
+    void *arg;
+};
+
+static void finish_one(struct batch *b, const char *error)
+{
+    if (error && !b->error[0])
+        snprintf(b->error, sizeof(b->error), "%s", error);
+    if (--b->left == 0) {
+        b->done(b->arg, b->error[0] ? b->error : NULL);
+        free(b);
+    }
+}
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+    (void)rk;
+    struct publisher *p = opaque;
+    p->pending--;
+    finish_one(m->_private, m->err ? rd_kafka_err2str(m->err) : NULL);
+}
+
+static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
+{
+    (void)rk;
+    if (level <= 3 && strcmp(fac, "FAIL") != 0)
+        log_error("kafka (publisher) %s: %s", fac, buf);
+}
+
+/* The consumer's settings a producer shares: how to reach and log in. */
+static int shared_prop(const char *key)
+{
+    static const char *const prefixes[] = {"security.", "sasl.", "ssl.", "socket.",
+                                           "broker.",   "client.", "reconnect."};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (strncmp(key, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return 0;
+}
+
+publisher_t *publisher_new(const char *brokers, const char *const *props, const char *topic,
+                           int timeout_ms, char *errstr, size_t size)
+{
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    char err[512], timeout[16];
+    snprintf(timeout, sizeof(timeout), "%d", timeout_ms);
+    const char *ours[][2] = {{"bootstrap.servers", brokers},
+                             {"enable.idempotence", "true"},
+                             {"message.timeout.ms", timeout},
+                             {"linger.ms", "2"}};
+    for (const char *const *pr = props; pr && *pr; pr++) {
+        const char *eq = strchr(*pr, '=');
+        char key[256];
+        if (!eq || (size_t)(eq - *pr) >= sizeof(key))
+            continue;
+        snprintf(key, sizeof(key), "%.*s", (int)(eq - *pr), *pr);
+        if (shared_prop(key) && rd_kafka_conf_set(c, key, eq + 1, err, sizeof(err))) {
+            snprintf(errstr, size, "publisher, property %s: %s", key, err);
+            rd_kafka_conf_destroy(c);
+            return NULL;
+        }
+    }
+    for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
+        if (rd_kafka_conf_set(c, ours[i][0], ours[i][1], err, sizeof(err))) {
+            snprintf(errstr, size, "publisher, property %s: %s", ours[i][0], err);
+            rd_kafka_conf_destroy(c);
+            return NULL;
+        }
+    publisher_t *p = xcalloc(1, sizeof(*p));
+    rd_kafka_conf_set_dr_msg_cb(c, on_delivery);
+    rd_kafka_conf_set_log_cb(c, on_log);
+    rd_kafka_conf_set_opaque(c, p);
+    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    if (!p->rk) {
+        snprintf(errstr, size, "cannot create the publishing producer: %s", err);
+        rd_kafka_conf_destroy(c);
+        free(p);
+        return NULL;
+    }
+    p->topic = xstrdup(topic);
+    return p;
+}
+
+void publish(publisher_t *p, const struct publish_item *items, size_t n, publish_done_fn *done,
+             void *arg)
+{
+    struct batch *b = xcalloc(1, sizeof(*b));
+    b->left = n;
+    b->done = done;
+    b->arg = arg;
+    for (size_t i = 0; i < n; i++) {
+        rd_kafka_resp_err_t err = rd_kafka_producev(
+            p->rk, RD_KAFKA_V_TOPIC(p->topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+            RD_KAFKA_V_KEY(items[i].key, strlen(items[i].key)),
+            RD_KAFKA_V_VALUE((void *)items[i].value, items[i].len), RD_KAFKA_V_OPAQUE(b),
+            RD_KAFKA_V_END);
+        if (err)
+            finish_one(b, rd_kafka_err2str(err)); /* the queue is full: Kafka is behind */
+        else
+            p->pending++;
+    }
+}
+
+void publish_poll(publisher_t *p)
+{
+    if (p->pending)
+        rd_kafka_poll(p->rk, 0);
+}
+
+size_t publish_pending(const publisher_t *p)
+{
+    return p->pending;
+}
+
+void publisher_free(publisher_t *p)
+{
+    if (!p)
+        return;
+    rd_kafka_flush(p->rk, 2000);
+    rd_kafka_destroy(p->rk);
+    free(p->topic);
+    free(p);
+}
