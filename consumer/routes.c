@@ -135,5 +135,7 @@ const struct http_route gateway_routes[] = {
     {"GET", "/metrics", 0, get_metrics},
     /* The body's limit is PUBLISH_MAX_BYTES, checked by the handler. */
     {"POST", "/api/notifications", 16u << 20, post_notifications},
+    {"POST", "/publisher", 64u << 10, post_publisher},
+    {"POST", "/send-message", 64u << 10, post_send_message},
 };
 const size_t gateway_nroutes = sizeof(gateway_routes) / sizeof(gateway_routes[0]);

@@ -23,8 +23,11 @@ struct routes_view {
 /* Whether the caller brought one of the API keys; answers 401/403 itself
  * when not. */
 int api_key_caller(const struct routes_view *v, http_request_t *req);
-/* POST /api/notifications (routes_publish.c). */
+/* POST /api/notifications, and the seeds' /publisher and /send-message
+ * (routes_publish.c). */
 void post_notifications(void *ctx, http_request_t *req);
+void post_publisher(void *ctx, http_request_t *req);
+void post_send_message(void *ctx, http_request_t *req);
 
 extern const struct http_route gateway_routes[];
 extern const size_t gateway_nroutes;

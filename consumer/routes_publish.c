@@ -137,3 +137,28 @@ void post_notifications(void *ctx, http_request_t *req)
         notification_clear(&parsed[i]);
     free(parsed);
 }
+
+/* Seed 000's POST /publisher {"message"}: to everyone, which needs
+ * broadcast; said, never dropped silently. */
+void post_publisher(void *ctx, http_request_t *req)
+{
+    if (!api_key_caller(ctx, req))
+        return;
+    respond_json_value(req, 501,
+                       json_pack("{s:s}", "error",
+                                 "a notification to everyone needs broadcast, which this gateway "
+                                 "does not have yet: send to each user with POST "
+                                 "/api/notifications"));
+}
+
+/* Seed 001's POST /send-message {"from","to","message"}: "from" needs
+ * audiences; said, never dropped silently. */
+void post_send_message(void *ctx, http_request_t *req)
+{
+    if (!api_key_caller(ctx, req))
+        return;
+    respond_json_value(req, 501,
+                       json_pack("{s:s}", "error",
+                                 "\"from\" is not kept by this gateway yet: send {\"userId\": "
+                                 "<to>, \"message\": ...} to POST /api/notifications"));
+}
