@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <librdkafka/rdkafka.h>
+
 #define LINE_MAX_BYTES 4096
 #define PREFIX "KAFKA_PROP_"
 
@@ -96,6 +98,35 @@ int kafka_props_from_env(char *const *env, kafka_prop_fn *add, void *arg, char *
         snprintf(prop + o, sizeof(prop) - o, "=%s", eq + 1);
         if (add_from(add, arg, prop, where, errstr, size) != 0)
             return -1;
+    }
+    return 0;
+}
+
+static int shared_key(const char *key)
+{
+    static const char *const prefixes[] = {"security.", "sasl.", "ssl.", "socket.",
+                                           "broker.",   "client.", "reconnect."};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (strncmp(key, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return 0;
+}
+
+int kafka_props_for_producer(struct rd_kafka_conf_s *conf, const char *const *props,
+                             const char *who, char *errstr, size_t size)
+{
+    char err[256];
+    for (const char *const *p = props; p && *p; p++) {
+        const char *eq = strchr(*p, '=');
+        char key[256];
+        if (!eq || (size_t)(eq - *p) >= sizeof(key))
+            continue; /* config.c checked them */
+        snprintf(key, sizeof(key), "%.*s", (int)(eq - *p), *p);
+        if (shared_key(key) &&
+            rd_kafka_conf_set(conf, key, eq + 1, err, sizeof(err)) != RD_KAFKA_CONF_OK) {
+            snprintf(errstr, size, "%s, property %s: %s", who, key, err);
+            return -1;
+        }
     }
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kafka_props.h"
 #include "log.h"
 #include "timeutil.h"
 #include "xalloc.h"
@@ -86,18 +87,6 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
         log_warn("kafka (dead-letter producer) %s: %s", fac, buf);
 }
 
-/* The consumer's properties that a producer shares: where and how to
- * connect. The rest (session.timeout.ms...) are the consumer's alone. */
-static int shared_prop(const char *key)
-{
-    static const char *const prefixes[] = {"security.", "sasl.", "ssl.", "socket.",
-                                           "broker.",   "client.", "reconnect."};
-    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
-        if (strncmp(key, prefixes[i], strlen(prefixes[i])) == 0)
-            return 1;
-    return 0;
-}
-
 static int set(rd_kafka_conf_t *c, const char *key, const char *value, char *errstr, size_t size)
 {
     char err[256];
@@ -175,15 +164,8 @@ dlq_t *dlq_new(const struct dlq_conf *conf, char *errstr, size_t size)
     d->dlq_topic = xstrdup(conf->dlq_topic);
     d->topic = xstrdup(conf->topic);
 
-    for (const char *const *p = conf->props; p && *p; p++) {
-        const char *eq = strchr(*p, '=');
-        char key[256];
-        if (!eq || (size_t)(eq - *p) >= sizeof(key))
-            continue; /* config.c checked them */
-        snprintf(key, sizeof(key), "%.*s", (int)(eq - *p), *p);
-        if (shared_prop(key) && set(c, key, eq + 1, errstr, size) != 0)
-            goto fail;
-    }
+    if (kafka_props_for_producer(c, conf->props, "dead-letter producer", errstr, size) != 0)
+        goto fail;
     if (set(c, "bootstrap.servers", conf->brokers, errstr, size) ||
         set(c, "enable.idempotence", "true", errstr, size) ||
         set(c, "message.timeout.ms", "0", errstr, size) || /* never give up */

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errstr.h"
 #include "jwt_internal.h"
 
 /* The key for a token's header: by kid when it has one, else the only key
@@ -28,13 +29,13 @@ static const struct key *pick_key(const jwt_keys_t *keys, const char *alg, const
     }
     if (!found) {
         if (kid)
-            jwt_fail(errstr, size, "%s", "no key has the token's kid");
+            errstr_set(errstr, size, "%s", "no key has the token's kid");
         else
-            jwt_fail(errstr, size, "the token's algorithm is not %s", keys->algs);
+            errstr_set(errstr, size, "the token's algorithm is not %s", keys->algs);
         return NULL;
     }
     if (strcmp(jwt_alg_names[found->alg], alg) != 0) {
-        jwt_fail(errstr, size, "the token's algorithm is not its key's (%s)", jwt_alg_names[found->alg]);
+        errstr_set(errstr, size, "the token's algorithm is not its key's (%s)", jwt_alg_names[found->alg]);
         return NULL;
     }
     return found;
@@ -174,11 +175,11 @@ enum jwt_result jwt_verify(const jwt_keys_t *keys, const struct jwt_rules *rules
                            struct jwt_claims *claims, char *errstr, size_t size)
 {
     if (len == 0 || len > JWT_TOKEN_MAX)
-        return jwt_fail(errstr, size, "%s", "the token is empty or over 8192 bytes"), JWT_INVALID;
+        return errstr_set(errstr, size, "%s", "the token is empty or over 8192 bytes"), JWT_INVALID;
     const char *dot1 = memchr(token, '.', len);
     const char *dot2 = dot1 ? memchr(dot1 + 1, '.', len - (size_t)(dot1 + 1 - token)) : NULL;
     if (!dot2 || memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token)))
-        return jwt_fail(errstr, size, "%s", "not a signed JWT (three parts joined by dots)"),
+        return errstr_set(errstr, size, "%s", "not a signed JWT (three parts joined by dots)"),
                JWT_INVALID;
 
     json_t *header = json_part(token, (size_t)(dot1 - token));
@@ -187,7 +188,7 @@ enum jwt_result jwt_verify(const jwt_keys_t *keys, const struct jwt_rules *rules
     const struct key *k = NULL;
     enum jwt_result r = JWT_INVALID;
     if (!alg || (kid && !json_is_string(kid)) || json_object_get(header, "crit")) {
-        jwt_fail(errstr, size, "%s", "the token's header is malformed or has \"crit\"");
+        errstr_set(errstr, size, "%s", "the token's header is malformed or has \"crit\"");
         goto out;
     }
     k = pick_key(keys, alg, kid ? json_string_value(kid) : NULL, errstr, size);
@@ -199,17 +200,17 @@ enum jwt_result jwt_verify(const jwt_keys_t *keys, const struct jwt_rules *rules
     const char *sig_b64 = dot2 + 1;
     if (jwt_b64url_decode(sig_b64, len - (size_t)(sig_b64 - token), sig, sizeof(sig), &sig_len) ||
         verify_signature(k, token, (size_t)(dot2 - token), sig, sig_len) != 0) {
-        jwt_fail(errstr, size, "%s", "the token's signature does not verify");
+        errstr_set(errstr, size, "%s", "the token's signature does not verify");
         goto out;
     }
     json_t *payload = json_part(dot1 + 1, (size_t)(dot2 - dot1 - 1));
     if (!payload) {
-        jwt_fail(errstr, size, "%s", "the token's claims are not a JSON object");
+        errstr_set(errstr, size, "%s", "the token's claims are not a JSON object");
         goto out;
     }
     const char *why = refuse_claims(payload, rules, now_s, &r);
     if (why)
-        jwt_fail(errstr, size, "%s", why);
+        errstr_set(errstr, size, "%s", why);
     else
         take_claims(payload, claims);
     json_decref(payload);

@@ -29,10 +29,6 @@ struct jwt_keys {
     char algs[32];
 };
 
-/* printf into errstr; returns -1. */
-__attribute__((format(printf, 3, 4))) int jwt_fail(char *errstr, size_t size, const char *fmt,
-                                                   ...);
-
 /* base64url without padding (RFC 7515 §2); -1 on any other character or
  * when out (cap bytes) cannot hold it. */
 int jwt_b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap,

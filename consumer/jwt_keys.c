@@ -12,19 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "errstr.h"
 #include "jwt_internal.h"
 #include "xalloc.h"
 
 const char *const jwt_alg_names[] = {"HS256", "RS256", "ES256"};
-
-int jwt_fail(char *errstr, size_t size, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(errstr, size, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 int jwt_b64url_decode(const char *in, size_t len, unsigned char *out, size_t cap,
                       size_t *out_len)
@@ -65,7 +57,7 @@ static char *read_key_file(const char *path, size_t *len, char *errstr, size_t s
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        jwt_fail(errstr, size, "cannot open %s", path);
+        errstr_set(errstr, size, "cannot open %s", path);
         return NULL;
     }
     char *buf = xmalloc(KEY_FILE_MAX + 1);
@@ -74,7 +66,7 @@ static char *read_key_file(const char *path, size_t *len, char *errstr, size_t s
     fclose(f);
     if (bad) {
         free(buf);
-        jwt_fail(errstr, size, "cannot read %s, or it is over 256 KiB", path);
+        errstr_set(errstr, size, "cannot read %s, or it is over 256 KiB", path);
         return NULL;
     }
     buf[*len] = '\0';
@@ -119,7 +111,7 @@ const char *jwt_keys_algorithms(const jwt_keys_t *keys)
 jwt_keys_t *jwt_keys_secret(const unsigned char *secret, size_t len, char *errstr, size_t size)
 {
     if (len < 32) {
-        jwt_fail(errstr, size, "%s", "the HS256 secret is shorter than 32 bytes; use 32 random bytes "
+        errstr_set(errstr, size, "%s", "the HS256 secret is shorter than 32 bytes; use 32 random bytes "
                                  "or more (e.g. openssl rand -hex 32)");
         return NULL;
     }
@@ -152,7 +144,7 @@ static int alg_of(EVP_PKEY *pkey, char *errstr, size_t size)
 {
     if (EVP_PKEY_is_a(pkey, "RSA")) {
         if (EVP_PKEY_get_bits(pkey) < 2048)
-            return jwt_fail(errstr, size, "%s", "RSA keys under 2048 bits are refused");
+            return errstr_set(errstr, size, "%s", "RSA keys under 2048 bits are refused");
         return RS256;
     }
     char group[64];
@@ -161,20 +153,20 @@ static int alg_of(EVP_PKEY *pkey, char *errstr, size_t size)
                                        NULL) &&
         strcmp(group, "prime256v1") == 0)
         return ES256;
-    return jwt_fail(errstr, size, "%s", "only RSA (RS256) and P-256 (ES256) public keys are supported");
+    return errstr_set(errstr, size, "%s", "only RSA (RS256) and P-256 (ES256) public keys are supported");
 }
 
 jwt_keys_t *jwt_keys_pem_file(const char *path, char *errstr, size_t size)
 {
     FILE *f = fopen(path, "r");
     if (!f) {
-        jwt_fail(errstr, size, "cannot open %s", path);
+        errstr_set(errstr, size, "cannot open %s", path);
         return NULL;
     }
     EVP_PKEY *pkey = PEM_read_PUBKEY(f, NULL, NULL, NULL);
     fclose(f);
     if (!pkey) {
-        jwt_fail(errstr, size, "%s holds no PEM public key (-----BEGIN PUBLIC KEY-----)", path);
+        errstr_set(errstr, size, "%s holds no PEM public key (-----BEGIN PUBLIC KEY-----)", path);
         return NULL;
     }
     int alg = alg_of(pkey, errstr, size);
@@ -259,21 +251,21 @@ static int add_jwk(jwt_keys_t *keys, json_t *jwk, size_t index, char *errstr, si
     if (use && strcmp(use, "sig") != 0)
         return 0; /* an encryption key: not for tokens */
     if (!kty)
-        return jwt_fail(errstr, size, "%s has no \"kty\"", where);
+        return errstr_set(errstr, size, "%s has no \"kty\"", where);
     if (kid && strlen(kid) > KID_MAX)
-        return jwt_fail(errstr, size, "%s: \"kid\" is over 128 bytes", where);
+        return errstr_set(errstr, size, "%s: \"kid\" is over 128 bytes", where);
     if (keys->n == KEYS_MAX)
-        return jwt_fail(errstr, size, "%s", "more than 32 keys");
+        return errstr_set(errstr, size, "%s", "more than 32 keys");
     EVP_PKEY *pkey = strcmp(kty, "RSA") == 0 ? rsa_jwk(jwk)
                      : strcmp(kty, "EC") == 0 ? ec_jwk(jwk)
                                               : NULL;
     if (!pkey)
-        return jwt_fail(errstr, size,
+        return errstr_set(errstr, size,
                     "%s is not an RSA or P-256 public key (symmetric \"oct\" keys are not read "
                     "from a JWKS file: use JWT_SECRET)", where);
     int a = alg_of(pkey, errstr, size);
     if (a >= 0 && alg && strcmp(alg, jwt_alg_names[a]) != 0)
-        a = jwt_fail(errstr, size, "%s: its \"alg\" does not match its type", where);
+        a = errstr_set(errstr, size, "%s: its \"alg\" does not match its type", where);
     if (a < 0) {
         EVP_PKEY_free(pkey);
         return -1;

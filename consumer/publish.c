@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kafka_props.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -48,17 +49,6 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
         log_error("kafka (publisher) %s: %s", fac, buf);
 }
 
-/* The consumer's settings a producer shares: how to reach and log in. */
-static int shared_prop(const char *key)
-{
-    static const char *const prefixes[] = {"security.", "sasl.", "ssl.", "socket.",
-                                           "broker.",   "client.", "reconnect."};
-    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
-        if (strncmp(key, prefixes[i], strlen(prefixes[i])) == 0)
-            return 1;
-    return 0;
-}
-
 publisher_t *publisher_new(const char *brokers, const char *const *props, const char *topic,
                            int timeout_ms, char *errstr, size_t size)
 {
@@ -69,17 +59,9 @@ publisher_t *publisher_new(const char *brokers, const char *const *props, const 
                              {"enable.idempotence", "true"},
                              {"message.timeout.ms", timeout},
                              {"linger.ms", "2"}};
-    for (const char *const *pr = props; pr && *pr; pr++) {
-        const char *eq = strchr(*pr, '=');
-        char key[256];
-        if (!eq || (size_t)(eq - *pr) >= sizeof(key))
-            continue;
-        snprintf(key, sizeof(key), "%.*s", (int)(eq - *pr), *pr);
-        if (shared_prop(key) && rd_kafka_conf_set(c, key, eq + 1, err, sizeof(err))) {
-            snprintf(errstr, size, "publisher, property %s: %s", key, err);
-            rd_kafka_conf_destroy(c);
-            return NULL;
-        }
+    if (kafka_props_for_producer(c, props, "publisher", errstr, size) != 0) {
+        rd_kafka_conf_destroy(c);
+        return NULL;
     }
     for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
         if (rd_kafka_conf_set(c, ours[i][0], ours[i][1], err, sizeof(err))) {
