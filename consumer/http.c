@@ -24,6 +24,13 @@ struct http_request {
     char content_type[64];
     char *resp;
     size_t resp_len;
+    /* Headers beyond the common ones ("name:" and value), added before
+     * the answer. */
+    struct {
+        char name[40];
+        char value[200];
+    } extra[HTTP_EXTRA_HEADERS];
+    int nextra;
 };
 
 /* By lws's LWSHUMETH_* index; HEAD is matched as GET. */
@@ -149,8 +156,14 @@ int http_on_writeable(struct lws *wsi, struct http_session *s)
         unsigned char buf[LWS_PRE + RESPONSE_HEADERS];
         unsigned char *p = buf + LWS_PRE, *end = buf + sizeof(buf);
         if (lws_add_http_common_headers(wsi, (unsigned int)req->status, req->content_type,
-                                        req->resp_len, &p, end) ||
-            lws_finalize_write_http_header(wsi, buf + LWS_PRE, &p, end))
+                                        req->resp_len, &p, end))
+            return 1;
+        for (int i = 0; i < req->nextra; i++)
+            if (lws_add_http_header_by_name(wsi, (const unsigned char *)req->extra[i].name,
+                                            (const unsigned char *)req->extra[i].value,
+                                            (int)strlen(req->extra[i].value), &p, end))
+                return 1;
+        if (lws_finalize_write_http_header(wsi, buf + LWS_PRE, &p, end))
             return 1;
         req->headers_sent = 1;
         if (!req->head) {
@@ -184,6 +197,24 @@ void http_on_closed(struct http_session *s)
 const char *http_request_param(const http_request_t *req, const char *name)
 {
     return http_param(&req->params, name);
+}
+
+void http_add_header(http_request_t *req, const char *name, const char *value)
+{
+    if (req->nextra == HTTP_EXTRA_HEADERS)
+        return;
+    snprintf(req->extra[req->nextra].name, sizeof(req->extra[0].name), "%s", name);
+    snprintf(req->extra[req->nextra].value, sizeof(req->extra[0].value), "%s", value);
+    req->nextra++;
+}
+
+const char *http_request_header(const http_request_t *req, enum lws_token_indexes h, char *buf,
+                                size_t size)
+{
+    int len = req->wsi ? lws_hdr_total_length(req->wsi, h) : 0;
+    if (len <= 0 || (size_t)len >= size || lws_hdr_copy(req->wsi, buf, (int)size, h) != len)
+        return NULL;
+    return buf;
 }
 
 const char *http_request_bearer(const http_request_t *req, char *buf, size_t size)

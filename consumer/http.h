@@ -36,6 +36,13 @@ int http_on_writeable(struct lws *wsi, struct http_session *s);
 void http_on_closed(struct http_session *s);
 
 const char *http_request_param(const http_request_t *req, const char *name);
+#define HTTP_EXTRA_HEADERS 6
+
+/* Adds a header to the answer ("retry-after:", "5"); before http_respond. */
+void http_add_header(http_request_t *req, const char *name, const char *value);
+/* A request header's value in buf, or NULL when absent or longer. */
+const char *http_request_header(const http_request_t *req, enum lws_token_indexes h, char *buf,
+                                size_t size);
 /* The request's "Authorization: Bearer" credential, in buf, or NULL. */
 const char *http_request_bearer(const http_request_t *req, char *buf, size_t size);
 /* The body read (NUL-terminated), and its length in *len. */

@@ -81,8 +81,31 @@ static void respond_json(http_request_t *req, int status, const char *body)
     http_respond(req, status, "application/json", body, strlen(body));
 }
 
+/* CORS on the API routes: a page from an allowed origin (--allowed-origins,
+ * or the gateway's own) may read the answer. Call before answering. */
+void cors(const struct routes_view *v, http_request_t *req)
+{
+    char origin[300], host[300];
+    const char *o = http_request_header(req, WSI_TOKEN_ORIGIN, origin, sizeof(origin));
+    http_add_header(req, "vary:", "Origin");
+    if (o && origin_allowed(&v->ws->origins, o,
+                            http_request_header(req, WSI_TOKEN_HOST, host, sizeof(host))))
+        http_add_header(req, "access-control-allow-origin:", o);
+}
+
+/* OPTIONS on an API route: the browser's preflight. */
+static void preflight(void *ctx, http_request_t *req)
+{
+    cors(ctx, req);
+    http_add_header(req, "access-control-allow-headers:", "Authorization, Content-Type");
+    http_add_header(req, "access-control-allow-methods:", "GET, POST");
+    http_add_header(req, "access-control-max-age:", "600");
+    http_respond(req, HTTP_STATUS_NO_CONTENT, "text/plain", "", 0);
+}
+
 int api_key_caller(const struct routes_view *v, http_request_t *req)
 {
+    cors(v, req); /* errors too: a page may read why */
     char bearer[API_KEY_MAX + 8];
     const api_keys_t *keys = v->keys ? *v->keys : NULL;
     if (!keys) {
@@ -135,6 +158,7 @@ const struct http_route gateway_routes[] = {
     {"GET", "/metrics", 0, get_metrics},
     /* The body's limit is PUBLISH_MAX_BYTES, checked by the handler. */
     {"POST", "/api/notifications", 16u << 20, post_notifications},
+    {"OPTIONS", "/api/notifications", 0, preflight},
     {"POST", "/publisher", 64u << 10, post_publisher},
     {"POST", "/send-message", 64u << 10, post_send_message},
 };

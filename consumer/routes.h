@@ -20,8 +20,10 @@ struct routes_view {
     size_t publish_max;                  /* its body's bytes */
 };
 
+/* Adds the CORS headers for an allowed Origin; before answering. */
+void cors(const struct routes_view *v, http_request_t *req);
 /* Whether the caller brought one of the API keys; answers 401/403 itself
- * when not. */
+ * when not (with the CORS headers, as every API answer). */
 int api_key_caller(const struct routes_view *v, http_request_t *req);
 /* POST /api/notifications, and the seeds' /publisher and /send-message
  * (routes_publish.c). */

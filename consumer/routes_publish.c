@@ -40,6 +40,7 @@ static void on_published(void *arg, const char *error)
         char why[300];
         snprintf(why, sizeof(why), "Kafka did not take them (%s): send them again with the "
                  "same ids", error);
+        http_add_header(w->req, "retry-after:", "5");
         respond_json_value(w->req, HTTP_STATUS_SERVICE_UNAVAILABLE,
                            json_pack("{s:s, s:O, s:i}", "error", why, "ids", w->ids,
                                      "retryAfter", 5));

@@ -87,16 +87,24 @@ def test_without_keys_metrics_are_closed_unless_opened(gateway):
     assert status == 200 and samples(text)[("gateway_users_online", frozenset())] == 0
 
 
+last_headers: dict = {}
+
+
 def post(gw, path: str, body: bytes, key: str | None = KEY,
          content_type: str = "application/json") -> tuple[int, dict]:
+    """POSTs; the answer's headers are left in last_headers."""
     req = urllib.request.Request(gw.http_url(path), data=body, method="POST",
                                  headers={"Content-Type": content_type})
     if key:
         req.add_header("Authorization", f"Bearer {key}")
     try:
         with urllib.request.urlopen(req, timeout=30) as r:
+            last_headers.clear()
+            last_headers.update({k.lower(): v for k, v in r.headers.items()})
             return r.status, json.load(r)
     except urllib.error.HTTPError as e:
+        last_headers.clear()
+        last_headers.update({k.lower(): v for k, v in e.headers.items()})
         return e.code, json.load(e)
 
 
@@ -149,6 +157,7 @@ def test_a_publish_kafka_cannot_take_is_503_with_its_ids(gateway, tmp_path):
     status, body = post(gw, "/api/notifications",
                         json.dumps({"id": "r-1", "userId": "rob", "message": "m"}).encode())
     assert status == 503 and body["ids"] == ["r-1"] and "same ids" in body["error"]
+    assert last_headers["retry-after"] == "5"
     # No keys configured: publishing is closed.
     plain = gateway()
     status, body = post(plain, "/api/notifications", b'{"userId":"u","message":"m"}')

@@ -406,3 +406,42 @@ def test_over_tls_the_page_connects_with_wss(kafka, topic, gateway, browser, tmp
         expect(pg.locator(f'#list > li.notification[data-id="{nid}"]')).to_be_visible()
     finally:
         context.close()
+
+
+def test_a_page_from_an_allowed_origin_may_publish_and_others_may_not(gateway, browser, tmp_path):
+    """CORS on the API: Chromium's preflight and POST from a page of an
+    allowed origin get through; from another origin the browser blocks the
+    answer."""
+    import http.server
+    import threading
+    key = "cors-key-0123456789abcdef"
+    keys = tmp_path / "keys"
+    keys.write_text(f"frontend {key}\n")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "page.html").write_text("<!doctype html><title>frontend</title>")
+    port = free_port()
+    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", port), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    publish = """async ([url, key]) => {
+        try {
+            const r = await fetch(url, {method: "POST", body: JSON.stringify(
+                {userId: "cors", message: "from the frontend"}), headers: {
+                "Authorization": "Bearer " + key, "Content-Type": "application/json"}});
+            return [r.status, await r.json()];
+        } catch (e) { return ["blocked", String(e)]; }
+    }"""
+    try:
+        allowed = gateway(args=["--api-keys-file", str(keys),
+                                "--allowed-origins", f"http://127.0.0.1:{port}"])
+        other = gateway(args=["--api-keys-file", str(keys)])
+        pg = browser.new_page()
+        pg.goto(f"http://127.0.0.1:{port}/page.html")
+        status, body = pg.evaluate(publish, [allowed.http_url("/api/notifications"), key])
+        assert status == 202 and len(body["ids"]) == 1, body
+        status, _ = pg.evaluate(publish, [other.http_url("/api/notifications"), key])
+        assert status == "blocked"
+        pg.close()
+    finally:
+        httpd.shutdown()
