@@ -254,7 +254,8 @@ static int listen_http(gateway_t *g, char *errstr, size_t size)
     g->files.def = "test.html";
     g->files.origin_protocol = LWSMPRO_FILE;
     g->view = (struct routes_view){&g->pipe, &g->ws, (const struct api_keys *const *)&g->keys,
-                                   c->ops_open, NULL, (size_t)c->publish_max_bytes};
+                                   c->ops_open, NULL, (size_t)c->publish_max_bytes,
+                                   c->web_root};
     g->http = (struct http_server){gateway_routes, gateway_nroutes, &g->view};
 
     memset(&info, 0, sizeof(info));

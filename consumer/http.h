@@ -52,7 +52,7 @@ const char *http_request_body(const http_request_t *req, size_t *len);
 void http_respond(http_request_t *req, int status, const char *content_type, const char *body,
                   size_t len);
 
-#define HTTP_MOUNTS_MAX 8
+#define HTTP_MOUNTS_MAX 16
 
 struct http_mounts {
     struct lws_http_mount m[HTTP_MOUNTS_MAX];

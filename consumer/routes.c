@@ -145,6 +145,50 @@ static void get_metrics(void *ctx, http_request_t *req)
     http_respond(req, HTTP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", body, len);
 }
 
+/* GET /status: the page (web/status.html), open: it holds no data and
+ * asks /status.json, which wants a key. */
+static void get_status_page(void *ctx, http_request_t *req)
+{
+    const struct routes_view *v = ctx;
+    char path[1024];
+    static char page[64 << 10];
+    snprintf(path, sizeof(path), "%s/status.html", v->web_root);
+    FILE *f = fopen(path, "rb");
+    size_t len = f ? fread(page, 1, sizeof(page), f) : 0;
+    if (f)
+        fclose(f);
+    if (!len) {
+        respond_json(req, HTTP_STATUS_NOT_FOUND, "{\"error\":\"no status.html in --web-root\"}\n");
+        return;
+    }
+    http_respond(req, HTTP_STATUS_OK, "text/html; charset=utf-8", page, len);
+}
+
+/* GET /status.json: what the status page shows, for operators. */
+static void get_status_json(void *ctx, http_request_t *req)
+{
+    const struct routes_view *v = ctx;
+    if (!operator_may(v, req))
+        return;
+    const struct pipeline *p = v->pipe;
+    struct kafka_status kafka = kafka_status(p->kafka);
+    struct store_health store = store_worker_health(p->store);
+    char body[1024];
+    int n = snprintf(
+        body, sizeof(body),
+        "{\"status\":\"%s\",\"kafka\":\"%s\",\"store\":\"%s\",\"users\":%zu,"
+        "\"connections\":%zu,\"inflight\":%zu,\"consumed\":%lu,\"pushed\":%lu,\"acked\":%lu,"
+        "\"stored\":%lu,\"replayed\":%lu,\"deadLettered\":%lu,\"storeBacklog\":%zu,"
+        "\"kafkaPending\":%zu,\"partitions\":%d,\"memoryUsed\":%zu,\"memoryBudget\":%zu}\n",
+        p->stopping ? "stopping" : kafka.unreachable || store.failing ? "degraded" : "ok",
+        kafka.unreachable ? "unreachable" : "ok", store.failing ? "failing" : "ok",
+        hub_user_count(p->hub), hub_conn_count(p->hub), hub_inflight_count(p->hub),
+        p->count.consumed, v->ws->pushed, v->ws->acked, p->count.stored, p->count.replayed,
+        kafka.dead_lettered, store_worker_backlog(p->store), kafka.pending, kafka.assigned,
+        budget_used(&p->budget), p->budget.limit);
+    http_respond(req, HTTP_STATUS_OK, "application/json", body, (size_t)n);
+}
+
 /* The plain --health-listen port serves these only. */
 const struct http_route health_routes[] = {
     {"GET", "/healthz", 0, get_healthz},
@@ -156,6 +200,8 @@ const struct http_route gateway_routes[] = {
     {"GET", "/healthz", 0, get_healthz},
     {"GET", "/readyz", 0, get_readyz},
     {"GET", "/metrics", 0, get_metrics},
+    {"GET", "/status", 0, get_status_page},
+    {"GET", "/status.json", 0, get_status_json},
     /* The body's limit is PUBLISH_MAX_BYTES, checked by the handler. */
     {"POST", "/api/notifications", 16u << 20, post_notifications},
     {"OPTIONS", "/api/notifications", 0, preflight},

@@ -18,6 +18,7 @@ struct routes_view {
     int ops_open;                        /* /metrics without a key (--ops-open) */
     struct publisher *publisher;         /* POST /api/notifications */
     size_t publish_max;                  /* its body's bytes */
+    const char *web_root;                /* where status.html is */
 };
 
 /* Adds the CORS headers for an allowed Origin; before answering. */

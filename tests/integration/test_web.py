@@ -445,3 +445,25 @@ def test_a_page_from_an_allowed_origin_may_publish_and_others_may_not(gateway, b
         pg.close()
     finally:
         httpd.shutdown()
+
+
+def test_the_status_page_asks_for_a_key_then_shows_the_gateway(kafka, topic, gateway, page,
+                                                              tmp_path):
+    key = "status-key-0123456789abcdef"
+    keys = tmp_path / "keys"
+    keys.write_text(f"operator {key}\n")
+    gw = gateway(args=["--api-keys-file", str(keys)])
+    gw.wait_assigned()
+    produce(kafka.bootstrap, topic, [note(f"st-{token()}", "away", "for later")])
+    page.goto(gw.http_url("/status"))
+    expect(page.locator("#keyform")).to_be_visible()  # /status.json said 401
+    page.fill("#key", key)
+    page.click("#keyform button")
+    expect(page.locator("#keyform")).to_be_hidden()
+    expect(page.locator("#state")).to_have_text("ok")
+    expect(page.locator("#tile-stored .sub")).to_have_text("1 since start")
+    expect(page.locator("#tile-partitions .value")).to_have_text("3")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "status.png"), full_page=True, animations="disabled")
+    # The browser logs the first answer, 401, which is what asked for the key.
+    assert [p for p in page.problems if "status of 401" not in p] == [], page.problems
