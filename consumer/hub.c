@@ -290,6 +290,25 @@ void hub_disconnect(hub_t *hub, hub_conn_t *c)
     }
 }
 
+size_t hub_each_user_transport(hub_t *hub, const char *user,
+                               void (*fn)(void *arg, void *transport), void *arg)
+{
+    void *transports[64];
+    size_t n = 0, total = 0;
+    /* Collected first: fn may disconnect, which frees the connection and,
+     * with the last one, the user. */
+    do {
+        user_t *u = find_user(hub, user);
+        n = 0;
+        for (hub_conn_t *c = u ? u->conns : NULL; c && n < 64; c = c->next)
+            transports[n++] = c->transport;
+        for (size_t i = 0; i < n; i++)
+            fn(arg, transports[i]);
+        total += n;
+    } while (n == 64);
+    return total;
+}
+
 void hub_each_transport(hub_t *hub, void (*fn)(void *arg, void *transport), void *arg)
 {
     user_t *u, *tmp;

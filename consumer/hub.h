@@ -90,6 +90,10 @@ hub_conn_t *hub_connect(hub_t *hub, const char *user, void *transport);
 void *hub_oldest_transport(hub_t *hub, const char *user);
 /* The connection closed: what it held unacknowledged is released. */
 void hub_disconnect(hub_t *hub, hub_conn_t *conn);
+/* Calls fn with the transport of each of user's connections (fn may
+ * disconnect that connection); returns how many. */
+size_t hub_each_user_transport(hub_t *hub, const char *user,
+                               void (*fn)(void *arg, void *transport), void *arg);
 /* Calls fn with every connection's transport. fn must not connect or
  * disconnect. */
 void hub_each_transport(hub_t *hub, void (*fn)(void *arg, void *transport), void *arg);

@@ -189,6 +189,26 @@ static void get_status_json(void *ctx, http_request_t *req)
     http_respond(req, HTTP_STATUS_OK, "application/json", body, (size_t)n);
 }
 
+/* POST /api/users/{userId}/disconnect: an operator closes the user's
+ * connections on this gateway (4003); what they held is stored. */
+static void post_disconnect(void *ctx, http_request_t *req)
+{
+    const struct routes_view *v = ctx;
+    if (!api_key_caller(v, req))
+        return;
+    const char *user = http_request_param(req, "userId");
+    if (!user || !notification_user_valid(user, strlen(user))) {
+        respond_json(req, HTTP_STATUS_BAD_REQUEST,
+                     "{\"error\":\"invalid userId: 1 to 128 letters, digits or . _ - @ : + ~\"}\n");
+        return;
+    }
+    size_t n = ws_disconnect_user(v->ws, user);
+    log_info("operator: disconnected %s (%zu connections)", user, n);
+    char body[64];
+    int len = snprintf(body, sizeof(body), "{\"closed\":%zu}\n", n);
+    http_respond(req, HTTP_STATUS_OK, "application/json", body, (size_t)len);
+}
+
 /* The plain --health-listen port serves these only. */
 const struct http_route health_routes[] = {
     {"GET", "/healthz", 0, get_healthz},
@@ -205,6 +225,7 @@ const struct http_route gateway_routes[] = {
     /* The body's limit is PUBLISH_MAX_BYTES, checked by the handler. */
     {"POST", "/api/notifications", 16u << 20, post_notifications},
     {"OPTIONS", "/api/notifications", 0, preflight},
+    {"POST", "/api/users/{userId}/disconnect", 0, post_disconnect},
     {"POST", "/publisher", 64u << 10, post_publisher},
     {"POST", "/send-message", 64u << 10, post_send_message},
 };

@@ -13,7 +13,7 @@
 
 struct routes_view {
     const struct pipeline *pipe;
-    const struct ws_server *ws;
+    struct ws_server *ws;
     const struct api_keys *const *keys; /* the gateway's, re-read on SIGHUP; may be NULL */
     int ops_open;                        /* /metrics without a key (--ops-open) */
     struct publisher *publisher;         /* POST /api/notifications */

@@ -314,6 +314,25 @@ static void close_if_revoked(void *arg, void *transport)
     }
 }
 
+static void disconnect_one(void *arg, void *transport)
+{
+    struct ws_server *srv = arg;
+    struct ws_session *s = lws_wsi_user(transport);
+    hub_disconnect(srv->hub, s->conn); /* releases what it held */
+    s->conn = NULL;
+    s->close_code = AUTH_CLOSE_FORBIDDEN;
+    s->close_reason = "disconnected by operator";
+    lws_callback_on_writable(transport);
+}
+
+size_t ws_disconnect_user(struct ws_server *srv, const char *user)
+{
+    size_t n = hub_each_user_transport(srv->hub, user, disconnect_one, srv);
+    if (n)
+        srv->turn_work(srv->arg);
+    return n;
+}
+
 void ws_close_revoked(struct ws_server *srv)
 {
     hub_each_transport(srv->hub, close_if_revoked, srv);

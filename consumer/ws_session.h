@@ -86,6 +86,10 @@ int ws_on_receive(struct ws_server *srv, struct lws *wsi, struct ws_session *s, 
 int ws_on_writeable(struct ws_server *srv, struct lws *wsi, struct ws_session *s);
 void ws_on_closed(struct ws_server *srv, struct ws_session *s);
 
+/* An operator's request: closes every connection of user with 4003
+ * "disconnected by operator", what they held going back to the store;
+ * returns how many. */
+size_t ws_disconnect_user(struct ws_server *srv, const char *user);
 /* After the deny-list changed (SIGHUP): closes with 4003 every connection
  * whose token is revoked now. */
 void ws_close_revoked(struct ws_server *srv);

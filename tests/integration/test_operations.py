@@ -173,3 +173,41 @@ def test_the_seeds_publish_paths_say_what_they_lack(gateway, tmp_path):
     status, body = post(gw, "/send-message", b'{"from":"a","to":"b","message":"m"}')
     assert status == 501 and "POST /api/notifications" in body["error"]
     assert post(gw, "/publisher", b'{"message":"m"}', key=None)[0] == 401
+
+
+def test_an_operator_disconnects_a_user_and_what_they_held_is_stored(kafka, mongo, topic,
+                                                                    mongo_db_name, gateway,
+                                                                    tmp_path):
+    import websockets
+    keys = tmp_path / "keys"
+    keys.write_text("operator " + KEY + "\n")
+    gw = gateway(args=["--api-keys-file", str(keys)])
+    gw.wait_assigned()
+
+    async def scenario():
+        a = await websockets.connect(gw.ws_url("dana"))
+        b = await websockets.connect(gw.ws_url("dana"))
+        other = await websockets.connect(gw.ws_url("eli"))
+        await asyncio.sleep(0.3)
+        produce(kafka.bootstrap, topic, [{"id": "held-1", "userId": "dana", "message": "m",
+                                          "timestamp": "2026-12-03T12:00:00Z"}])
+        json.loads(await a.recv())  # delivered, never acknowledged
+        status, body = await asyncio.to_thread(post, gw, "/api/users/dana/disconnect", b"")
+        assert (status, body) == (200, {"closed": 2})
+        for ws in (a, b):
+            try:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 5)
+            except websockets.ConnectionClosed:
+                pass
+            assert (ws.close_code, ws.close_reason) == (4003, "disconnected by operator")
+        assert other.close_code is None
+        await other.close()
+    asyncio.run(scenario())
+    with mongo.client() as c:
+        deadline = time.monotonic() + 10
+        while not c[mongo_db_name].notifications.find_one({"id": "held-1"}):
+            assert time.monotonic() < deadline, "what the connections held was not stored"
+            time.sleep(0.1)
+    assert post(gw, "/api/users/dana/disconnect", b"", key=None)[0] == 401
+    assert post(gw, "/api/users/nobody/disconnect", b"") == (200, {"closed": 0})

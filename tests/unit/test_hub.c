@@ -639,11 +639,42 @@ static void the_oldest_connection_is_named_at_the_cap(void **state)
     hub_free(hub);
 }
 
+static hub_t *disconnecting_hub;
+static int walked[3];            /* the transports: &walked[i] */
+static hub_conn_t *walked_conn[3];
+
+static void disconnect_each(void *arg, void *transport)
+{
+    (void)arg;
+    int i = (int)((int *)transport - walked);
+    hub_disconnect(disconnecting_hub, walked_conn[i]);
+    walked_conn[i] = NULL;
+}
+
+/* An operator's disconnect: every connection of the user, each released
+ * from inside the walk, the last one taking the user with it. */
+static void each_connection_of_a_user_may_be_disconnected(void **state)
+{
+    (void)state;
+    hub_t *hub = disconnecting_hub = new_hub(8);
+    walked_conn[0] = hub_connect(hub, "ivy", &walked[0]);
+    walked_conn[1] = hub_connect(hub, "ivy", &walked[1]);
+    walked_conn[2] = hub_connect(hub, "jo", &walked[2]);
+    assert_int_equal(hub_each_user_transport(hub, "ivy", disconnect_each, NULL), 2);
+    assert_null(walked_conn[0]);
+    assert_null(walked_conn[1]);
+    assert_int_equal(hub_user_count(hub), 1); /* jo */
+    assert_int_equal(hub_each_user_transport(hub, "ivy", disconnect_each, NULL), 0);
+    hub_disconnect(hub, walked_conn[2]);
+    hub_free(hub);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(offline_user_is_stored),
         cmocka_unit_test(the_oldest_connection_is_named_at_the_cap),
+        cmocka_unit_test(each_connection_of_a_user_may_be_disconnected),
         cmocka_unit_test(connect_replays_before_live),
         cmocka_unit_test(ack_of_live_completes_its_offset),
         cmocka_unit_test(ack_of_replayed_removes_it_from_the_store),
