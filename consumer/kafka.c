@@ -438,6 +438,29 @@ fail:
     return NULL;
 }
 
+size_t kafka_lag(kafka_t *k, struct partition_lag *out, size_t max)
+{
+    rd_kafka_topic_partition_list_t *parts = NULL;
+    size_t n = 0;
+    if (!k->rk || rd_kafka_assignment(k->rk, &parts) || !parts)
+        return 0;
+    rd_kafka_position(k->rk, parts);
+    for (int i = 0; i < parts->cnt && n < max; i++) {
+        const rd_kafka_topic_partition_t *p = &parts->elems[i];
+        int64_t low = -1, high = -1;
+        int64_t lag = -1;
+        if (rd_kafka_get_watermark_offsets(k->rk, p->topic, p->partition, &low, &high) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0) {
+            /* No position yet: nothing read, so all of it is behind. */
+            int64_t at = p->offset >= 0 ? p->offset : low;
+            lag = at >= 0 && high >= at ? high - at : -1;
+        }
+        out[n++] = (struct partition_lag){p->partition, lag};
+    }
+    rd_kafka_topic_partition_list_destroy(parts);
+    return n;
+}
+
 void kafka_stop(kafka_t *k)
 {
     if (!k || !k->started)

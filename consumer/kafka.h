@@ -70,6 +70,15 @@ struct kafka_status {
 };
 struct kafka_status kafka_status(kafka_t *k);
 
+/* Per assigned partition: records behind the partition's end, from the
+ * consumer's position and librdkafka's last known end (no broker call). */
+struct partition_lag {
+    int32_t partition;
+    int64_t lag; /* -1 while unknown */
+};
+/* Up to max of them into out; how many. Any thread. */
+size_t kafka_lag(kafka_t *k, struct partition_lag *out, size_t max);
+
 /* Stops consuming: the thread exits; nothing is committed yet. */
 void kafka_stop(kafka_t *k);
 /* Commits the stored offsets, leaves the group (waiting for the broker no

@@ -95,6 +95,25 @@ static const struct metric metrics[] = {
     {"gateway_connections_refused_total", "counter", NULL, "{reason=\"token\"}", refused_token},
 };
 
+/* gateway_kafka_lag{partition="N"}: one sample per assigned partition. */
+static size_t render_lag(const struct routes_view *v, char *buf, size_t size)
+{
+    struct partition_lag lag[256];
+    size_t n = kafka_lag(v->pipe->kafka, lag, 256), len = 0;
+    int w = snprintf(buf, size,
+                     "# HELP gateway_kafka_lag Records behind the end of each assigned "
+                     "partition (-1: not known yet).\n# TYPE gateway_kafka_lag gauge\n");
+    if (w > 0 && (size_t)w < size)
+        len = (size_t)w;
+    for (size_t i = 0; i < n && len < size; i++) {
+        w = snprintf(buf + len, size - len, "gateway_kafka_lag{partition=\"%d\"} %lld\n",
+                     (int)lag[i].partition, (long long)lag[i].lag);
+        if (w > 0 && (size_t)w < size - len)
+            len += (size_t)w;
+    }
+    return len;
+}
+
 size_t metrics_render(const struct routes_view *v, char *buf, size_t size)
 {
     struct snapshot s = {v, kafka_status(v->pipe->kafka), store_worker_health(v->pipe->store)};
@@ -111,5 +130,7 @@ size_t metrics_render(const struct routes_view *v, char *buf, size_t size)
         if (n > 0 && (size_t)n < size - len)
             len += (size_t)n;
     }
+    if (len < size)
+        len += render_lag(v, buf + len, size - len);
     return len;
 }

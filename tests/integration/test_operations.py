@@ -65,6 +65,16 @@ def test_metrics_need_an_api_key_and_count_what_happens(kafka, topic, gateway, t
     assert got[("gateway_connections", frozenset())] == 0
     assert got[("gateway_connections_refused_total", frozenset({("reason", "origin")}))] == 0
     assert got[("gateway_memory_budget_bytes", frozenset())] == 256 * 2**20
+    # One lag per assigned partition; everything read, so 0 once librdkafka
+    # knows each partition's end.
+    deadline = time.monotonic() + 15
+    while True:
+        lags = {dict(k[1])["partition"]: v for k, v in samples(get(gw, "/metrics", KEY)[1]).items()
+                if k[0] == "gateway_kafka_lag"}
+        if sorted(lags) == ["0", "1", "2"] and set(lags.values()) == {0}:
+            break
+        assert time.monotonic() < deadline, lags
+        time.sleep(0.3)
     assert KEY not in gw.log_text()
 
     # A new key file on SIGHUP: the new key works, the old one no longer.
