@@ -114,6 +114,41 @@ static size_t render_lag(const struct routes_view *v, char *buf, size_t size)
     return len;
 }
 
+/* gateway_store_call_seconds{op}: how long store calls take, by kind. */
+static size_t render_store_latency(const struct routes_view *v, char *buf, size_t size)
+{
+    static const char *const ops[] = {"put", "remove", "fetch"};
+    size_t len = 0;
+    int w = snprintf(buf, size,
+                     "# HELP gateway_store_call_seconds Offline-store calls by kind (each "
+                     "attempt), how long they took.\n# TYPE gateway_store_call_seconds "
+                     "histogram\n");
+    if (w > 0 && (size_t)w < size)
+        len = (size_t)w;
+    for (int op = 0; op < 3; op++) {
+        struct store_latency l;
+        store_worker_latency(v->pipe->store, op, &l);
+        for (int b = 0; b <= STORE_LATENCY_BUCKETS && len < size; b++) {
+            char le[32];
+            if (b < STORE_LATENCY_BUCKETS)
+                snprintf(le, sizeof(le), "%g", store_latency_bounds[b]);
+            w = snprintf(buf + len, size - len,
+                         "gateway_store_call_seconds_bucket{op=\"%s\",le=\"%s\"} %lu\n", ops[op],
+                         b < STORE_LATENCY_BUCKETS ? le : "+Inf",
+                         b < STORE_LATENCY_BUCKETS ? l.le[b] : l.count);
+            if (w > 0 && (size_t)w < size - len)
+                len += (size_t)w;
+        }
+        w = snprintf(buf + len, size - len,
+                     "gateway_store_call_seconds_sum{op=\"%s\"} %.6f\n"
+                     "gateway_store_call_seconds_count{op=\"%s\"} %lu\n",
+                     ops[op], l.sum_s, ops[op], l.count);
+        if (w > 0 && (size_t)w < size - len)
+            len += (size_t)w;
+    }
+    return len;
+}
+
 size_t metrics_render(const struct routes_view *v, char *buf, size_t size)
 {
     struct snapshot s = {v, kafka_status(v->pipe->kafka), store_worker_health(v->pipe->store)};
@@ -132,5 +167,7 @@ size_t metrics_render(const struct routes_view *v, char *buf, size_t size)
     }
     if (len < size)
         len += render_lag(v, buf + len, size - len);
+    if (len < size)
+        len += render_store_latency(v, buf + len, size - len);
     return len;
 }

@@ -145,6 +145,31 @@ void store_worker_poll(store_worker_t *w)
     }
 }
 
+const double store_latency_bounds[STORE_LATENCY_BUCKETS] = {0.001, 0.005, 0.01, 0.025, 0.05,
+                                                            0.1,   0.25,  0.5,  1,     5};
+
+void lane_timed(struct lane *lane, int64_t us)
+{
+    int b = 0;
+    while (b < STORE_LATENCY_BUCKETS && (double)us > store_latency_bounds[b] * 1e6)
+        b++;
+    atomic_fetch_add(&lane->buckets[b], 1);
+    atomic_fetch_add(&lane->calls, 1);
+    atomic_fetch_add(&lane->total_us, (unsigned long long)(us > 0 ? us : 0));
+}
+
+void store_worker_latency(store_worker_t *w, int kind, struct store_latency *out)
+{
+    const struct lane *l = &w->lanes[kind];
+    unsigned long acc = 0;
+    for (int b = 0; b < STORE_LATENCY_BUCKETS; b++) {
+        acc += atomic_load(&l->buckets[b]);
+        out->le[b] = acc;
+    }
+    out->count = atomic_load(&l->calls);
+    out->sum_s = (double)atomic_load(&l->total_us) / 1e6;
+}
+
 struct store_health store_worker_health(store_worker_t *w)
 {
     int failing = 0;

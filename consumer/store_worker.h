@@ -78,6 +78,19 @@ struct store_health {
 };
 struct store_health store_worker_health(store_worker_t *w);
 
+/* How long each kind of store call took (every attempt, failed ones too),
+ * as a histogram: calls at or under each bound, cumulative; for /metrics.
+ * Any thread. */
+#define STORE_LATENCY_BUCKETS 10
+extern const double store_latency_bounds[STORE_LATENCY_BUCKETS]; /* seconds */
+struct store_latency {
+    unsigned long le[STORE_LATENCY_BUCKETS];
+    unsigned long count;
+    double sum_s;
+};
+/* kind: 0 puts, 1 removes, 2 fetches (the lanes' order). */
+void store_worker_latency(store_worker_t *w, int kind, struct store_latency *out);
+
 /* Puts submitted and not yet completed. */
 size_t store_worker_backlog(const store_worker_t *w);
 

@@ -52,7 +52,14 @@ struct lane {
     pthread_t thread;
     int started;
     atomic_int failing; /* the lane's last store call failed */
+    /* Its calls' durations: counts per bucket (not cumulative), total. */
+    atomic_ulong buckets[STORE_LATENCY_BUCKETS + 1]; /* the last: over every bound */
+    atomic_ulong calls;
+    atomic_ullong total_us;
 };
+
+/* Records one call of the lane that took us microseconds. */
+void lane_timed(struct lane *lane, int64_t us);
 
 struct store_worker {
     struct lane lanes[STORE_LANES]; /* by enum op */

@@ -67,6 +67,13 @@ static struct req_list *chunk(struct req_list *q, size_t max)
 
 /* Runs one chunk's store call until it succeeds (0) or is given up (-1;
  * the chunk is then freed). */
+static int64_t now_us(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
+}
+
 static int run_chunk(struct lane *lane, struct req_list *l)
 {
     const char *users[CHUNK], *ids[CHUNK];
@@ -83,8 +90,10 @@ static int run_chunk(struct lane *lane, struct req_list *l)
     }
     int64_t delay = RETRY_MIN_MS;
     for (int attempt = 1;; attempt++) {
+        int64_t t0 = now_us();
         int rc = op == OP_PUT ? store_put(lane->st, docs, n, err, sizeof(err))
                               : store_remove(lane->st, users, ids, n, err, sizeof(err));
+        lane_timed(lane, now_us() - t0);
         if (rc == 0)
             return 0;
         if (op == OP_PUT ? !retry(lane, "storing notifications", err, attempt, &delay,
@@ -149,7 +158,10 @@ static int run_fetch(struct lane *lane, struct req_list *l)
         reqs[n] = r;
     }
     for (int attempt = 1;; attempt++) {
-        if (store_fetch(lane->st, reads, n, on_found, reqs, err, sizeof(err)) >= 0) {
+        int64_t t0 = now_us();
+        int rc = store_fetch(lane->st, reads, n, on_found, reqs, err, sizeof(err));
+        lane_timed(lane, now_us() - t0);
+        if (rc >= 0) {
             for (size_t i = 0; i < n; i++)
                 reqs[i]->more = reads[i].more;
             return 0;

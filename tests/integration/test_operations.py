@@ -75,6 +75,13 @@ def test_metrics_need_an_api_key_and_count_what_happens(kafka, topic, gateway, t
             break
         assert time.monotonic() < deadline, lags
         time.sleep(0.3)
+    # Store calls timed: mia's connect asked the store for what waited (a
+    # fetch); the histogram is cumulative and ends with its count.
+    got = samples(get(gw, "/metrics", KEY)[1])
+    fetches = got[("gateway_store_call_seconds_count", frozenset({("op", "fetch")}))]
+    assert fetches >= 1
+    assert got[("gateway_store_call_seconds_bucket",
+                frozenset({("op", "fetch"), ("le", "+Inf")}))] == fetches
     assert KEY not in gw.log_text()
 
     # A new key file on SIGHUP: the new key works, the old one no longer.
