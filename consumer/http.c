@@ -208,23 +208,33 @@ void http_add_header(http_request_t *req, const char *name, const char *value)
     req->nextra++;
 }
 
-const char *http_request_header(const http_request_t *req, enum lws_token_indexes h, char *buf,
-                                size_t size)
+const char *http_header(struct lws *wsi, enum lws_token_indexes h, char *buf, size_t size)
 {
-    int len = req->wsi ? lws_hdr_total_length(req->wsi, h) : 0;
-    if (len <= 0 || (size_t)len >= size || lws_hdr_copy(req->wsi, buf, (int)size, h) != len)
+    int len = wsi ? lws_hdr_total_length(wsi, h) : 0;
+    if (len <= 0 || (size_t)len >= size || lws_hdr_copy(wsi, buf, (int)size, h) != len)
         return NULL;
     return buf;
 }
 
+int http_bearer(struct lws *wsi, char *buf, size_t size)
+{
+    if (!http_header(wsi, WSI_TOKEN_HTTP_AUTHORIZATION, buf, size) ||
+        strncasecmp(buf, "Bearer ", 7) != 0 || !buf[7])
+        return 0;
+    size_t len = strlen(buf) - 7;
+    memmove(buf, buf + 7, len + 1); /* with its NUL */
+    return (int)len;
+}
+
+const char *http_request_header(const http_request_t *req, enum lws_token_indexes h, char *buf,
+                                size_t size)
+{
+    return http_header(req->wsi, h, buf, size);
+}
+
 const char *http_request_bearer(const http_request_t *req, char *buf, size_t size)
 {
-    int len = req->wsi ? lws_hdr_total_length(req->wsi, WSI_TOKEN_HTTP_AUTHORIZATION) : 0;
-    if (len <= 7 || (size_t)len >= size ||
-        lws_hdr_copy(req->wsi, buf, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION) != len ||
-        strncasecmp(buf, "Bearer ", 7) != 0)
-        return NULL;
-    return buf + 7;
+    return http_bearer(req->wsi, buf, size) ? buf : NULL;
 }
 
 const char *http_request_body(const http_request_t *req, size_t *len)

@@ -36,6 +36,13 @@ int http_on_writeable(struct lws *wsi, struct http_session *s);
 void http_on_closed(struct http_session *s);
 
 const char *http_request_param(const http_request_t *req, const char *name);
+/* A request header's value in buf, or NULL when absent or longer than buf
+ * (wsi may be NULL: a client gone). For WebSocket upgrades too. */
+const char *http_header(struct lws *wsi, enum lws_token_indexes h, char *buf, size_t size);
+/* The "Authorization: Bearer" credential, moved to the start of buf: its
+ * length, 0 when there is none. */
+int http_bearer(struct lws *wsi, char *buf, size_t size);
+
 #define HTTP_EXTRA_HEADERS 6
 
 /* Adds a header to the answer ("retry-after:", "5"); before http_respond. */

@@ -7,17 +7,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "http.h"
 #include "log.h"
 #include "xalloc.h"
-
-/* A header's value in buf, or NULL when absent (or longer than buf). */
-static const char *header(struct lws *wsi, enum lws_token_indexes h, char *buf, size_t size)
-{
-    int len = lws_hdr_total_length(wsi, h);
-    if (len <= 0 || (size_t)len >= size || lws_hdr_copy(wsi, buf, (int)size, h) < 0)
-        return NULL;
-    return buf;
-}
 
 int ws_confirm_upgrade(struct ws_server *srv, struct lws *wsi)
 {
@@ -25,7 +17,7 @@ int ws_confirm_upgrade(struct ws_server *srv, struct lws *wsi)
     /* Only WebSocket upgrades: HTTP/2 (h2c) in this libwebsockets has
      * known defects. The header is read from the request, not from `in`,
      * which this version may hand over already freed (CVE-2025-11677). */
-    if (!header(wsi, WSI_TOKEN_UPGRADE, up, sizeof(up)) || strcasecmp(up, "websocket") != 0)
+    if (!http_header(wsi, WSI_TOKEN_UPGRADE, up, sizeof(up)) || strcasecmp(up, "websocket") != 0)
         return -1;
     /* A CR or LF encoded in the URL (%0D) ends libwebsockets' reading of
      * the request line there: the arguments are cut (userId=a%0Db reads as
@@ -35,10 +27,10 @@ int ws_confirm_upgrade(struct ws_server *srv, struct lws *wsi)
                                "malformed request line (a CR or LF in the URL?)");
         return 1;
     }
-    const char *o = header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin));
+    const char *o = http_header(wsi, WSI_TOKEN_ORIGIN, origin, sizeof(origin));
     if (lws_hdr_total_length(wsi, WSI_TOKEN_ORIGIN) > 0 && !o)
         o = "oversized"; /* refused below, never let through */
-    if (origin_allowed(&srv->origins, o, header(wsi, WSI_TOKEN_HOST, host, sizeof(host))))
+    if (origin_allowed(&srv->origins, o, http_header(wsi, WSI_TOKEN_HOST, host, sizeof(host))))
         return 0;
     srv->refused.origin++;
     log_debug("refused a WebSocket from origin %.100s", o);
@@ -87,7 +79,7 @@ void ws_client_address(struct ws_server *srv, struct lws *wsi, char *out)
     char peer[PEER_ADDR_MAX], xff[512];
     lws_get_peer_simple(wsi, peer, sizeof(peer));
     peer_client_address(&srv->proxies, peer,
-                        header(wsi, WSI_TOKEN_X_FORWARDED_FOR, xff, sizeof(xff)), out);
+                        http_header(wsi, WSI_TOKEN_X_FORWARDED_FOR, xff, sizeof(xff)), out);
 }
 
 /* The token of the upgrade request: ?token= or "Authorization: Bearer";
@@ -97,9 +89,5 @@ int ws_request_token(struct lws *wsi, char *buf, size_t size)
     int n = ws_url_arg(wsi, "token=", buf, size);
     if (n != -1)
         return n < 0 ? -1 : n;
-    int len = lws_hdr_copy(wsi, buf, (int)size, WSI_TOKEN_HTTP_AUTHORIZATION);
-    if (len <= 7 || strncasecmp(buf, "Bearer ", 7) != 0)
-        return 0;
-    memmove(buf, buf + 7, (size_t)len - 7 + 1); /* with its NUL */
-    return len - 7;
+    return http_bearer(wsi, buf, size);
 }
