@@ -10,6 +10,22 @@
 #include "metrics.h"
 #include "pipeline.h"
 
+/* What /healthz and /status.json say of the gateway, Kafka and the store. */
+struct health_words {
+    const char *status, *kafka, *store;
+};
+
+static struct health_words health_words(const struct pipeline *p,
+                                        const struct kafka_status *kafka,
+                                        const struct store_health *store)
+{
+    return (struct health_words){
+        p->stopping                            ? "stopping"
+        : kafka->unreachable || store->failing ? "degraded"
+                                               : "ok",
+        kafka->unreachable ? "unreachable" : "ok", store->failing ? "failing" : "ok"};
+}
+
 /* GET /healthz: what the gateway holds, and what it waits for: "ok",
  * "degraded" (Kafka unreachable or the store failing: the gateway keeps
  * serving and retrying, so still 200) or "stopping" (503). */
@@ -21,6 +37,7 @@ static void get_healthz(void *ctx, http_request_t *req)
     struct kafka_status kafka = kafka_status(p->kafka);
     struct store_health store = store_worker_health(p->store);
     const budget_t *b = &p->budget;
+    struct health_words words = health_words(p, &kafka, &store);
     char body[1024];
     int n = snprintf(body, sizeof(body),
                      "{\"status\":\"%s\",\"kafka\":\"%s\",\"store\":\"%s\",\"users\":%zu,"
@@ -31,11 +48,7 @@ static void get_healthz(void *ctx, http_request_t *req)
                      "\"held\":%zu,\"storing\":%zu,\"full\":%s},"
                      "\"refused\":{\"origin\":%lu,\"addressLimit\":%lu,\"addressRate\":%lu,"
                      "\"token\":%lu}}\n",
-                     p->stopping                              ? "stopping"
-                     : kafka.unreachable || store.failing ? "degraded"
-                                                              : "ok",
-                     kafka.unreachable ? "unreachable" : "ok", store.failing ? "failing" : "ok",
-                     hub_user_count(p->hub), hub_conn_count(p->hub), hub_inflight_count(p->hub),
+                     words.status, words.kafka, words.store, hub_user_count(p->hub), hub_conn_count(p->hub), hub_inflight_count(p->hub),
                      store_worker_backlog(p->store), store.failures, kafka.pending,
                      kafka.assigned, kafka.dead_lettered, b->limit, budget_used(b), budget_part(b, BUDGET_HANDOFF),
                      budget_part(b, BUDGET_WINDOWS), budget_part(b, BUDGET_HELD),
@@ -173,6 +186,7 @@ static void get_status_json(void *ctx, http_request_t *req)
     const struct pipeline *p = v->pipe;
     struct kafka_status kafka = kafka_status(p->kafka);
     struct store_health store = store_worker_health(p->store);
+    struct health_words words = health_words(p, &kafka, &store);
     char body[1024];
     int n = snprintf(
         body, sizeof(body),
@@ -180,8 +194,7 @@ static void get_status_json(void *ctx, http_request_t *req)
         "\"connections\":%zu,\"inflight\":%zu,\"consumed\":%lu,\"pushed\":%lu,\"acked\":%lu,"
         "\"stored\":%lu,\"replayed\":%lu,\"deadLettered\":%lu,\"storeBacklog\":%zu,"
         "\"kafkaPending\":%zu,\"partitions\":%d,\"memoryUsed\":%zu,\"memoryBudget\":%zu}\n",
-        p->stopping ? "stopping" : kafka.unreachable || store.failing ? "degraded" : "ok",
-        kafka.unreachable ? "unreachable" : "ok", store.failing ? "failing" : "ok",
+        words.status, words.kafka, words.store,
         hub_user_count(p->hub), hub_conn_count(p->hub), hub_inflight_count(p->hub),
         p->count.consumed, v->ws->pushed, v->ws->acked, p->count.stored, p->count.replayed,
         kafka.dead_lettered, store_worker_backlog(p->store), kafka.pending, kafka.assigned,
