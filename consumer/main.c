@@ -23,23 +23,36 @@ static void on_signal(int sig)
 }
 
 /* libmongoc keeps performance counters in /dev/shm/mongoc-PID from its
- * load-time constructor: before main, so before any log handler (its
- * "Falling back to malloc" line is not in the log format), and a killed
- * process leaves the file behind. They are only read by mongoc's own
- * tools; libmongoc reads MONGOC_DISABLE_SHM at load, so the process starts
- * itself again once with it set. */
-static void without_mongoc_shm(char **argv)
+ * load-time constructor: a killed process leaves the file behind, and where
+ * /dev/shm cannot take it, it prints "Falling back to malloc" before any log
+ * handler exists (so outside the log format). Only mongoc's own tools read
+ * them. MONGOC_DISABLE_SHM turns them off but is read by that constructor,
+ * and setenv cannot reach it: libc installs the environment after this runs.
+ * So before any library is initialized (ELF preinit_array), the process
+ * starts itself again with the variable added. */
+#define MONGOC_SHM_OFF "MONGOC_DISABLE_SHM=1"
+static void mongoc_without_shm(int argc, char **argv, char **envp)
 {
-    if (getenv("MONGOC_DISABLE_SHM"))
-        return;
-    setenv("MONGOC_DISABLE_SHM", "1", 1);
-    execv("/proc/self/exe", argv);
+    static char *env[4096];
+    size_t n = 0;
+
+    (void)argc;
+    for (; envp[n]; n++)
+        if (strncmp(envp[n], "MONGOC_DISABLE_SHM=", 19) == 0)
+            return;
+    if (n + 2 > sizeof(env) / sizeof(env[0]))
+        return; /* an environment this large keeps the counters */
+    memcpy(env, envp, n * sizeof(env[0]));
+    env[n] = (char *)MONGOC_SHM_OFF;
+    env[n + 1] = NULL;
+    execve("/proc/self/exe", argv, env);
     /* No /proc: go on with the counters. */
 }
+__attribute__((section(".preinit_array"), used))
+static void (*const run_mongoc_without_shm)(int, char **, char **) = mongoc_without_shm;
 
 int main(int argc, char **argv)
 {
-    without_mongoc_shm(argv);
     struct config conf;
     char err[512];
 

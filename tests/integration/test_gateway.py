@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import socket
 import subprocess
 import time
@@ -670,6 +671,10 @@ def test_json_logs_are_one_object_a_line_and_old_names_are_read(kafka, topic, ga
             await tab.wait_for(1)
     run(scenario())
     gw.wait_health("the dead letter written", lambda h: h["deadLettered"] == 1)
+    # libmongoc's counters file is never made: where /dev/shm refuses it,
+    # its warning came before the log format existed, and a killed
+    # gateway left the file behind.
+    assert not os.path.exists(f"/dev/shm/mongoc-{gw.pid}")
     assert gw.stop() == 0
     lines = [l for l in gw.log_text().splitlines() if l.strip()]
     records = [json.loads(l) for l in lines]  # every line, or this raises
