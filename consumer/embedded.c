@@ -27,7 +27,9 @@
 #define FRAME_MAX (128u << 20) /* a Kafka frame larger than this drops the connection */
 #define ASKED_MAX 16
 /* Bytes clients may send ahead of what the gateway's consumer has read:
- * well under the mock's 5 MB per partition, so it never trims unread. */
+ * well under the mock's 5 MB per partition, so it never trims unread. A
+ * read from a client takes at most what is left of it, or CHUNK, so the
+ * mock holds at most CREDIT_MAX + CHUNK unread. */
 #define CREDIT_MAX (2 << 20)
 
 /* One direction of a connection: bytes read and not yet a whole frame. */
@@ -46,6 +48,12 @@ struct pair {
         int16_t key, version;
     } asked[ASKED_MAX];
     int nasked;
+    /* Produce requests sent to the mock and not yet answered (answers come
+     * in request order): until then their records may not be in its log. */
+    struct {
+        int32_t *ids;
+        size_t head, n, cap;
+    } produces;
 };
 
 struct embedded {
@@ -55,7 +63,11 @@ struct embedded {
     struct sockaddr_in target;
     int listen_fd;
     int port;             /* the fixed port clients reach */
-    atomic_llong credit;  /* bytes clients may still send (CREDIT_MAX) */
+    /* Credit: clients may send while taken - returned < CREDIT_MAX. */
+    atomic_llong taken;     /* bytes read from clients */
+    atomic_llong returned;  /* bytes known read by the consumer */
+    atomic_llong forwarded; /* bytes of whole requests written to the mock */
+    atomic_long unanswered; /* Produce requests the mock has not answered */
     int accepting; /* forwarder thread only: set by the 'o' byte on wake */
     int wake[2];   /* 'o': open the port to producers; 's': stop */
     pthread_t thread;
@@ -76,9 +88,16 @@ static int connect_target(const embedded_t *e)
     return fd;
 }
 
+static long long credit(const embedded_t *e)
+{
+    return CREDIT_MAX - (atomic_load(&e->taken) - atomic_load(&e->returned));
+}
+
 static void drop_pair(embedded_t *e, int i)
 {
     struct pair *p = &e->pairs[i];
+    atomic_fetch_sub(&e->unanswered, (long)p->produces.n);
+    free(p->produces.ids);
     close(p->client);
     close(p->broker);
     free(p->up.buf);
@@ -99,15 +118,35 @@ static int write_all(int fd, const unsigned char *buf, size_t n)
     return 0;
 }
 
-/* A request on its way to the mock: counted against the credit, and
- * remembered when its answer names brokers. */
+/* A Produce request whose answer is awaited; counted before it is
+ * written, so a reader of forwarded then unanswered never misses it. */
+static void awaiting_answer(embedded_t *e, struct pair *p, int32_t id)
+{
+    if (p->produces.n == p->produces.cap) {
+        size_t cap = p->produces.cap ? 2 * p->produces.cap : 8;
+        int32_t *ids = xmalloc(cap * sizeof(*ids));
+        for (size_t i = 0; i < p->produces.n; i++)
+            ids[i] = p->produces.ids[(p->produces.head + i) % p->produces.cap];
+        free(p->produces.ids);
+        p->produces.ids = ids;
+        p->produces.head = 0;
+        p->produces.cap = cap;
+    }
+    p->produces.ids[(p->produces.head + p->produces.n++) % p->produces.cap] = id;
+    atomic_fetch_add(&e->unanswered, 1);
+}
+
+/* A request on its way to the mock: a Produce is awaited; one whose answer
+ * names brokers is remembered. */
 static void on_request(embedded_t *e, struct pair *p, const unsigned char *f, size_t len)
 {
-    int16_t key, version;
+    int16_t key, version, acks;
     int32_t id;
-    atomic_fetch_sub(&e->credit, (long long)len);
-    if (kafka_wire_request(f, len, &key, &version, &id) != 0 ||
-        (key != KAFKA_METADATA && key != KAFKA_FIND_COORDINATOR))
+    if (kafka_wire_request(f, len, &key, &version, &id) != 0)
+        return;
+    if (key == KAFKA_PRODUCE && kafka_wire_produce_acks(f, len, version, &acks) == 0 && acks)
+        awaiting_answer(e, p, id);
+    if (key != KAFKA_METADATA && key != KAFKA_FIND_COORDINATOR)
         return;
     if (p->nasked == ASKED_MAX) /* its answer then goes out as it is */
         memmove(p->asked, p->asked + 1, sizeof(p->asked[0]) * --p->nasked);
@@ -121,8 +160,14 @@ static void on_request(embedded_t *e, struct pair *p, const unsigned char *f, si
 static void on_response(embedded_t *e, struct pair *p, unsigned char *f, size_t len)
 {
     int32_t id;
-    if (!p->nasked || kafka_wire_response_id(f, len, &id) != 0)
+    if (kafka_wire_response_id(f, len, &id) != 0)
         return;
+    if (p->produces.n && p->produces.ids[p->produces.head] == id) {
+        p->produces.head = (p->produces.head + 1) % p->produces.cap;
+        p->produces.n--;
+        atomic_fetch_sub(&e->unanswered, 1);
+        return;
+    }
     for (int i = 0; i < p->nasked; i++) {
         if (p->asked[i].id != id)
             continue;
@@ -143,10 +188,19 @@ static int pump(embedded_t *e, struct pair *p, int upward)
         d->cap = d->cap ? d->cap * 2 : 2 * CHUNK;
         d->buf = xrealloc(d->buf, d->cap);
     }
-    ssize_t n = read(from, d->buf + d->len, d->cap - d->len);
+    size_t want = d->cap - d->len;
+    if (upward) {
+        long long left = credit(e);
+        size_t most = left > CHUNK ? (size_t)left : CHUNK;
+        if (want > most)
+            want = most;
+    }
+    ssize_t n = read(from, d->buf + d->len, want);
     if (n <= 0)
         return n < 0 && errno == EINTR ? 0 : -1;
     d->len += (size_t)n;
+    if (upward)
+        atomic_fetch_add(&e->taken, n);
     size_t at = 0, flen;
     while ((flen = kafka_wire_frame_len(d->buf + at, d->len - at)) && flen <= d->len - at) {
         if (upward)
@@ -155,6 +209,8 @@ static int pump(embedded_t *e, struct pair *p, int upward)
             on_response(e, p, d->buf + at, flen);
         if (write_all(to, d->buf + at, flen) != 0)
             return -1;
+        if (upward)
+            atomic_fetch_add(&e->forwarded, (long long)flen);
         at += flen;
     }
     if (flen > FRAME_MAX)
@@ -175,7 +231,7 @@ static void *forward(void *arg)
         fds[0] = (struct pollfd){e->wake[0], POLLIN, 0};
         /* Until opened, connections wait in the listen backlog. */
         fds[1] = (struct pollfd){e->accepting ? e->listen_fd : -1, POLLIN, 0};
-        short from_clients = atomic_load(&e->credit) > 0 ? POLLIN : 0;
+        short from_clients = credit(e) > 0 ? POLLIN : 0;
         for (int i = 0; i < e->npairs; i++) {
             fds[2 + 2 * i] = (struct pollfd){e->pairs[i].client, from_clients, 0};
             fds[3 + 2 * i] = (struct pollfd){e->pairs[i].broker, POLLIN, 0};
@@ -269,7 +325,10 @@ embedded_t *embedded_start(const char *topic, const char *dlq_topic, int partiti
     embedded_t *e = xcalloc(1, sizeof(*e));
     e->listen_fd = -1;
     e->port = port;
-    atomic_init(&e->credit, CREDIT_MAX);
+    atomic_init(&e->taken, 0);
+    atomic_init(&e->returned, 0);
+    atomic_init(&e->forwarded, 0);
+    atomic_init(&e->unanswered, 0);
     e->wake[0] = e->wake[1] = -1;
 
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -322,16 +381,39 @@ const char *embedded_bootstraps(const embedded_t *e)
     return e->bootstraps;
 }
 
-void embedded_consumed(embedded_t *e, size_t bytes)
+/* The consumer's thread alone gives back. Never past what was taken: it
+ * also reads what did not come through here. Wakes the forwarder if it may
+ * have stopped reading clients. */
+static void give_back_to(embedded_t *e, long long returned)
 {
-    long long was = bytes ? atomic_fetch_add(&e->credit, (long long)bytes)
-                          : atomic_exchange(&e->credit, CREDIT_MAX);
-    if (bytes && was + (long long)bytes > CREDIT_MAX)
-        atomic_store(&e->credit, CREDIT_MAX);
-    if (was <= 0 && (!bytes || was + (long long)bytes > 0)) {
+    long long was = atomic_load(&e->returned), taken = atomic_load(&e->taken);
+    if (returned > taken)
+        returned = taken;
+    if (returned <= was)
+        return;
+    atomic_store(&e->returned, returned);
+    if (CREDIT_MAX - (taken - was) <= 0) {
         ssize_t w = write(e->wake[1], "c", 1);
         (void)w; /* a full pipe already wakes it */
     }
+}
+
+void embedded_consumed(embedded_t *e, size_t bytes)
+{
+    give_back_to(e, atomic_load(&e->returned) + (long long)bytes);
+}
+
+long long embedded_settled(const embedded_t *e)
+{
+    if (credit(e) > CREDIT_MAX / 2)
+        return -1;
+    long long forwarded = atomic_load(&e->forwarded);
+    return atomic_load(&e->unanswered) ? -1 : forwarded;
+}
+
+void embedded_read_to(embedded_t *e, long long mark)
+{
+    give_back_to(e, mark);
 }
 
 void embedded_open(embedded_t *e)

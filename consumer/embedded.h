@@ -33,9 +33,18 @@ const char *embedded_bootstraps(const embedded_t *e);
  * it. */
 void embedded_open(embedded_t *e);
 
-/* The gateway's consumer read bytes of messages; 0: it has read everything
- * there is. Any thread. */
+/* Producers are paced by what the gateway's consumer reads, from its
+ * thread: */
+/* a poll read bytes of messages; */
 void embedded_consumed(embedded_t *e, size_t bytes);
+/* a poll read nothing: while producers are held back and the mock has
+ * answered every Produce sent, a mark (else -1); */
+long long embedded_settled(const embedded_t *e);
+/* asked after embedded_settled gave mark: every assigned partition is read
+ * to the end the mock has, so everything sent before mark is read (this
+ * corrects the difference between bytes sent and bytes of messages read:
+ * headers, batches, other topics). */
+void embedded_read_to(embedded_t *e, long long mark);
 
 void embedded_stop(embedded_t *e);
 

@@ -49,6 +49,7 @@ struct gateway {
     struct pipeline pipe; /* the hub, the store worker, Kafka */
     embedded_t *embedded;
     int embedded_open; /* producers let in: the consumer has its partitions */
+    char embedded_port[32]; /* "127.0.0.1:PORT": where producers reach it */
     lws_sorted_usec_list_t tick;
     publisher_t *publisher;             /* POST /api/notifications */
     lws_sorted_usec_list_t publish_tick; /* armed while it has messages out */
@@ -147,12 +148,6 @@ static void on_publish_tick(lws_sorted_usec_list_t *sul)
     g->publish_armed = publish_pending(g->publisher) > 0;
     if (g->publish_armed)
         lws_sul_schedule(g->ctx, 0, &g->publish_tick, on_publish_tick, PUBLISH_POLL_US);
-}
-
-/* The Kafka thread's reads pace the embedded broker's producers. */
-static void paced_by_consumer(void *arg, size_t bytes)
-{
-    embedded_consumed(arg, bytes);
 }
 
 static void wake_loop(void *arg)
@@ -395,7 +390,6 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
                             .topic = c->topic,
                             .group = c->group,
                             .props = c->kafka_props,
-                            .embedded = c->embedded,
                             .dlq_topic = c->dlq_topic,
                             .budget = &g->pipe.budget};
     if (c->embedded) {
@@ -404,13 +398,15 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
         if (!g->embedded)
             goto fail;
         kc.brokers = g->conf.brokers = embedded_bootstraps(g->embedded);
-        kc.consumed = paced_by_consumer;
-        kc.consumed_arg = g->embedded;
+        kc.embedded = g->embedded;
+        /* The gateway's own publishing is paced as every producer is. */
+        snprintf(g->embedded_port, sizeof(g->embedded_port), "127.0.0.1:%d", c->embedded_port);
     }
     g->pipe.kafka = kafka_start(&kc, wake_loop, g, errstr, size);
     if (!g->pipe.kafka)
         goto fail;
-    g->publisher = g->view.publisher = publisher_new(kc.brokers, c->kafka_props, c->topic,
+    g->publisher = g->view.publisher = publisher_new(c->embedded ? g->embedded_port : kc.brokers,
+                                                     c->kafka_props, c->topic,
                                                      c->publish_timeout_s * 1000, errstr, size);
     if (!g->publisher)
         goto fail;

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 #include "budget.h"
+#include "embedded.h"
 #include "handoff.h"
 #include "hub.h"
 #include "tracker.h"
@@ -25,12 +26,10 @@ struct kafka_conf {
     const char *group;
     const char *const *props; /* "key=value" for librdkafka, NULL-ended; config.c
                                * has refused the keys set here */
-    int embedded;             /* the broker is the in-process mock (embedded.h) */
+    /* Set: the broker is the in-process mock, whose producers are paced by
+     * what this consumer reads. */
+    embedded_t *embedded;
     const char *dlq_topic;    /* where records that are no notification go (dlq.h) */
-    /* Told the bytes of messages read after each poll, and 0 when a poll
-     * found nothing: the embedded broker paces its clients by it. */
-    void (*consumed)(void *arg, size_t bytes);
-    void *consumed_arg;
     /* Batches handed to the loop count against it; librdkafka's own fetch
      * queue is sized from its limit (an eighth), outside it. Required. */
     budget_t *budget;

@@ -15,8 +15,7 @@
 struct kafka {
     rd_kafka_t *rk;
     char *topic;
-    void (*consumed)(void *arg, size_t bytes);
-    void *consumed_arg;
+    embedded_t *embedded; /* the in-process broker, paced by what is read */
     budget_t *budget;
     handoff_t *batches; /* to the loop; closed when consuming stops */
     pthread_t thread;

@@ -96,6 +96,19 @@ int kafka_wire_request(const unsigned char *frame, size_t len, int16_t *api_key,
     return c.bad ? -1 : 0;
 }
 
+int kafka_wire_produce_acks(const unsigned char *frame, size_t len, int16_t v, int16_t *acks)
+{
+    struct cur c = {(unsigned char *)frame, len, 12, 0, 0}; /* after size, key, version, id */
+    int flex = v >= 9;
+    skip_string(&c, 0); /* client_id: classic in every request header */
+    if (flex)
+        skip_tags(&c); /* request header v2 */
+    if (v >= 3)
+        skip_string(&c, flex); /* transactional_id */
+    *acks = (int16_t)be(&c, 2);
+    return c.bad ? -1 : 0;
+}
+
 int kafka_wire_response_id(const unsigned char *frame, size_t len, int32_t *correlation_id)
 {
     struct cur c = {(unsigned char *)frame, len, 4, 0, 0};

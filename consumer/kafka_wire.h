@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum { KAFKA_METADATA = 3, KAFKA_FIND_COORDINATOR = 10 };
+enum { KAFKA_PRODUCE = 0, KAFKA_METADATA = 3, KAFKA_FIND_COORDINATOR = 10 };
 
 /* The length of the frame at the start of buf (its 4-byte size included),
  * or 0 while fewer than 4 bytes are there. */
@@ -17,6 +17,11 @@ size_t kafka_wire_frame_len(const unsigned char *buf, size_t len);
 /* A request frame's api key, version and correlation id; -1 if too short. */
 int kafka_wire_request(const unsigned char *frame, size_t len, int16_t *api_key,
                        int16_t *api_version, int32_t *correlation_id);
+
+/* The acks a Produce request frame of api_version asks for (0: no answer
+ * will come); -1 if it does not parse. */
+int kafka_wire_produce_acks(const unsigned char *frame, size_t len, int16_t api_version,
+                            int16_t *acks);
 
 /* A response frame's correlation id; -1 if too short. */
 int kafka_wire_response_id(const unsigned char *frame, size_t len, int32_t *correlation_id);

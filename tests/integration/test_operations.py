@@ -165,6 +165,30 @@ def test_notifications_published_over_http_reach_their_users(gateway, tmp_path):
     assert post(gw, "/api/notifications", b"not json")[0] == 400
 
 
+def test_http_publishing_in_embedded_mode_is_paced_like_every_producer(gateway, tmp_path):
+    """In embedded mode the gateway's own publisher reaches the broker
+    through the port producers use, so what it sends counts against the
+    same credit as theirs."""
+    from servers import free_port
+    keys = tmp_path / "keys"
+    keys.write_text("backend " + KEY + "\n")
+    gw = gateway(topic="notifications", args=["--embedded", "--embedded-port", free_port(),
+                                              "--api-keys-file", str(keys)])
+    gw.wait_assigned()
+
+    async def scenario():
+        async with Tab(gw.ws_url("emb")) as tab:
+            batch = [{"id": f"e-{i}", "userId": "emb", "message": "x" * 2000} for i in range(300)]
+            for part in (batch[:150], batch[150:]):
+                status, body = await asyncio.to_thread(post, gw, "/api/notifications",
+                                                       json.dumps(part).encode())
+                assert status == 202, body
+            await tab.wait_for(300)
+            assert tab.ids == [n["id"] for n in batch]
+    asyncio.run(scenario())
+    assert "lost" not in gw.log_text()
+
+
 def test_a_publish_kafka_cannot_take_is_503_with_its_ids(gateway, tmp_path):
     from servers import free_port
     keys = tmp_path / "keys"

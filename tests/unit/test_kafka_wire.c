@@ -149,6 +149,34 @@ static void request_headers(void **state)
     assert_int_equal(kafka_wire_request(b.b, 8, &key, &version, &id), -1);
 }
 
+/* Produce: acks follows the client id (and the transactional id from v3,
+ * compact with tags from v9); acks 0 means no answer will come. */
+static void produce_acks(void **state)
+{
+    (void)state;
+    const int16_t versions[] = {2, 3, 7, 9};
+    for (size_t i = 0; i < sizeof(versions) / sizeof(versions[0]); i++) {
+        int16_t v = versions[i], acks = 99;
+        struct buf b = {.n = 4};
+        put(&b, KAFKA_PRODUCE, 2);
+        put(&b, (uint64_t)v, 2);
+        put(&b, 8, 4);
+        str(&b, "producer", 0); /* client id: never compact */
+        if (v >= 9)
+            put(&b, 0, 1); /* header tags */
+        if (v >= 9)
+            str(&b, "tx", 1);
+        else if (v >= 3)
+            put(&b, 0xffff, 2); /* transactional id: null */
+        put(&b, v == 7 ? 0 : 0xffff, 2); /* acks: 0, or -1 (all) */
+        put(&b, 30000, 4);             /* timeout */
+        done(&b);
+        assert_int_equal(kafka_wire_produce_acks(b.b, b.n, v, &acks), 0);
+        assert_int_equal(acks, v == 7 ? 0 : -1);
+        assert_int_equal(kafka_wire_produce_acks(b.b, 14, v, &acks), -1); /* cut */
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -157,6 +185,7 @@ int main(void)
         cmocka_unit_test(find_coordinator_v2_and_v3),
         cmocka_unit_test(a_frame_that_does_not_parse_is_left_alone),
         cmocka_unit_test(request_headers),
+        cmocka_unit_test(produce_acks),
     };
     return cmocka_run_group_tests_name("kafka wire", tests, NULL, NULL);
 }
