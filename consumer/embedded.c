@@ -97,6 +97,7 @@ static void drop_pair(embedded_t *e, int i)
 {
     struct pair *p = &e->pairs[i];
     atomic_fetch_sub(&e->unanswered, (long)p->produces.n);
+    atomic_fetch_sub(&e->taken, (long long)p->up.len); /* read, never sent */
     free(p->produces.ids);
     close(p->client);
     close(p->broker);
