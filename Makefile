@@ -156,6 +156,7 @@ test: test-deps
 	$(MAKE) SANITIZE=$(TEST_SANITIZERS) unit fuzz-replay
 	$(MAKE) SANITIZE=$(TEST_SANITIZERS) integration \
 	    PYTEST_ARGS="tests/integration/test_gateway.py tests/integration/test_security.py tests/integration/test_store_suite.py \
+	                 tests/integration/test_inbox.py tests/integration/test_operations.py \
 	                 tests/integration/test_rebalance.py"
 
 # Benchmarks (not tests): real Kafka and FerretDB on loopback; see bench/README.md.

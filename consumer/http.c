@@ -114,8 +114,8 @@ int http_on_body(struct lws *wsi, struct http_session *s, const void *in, size_t
     http_request_t *req = s->req;
     (void)wsi;
     /* Content-Length was checked against the limit: lws passes no more. */
-    if (!req || !req->route || req->status)
-        return 0;
+    if (!req || !req->route || req->status || !len)
+        return 0; /* (lws may call with an empty body) */
     req->body = xrealloc(req->body, req->body_len + len + 1);
     memcpy(req->body + req->body_len, in, len);
     req->body_len += len;
@@ -206,6 +206,45 @@ void http_add_header(http_request_t *req, const char *name, const char *value)
     snprintf(req->extra[req->nextra].name, sizeof(req->extra[0].name), "%s", name);
     snprintf(req->extra[req->nextra].value, sizeof(req->extra[0].value), "%s", value);
     req->nextra++;
+}
+
+#define URL_ARGS_MAX 64
+
+/* The value of the query argument name ("userId="): its length, -1 when
+ * absent, -2 when present but unusable: longer than buf (libwebsockets'
+ * own lookup would return it cut), or holding a decoded control character.
+ * The first of repeated ones counts. */
+int http_url_arg(struct lws *wsi, const char *name, char *buf, size_t size)
+{
+    size_t nlen = strlen(name);
+    for (int n = 0; n < URL_ARGS_MAX; n++) {
+        int flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, n);
+        if (flen <= 0)
+            return -1;
+        char *frag = xmalloc((size_t)flen + 1);
+        int got = lws_hdr_copy_fragment(wsi, frag, flen + 1, WSI_TOKEN_HTTP_URI_ARGS, n);
+        int rc = -1;
+        if (got >= (int)nlen && strncmp(frag, name, nlen) == 0) {
+            size_t vlen = (size_t)got - nlen;
+            rc = vlen < size ? (int)vlen : -2;
+            for (size_t i = 0; rc >= 0 && i < vlen; i++)
+                if ((unsigned char)frag[nlen + i] < 0x20 || frag[nlen + i] == 0x7f)
+                    rc = -2;
+            if (rc >= 0) {
+                memcpy(buf, frag + nlen, vlen);
+                buf[vlen] = '\0';
+            }
+        }
+        free(frag);
+        if (rc != -1)
+            return rc;
+    }
+    return -1;
+}
+
+int http_request_query(const http_request_t *req, const char *name, char *buf, size_t size)
+{
+    return req->wsi ? http_url_arg(req->wsi, name, buf, size) : -1;
 }
 
 const char *http_header(struct lws *wsi, enum lws_token_indexes h, char *buf, size_t size)

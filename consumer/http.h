@@ -36,6 +36,12 @@ int http_on_writeable(struct lws *wsi, struct http_session *s);
 void http_on_closed(struct http_session *s);
 
 const char *http_request_param(const http_request_t *req, const char *name);
+/* The value of the query argument name ("userId=") in buf: its length, -1
+ * when absent, -2 when present but longer than buf or holding a control
+ * character. For WebSocket upgrades too. */
+int http_url_arg(struct lws *wsi, const char *name, char *buf, size_t size);
+/* The same for a request (-1 once its client went away). */
+int http_request_query(const http_request_t *req, const char *name, char *buf, size_t size);
 /* A request header's value in buf, or NULL when absent or longer than buf
  * (wsi may be NULL: a client gone). For WebSocket upgrades too. */
 const char *http_header(struct lws *wsi, enum lws_token_indexes h, char *buf, size_t size);

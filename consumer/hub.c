@@ -24,11 +24,16 @@ hub_t *hub_new(const struct hub_ops *ops, const struct hub_limits *limits)
  * so that notifications keep the order they arrived in. Invariant: one
  * process writes a user's notifications. Several gateways sharing users
  * would interleave two clocks; seq must then come from elsewhere. */
-static int64_t next_seq(hub_t *hub)
+static int64_t wall_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t us = (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static int64_t next_seq(hub_t *hub)
+{
+    int64_t us = wall_us();
     hub->last_seq = us > hub->last_seq ? us : hub->last_seq + 1;
     return hub->last_seq;
 }
@@ -340,6 +345,89 @@ int hub_ack(hub_t *hub, hub_conn_t *c, const char *id)
         return -1;
     replay_pump(hub, c->user); /* the ack made room */
     return 0;
+}
+
+/* ---- outside a connection: the inbox ---- */
+
+void hub_each_pending(hub_t *hub, const char *user, int64_t before_seq,
+                      void (*fn)(void *arg, const hub_msg_t *m), void *arg)
+{
+    user_t *u = find_user(hub, user);
+    hub_msg_t m;
+    for (delivery_t *d = u ? u->inflight : NULL; d; d = d->hh.next) {
+        if (!d->acked && d->seq < before_seq) {
+            delivery_as_msg(d, u, &m);
+            fn(arg, &m);
+        }
+    }
+    for (delivery_t *d = u ? u->held : NULL; d; d = d->next_held) {
+        if (d->seq < before_seq) {
+            delivery_as_msg(d, u, &m);
+            fn(arg, &m);
+        }
+    }
+}
+
+/* A held notification acknowledged before it was pushed: never pushed. */
+static void held_ack(hub_t *hub, user_t *u, delivery_t **at)
+{
+    delivery_t *d = *at;
+    *at = d->next_held;
+    if (u->held_tail == &d->next_held)
+        u->held_tail = at;
+    u->nheld--;
+    budget_give(hub->lim.budget, BUDGET_HELD, delivery_cost(d));
+    hub->ops.offset_done(hub->ops.ctx, d->partition, d->offset);
+    free(d);
+}
+
+int hub_ack_user(hub_t *hub, const char *user, const char *id)
+{
+    user_t *u = find_user(hub, user);
+    delivery_t *d = NULL;
+    if (!u)
+        return 0;
+    HASH_FIND_STR(u->inflight, id, d);
+    if (d) {
+        if (d->acked)
+            return 0;
+        delivery_ack(hub, u, d);
+        return 1;
+    }
+    for (delivery_t **at = &u->held; *at; at = &(*at)->next_held) {
+        if (strcmp((*at)->id, id) == 0) {
+            held_ack(hub, u, at);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+size_t hub_ack_user_through(hub_t *hub, const char *user, int64_t through_seq)
+{
+    user_t *u = find_user(hub, user);
+    size_t n = 0;
+    for (delivery_t *d = u ? u->inflight : NULL; d; d = d->hh.next) {
+        if (!d->acked && d->seq <= through_seq) {
+            delivery_ack(hub, u, d);
+            n++;
+        }
+    }
+    for (delivery_t **at = u ? &u->held : NULL; at && *at;) {
+        if ((*at)->seq <= through_seq) {
+            held_ack(hub, u, at);
+            n++;
+        } else {
+            at = &(*at)->next_held;
+        }
+    }
+    return n;
+}
+
+int64_t hub_seq_now(const hub_t *hub)
+{
+    int64_t us = wall_us();
+    return us > hub->last_seq ? us : hub->last_seq;
 }
 
 void hub_tick(hub_t *hub, int64_t now_ms)

@@ -116,6 +116,20 @@ void hub_frame_sent(hub_t *hub, hub_conn_t *conn, int64_t now_ms);
  * notification (unknown, another user's, or already released). */
 int hub_ack(hub_t *hub, hub_conn_t *conn, const char *id);
 
+/* Outside a connection (the inbox over HTTP): */
+/* calls fn with each of user's notifications pending on this node (pushed
+ * and unacknowledged, or held), with seq below before_seq; */
+void hub_each_pending(hub_t *hub, const char *user, int64_t before_seq,
+                      void (*fn)(void *arg, const hub_msg_t *m), void *arg);
+/* acknowledges user's id if it is pending on this node, as a tab's ack
+ * would (1), else 0 (the store may hold it); */
+int hub_ack_user(hub_t *hub, const char *user, const char *id);
+/* acknowledges every one of user's pending on this node with seq up to
+ * through_seq; returns how many; */
+size_t hub_ack_user_through(hub_t *hub, const char *user, int64_t through_seq);
+/* the seq a notification arriving now would be above. */
+int64_t hub_seq_now(const hub_t *hub);
+
 /* Releases frames unacknowledged for longer than ack_timeout_ms. */
 void hub_tick(hub_t *hub, int64_t now_ms);
 

@@ -100,6 +100,9 @@ void window_push(hub_t *hub, user_t *u, delivery_t *d);
 /* c lets go of s. Returns 1 when that left its notification with no
  * holder and unacknowledged (in the store now, or still there). */
 int window_release_slot(hub_t *hub, hub_conn_t *c, struct slot *s);
+/* d is acknowledged (by a tab or over HTTP): its offset completes, or its
+ * stored copy is removed; once. Slots holding it stay until released. */
+void delivery_ack(hub_t *hub, user_t *u, delivery_t *d);
 /* c acknowledged id: completes it (offset done or removal from the store)
  * and frees its slot. 0, or -1 when c holds no such notification. */
 int window_ack(hub_t *hub, hub_conn_t *c, const char *id);

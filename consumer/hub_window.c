@@ -180,6 +180,17 @@ void hub_frame_sent(hub_t *hub, hub_conn_t *c, int64_t now_ms)
         hub->ops.want_write(hub->ops.ctx, c->transport);
 }
 
+void delivery_ack(hub_t *hub, user_t *u, delivery_t *d)
+{
+    if (d->acked)
+        return;
+    d->acked = 1;
+    if (d->source == FROM_KAFKA)
+        hub->ops.offset_done(hub->ops.ctx, d->partition, d->offset);
+    else
+        hub->ops.remove(hub->ops.ctx, u->id, d->id);
+}
+
 int window_ack(hub_t *hub, hub_conn_t *c, const char *id)
 {
     user_t *u = c->user;
@@ -199,13 +210,7 @@ int window_ack(hub_t *hub, hub_conn_t *c, const char *id)
     if (!s)
         return -1; /* another connection's, already released here */
 
-    if (!d->acked) {
-        d->acked = 1;
-        if (d->source == FROM_KAFKA)
-            hub->ops.offset_done(hub->ops.ctx, d->partition, d->offset);
-        else
-            hub->ops.remove(hub->ops.ctx, u->id, d->id);
-    }
+    delivery_ack(hub, u, d);
     window_release_slot(hub, c, s);
     window_compact(c);
     return 0;

@@ -31,6 +31,12 @@ int api_key_caller(const struct routes_view *v, http_request_t *req);
 void post_notifications(void *ctx, http_request_t *req);
 void post_publisher(void *ctx, http_request_t *req);
 void post_send_message(void *ctx, http_request_t *req);
+/* The inbox (routes_inbox.c): GET /api/users/{userId}/notifications,
+ * /messages and /api/messages; POST .../{id}/ack and .../ack-all. */
+void get_user_notifications(void *ctx, http_request_t *req);
+void get_messages(void *ctx, http_request_t *req);
+void post_ack(void *ctx, http_request_t *req);
+void post_ack_all(void *ctx, http_request_t *req);
 
 extern const struct http_route gateway_routes[];
 extern const size_t gateway_nroutes;

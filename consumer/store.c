@@ -57,10 +57,22 @@ int store_fetch(store_t *st, store_read_t *reads, size_t n, store_fetch_cb cb, v
     return n ? st->backend->fetch(st->impl, reads, n, cb, arg, errstr, size) : 0;
 }
 
-int store_remove(store_t *st, const char *const *users, const char *const *ids, size_t n,
-                 char *errstr, size_t size)
+int store_list(store_t *st, const char *user, int64_t before_seq, size_t limit, store_fetch_cb cb,
+               void *arg, char *errstr, size_t size)
+{
+    return limit ? st->backend->list(st->impl, user, before_seq, limit, cb, arg, errstr, size) : 0;
+}
+
+int64_t store_remove(store_t *st, const char *const *users, const char *const *ids, size_t n,
+                     char *errstr, size_t size)
 {
     return n ? st->backend->remove(st->impl, users, ids, n, errstr, size) : 0;
+}
+
+int64_t store_remove_through(store_t *st, const char *user, int64_t through_seq, char *errstr,
+                             size_t size)
+{
+    return st->backend->remove_through(st->impl, user, through_seq, errstr, size);
 }
 
 int64_t store_count(store_t *st, const char *user, char *errstr, size_t size)

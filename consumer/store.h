@@ -65,9 +65,20 @@ int store_put(store_t *st, const store_doc_t *docs, size_t n, char *errstr, size
 int store_fetch(store_t *st, store_read_t *reads, size_t n, store_fetch_cb cb, void *arg,
                 char *errstr, size_t errstr_size);
 
-/* Deletes the notifications ids[i] of users[i]. Returns 0 or -1. */
-int store_remove(store_t *st, const char *const *users, const char *const *ids, size_t n,
-                 char *errstr, size_t errstr_size);
+/* Up to limit of user's notifications with seq below before_seq, newest
+ * first (the inbox), each passed to cb with read 0. Returns how many, or
+ * -1 with errstr. */
+int store_list(store_t *st, const char *user, int64_t before_seq, size_t limit, store_fetch_cb cb,
+               void *arg, char *errstr, size_t errstr_size);
+
+/* Deletes the notifications ids[i] of users[i]. Returns how many there
+ * were, or -1. */
+int64_t store_remove(store_t *st, const char *const *users, const char *const *ids, size_t n,
+                     char *errstr, size_t errstr_size);
+/* Deletes every notification of user with seq up to through_seq (an
+ * acknowledgement of all). Returns how many, or -1. */
+int64_t store_remove_through(store_t *st, const char *user, int64_t through_seq, char *errstr,
+                             size_t errstr_size);
 
 /* Stored notifications for user, or for everyone when user is NULL; -1 on error. */
 int64_t store_count(store_t *st, const char *user, char *errstr, size_t errstr_size);

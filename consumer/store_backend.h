@@ -14,8 +14,12 @@ struct store_backend {
     int (*put)(void *impl, const store_doc_t *docs, size_t n, char *errstr, size_t errstr_size);
     int (*fetch)(void *impl, store_read_t *reads, size_t n, store_fetch_cb cb, void *arg,
                  char *errstr, size_t errstr_size);
-    int (*remove)(void *impl, const char *const *users, const char *const *ids, size_t n,
-                  char *errstr, size_t errstr_size);
+    int (*list)(void *impl, const char *user, int64_t before_seq, size_t limit,
+                store_fetch_cb cb, void *arg, char *errstr, size_t errstr_size);
+    int64_t (*remove)(void *impl, const char *const *users, const char *const *ids, size_t n,
+                      char *errstr, size_t errstr_size);
+    int64_t (*remove_through)(void *impl, const char *user, int64_t through_seq, char *errstr,
+                              size_t errstr_size);
     int64_t (*count)(void *impl, const char *user, char *errstr, size_t errstr_size);
     int64_t (*expire)(void *impl, size_t max_per_user, int64_t stored_before_ms, char *errstr,
                       size_t errstr_size);

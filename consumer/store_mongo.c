@@ -332,18 +332,70 @@ static int mongo_fetch(void *impl, store_read_t *reads, size_t n, store_fetch_cb
     return count;
 }
 
+int64_t mongo_delete_counted(mongo_store_t *st, const bson_t *filter, const char *what,
+                             char *errstr, size_t size)
+{
+    bson_error_t err;
+    bson_t reply;
+    bson_iter_t it;
+    int64_t n = -1;
+    if (!mongoc_collection_delete_many(st->coll, filter, NULL, &reply, &err))
+        mongo_set_err(errstr, size, what, &err);
+    else
+        n = bson_iter_init_find(&it, &reply, "deletedCount") ? bson_iter_as_int64(&it) : 0;
+    bson_destroy(&reply);
+    return n;
+}
+
+/* Newest first: {userId, seq: {$lt}} sorted by seq descending, on the
+ * {userId, seq} index. */
+static int mongo_list(void *impl, const char *user, int64_t before_seq, size_t limit,
+                      store_fetch_cb cb, void *arg, char *errstr, size_t size)
+{
+    mongo_store_t *st = impl;
+    bson_t *filter = BCON_NEW("userId", BCON_UTF8(user), "seq", "{", "$lt",
+                              BCON_INT64(before_seq), "}");
+    bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(-1), "}", "limit",
+                            BCON_INT64((int64_t)limit));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->coll, filter, opts, NULL);
+    const bson_t *doc;
+    bson_error_t err;
+    int count = 0;
+
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        uint32_t len = 0;
+        store_doc_t d = {.user = user};
+        if (bson_iter_init_find(&it, doc, "seq"))
+            d.seq = bson_iter_as_int64(&it);
+        if (bson_iter_init_find(&it, doc, "id") && BSON_ITER_HOLDS_UTF8(&it))
+            d.id = bson_iter_utf8(&it, NULL);
+        if (bson_iter_init_find(&it, doc, "notification") && BSON_ITER_HOLDS_UTF8(&it))
+            d.frame = bson_iter_utf8(&it, &len);
+        d.frame_len = len;
+        if (d.id && d.frame) {
+            cb(arg, 0, &d);
+            count++;
+        }
+    }
+    if (mongoc_cursor_error(cur, &err))
+        count = mongo_set_err(errstr, size, "cannot list stored notifications", &err);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(filter);
+    return count;
+}
+
 /* One delete for the whole batch, {_id: {$in: [keys]}}: a server that
  * scans for every filter (FerretDB on SQLite) scans once. The key holds
  * the user, so an ack can delete only its owner's notification. */
-static int mongo_remove(void *impl, const char *const *users, const char *const *ids, size_t n,
-                        char *errstr, size_t size)
+static int64_t mongo_remove(void *impl, const char *const *users, const char *const *ids,
+                            size_t n, char *errstr, size_t size)
 {
     mongo_store_t *st = impl;
-    bson_error_t err;
     bson_t sel, in, list;
     char index[16], key[KEY_MAX];
     const char *k;
-    int rc = 0;
 
     if (n == 0)
         return 0;
@@ -356,10 +408,21 @@ static int mongo_remove(void *impl, const char *const *users, const char *const 
     }
     bson_append_array_end(&in, &list);
     bson_append_document_end(&sel, &in);
-    if (!mongoc_collection_delete_many(st->coll, &sel, NULL, NULL, &err))
-        rc = mongo_set_err(errstr, size, "cannot delete acknowledged notifications", &err);
+    int64_t removed =
+        mongo_delete_counted(st, &sel, "cannot delete acknowledged notifications", errstr, size);
     bson_destroy(&sel);
-    return rc;
+    return removed;
+}
+
+static int64_t mongo_remove_through(void *impl, const char *user, int64_t through_seq,
+                                    char *errstr, size_t size)
+{
+    bson_t *filter = BCON_NEW("userId", BCON_UTF8(user), "seq", "{", "$lte",
+                              BCON_INT64(through_seq), "}");
+    int64_t removed = mongo_delete_counted(impl, filter, "cannot delete acknowledged notifications",
+                                           errstr, size);
+    bson_destroy(filter);
+    return removed;
 }
 
 static int64_t mongo_count(void *impl, const char *user, char *errstr, size_t size)
@@ -375,9 +438,16 @@ static int64_t mongo_count(void *impl, const char *user, char *errstr, size_t si
 }
 
 
-/* In store_backend's order: name, open, prepare, put, fetch, remove, count, expire,
- * close. */
 const struct store_backend store_mongo_backend = {
-    "MongoDB", mongo_open, mongo_prepare, mongo_put, mongo_fetch, mongo_remove, mongo_count,
-    mongo_expire, mongo_close,
+    .name = "MongoDB",
+    .open = mongo_open,
+    .prepare = mongo_prepare,
+    .put = mongo_put,
+    .fetch = mongo_fetch,
+    .list = mongo_list,
+    .remove = mongo_remove,
+    .remove_through = mongo_remove_through,
+    .count = mongo_count,
+    .expire = mongo_expire,
+    .close = mongo_close,
 };

@@ -30,6 +30,10 @@ const char *mongo_key_of(const char *user, const char *id, char key[KEY_MAX]);
 /* A document of the current schema. */
 bson_t *mongo_new_doc(const char *id, const char *user, int64_t seq, const char *frame,
                       size_t frame_len, int64_t stored_at);
+/* Deletes the documents of filter: how many, or -1 (errstr: what, and
+ * the server's reason). */
+int64_t mongo_delete_counted(mongo_store_t *st, const bson_t *filter, const char *what,
+                             char *errstr, size_t size);
 /* Inserts docs (and destroys them), unordered; a duplicate is success. */
 int mongo_insert_docs(mongo_store_t *st, bson_t **docs, size_t n, const char *what, char *errstr,
                       size_t size);

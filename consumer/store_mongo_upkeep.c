@@ -129,21 +129,6 @@ int mongo_migrate(mongo_store_t *st, char *errstr, size_t size)
     return record_version(st, errstr, size);
 }
 
-/* Deletes the documents of filter, counting them. */
-static int64_t delete_counted(mongo_store_t *st, const bson_t *filter, char *errstr, size_t size)
-{
-    bson_error_t err;
-    bson_t reply;
-    bson_iter_t it;
-    int64_t n = -1;
-    if (!mongoc_collection_delete_many(st->coll, filter, NULL, &reply, &err))
-        mongo_set_err(errstr, size, "cannot expire pending notifications", &err);
-    else
-        n = bson_iter_init_find(&it, &reply, "deletedCount") ? bson_iter_as_int64(&it) : 0;
-    bson_destroy(&reply);
-    return n;
-}
-
 /* user's pending notifications beyond the newest max, deleted. */
 static int64_t expire_user(mongo_store_t *st, const char *user, size_t max, char *errstr,
                            size_t size)
@@ -171,7 +156,7 @@ static int64_t expire_user(mongo_store_t *st, const char *user, size_t max, char
         total = mongo_set_err(errstr, size, "cannot find pending notifications to expire", &err);
     else if (n) {
         bson_t *del = BCON_NEW("userId", BCON_UTF8(user), "_id", "{", "$in", BCON_ARRAY(&ids), "}");
-        total = delete_counted(st, del, errstr, size);
+        total = mongo_delete_counted(st, del, "cannot expire pending notifications", errstr, size);
         bson_destroy(del);
     }
     mongoc_cursor_destroy(cur);
@@ -218,7 +203,7 @@ int64_t mongo_expire(void *impl, size_t max_per_user, int64_t stored_before_ms,
     }
     if (total >= 0 && stored_before_ms) {
         bson_t *old = BCON_NEW("storedAt", "{", "$lt", BCON_DATE_TIME(stored_before_ms), "}");
-        int64_t n = delete_counted(st, old, errstr, size);
+        int64_t n = mongo_delete_counted(st, old, "cannot expire pending notifications", errstr, size);
         total = n < 0 ? -1 : total + n;
         bson_destroy(old);
     }

@@ -30,7 +30,7 @@
 
 struct sqlite_store {
     sqlite3 *db;
-    sqlite3_stmt *insert, *select, *delete, *count_user, *count_all;
+    sqlite3_stmt *insert, *select, *list, *delete, *count_user, *count_all;
 };
 
 typedef struct sqlite_store sqlite_store_t;
@@ -48,6 +48,7 @@ static void sqlite_close(void *impl)
         return;
     sqlite3_finalize(st->insert);
     sqlite3_finalize(st->select);
+    sqlite3_finalize(st->list);
     sqlite3_finalize(st->delete);
     sqlite3_finalize(st->count_user);
     sqlite3_finalize(st->count_all);
@@ -179,6 +180,8 @@ static int sqlite_prepare(void *impl, char *errstr, size_t size)
                       "stored_at) VALUES (?, ?, ?, ?, ?)"},
         {&st->select, "SELECT id, seq, notification FROM notifications WHERE user_id = ? AND "
                       "seq > ? ORDER BY seq LIMIT ?"},
+        {&st->list, "SELECT id, seq, notification FROM notifications WHERE user_id = ? AND "
+                    "seq < ? ORDER BY seq DESC LIMIT ?"},
         {&st->delete, "DELETE FROM notifications WHERE id = ? AND user_id = ?"},
         {&st->count_user, "SELECT count(*) FROM notifications WHERE user_id = ?"},
         {&st->count_all, "SELECT count(*) FROM notifications"},
@@ -190,11 +193,13 @@ static int sqlite_prepare(void *impl, char *errstr, size_t size)
     return 0;
 }
 
-/* Runs step(i) for i < n inside one transaction: one fsync per batch. */
-static int in_transaction(sqlite_store_t *st, size_t n, sqlite3_stmt *stmt,
-                          void (*bind)(sqlite3_stmt *, const void *, size_t), const void *arg,
-                          const char *what, char *errstr, size_t size)
+/* Runs step(i) for i < n inside one transaction: one fsync per batch.
+ * Returns the rows changed, or -1. */
+static int64_t in_transaction(sqlite_store_t *st, size_t n, sqlite3_stmt *stmt,
+                              void (*bind)(sqlite3_stmt *, const void *, size_t), const void *arg,
+                              const char *what, char *errstr, size_t size)
 {
+    int64_t changed = 0;
     if (exec(st, "BEGIN IMMEDIATE", errstr, size))
         return -1;
     for (size_t i = 0; i < n; i++) {
@@ -207,13 +212,14 @@ static int in_transaction(sqlite_store_t *st, size_t n, sqlite3_stmt *stmt,
             sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
             return -1;
         }
+        changed += sqlite3_changes(st->db);
     }
     sqlite3_reset(stmt);
     if (exec(st, "COMMIT", errstr, size)) {
         sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
         return -1;
     }
-    return 0;
+    return changed;
 }
 
 static void bind_doc(sqlite3_stmt *stmt, const void *arg, size_t i)
@@ -230,7 +236,7 @@ static int sqlite_put(void *impl, const store_doc_t *docs, size_t n, char *errst
 {
     sqlite_store_t *st = impl;
     return in_transaction(st, n, st->insert, bind_doc, docs, "cannot store notifications", errstr,
-                          size);
+                          size) < 0 ? -1 : 0;
 }
 
 struct removal {
@@ -244,8 +250,8 @@ static void bind_removal(sqlite3_stmt *stmt, const void *arg, size_t i)
     sqlite3_bind_text(stmt, 2, r->users[i], -1, SQLITE_STATIC);
 }
 
-static int sqlite_remove(void *impl, const char *const *users, const char *const *ids, size_t n,
-                         char *errstr, size_t size)
+static int64_t sqlite_remove(void *impl, const char *const *users, const char *const *ids,
+                             size_t n, char *errstr, size_t size)
 {
     sqlite_store_t *st = impl;
     struct removal r = {users, ids};
@@ -289,6 +295,35 @@ static int sqlite_fetch(void *impl, store_read_t *reads, size_t n, store_fetch_c
     return count;
 }
 
+/* The same index, read backwards. */
+static int sqlite_list(void *impl, const char *user, int64_t before_seq, size_t limit,
+                       store_fetch_cb cb, void *arg, char *errstr, size_t size)
+{
+    sqlite_store_t *st = impl;
+    int count = 0, rc;
+    sqlite3_reset(st->list);
+    sqlite3_bind_text(st->list, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(st->list, 2, before_seq);
+    sqlite3_bind_int64(st->list, 3, (sqlite3_int64)limit);
+    while ((rc = sqlite3_step(st->list)) == SQLITE_ROW) {
+        store_doc_t d = {
+            .id = (const char *)sqlite3_column_text(st->list, 0),
+            .user = user,
+            .seq = sqlite3_column_int64(st->list, 1),
+            .frame = (const char *)sqlite3_column_text(st->list, 2),
+            .frame_len = (size_t)sqlite3_column_bytes(st->list, 2),
+        };
+        if (d.id && d.frame) {
+            cb(arg, 0, &d);
+            count++;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        count = fail(st, errstr, size, "cannot list stored notifications");
+    sqlite3_reset(st->list);
+    return count;
+}
+
 static int64_t sqlite_count(void *impl, const char *user, char *errstr, size_t size)
 {
     sqlite_store_t *st = impl;
@@ -307,9 +342,10 @@ static int64_t sqlite_count(void *impl, const char *user, char *errstr, size_t s
 }
 
 /* Runs a DELETE with its parameters bound in order (text first, when
- * given, then num), returning the rows it removed, or -1. */
+ * given, then num), returning the rows it removed, or -1 (errstr: what,
+ * and SQLite's reason). */
 static int64_t change(sqlite_store_t *st, const char *sql, const char *text, int64_t num,
-                      char *errstr, size_t size)
+                      const char *what, char *errstr, size_t size)
 {
     sqlite3_stmt *stmt;
     int64_t n = -1;
@@ -321,7 +357,7 @@ static int64_t change(sqlite_store_t *st, const char *sql, const char *text, int
             n = sqlite3_changes(st->db);
     }
     if (n < 0)
-        fail(st, errstr, size, "cannot expire pending notifications");
+        fail(st, errstr, size, what);
     sqlite3_finalize(stmt);
     return n;
 }
@@ -348,7 +384,8 @@ static int64_t sqlite_expire(void *impl, size_t max_per_user, int64_t stored_bef
                                "DELETE FROM notifications WHERE user_id = ?1 AND seq <= (SELECT seq"
                                " FROM notifications WHERE user_id = ?1 ORDER BY seq DESC LIMIT 1"
                                " OFFSET ?2)",
-                               user, (int64_t)max_per_user, errstr, size);
+                               user, (int64_t)max_per_user, "cannot expire pending notifications",
+                               errstr, size);
             if (n > 0)
                 log_warn("expired the %lld oldest pending notifications of user %s: over the "
                          "limit of %zu (--max-pending-per-user)",
@@ -359,15 +396,29 @@ static int64_t sqlite_expire(void *impl, size_t max_per_user, int64_t stored_bef
     }
     if (total >= 0 && stored_before_ms) {
         int64_t n = change(st, "DELETE FROM notifications WHERE stored_at < ?", NULL,
-                           stored_before_ms, errstr, size);
+                           stored_before_ms, "cannot expire pending notifications", errstr, size);
         total = n < 0 ? -1 : total + n;
     }
     return total;
 }
 
-/* In store_backend's order: name, open, prepare, put, fetch, remove, count, expire,
- * close. */
+static int64_t sqlite_remove_through(void *impl, const char *user, int64_t through_seq,
+                                     char *errstr, size_t size)
+{
+    return change(impl, "DELETE FROM notifications WHERE user_id = ? AND seq <= ?", user,
+                  through_seq, "cannot delete acknowledged notifications", errstr, size);
+}
+
 const struct store_backend store_sqlite_backend = {
-    "SQLite", sqlite_open, sqlite_prepare, sqlite_put, sqlite_fetch, sqlite_remove,
-    sqlite_count, sqlite_expire, sqlite_close,
+    .name = "SQLite",
+    .open = sqlite_open,
+    .prepare = sqlite_prepare,
+    .put = sqlite_put,
+    .fetch = sqlite_fetch,
+    .list = sqlite_list,
+    .remove = sqlite_remove,
+    .remove_through = sqlite_remove_through,
+    .count = sqlite_count,
+    .expire = sqlite_expire,
+    .close = sqlite_close,
 };

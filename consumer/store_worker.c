@@ -76,7 +76,7 @@ static store_req_t *submit(store_worker_t *w, enum op op, const char *user, cons
     r->msg.frame_len = frame_len;
     r->msg.partition = -1;
     r->msg.offset = -1;
-    struct lane *lane = &w->lanes[op];
+    struct lane *lane = &w->lanes[LANE_OF(op)];
     if (!lane->open)
         lane->open = list_new();
     list_push(lane->open, r);
@@ -105,11 +105,32 @@ void store_worker_fetch(store_worker_t *w, const char *user, int64_t after_seq, 
                         uint64_t tag, store_done_fn done, void *arg)
 {
     store_req_t *r = submit(w, OP_FETCH, user, NULL, NULL, 0, done, arg);
-    r->after_seq = after_seq;
+    r->seq = after_seq;
     r->limit = limit;
     r->tag = tag;
     r->puts_before = w->puts_submitted;
     r->removes_before = w->removes_submitted;
+}
+
+void store_worker_list(store_worker_t *w, const char *user, int64_t before_seq, size_t limit,
+                       store_done_fn done, void *arg)
+{
+    store_req_t *r = submit(w, OP_LIST, user, NULL, NULL, 0, done, arg);
+    r->seq = before_seq;
+    r->limit = limit;
+    r->puts_before = w->puts_submitted;
+    r->removes_before = w->removes_submitted;
+}
+
+void store_worker_remove_counted(store_worker_t *w, const char *user, const char *id,
+                                 int64_t through_seq, store_done_fn done, void *arg)
+{
+    store_req_t *r = submit(w, OP_REMOVE, user, id, NULL, 0, done, arg);
+    r->counted = 1;
+    r->through = id == NULL;
+    r->seq = through_seq;
+    r->puts_before = w->puts_submitted;
+    w->removes_submitted++;
 }
 
 void store_worker_flush(store_worker_t *w)
@@ -136,7 +157,7 @@ void store_worker_poll(store_worker_t *w)
             }
             if (r->done) {
                 struct store_result res = {&r->msg, r->msg.user, r->tag, r->more, r->found,
-                                           r->nfound};
+                                           r->nfound, r->removed};
                 r->done(r->arg, &res);
             }
         }

@@ -32,8 +32,9 @@ struct store_result {
     const char *user;     /* fetch: whose notifications */
     uint64_t tag;         /* fetch: the caller's, as submitted */
     int more;             /* fetch: the user may have more than was found */
-    const hub_msg_t *msgs; /* fetch: what was found, oldest first */
+    const hub_msg_t *msgs; /* fetch: what was found, oldest first; list: newest first */
     size_t n;
+    int64_t removed;       /* counted remove: how many were deleted */
 };
 
 typedef void (*store_done_fn)(void *arg, const struct store_result *r);
@@ -64,6 +65,15 @@ void store_worker_remove(store_worker_t *w, const char *user, const char *id, st
                          void *arg);
 void store_worker_fetch(store_worker_t *w, const char *user, int64_t after_seq, size_t limit,
                         uint64_t tag, store_done_fn done, void *arg);
+/* The inbox: up to limit of user's stored notifications with seq below
+ * before_seq, newest first, read after the writes submitted before it. */
+void store_worker_list(store_worker_t *w, const char *user, int64_t before_seq, size_t limit,
+                       store_done_fn done, void *arg);
+/* An acknowledgement from outside a connection: deletes user's id, or with
+ * id NULL every one of user's with seq up to through_seq, in a call of its
+ * own, so done learns how many were deleted. */
+void store_worker_remove_counted(store_worker_t *w, const char *user, const char *id,
+                                 int64_t through_seq, store_done_fn done, void *arg);
 /* Hands what was submitted to the worker. */
 void store_worker_flush(store_worker_t *w);
 

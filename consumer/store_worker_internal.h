@@ -13,7 +13,10 @@
 #define CHUNK 1000 /* puts per bulk insert, removes per bulk delete */
 #define FETCH_CHUNK 256 /* users per read */
 
-enum op { OP_PUT, OP_REMOVE, OP_FETCH }; /* also the lanes' order */
+/* The first three are also the lanes' order; a list runs on the fetches'
+ * lane. */
+enum op { OP_PUT, OP_REMOVE, OP_FETCH, OP_LIST };
+#define LANE_OF(op) ((op) == OP_LIST ? OP_FETCH : (op))
 
 struct store_req {
     store_req_t *next;
@@ -21,12 +24,16 @@ struct store_req {
     store_done_fn done;
     void *arg;
     hub_msg_t msg; /* put: all of it; remove: id and user; fetch: user */
-    int64_t after_seq;
+    int64_t seq; /* fetch: after it; list: below it; remove through: up to it */
     size_t limit;
     uint64_t tag;
     size_t puts_before, removes_before; /* fetch: writes submitted before it */
     int more;         /* fetch: store_read_t's */
-    hub_msg_t *found; /* fetch: the answer, each string owned */
+    /* remove: run alone, and how many it deleted; through: every one of
+     * the user's with seq up to after_seq, not the id */
+    int counted, through;
+    int64_t removed;
+    hub_msg_t *found; /* fetch, list: the answer, each string owned */
     size_t nfound, found_cap;
     char buf[];       /* msg's strings: id, user, frame */
 };

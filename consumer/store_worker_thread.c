@@ -51,12 +51,15 @@ static void post(store_worker_t *w, struct req_list *done)
         list_free(&done->link); /* abandoned at a stop: nobody polls */
 }
 
-/* Moves up to max requests from the front of q into a new list. */
+/* Moves up to max requests from the front of q into a new list; a counted
+ * remove goes alone. */
 static struct req_list *chunk(struct req_list *q, size_t max)
 {
     struct req_list *l = list_new();
-    while (q->head && l->n < max) {
+    while (q->head && l->n < max && !(l->n && q->head->counted)) {
         store_req_t *r = q->head;
+        if (r->counted)
+            max = 1;
         q->head = r->next;
         list_push(l, r);
     }
@@ -89,13 +92,18 @@ static int run_chunk(struct lane *lane, struct req_list *l)
         ids[n] = m->id;
     }
     int64_t delay = RETRY_MIN_MS;
+    store_req_t *one = l->head;
     for (int attempt = 1;; attempt++) {
         int64_t t0 = now_us();
-        int rc = op == OP_PUT ? store_put(lane->st, docs, n, err, sizeof(err))
-                              : store_remove(lane->st, users, ids, n, err, sizeof(err));
+        int64_t rc = op == OP_PUT  ? store_put(lane->st, docs, n, err, sizeof(err))
+                     : one->through ? store_remove_through(lane->st, one->msg.user, one->seq, err,
+                                                           sizeof(err))
+                                    : store_remove(lane->st, users, ids, n, err, sizeof(err));
         lane_timed(lane, now_us() - t0);
-        if (rc == 0)
+        if (rc >= 0) {
+            one->removed = rc; /* what a counted remove, alone, answers */
             return 0;
+        }
         if (op == OP_PUT ? !retry(lane, "storing notifications", err, attempt, &delay,
                                   "nothing is lost: their Kafka offsets stay uncommitted, so "
                                   "they are consumed again on restart")
@@ -121,16 +129,18 @@ static void on_found(void *arg, size_t read, const store_doc_t *doc)
 }
 
 /* Moves up to FETCH_CHUNK fetches of distinct users from the front of q
- * into a new list; a user's second fetch waits for the next read. */
+ * into a new list (a user's second fetch waits for the next read); or the
+ * list at its front, alone. */
 static struct req_list *fetch_chunk(struct req_list *q)
 {
     struct req_list *l = list_new();
     store_req_t **p = &q->head;
-    while (*p && l->n < FETCH_CHUNK) {
+    int list = q->head->op == OP_LIST;
+    while (*p && l->n < (list ? 1 : FETCH_CHUNK)) {
         store_req_t *r = *p, *o = l->head;
         while (o && strcmp(o->msg.user, r->msg.user) != 0)
             o = o->next;
-        if (o) {
+        if (o || (r->op == OP_LIST) != list) {
             p = &r->next;
             continue;
         }
@@ -154,7 +164,7 @@ static int run_fetch(struct lane *lane, struct req_list *l)
     size_t n = 0;
 
     for (store_req_t *r = l->head; r; r = r->next, n++) {
-        reads[n] = (store_read_t){r->msg.user, r->after_seq, r->limit, 0};
+        reads[n] = (store_read_t){r->msg.user, r->seq, r->limit, 0};
         reqs[n] = r;
     }
     for (int attempt = 1;; attempt++) {
@@ -169,6 +179,25 @@ static int run_fetch(struct lane *lane, struct req_list *l)
         for (size_t i = 0; i < n; i++)
             forget_found(reqs[i]);
         if (!retry(lane, "reading stored notifications", err, attempt, &delay, NULL))
+            return -1;
+    }
+}
+
+/* The inbox's read of one user. Returns 0, or -1 when given up at a stop. */
+static int run_list(struct lane *lane, store_req_t *r)
+{
+    char err[512];
+    int64_t delay = RETRY_MIN_MS;
+    store_req_t *reqs[1] = {r};
+    for (int attempt = 1;; attempt++) {
+        int64_t t0 = now_us();
+        int rc = store_list(lane->st, r->msg.user, r->seq, r->limit, on_found, reqs, err,
+                            sizeof(err));
+        lane_timed(lane, now_us() - t0);
+        if (rc >= 0)
+            return 0;
+        forget_found(r);
+        if (!retry(lane, "listing stored notifications", err, attempt, &delay, NULL))
             return -1;
     }
 }
@@ -285,8 +314,14 @@ static void run_next(struct lane *lane, struct req_list *q)
     store_worker_t *w = lane->w;
     struct req_list *l = lane->op == OP_FETCH ? fetch_chunk(q) : chunk(q, CHUNK);
     size_t n = l->n;
-    int ok = lane->op == OP_FETCH ? after_writes(lane, l) == 0 && run_fetch(lane, l) == 0
-                                  : run_chunk(lane, l) == 0;
+    /* An acknowledgement from outside a connection also covers what was
+     * on its way to the store when it came (stopping: tried all the same). */
+    if (l->head->counted)
+        wait_for_writers(lane, l->head->puts_before, 0);
+    int ok = lane->op != OP_FETCH ? run_chunk(lane, l) == 0
+             : after_writes(lane, l) != 0 ? 0
+             : l->head->op == OP_LIST     ? run_list(lane, l->head) == 0
+                                          : run_fetch(lane, l) == 0;
     if (ok) {
         atomic_store(&lane->failing, 0);
         post(w, l);

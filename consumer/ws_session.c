@@ -1,5 +1,6 @@
 /* WebSocket sessions: identity, client messages, acks, batched writes. */
 #include "ws_session.h"
+#include "http.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -130,14 +131,14 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
         return refuse(wsi, (enum lws_close_status)1013,
                       "connecting too fast from this address, try again later");
     }
-    int ulen = ws_url_arg(wsi, "userId=", buf, sizeof(buf));
+    int ulen = http_url_arg(wsi, "userId=", buf, sizeof(buf));
     if (ulen <= 0 && ulen != -2)
-        ulen = ws_url_arg(wsi, "user_id=", buf, sizeof(buf));
+        ulen = http_url_arg(wsi, "user_id=", buf, sizeof(buf));
     user = ulen > 0 ? buf : NULL;
     if (ulen == -2 || (user && !notification_user_valid(user, (size_t)ulen)))
         return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                       "invalid userId: 1 to 128 letters, digits or . _ - @ : + ~");
-    s->speaks_v2 = ws_url_arg(wsi, "v=", v, sizeof(v)) == 1 && v[0] == '2';
+    s->speaks_v2 = http_url_arg(wsi, "v=", v, sizeof(v)) == 1 && v[0] == '2';
 
     if (!auth_required(srv->auth)) {
         if (!user || !*user)

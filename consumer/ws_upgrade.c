@@ -39,40 +39,6 @@ int ws_confirm_upgrade(struct ws_server *srv, struct lws *wsi)
     return 1;
 }
 
-#define URL_ARGS_MAX 64
-
-/* The value of the query argument name ("userId="): its length, -1 when
- * absent, -2 when present but unusable: longer than buf (libwebsockets'
- * own lookup would return it cut), or holding a decoded control character.
- * The first of repeated ones counts. */
-int ws_url_arg(struct lws *wsi, const char *name, char *buf, size_t size)
-{
-    size_t nlen = strlen(name);
-    for (int n = 0; n < URL_ARGS_MAX; n++) {
-        int flen = lws_hdr_fragment_length(wsi, WSI_TOKEN_HTTP_URI_ARGS, n);
-        if (flen <= 0)
-            return -1;
-        char *frag = xmalloc((size_t)flen + 1);
-        int got = lws_hdr_copy_fragment(wsi, frag, flen + 1, WSI_TOKEN_HTTP_URI_ARGS, n);
-        int rc = -1;
-        if (got >= (int)nlen && strncmp(frag, name, nlen) == 0) {
-            size_t vlen = (size_t)got - nlen;
-            rc = vlen < size ? (int)vlen : -2;
-            for (size_t i = 0; rc >= 0 && i < vlen; i++)
-                if ((unsigned char)frag[nlen + i] < 0x20 || frag[nlen + i] == 0x7f)
-                    rc = -2;
-            if (rc >= 0) {
-                memcpy(buf, frag + nlen, vlen);
-                buf[vlen] = '\0';
-            }
-        }
-        free(frag);
-        if (rc != -1)
-            return rc;
-    }
-    return -1;
-}
-
 /* The client's address (behind trusted proxies, the one they name). */
 void ws_client_address(struct ws_server *srv, struct lws *wsi, char *out)
 {
@@ -86,7 +52,7 @@ void ws_client_address(struct ws_server *srv, struct lws *wsi, char *out)
  * its length, 0 if none, -1 if one is there but unusable. */
 int ws_request_token(struct lws *wsi, char *buf, size_t size)
 {
-    int n = ws_url_arg(wsi, "token=", buf, size);
+    int n = http_url_arg(wsi, "token=", buf, size);
     if (n != -1)
         return n < 0 ? -1 : n;
     return http_bearer(wsi, buf, size);

@@ -9,10 +9,6 @@
  * whole (else HTTP 400), only from an allowed Origin (else HTTP 403).
  * Returns what the callback must return. */
 int ws_confirm_upgrade(struct ws_server *srv, struct lws *wsi);
-/* The value of the query argument name ("userId=") in buf: its length, -1
- * when absent, -2 when present but longer than buf or holding a control
- * character. */
-int ws_url_arg(struct lws *wsi, const char *name, char *buf, size_t size);
 /* The token of the request: ?token= or "Authorization: Bearer"; its
  * length, 0 if none, -1 if one is there but unusable. */
 int ws_request_token(struct lws *wsi, char *buf, size_t size);

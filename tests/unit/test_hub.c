@@ -505,6 +505,55 @@ static void live_during_a_replay_is_held_then_follows_it(void **state)
     hub_free(hub);
 }
 
+static void count_pending(void *arg, const hub_msg_t *m)
+{
+    (void)m;
+    (*(int *)arg)++;
+}
+
+/* Acknowledgements over HTTP: a held one completes and is never pushed; a
+ * pushed one completes once, however often it is acknowledged; a replayed
+ * one is removed from the store; "all" takes what is at or below a seq. */
+static void acks_from_outside_a_connection(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub_holding(8, 4, NULL);
+    int t, pending = 0;
+    hub_conn_t *c = hub_connect(hub, "jo", &t);
+    hub_msg_t held = msg("held", "jo", 7), held2 = msg("held2", "jo", 8);
+    hub_publish(hub, &held); /* held: the replay has not answered */
+    hub_publish(hub, &held2);
+    hub_each_pending(hub, "jo", INT64_MAX, count_pending, &pending);
+    assert_int_equal(pending, 2);
+    assert_int_equal(hub_ack_user(hub, "jo", "held"), 1);
+    assert_int_equal(rec.ndone, 1);
+    assert_int_equal(rec.done[0], 7);
+    assert_int_equal(hub_ack_user(hub, "jo", "held"), 0);
+
+    hub_msg_t old = msg("old", "jo", -1);
+    old.seq = 1;
+    hub_fetch_done(hub, "jo", rec.fetched_gen[0], &old, 1, 0);
+    assert_non_null(strstr(next_frame(hub, c), "\"id\":\"old\""));
+    assert_non_null(strstr(next_frame(hub, c), "\"id\":\"held2\""));
+    assert_null(next_frame(hub, c)); /* "held" was acknowledged: never pushed */
+
+    assert_int_equal(hub_ack_user(hub, "jo", "old"), 1);
+    assert_int_equal(rec.nremoved, 1);
+    assert_string_equal(rec.removed[0], "old");
+    assert_int_equal(hub_ack(hub, c, "old"), 0); /* the tab's own ack: nothing more */
+    assert_int_equal(rec.nremoved, 1);
+
+    assert_int_equal(hub_ack_user_through(hub, "jo", 0), 0); /* all are newer */
+    assert_int_equal(hub_ack_user_through(hub, "jo", hub_seq_now(hub)), 1);
+    assert_int_equal(rec.ndone, 2);
+    assert_int_equal(rec.done[1], 8);
+    pending = 0;
+    hub_each_pending(hub, "jo", INT64_MAX, count_pending, &pending);
+    assert_int_equal(pending, 0);
+    assert_int_equal(hub_ack_user(hub, "nobody", "x"), 0);
+    hub_free(hub);
+}
+
 /* Past its share, what a user holds goes to the store, oldest first, with
  * what comes next, and the replay reads it back. */
 static void past_its_share_what_is_held_goes_to_the_store_in_order(void **state)
@@ -695,6 +744,7 @@ int main(void)
         cmocka_unit_test(full_windows_hold_until_an_ack),
         cmocka_unit_test(a_spent_budget_sends_live_ones_to_the_store),
         cmocka_unit_test(a_held_copy_of_a_replayed_one_is_not_sent_twice),
+        cmocka_unit_test(acks_from_outside_a_connection),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

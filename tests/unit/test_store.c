@@ -167,11 +167,11 @@ static void remove_needs_the_owner(void **state)
     assert_int_equal(store_put(st, docs, 2, err, sizeof(err)), 0);
 
     const char *users[] = {"mallory"}, *ids[] = {"mine"};
-    assert_int_equal(store_remove(st, users, ids, 1, err, sizeof(err)), 0);
+    assert_int_equal(store_remove(st, users, ids, 1, err, sizeof(err)), 0); /* none removed */
     assert_int_equal(store_count(st, "alice", err, sizeof(err)), 2);
 
     const char *owners[] = {"alice", "alice"}, *both[] = {"mine", "missing"};
-    assert_int_equal(store_remove(st, owners, both, 2, err, sizeof(err)), 0);
+    assert_int_equal(store_remove(st, owners, both, 2, err, sizeof(err)), 1);
     assert_int_equal(store_count(st, "alice", err, sizeof(err)), 1);
     assert_int_equal(store_count(st, NULL, err, sizeof(err)), 1);
 
@@ -179,10 +179,52 @@ static void remove_needs_the_owner(void **state)
     store_doc_t more[] = {doc("b1", "bob", 3), doc("b2", "bob", 4), doc("c1", "carol", 5)};
     assert_int_equal(store_put(st, more, 3, err, sizeof(err)), 0);
     const char *who[] = {"bob", "carol", "bob", "carol"}, *what[] = {"b2", "b1", "b1", "c1"};
-    assert_int_equal(store_remove(st, who, what, 4, err, sizeof(err)), 0);
+    assert_int_equal(store_remove(st, who, what, 4, err, sizeof(err)), 3);
     assert_int_equal(store_count(st, "bob", err, sizeof(err)), 0);
     assert_int_equal(store_count(st, "carol", err, sizeof(err)), 0);
     assert_int_equal(store_count(st, "alice", err, sizeof(err)), 1);
+    store_close(st);
+}
+
+/* The inbox: one user's newest first, below a cursor; another user's
+ * never. */
+static void list_is_newest_first_below_a_cursor(void **state)
+{
+    (void)state;
+    char err[512];
+    store_t *st = open_store();
+    store_doc_t docs[] = {doc("n1", "ann", 10), doc("n2", "ann", 20), doc("x", "bo", 25),
+                          doc("n3", "ann", 30), doc("n4", "ann", 40)};
+    assert_int_equal(store_put(st, docs, 5, err, sizeof(err)), 0);
+    struct got g = {0};
+    assert_int_equal(store_list(st, "ann", INT64_MAX, 3, collect, &g, err, sizeof(err)), 3);
+    assert_string_equal(g.ids[0], "n4");
+    assert_string_equal(g.ids[1], "n3");
+    assert_string_equal(g.ids[2], "n2");
+    assert_int_equal(g.seqs[2], 20);
+    assert_non_null(strstr(g.frames[0], "\"id\":\"n4\""));
+    struct got rest = {0};
+    assert_int_equal(store_list(st, "ann", 20, 3, collect, &rest, err, sizeof(err)), 1);
+    assert_string_equal(rest.ids[0], "n1");
+    struct got none = {0};
+    assert_int_equal(store_list(st, "nobody", INT64_MAX, 3, collect, &none, err, sizeof(err)), 0);
+    store_close(st);
+}
+
+/* Acknowledging all: what is at or below a seq, of that user only,
+ * counted. */
+static void remove_through_a_seq_counts_one_users(void **state)
+{
+    (void)state;
+    char err[512];
+    store_t *st = open_store();
+    store_doc_t docs[] = {doc("a", "ann", 10), doc("b", "ann", 20), doc("c", "ann", 30),
+                          doc("a", "bo", 15)};
+    assert_int_equal(store_put(st, docs, 4, err, sizeof(err)), 0);
+    assert_int_equal(store_remove_through(st, "ann", 20, err, sizeof(err)), 2);
+    assert_int_equal(store_count(st, "ann", err, sizeof(err)), 1);
+    assert_int_equal(store_count(st, "bo", err, sizeof(err)), 1);
+    assert_int_equal(store_remove_through(st, "ann", 20, err, sizeof(err)), 0);
     store_close(st);
 }
 
@@ -238,7 +280,7 @@ static void same_id_for_two_users_keeps_both(void **state)
     assert_int_equal(store_put(st, docs, 2, err, sizeof(err)), 0);
     assert_int_equal(store_count(st, NULL, err, sizeof(err)), 2);
     const char *users[] = {"u1"}, *ids[] = {"campaign"};
-    assert_int_equal(store_remove(st, users, ids, 1, err, sizeof(err)), 0);
+    assert_int_equal(store_remove(st, users, ids, 1, err, sizeof(err)), 1);
     assert_int_equal(store_count(st, "u1", err, sizeof(err)), 0);
     assert_int_equal(store_count(st, "u2", err, sizeof(err)), 1);
     store_close(st);
@@ -298,7 +340,7 @@ static void version_1_data_is_migrated(void **state)
     assert_int_equal(store_put(st, &d, 1, err, sizeof(err)), 0);
     assert_int_equal(store_count(st, "u2", err, sizeof(err)), 2);
     const char *users[] = {"u2"}, *ids[] = {"old2"};
-    assert_int_equal(store_remove(st, users, ids, 1, err, sizeof(err)), 0);
+    assert_int_equal(store_remove(st, users, ids, 1, err, sizeof(err)), 1);
     assert_int_equal(store_count(st, "u2", err, sizeof(err)), 1);
     store_close(st);
     /* Opening again finds the current version and changes nothing. */
@@ -353,6 +395,8 @@ static void bad_uris_are_refused_clearly(void **state)
             cmocka_unit_test_setup(fetch_is_per_user_oldest_first_in_batches, fresh),          \
             cmocka_unit_test_setup(one_read_for_many_users, fresh),                            \
             cmocka_unit_test_setup(remove_needs_the_owner, fresh),                             \
+            cmocka_unit_test_setup(list_is_newest_first_below_a_cursor, fresh),                \
+            cmocka_unit_test_setup(remove_through_a_seq_counts_one_users, fresh),              \
             cmocka_unit_test_setup(survives_reopening, fresh),                                 \
             cmocka_unit_test_setup(big_batches, fresh),                                        \
             cmocka_unit_test_setup(same_id_for_two_users_keeps_both, fresh),                   \
