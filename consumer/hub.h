@@ -43,6 +43,7 @@ typedef struct hub_msg {
     int64_t seq;       /* store order; 0 on publish: the hub assigns one */
     int32_t partition; /* the Kafka message it came from, or -1 */
     int64_t offset;
+    int64_t kafka_ms;  /* that message's timestamp (wall-clock ms), 0 if none */
 } hub_msg_t;
 
 struct hub_ops {
@@ -132,6 +133,18 @@ int64_t hub_seq_now(const hub_t *hub);
 
 /* Releases frames unacknowledged for longer than ack_timeout_ms. */
 void hub_tick(hub_t *hub, int64_t now_ms);
+
+/* From a live notification's Kafka timestamp to each write of it to a
+ * tab, as a histogram (seconds): writes at or under each bound,
+ * cumulative; for /metrics. */
+#define HUB_LATENCY_BUCKETS 12
+extern const double hub_latency_bounds[HUB_LATENCY_BUCKETS];
+struct hub_latency {
+    unsigned long le[HUB_LATENCY_BUCKETS];
+    unsigned long count;
+    double sum_s;
+};
+void hub_e2e_latency(const hub_t *hub, struct hub_latency *out);
 
 size_t hub_user_count(const hub_t *hub);
 size_t hub_conn_count(const hub_t *hub);

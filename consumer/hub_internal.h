@@ -22,6 +22,7 @@ typedef struct delivery {
     int32_t partition;
     int64_t offset;
     int64_t seq;
+    int64_t kafka_ms; /* FROM_KAFKA: its record's timestamp, 0 if none */
     int holders; /* connections that have it queued or unacknowledged */
     int acked;
     char *frame; /* points into buf, after the headroom */
@@ -69,6 +70,10 @@ typedef struct user {
 
 struct hub {
     struct hub_ops ops;
+    /* End-to-end latency: writes per bucket (the last: over every bound). */
+    unsigned long e2e[HUB_LATENCY_BUCKETS + 1];
+    unsigned long e2e_count;
+    double e2e_sum_s;
     struct hub_limits lim;
     user_t *users;
     size_t nconns;

@@ -2,6 +2,7 @@
  * unacknowledged, the frames it writes, its acks and ack timeouts. */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "hub_internal.h"
 #include "log.h"
@@ -35,6 +36,7 @@ delivery_t *delivery_new(hub_t *hub, const hub_msg_t *m, enum source source)
     d->partition = m->partition;
     d->offset = m->offset;
     d->seq = m->seq;
+    d->kafka_ms = source == FROM_KAFKA ? m->kafka_ms : 0;
     return d;
 }
 
@@ -52,6 +54,7 @@ void delivery_as_msg(const delivery_t *d, const user_t *u, hub_msg_t *m)
     m->seq = d->seq;
     m->partition = d->partition;
     m->offset = d->offset;
+    m->kafka_ms = d->kafka_ms;
 }
 
 /* One connection lets go of d. The last one to do so without an ack sends
@@ -170,10 +173,41 @@ char *hub_next_frame(hub_conn_t *c, size_t *len)
     return NULL;
 }
 
+const double hub_latency_bounds[HUB_LATENCY_BUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                        0.1,   0.25,   0.5,   1,    2.5,   10};
+
+/* A live notification reached a tab: how long since Kafka took it. */
+static void observe_e2e(hub_t *hub, const delivery_t *d)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    double s = ((double)ts.tv_sec * 1000 + (double)ts.tv_nsec / 1e6 - (double)d->kafka_ms) / 1000;
+    if (s < 0)
+        s = 0; /* the producer's clock ahead of ours */
+    int b = 0;
+    while (b < HUB_LATENCY_BUCKETS && s > hub_latency_bounds[b])
+        b++;
+    hub->e2e[b]++;
+    hub->e2e_count++;
+    hub->e2e_sum_s += s;
+}
+
+void hub_e2e_latency(const hub_t *hub, struct hub_latency *out)
+{
+    unsigned long acc = 0;
+    for (int b = 0; b < HUB_LATENCY_BUCKETS; b++)
+        out->le[b] = acc += hub->e2e[b];
+    out->count = hub->e2e_count;
+    out->sum_s = hub->e2e_sum_s;
+}
+
 void hub_frame_sent(hub_t *hub, hub_conn_t *c, int64_t now_ms)
 {
     if (c->nsent >= c->len)
         return;
+    const delivery_t *d = SLOT(c, c->nsent)->d;
+    if (d && d->kafka_ms)
+        observe_e2e(hub, d);
     SLOT(c, c->nsent)->sent_at = now_ms;
     c->nsent++;
     if (c->nsent < c->len)

@@ -1,7 +1,9 @@
 /* The metrics table and its Prometheus text rendering. */
 #include "metrics.h"
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 /* Everything one rendering reads, taken once. */
 struct snapshot {
@@ -114,39 +116,57 @@ static size_t render_lag(const struct routes_view *v, char *buf, size_t size)
     return len;
 }
 
-/* gateway_store_call_seconds{op}: how long store calls take, by kind. */
-static size_t render_store_latency(const struct routes_view *v, char *buf, size_t size)
+/* Appends a formatted line when it fits. */
+static size_t put(char *buf, size_t size, size_t len, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static size_t put(char *buf, size_t size, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int w = len < size ? vsnprintf(buf + len, size - len, fmt, ap) : -1;
+    va_end(ap);
+    return w > 0 && (size_t)w < size - len ? len + (size_t)w : len;
+}
+
+/* One histogram's series: label is "" or `op="put",`; le is cumulative. */
+static size_t render_histogram(char *buf, size_t size, size_t len, const char *name,
+                               const char *label, const double *bounds, const unsigned long *le,
+                               int nb, unsigned long count, double sum_s)
+{
+    for (int b = 0; b < nb; b++)
+        len = put(buf, size, len, "%s_bucket{%sle=\"%g\"} %lu\n", name, label, bounds[b], le[b]);
+    len = put(buf, size, len, "%s_bucket{%sle=\"+Inf\"} %lu\n", name, label, count);
+    size_t at = strlen(label);
+    char bare[64]; /* the label without its trailing comma, in braces */
+    snprintf(bare, sizeof(bare), at ? "{%.*s}" : "", (int)(at ? at - 1 : 0), label);
+    len = put(buf, size, len, "%s_sum%s %.6f\n", name, bare, sum_s);
+    return put(buf, size, len, "%s_count%s %lu\n", name, bare, count);
+}
+
+/* gateway_store_call_seconds{op}: how long store calls take, by kind; and
+ * gateway_delivery_seconds: Kafka's timestamp to the write to a tab. */
+static size_t render_latencies(const struct routes_view *v, char *buf, size_t size)
 {
     static const char *const ops[] = {"put", "remove", "fetch"};
-    size_t len = 0;
-    int w = snprintf(buf, size,
+    size_t len = put(buf, size, 0,
                      "# HELP gateway_store_call_seconds Offline-store calls by kind (each "
                      "attempt), how long they took.\n# TYPE gateway_store_call_seconds "
                      "histogram\n");
-    if (w > 0 && (size_t)w < size)
-        len = (size_t)w;
     for (int op = 0; op < 3; op++) {
         struct store_latency l;
+        char label[32];
         store_worker_latency(v->pipe->store, op, &l);
-        for (int b = 0; b <= STORE_LATENCY_BUCKETS && len < size; b++) {
-            char le[32];
-            if (b < STORE_LATENCY_BUCKETS)
-                snprintf(le, sizeof(le), "%g", store_latency_bounds[b]);
-            w = snprintf(buf + len, size - len,
-                         "gateway_store_call_seconds_bucket{op=\"%s\",le=\"%s\"} %lu\n", ops[op],
-                         b < STORE_LATENCY_BUCKETS ? le : "+Inf",
-                         b < STORE_LATENCY_BUCKETS ? l.le[b] : l.count);
-            if (w > 0 && (size_t)w < size - len)
-                len += (size_t)w;
-        }
-        w = snprintf(buf + len, size - len,
-                     "gateway_store_call_seconds_sum{op=\"%s\"} %.6f\n"
-                     "gateway_store_call_seconds_count{op=\"%s\"} %lu\n",
-                     ops[op], l.sum_s, ops[op], l.count);
-        if (w > 0 && (size_t)w < size - len)
-            len += (size_t)w;
+        snprintf(label, sizeof(label), "op=\"%s\",", ops[op]);
+        len = render_histogram(buf, size, len, "gateway_store_call_seconds", label,
+                               store_latency_bounds, l.le, STORE_LATENCY_BUCKETS, l.count, l.sum_s);
     }
-    return len;
+    struct hub_latency e2e;
+    hub_e2e_latency(v->pipe->hub, &e2e);
+    len = put(buf, size, len,
+              "# HELP gateway_delivery_seconds Live notifications, from their Kafka timestamp "
+              "to each write to a tab.\n# TYPE gateway_delivery_seconds histogram\n");
+    return render_histogram(buf, size, len, "gateway_delivery_seconds", "", hub_latency_bounds,
+                            e2e.le, HUB_LATENCY_BUCKETS, e2e.count, e2e.sum_s);
 }
 
 size_t metrics_render(const struct routes_view *v, char *buf, size_t size)
@@ -168,6 +188,6 @@ size_t metrics_render(const struct routes_view *v, char *buf, size_t size)
     if (len < size)
         len += render_lag(v, buf + len, size - len);
     if (len < size)
-        len += render_store_latency(v, buf + len, size - len);
+        len += render_latencies(v, buf + len, size - len);
     return len;
 }

@@ -36,7 +36,8 @@ int notification_from_record(const void *payload, size_t len, const char *topic,
         notification_clear(&n);
         return -1;
     }
-    *out = (hub_msg_t){xstrdup(n.id), xstrdup(n.user), frame, frame_len, 0, partition, offset};
+    *out = (hub_msg_t){xstrdup(n.id), xstrdup(n.user), frame,          frame_len, 0, partition,
+                       offset,         timestamp_ms > 0 ? timestamp_ms : 0};
     notification_clear(&n);
     return 0;
 }

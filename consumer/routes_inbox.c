@@ -94,7 +94,7 @@ static void keep_live(void *arg, const hub_msg_t *m)
         r->live = xrealloc(r->live, r->cap * sizeof(*r->live));
     }
     r->live[r->nlive++] = (hub_msg_t){xstrdup(m->id), NULL, xstrndup(m->frame, m->frame_len),
-                                      m->frame_len, m->seq, -1, -1};
+                                      m->frame_len, m->seq, -1, -1, 0};
 }
 
 static int newest_first(const void *a, const void *b)

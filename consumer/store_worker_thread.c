@@ -125,7 +125,7 @@ static void on_found(void *arg, size_t read, const store_doc_t *doc)
     }
     r->found[r->nfound++] = (hub_msg_t){xstrdup(doc->id), xstrdup(doc->user),
                                         xstrndup(doc->frame, doc->frame_len), doc->frame_len,
-                                        doc->seq, -1, -1};
+                                        doc->seq, -1, -1, 0};
 }
 
 /* Moves up to FETCH_CHUNK fetches of distinct users from the front of q

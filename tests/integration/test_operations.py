@@ -52,7 +52,10 @@ def test_metrics_need_an_api_key_and_count_what_happens(kafka, topic, gateway, t
     async def scenario():
         async with Tab(gw.ws_url("mia")) as tab:
             await tab.wait_for(1)
-            await asyncio.sleep(0.3)  # the ack
+            # A live one: its way from Kafka to the tab is timed.
+            produce(kafka.bootstrap, topic, [{"id": "m2", "userId": "mia", "message": "live"}])
+            await tab.wait_for(2)
+            await asyncio.sleep(0.3)  # the acks
     asyncio.run(scenario())
     gw.wait_health("the dead letter", lambda h: h["deadLettered"] == 1)
     status, text = get(gw, "/metrics", KEY)
@@ -82,6 +85,13 @@ def test_metrics_need_an_api_key_and_count_what_happens(kafka, topic, gateway, t
     assert fetches >= 1
     assert got[("gateway_store_call_seconds_bucket",
                 frozenset({("op", "fetch"), ("le", "+Inf")}))] == fetches
+    # From Kafka's timestamp to the tab: m2 (and m1 if it came live rather
+    # than from the store), well under a second on loopback.
+    writes = got[("gateway_delivery_seconds_count", frozenset())]
+    assert writes in (1, 2)
+    assert got[("gateway_delivery_seconds_bucket", frozenset({("le", "1")}))] == writes
+    assert got[("gateway_delivery_seconds_bucket", frozenset({("le", "+Inf")}))] == writes
+    assert 0 <= got[("gateway_delivery_seconds_sum", frozenset())] < writes
     assert KEY not in gw.log_text()
 
     # A new key file on SIGHUP: the new key works, the old one no longer.
