@@ -185,6 +185,8 @@ class Gateway:
             # one address: tokens and per-address limits are not what is measured.
             "--auth", "none", "--max-connections-per-address", "1000000",
             "--connect-rate-per-address", "1000000", "--connect-burst-per-address", "1000000",
+            # What it holds is read from /status.json, on loopback only.
+            "--ops-open",
             *extra_args,
         ]
         self.cmd = ["taskset", "-c", GATEWAY_CPU, str(binary), *self.args]
@@ -199,7 +201,7 @@ class Gateway:
     def health(self, timeout: float = 2.0) -> dict | None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
         try:
-            conn.request("GET", "/healthz")
+            conn.request("GET", "/status.json")
             resp = conn.getresponse()
             body = resp.read()
             return json.loads(body) if resp.status == 200 else None

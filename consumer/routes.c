@@ -10,7 +10,7 @@
 #include "metrics.h"
 #include "pipeline.h"
 
-/* What /healthz and /status.json say of the gateway, Kafka and the store. */
+/* What /status.json says of the gateway, Kafka and the store. */
 struct health_words {
     const char *status, *kafka, *store;
 };
@@ -26,36 +26,19 @@ static struct health_words health_words(const struct pipeline *p,
         kafka->unreachable ? "unreachable" : "ok", store->failing ? "failing" : "ok"};
 }
 
-/* GET /healthz: what the gateway holds, and what it waits for: "ok",
- * "degraded" (Kafka unreachable or the store failing: the gateway keeps
- * serving and retrying, so still 200) or "stopping" (503). */
+/* GET /healthz: liveness, for a supervisor that restarts what hangs: the
+ * loop answers, 200 {"status":"ok"}, or 503 {"status":"stopping"} while it
+ * drains. What the gateway holds and waits for is /status.json's and
+ * /metrics'; whether to send it clients is /readyz's. */
 static void get_healthz(void *ctx, http_request_t *req)
 {
     const struct routes_view *v = ctx;
-    const struct pipeline *p = v->pipe;
-    const struct ws_refusals *r = &v->ws->refused;
-    struct kafka_status kafka = kafka_status(p->kafka);
-    struct store_health store = store_worker_health(p->store);
-    const budget_t *b = &p->budget;
-    struct health_words words = health_words(p, &kafka, &store);
-    char body[1024];
-    int n = snprintf(body, sizeof(body),
-                     "{\"status\":\"%s\",\"kafka\":\"%s\",\"store\":\"%s\",\"users\":%zu,"
-                     "\"connections\":%zu,\"inflight\":%zu,\"storeBacklog\":%zu,"
-                     "\"storeFailures\":%lu,\"kafkaPending\":%zu,\"partitions\":%d,"
-                     "\"deadLettered\":%lu,"
-                     "\"memory\":{\"budget\":%zu,\"used\":%zu,\"handoff\":%zu,\"windows\":%zu,"
-                     "\"held\":%zu,\"storing\":%zu,\"full\":%s},"
-                     "\"refused\":{\"origin\":%lu,\"addressLimit\":%lu,\"addressRate\":%lu,"
-                     "\"token\":%lu}}\n",
-                     words.status, words.kafka, words.store, hub_user_count(p->hub), hub_conn_count(p->hub), hub_inflight_count(p->hub),
-                     store_worker_backlog(p->store), store.failures, kafka.pending,
-                     kafka.assigned, kafka.dead_lettered, b->limit, budget_used(b), budget_part(b, BUDGET_HANDOFF),
-                     budget_part(b, BUDGET_WINDOWS), budget_part(b, BUDGET_HELD),
-                     budget_part(b, BUDGET_STORE), budget_full(b) ? "true" : "false", r->origin,
-                     r->address_limit, r->address_rate, r->token);
-    http_respond(req, p->stopping ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK,
-                 "application/json", body, (size_t)n);
+    static const char ok[] = "{\"status\":\"ok\"}\n", stopping[] = "{\"status\":\"stopping\"}\n";
+    if (v->pipe->stopping)
+        http_respond(req, HTTP_STATUS_SERVICE_UNAVAILABLE, "application/json", stopping,
+                     sizeof(stopping) - 1);
+    else
+        http_respond(req, HTTP_STATUS_OK, "application/json", ok, sizeof(ok) - 1);
 }
 
 /* GET /readyz: whether a load balancer should send clients here: the
@@ -177,28 +160,40 @@ static void get_status_page(void *ctx, http_request_t *req)
     http_respond(req, HTTP_STATUS_OK, "text/html; charset=utf-8", page, len);
 }
 
-/* GET /status.json: what the status page shows, for operators. */
+/* GET /status.json: what the gateway holds and waits for, for operators
+ * and the status page: "status" is "ok", "degraded" (Kafka unreachable or
+ * the store failing: it keeps serving and retrying) or "stopping". */
 static void get_status_json(void *ctx, http_request_t *req)
 {
     const struct routes_view *v = ctx;
     if (!operator_may(v, req))
         return;
     const struct pipeline *p = v->pipe;
+    const struct ws_refusals *r = &v->ws->refused;
     struct kafka_status kafka = kafka_status(p->kafka);
     struct store_health store = store_worker_health(p->store);
+    const budget_t *b = &p->budget;
     struct health_words words = health_words(p, &kafka, &store);
-    char body[1024];
+    char body[2048];
     int n = snprintf(
         body, sizeof(body),
         "{\"status\":\"%s\",\"kafka\":\"%s\",\"store\":\"%s\",\"users\":%zu,"
         "\"connections\":%zu,\"inflight\":%zu,\"consumed\":%lu,\"pushed\":%lu,\"acked\":%lu,"
         "\"stored\":%lu,\"replayed\":%lu,\"deadLettered\":%lu,\"storeBacklog\":%zu,"
-        "\"kafkaPending\":%zu,\"partitions\":%d,\"memoryUsed\":%zu,\"memoryBudget\":%zu}\n",
-        words.status, words.kafka, words.store,
-        hub_user_count(p->hub), hub_conn_count(p->hub), hub_inflight_count(p->hub),
-        p->count.consumed, v->ws->pushed, v->ws->acked, p->count.stored, p->count.replayed,
-        kafka.dead_lettered, store_worker_backlog(p->store), kafka.pending, kafka.assigned,
-        budget_used(&p->budget), p->budget.limit);
+        "\"storeFailures\":%lu,\"kafkaPending\":%zu,\"partitions\":%d,"
+        "\"memoryUsed\":%zu,\"memoryBudget\":%zu,"
+        "\"memory\":{\"budget\":%zu,\"used\":%zu,\"handoff\":%zu,\"windows\":%zu,"
+        "\"held\":%zu,\"storing\":%zu,\"full\":%s},"
+        "\"refused\":{\"origin\":%lu,\"addressLimit\":%lu,\"addressRate\":%lu,"
+        "\"token\":%lu}}\n",
+        words.status, words.kafka, words.store, hub_user_count(p->hub), hub_conn_count(p->hub),
+        hub_inflight_count(p->hub), p->count.consumed, v->ws->pushed, v->ws->acked,
+        p->count.stored, p->count.replayed, kafka.dead_lettered, store_worker_backlog(p->store),
+        store.failures, kafka.pending, kafka.assigned, budget_used(b), b->limit, b->limit,
+        budget_used(b), budget_part(b, BUDGET_HANDOFF), budget_part(b, BUDGET_WINDOWS),
+        budget_part(b, BUDGET_HELD), budget_part(b, BUDGET_STORE),
+        budget_full(b) ? "true" : "false", r->origin, r->address_limit, r->address_rate,
+        r->token);
     http_respond(req, HTTP_STATUS_OK, "application/json", body, (size_t)n);
 }
 

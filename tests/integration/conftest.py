@@ -160,8 +160,9 @@ class Gateway:
     """
 
     def __init__(self, cmd: list[str], port: int, log_path: Path, env: dict,
-                 ready_timeout: float):
+                 ready_timeout: float, ops_key: str | None = None):
         self.cmd = cmd
+        self.ops_key = ops_key  # an API key for /status.json (health())
         self.port = port
         self.log_path = log_path
         self.env = env
@@ -225,12 +226,16 @@ class Gateway:
         return self
 
     def health(self) -> dict:
-        """GET /healthz, as JSON."""
-        with urllib.request.urlopen(self.http_url("/healthz"), timeout=5) as r:
+        """GET /status.json (what the gateway holds and waits for), as JSON,
+        with the gateway's API key; /healthz is liveness only."""
+        req = urllib.request.Request(self.http_url("/status.json"))
+        if self.ops_key:
+            req.add_header("Authorization", f"Bearer {self.ops_key}")
+        with urllib.request.urlopen(req, timeout=5) as r:
             return json.load(r)
 
     def wait_health(self, what: str, pred, timeout: float = 10.0) -> dict:
-        """Poll /healthz until PRED(health) holds; fails saying WHAT was awaited."""
+        """Poll health() until PRED(health) holds; fails saying WHAT was awaited."""
         deadline = time.monotonic() + timeout
         h = {}
         while time.monotonic() < deadline:
@@ -238,7 +243,7 @@ class Gateway:
             if pred(h):
                 return h
             time.sleep(0.05)
-        raise AssertionError(f"gateway never reached: {what}; last /healthz: {h}")
+        raise AssertionError(f"gateway never reached: {what}; last /status.json: {h}")
 
     def wait_assigned(self, timeout: float = 30.0) -> None:
         """Until the gateway's consumer group gave it its partitions."""
@@ -302,6 +307,18 @@ class Gateway:
         return f"<Gateway port={self.port} pid={self.pid} running={self.running}>"
 
 
+HARNESS_KEY = "harness-key-0123456789abcdef"
+
+
+def first_api_key(path) -> str | None:
+    """The first key of an API key file (NAME KEY lines)."""
+    for line in Path(path).read_text().splitlines():
+        words = line.split()
+        if len(words) == 2 and not line.lstrip().startswith("#"):
+            return words[1]
+    return None
+
+
 @pytest.fixture
 def gateway(kafka, mongo, topic, mongo_db_name, gateway_group, tmp_path, request):
     """Factory that starts gateway daemons; all are stopped after the test.
@@ -319,6 +336,9 @@ def gateway(kafka, mongo, topic, mongo_db_name, gateway_group, tmp_path, request
         port          a free port
         web_root      REPO/web
         auth          "none" (tests about identity pass "jwt" and a key)
+        api_keys_file one holding HARNESS_KEY, which health() sends; a test
+                      that passes its own in args has its first key sent;
+                      None: no key file (operators' routes closed)
         max_connections_per_address, connect_rate_per_address,
         connect_burst_per_address   MANY_PER_ADDRESS (tests of the limits
                       pass their own)
@@ -345,6 +365,7 @@ def gateway(kafka, mongo, topic, mongo_db_name, gateway_group, tmp_path, request
             "port": None,
             "web_root": str(WEB_ROOT),
             "auth": "none",
+            "api_keys_file": None,
             "max_connections_per_address": MANY_PER_ADDRESS,
             "connect_rate_per_address": MANY_PER_ADDRESS,
             "connect_burst_per_address": MANY_PER_ADDRESS,
@@ -356,6 +377,13 @@ def gateway(kafka, mongo, topic, mongo_db_name, gateway_group, tmp_path, request
         unknown = set(overrides) - set(flags)
         if unknown:
             raise TypeError(f"gateway(): unknown overrides {sorted(unknown)}")
+        ops_key = None
+        if "--api-keys-file" in extra_args:
+            ops_key = first_api_key(extra_args[extra_args.index("--api-keys-file") + 1])
+        elif "api_keys_file" not in overrides:
+            harness_keys = tmp_path / "harness-api-keys"
+            harness_keys.write_text(f"harness {HARNESS_KEY}\n")
+            flags["api_keys_file"], ops_key = str(harness_keys), HARNESS_KEY
         flags.update(overrides)
         port = flags["port"] = int(flags["port"]) if flags["port"] is not None else free_port()
 
@@ -367,7 +395,8 @@ def gateway(kafka, mongo, topic, mongo_db_name, gateway_group, tmp_path, request
         env = {k: v for k, v in os.environ.items() if k not in GATEWAY_ENV_VARS}
         env.update({k: str(v) for k, v in extra_env.items()})
 
-        gw = Gateway(cmd, port, tmp_path / f"gateway-{len(started) + 1}.log", env, ready_timeout)
+        gw = Gateway(cmd, port, tmp_path / f"gateway-{len(started) + 1}.log", env, ready_timeout,
+                     ops_key)
         started.append(gw)
         gw.start(wait=wait)
         return gw

@@ -418,8 +418,12 @@ def test_http_serves_the_page_and_health(gateway):
     assert missing.value.code == 404
     # Routes: a query string is ignored, a longer path is not the route, and
     # a known path with another method says so.
+    # /healthz is liveness alone; the rest is /status.json's, for operators.
     with urllib.request.urlopen(gw.http_url("/healthz?verbose=1"), timeout=5) as r:
-        assert json.loads(r.read())["status"] == "ok"
+        assert json.loads(r.read()) == {"status": "ok"}
+    with pytest.raises(urllib.error.HTTPError) as closed:
+        urllib.request.urlopen(gw.http_url("/status.json"), timeout=5)
+    assert closed.value.code == 401
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(gw.http_url("/healthz/more"), timeout=5)
     assert missing.value.code == 404

@@ -105,11 +105,11 @@ def test_metrics_need_an_api_key_and_count_what_happens(kafka, topic, gateway, t
 
 
 def test_without_keys_metrics_are_closed_unless_opened(gateway):
-    gw = gateway()
+    gw = gateway(api_keys_file=None)
     status, body = get(gw, "/metrics")
     assert (status, json.loads(body)) == (403, {"error": "no API keys configured: see "
                                                          "--api-keys-file"})
-    opened = gateway(args=["--ops-open"])
+    opened = gateway(api_keys_file=None, args=["--ops-open"])
     status, text = get(opened, "/metrics")
     assert status == 200 and samples(text)[("gateway_users_online", frozenset())] == 0
 
@@ -210,7 +210,7 @@ def test_a_publish_kafka_cannot_take_is_503_with_its_ids(gateway, tmp_path):
     assert status == 503 and body["ids"] == ["r-1"] and "same ids" in body["error"]
     assert last_headers["retry-after"] == "5"
     # No keys configured: publishing is closed.
-    plain = gateway()
+    plain = gateway(api_keys_file=None)
     status, body = post(plain, "/api/notifications", b'{"userId":"u","message":"m"}')
     assert status == 403 and "no API keys configured" in body["error"]
 

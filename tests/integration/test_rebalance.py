@@ -32,16 +32,12 @@ STRATEGIES = [
 
 
 def partitions_of(gw) -> int | None:
-    """The gateway's /healthz "partitions" (also while it answers 503 as it
-    stops), or None when nothing answers."""
-    conn = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=2)
+    """The gateway's /status.json "partitions" (also while it stops), or
+    None when nothing answers."""
     try:
-        conn.request("GET", "/healthz")
-        return json.loads(conn.getresponse().read())["partitions"]
+        return gw.health()["partitions"]
     except (OSError, http.client.HTTPException, ValueError, KeyError):
         return None
-    finally:
-        conn.close()
 
 
 class Assignment:
