@@ -73,6 +73,9 @@ static const struct setting settings[] = {
     {.flag = "dlq-topic", "DLQ_TOPIC", "", STR, S(dlq_topic),
      "Kafka topic for records that are not notifications, with the reason in a dlq.error "
      "header (empty: the topic's name + .dlq; created when missing)"},
+    {.flag = "events-topic", "EVENTS_TOPIC", "", STR, S(events_topic),
+     "Kafka topic for delivery receipts: delivered, acked, stored, dead-lettered, keyed by "
+     "user (empty: none; created when missing)"},
     {.flag = "group", "KAFKA_GROUP", "notification-group", STR, S(group), "Kafka consumer group"},
     {.flag = "store", "STORE_URI", "", STR, S(store),
      "offline store: mongodb://HOST:PORT/ or sqlite:PATH (empty: the --mongodb-uri server)",

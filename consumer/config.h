@@ -14,6 +14,7 @@ struct config {
     const char *brokers;
     const char *topic;
     const char *dlq_topic; /* resolved: never empty once loaded (<topic>.dlq) */
+    const char *events_topic; /* delivery receipts; empty: none */
     const char *group;
     const char *store; /* as given; the gateway opens store_uri */
     const char *mongodb_uri;

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "kafka_props.h"
+#include "kafka_topic.h"
 #include "log.h"
 #include "timeutil.h"
 #include "xalloc.h"
@@ -98,60 +99,8 @@ static int set(rd_kafka_conf_t *c, const char *key, const char *value, char *err
 
 int dlq_ensure_topic(dlq_t *d, int partitions, int timeout_ms, char *errstr, size_t size)
 {
-    rd_kafka_t *rk = d->rk;
-    const char *topic = d->dlq_topic;
-    const struct rd_kafka_metadata *md;
-    rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
-    rd_kafka_resp_err_t err = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
-    rd_kafka_topic_destroy(t);
-    if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
-        return 1;
-    rd_kafka_resp_err_t terr = md->topic_cnt < 1 ? RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART
-                                                 : md->topics[0].err;
-    rd_kafka_metadata_destroy(md);
-    if (!terr)
-        return 0;
-    if (terr != RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-        snprintf(errstr, size, "the dead-letter topic %s cannot be used (%s): name another with "
-                 "--dlq-topic", topic, rd_kafka_err2str(terr));
-        return -1;
-    }
-    char why[512];
-    rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(topic, partitions, -1, why, sizeof(why));
-    if (!nt) {
-        snprintf(errstr, size, "the dead-letter topic %s cannot be created (%s)", topic, why);
-        return -1;
-    }
-    rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-    rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-    rd_kafka_event_t *ev = rd_kafka_queue_poll(q, timeout_ms);
-    int rc = -1;
-    snprintf(why, sizeof(why), "no answer from the broker");
-    if (ev) {
-        size_t n;
-        const rd_kafka_topic_result_t **res =
-            rd_kafka_CreateTopics_result_topics(rd_kafka_event_CreateTopics_result(ev), &n);
-        rd_kafka_resp_err_t cerr = n ? rd_kafka_topic_result_error(res[0])
-                                     : rd_kafka_event_error(ev);
-        if (!cerr || cerr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
-            rc = 0;
-        } else {
-            snprintf(why, sizeof(why), "%s",
-                     n && rd_kafka_topic_result_error_string(res[0])
-                         ? rd_kafka_topic_result_error_string(res[0])
-                         : rd_kafka_err2str(cerr));
-        }
-        rd_kafka_event_destroy(ev);
-    }
-    rd_kafka_queue_destroy(q);
-    rd_kafka_NewTopic_destroy(nt);
-    if (rc == 0)
-        log_info("created the dead-letter topic %s (%d partitions)", topic, partitions);
-    else
-        snprintf(errstr, size,
-                 "the dead-letter topic %s is missing and the broker would not create it (%s): "
-                 "create it, or name another with --dlq-topic", topic, why);
-    return rc;
+    return kafka_topic_ensure(d->rk, d->dlq_topic, partitions, timeout_ms, "dead-letter",
+                              "--dlq-topic", errstr, size);
 }
 
 dlq_t *dlq_new(const struct dlq_conf *conf, char *errstr, size_t size)

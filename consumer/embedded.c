@@ -319,8 +319,8 @@ static void on_mock_log(const rd_kafka_t *rk, int level, const char *fac, const 
         log_warn("embedded broker: %s: %s", fac, buf);
 }
 
-embedded_t *embedded_start(const char *topic, const char *dlq_topic, int partitions, int port,
-                           char *errstr, size_t size)
+embedded_t *embedded_start(const char *const *topics, int partitions, int port, char *errstr,
+                           size_t size)
 {
     char err[512];
     embedded_t *e = xcalloc(1, sizeof(*e));
@@ -348,8 +348,7 @@ embedded_t *embedded_start(const char *topic, const char *dlq_topic, int partiti
         snprintf(errstr, size, "cannot start the embedded broker (librdkafka mock cluster)");
         goto fail;
     }
-    const char *topics[] = {topic, dlq_topic};
-    for (size_t i = 0; i < 2; i++) {
+    for (size_t i = 0; topics[i]; i++) {
         rd_kafka_resp_err_t rerr = rd_kafka_mock_topic_create(e->mc, topics[i], partitions, 1);
         if (rerr) {
             snprintf(errstr, size, "cannot create topic %s on the embedded broker: %s",
@@ -369,7 +368,7 @@ embedded_t *embedded_start(const char *topic, const char *dlq_topic, int partiti
     log_warn("embedded Kafka broker on 127.0.0.1:%d (topic %s, %d partitions): it keeps "
              "messages in memory only and loses them when the gateway stops; for development "
              "and demos, not production",
-             port, topic, partitions);
+             port, topics[0], partitions);
     return e;
 
 fail:

@@ -16,12 +16,12 @@
 
 typedef struct embedded embedded_t;
 
-/* Starts the mock with topic and its dead-letter topic (partitions
- * partitions each) and the forwarder on
- * 127.0.0.1:port, which holds connections in its backlog until
- * embedded_open. NULL with errstr if either cannot start. */
-embedded_t *embedded_start(const char *topic, const char *dlq_topic, int partitions, int port,
-                           char *errstr, size_t errstr_size);
+/* Starts the mock with topics (NULL-ended: the gateway's first, then the
+ * dead-letter and receipts topics; partitions partitions each) and the
+ * forwarder on 127.0.0.1:port, which holds connections in its backlog
+ * until embedded_open. NULL with errstr if either cannot start. */
+embedded_t *embedded_start(const char *const *topics, int partitions, int port, char *errstr,
+                           size_t errstr_size);
 
 /* The mock's own bootstrap address, for the gateway's consumer. */
 const char *embedded_bootstraps(const embedded_t *e);

@@ -133,6 +133,7 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         g->stop_requested = 1;
     }
     hub_tick(g->pipe.hub, now_mono_ms());
+    events_poll(g->pipe.events);
     peers_sweep(g->ws.peers, now_mono_ms());
     pipeline_take_work(&g->pipe); /* also retries intake held back by a full store backlog */
     lws_sul_schedule(g->ctx, 0, &g->tick, on_tick, TICK_US);
@@ -391,16 +392,24 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
                             .group = c->group,
                             .props = c->kafka_props,
                             .dlq_topic = c->dlq_topic,
+                            .events_topic = c->events_topic,
                             .budget = &g->pipe.budget};
     if (c->embedded) {
-        g->embedded = embedded_start(c->topic, c->dlq_topic, EMBEDDED_PARTITIONS,
-                                     c->embedded_port, errstr, size);
+        const char *topics[] = {c->topic, c->dlq_topic, *c->events_topic ? c->events_topic : NULL,
+                                NULL};
+        g->embedded = embedded_start(topics, EMBEDDED_PARTITIONS, c->embedded_port, errstr, size);
         if (!g->embedded)
             goto fail;
         kc.brokers = g->conf.brokers = embedded_bootstraps(g->embedded);
         kc.embedded = g->embedded;
         /* The gateway's own publishing is paced as every producer is. */
         snprintf(g->embedded_port, sizeof(g->embedded_port), "127.0.0.1:%d", c->embedded_port);
+    }
+    if (*c->events_topic) {
+        g->pipe.events = events_new(kc.brokers, c->kafka_props, c->events_topic, errstr, size);
+        if (!g->pipe.events)
+            goto fail;
+        kc.events = g->pipe.events;
     }
     g->pipe.kafka = kafka_start(&kc, wake_loop, g, errstr, size);
     if (!g->pipe.kafka)
@@ -511,6 +520,7 @@ void gateway_free(gateway_t *g)
     kafka_close(g->pipe.kafka, now_mono_ms() + 2000);
     /* Its last reports answer requests: before the context goes. */
     publisher_free(g->publisher);
+    events_free(g->pipe.events, 2000);
     embedded_stop(g->embedded);
     if (g->ctx)
         lws_context_destroy(g->ctx);

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "budget.h"
+#include "events.h"
 
 typedef struct hub hub_t;
 typedef struct hub_conn hub_conn_t;
@@ -62,6 +63,9 @@ struct hub_ops {
     void (*offset_done)(void *ctx, int32_t partition, int64_t offset);
     /* The hub dropped the connection (hub_disconnect_all): close it. */
     void (*closed)(void *ctx, void *transport);
+    /* A notification was first written to a tab (EVENT_DELIVERED), or
+     * acknowledged (EVENT_ACKED): for receipts (events.h). May be NULL. */
+    void (*event)(void *ctx, const char *user, const char *id, enum event_kind kind);
 };
 
 struct hub_limits {

@@ -25,6 +25,7 @@ typedef struct delivery {
     int64_t kafka_ms; /* FROM_KAFKA: its record's timestamp, 0 if none */
     int holders; /* connections that have it queued or unacknowledged */
     int acked;
+    int delivered; /* written to a tab once */
     char *frame; /* points into buf, after the headroom */
     size_t frame_len;
     char buf[];  /* id, NUL, headroom, frame, NUL */

@@ -205,9 +205,14 @@ void hub_frame_sent(hub_t *hub, hub_conn_t *c, int64_t now_ms)
 {
     if (c->nsent >= c->len)
         return;
-    const delivery_t *d = SLOT(c, c->nsent)->d;
+    delivery_t *d = SLOT(c, c->nsent)->d;
     if (d && d->kafka_ms)
         observe_e2e(hub, d);
+    if (d && !d->delivered) {
+        d->delivered = 1;
+        if (hub->ops.event)
+            hub->ops.event(hub->ops.ctx, c->user->id, d->id, EVENT_DELIVERED);
+    }
     SLOT(c, c->nsent)->sent_at = now_ms;
     c->nsent++;
     if (c->nsent < c->len)
@@ -219,6 +224,8 @@ void delivery_ack(hub_t *hub, user_t *u, delivery_t *d)
     if (d->acked)
         return;
     d->acked = 1;
+    if (hub->ops.event)
+        hub->ops.event(hub->ops.ctx, u->id, d->id, EVENT_ACKED);
     if (d->source == FROM_KAFKA)
         hub->ops.offset_done(hub->ops.ctx, d->partition, d->offset);
     else

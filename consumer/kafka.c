@@ -10,7 +10,9 @@
 #include <time.h>
 
 #include "kafka_internal.h"
+#include "kafka_topic.h"
 #include "log.h"
+#include "notification.h"
 #include "record.h"
 #include "timeutil.h"
 #include "xalloc.h"
@@ -271,6 +273,22 @@ static void pace_embedded(kafka_t *k, rd_kafka_message_t **rkms, size_t polled)
         embedded_read_to(k->embedded, mark);
 }
 
+/* A dead letter's receipt: its id is the one the gateway gives a record
+ * without one, its user the record's key when that is a user id. */
+static void dead_letter_receipt(kafka_t *k, const rd_kafka_message_t *rkm)
+{
+    char id[320], user[NOTIF_USER_MAX + 1] = ""; /* id: a topic name (249 at most) and numbers */
+    if (!k->events)
+        return;
+    snprintf(id, sizeof(id), "%s-%d-%lld", k->topic, (int)rkm->partition, (long long)rkm->offset);
+    if (rkm->key && rkm->key_len < sizeof(user) &&
+        notification_user_valid(rkm->key, rkm->key_len)) {
+        memcpy(user, rkm->key, rkm->key_len);
+        user[rkm->key_len] = '\0';
+    }
+    events_emit(k->events, user, id, EVENT_DEAD_LETTERED);
+}
+
 static void *consume_loop(void *arg)
 {
     kafka_t *k = arg;
@@ -284,8 +302,11 @@ static void *consume_loop(void *arg)
          * go there. Asked here, not at start, so that a broker that is
          * down does not hold the gateway's start. */
         if (!k->dlq_ready) {
-            int rc = dlq_ensure_topic(k->dlq, partitions_of(k->rk, k->topic), 2000, k->failure,
-                                      sizeof(k->failure));
+            int parts = partitions_of(k->rk, k->topic);
+            int rc = dlq_ensure_topic(k->dlq, parts, 2000, k->failure, sizeof(k->failure));
+            if (rc == 0 && k->events_topic)
+                rc = kafka_topic_ensure(k->rk, k->events_topic, parts, 2000, "receipts",
+                                        "--events-topic", k->failure, sizeof(k->failure));
             if (rc < 0) {
                 atomic_store(&k->failed, 1);
                 break;
@@ -326,6 +347,7 @@ static void *consume_loop(void *arg)
                 log_warn("dead-lettering the message at %s partition %d offset %lld: %s",
                          k->topic, (int)rkm->partition, (long long)rkm->offset, err);
                 dlq_send(k->dlq, rkm, err);
+                dead_letter_receipt(k, rkm);
             }
             rd_kafka_message_destroy(rkms[i]);
         }
@@ -364,6 +386,10 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
     k->topic = xstrdup(conf->topic);
     k->tracker = tracker_new();
     k->embedded = conf->embedded;
+    k->events = conf->events;
+    k->events_topic = conf->events_topic && *conf->events_topic && !conf->embedded
+                          ? xstrdup(conf->events_topic)
+                          : NULL; /* the embedded broker made it */
     k->budget = conf->budget;
     k->batches = handoff_new(QUEUE_BATCHES, notify, arg);
     pthread_mutex_init(&k->lock, NULL);
@@ -542,5 +568,6 @@ void kafka_close(kafka_t *k, int64_t deadline_ms)
     handoff_free(k->batches, free_batch_msg);
     tracker_free(k->tracker);
     free(k->topic);
+    free(k->events_topic);
     free(k);
 }

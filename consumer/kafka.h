@@ -14,6 +14,7 @@
 
 #include "budget.h"
 #include "embedded.h"
+#include "events.h"
 #include "handoff.h"
 #include "hub.h"
 #include "tracker.h"
@@ -30,6 +31,10 @@ struct kafka_conf {
      * what this consumer reads. */
     embedded_t *embedded;
     const char *dlq_topic;    /* where records that are no notification go (dlq.h) */
+    /* Receipts (events.h): made sure to exist at start (NULL or empty:
+     * none), and told of every dead letter. */
+    const char *events_topic;
+    events_t *events;
     /* Batches handed to the loop count against it; librdkafka's own fetch
      * queue is sized from its limit (an eighth), outside it. Required. */
     budget_t *budget;

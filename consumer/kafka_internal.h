@@ -16,6 +16,8 @@ struct kafka {
     rd_kafka_t *rk;
     char *topic;
     embedded_t *embedded; /* the in-process broker, paced by what is read */
+    char *events_topic;   /* receipts' topic to make sure of, or NULL */
+    events_t *events;
     budget_t *budget;
     handoff_t *batches; /* to the loop; closed when consuming stops */
     pthread_t thread;

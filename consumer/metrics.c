@@ -31,6 +31,14 @@ static double acked(const struct snapshot *s) { return (double)WS(s)->acked; }
 static double stored(const struct snapshot *s) { return (double)P(s)->count.stored; }
 static double replayed(const struct snapshot *s) { return (double)P(s)->count.replayed; }
 static double dead_lettered(const struct snapshot *s) { return (double)s->kafka.dead_lettered; }
+static double receipts_sent(const struct snapshot *s)
+{
+    return (double)events_sent(s->v->pipe->events);
+}
+static double receipts_dropped(const struct snapshot *s)
+{
+    return (double)events_dropped(s->v->pipe->events);
+}
 static double connections(const struct snapshot *s) { return (double)hub_conn_count(P(s)->hub); }
 static double users(const struct snapshot *s) { return (double)hub_user_count(P(s)->hub); }
 static double inflight(const struct snapshot *s) { return (double)hub_inflight_count(P(s)->hub); }
@@ -67,6 +75,11 @@ static const struct metric metrics[] = {
      "Notifications read back from the offline store for a replay.", "", replayed},
     {"gateway_notifications_dead_lettered_total", "counter",
      "Kafka records written to the dead-letter topic.", "", dead_lettered},
+    {"gateway_receipts_sent_total", "counter",
+     "Delivery receipts Kafka has (--events-topic).", "", receipts_sent},
+    {"gateway_receipts_dropped_total", "counter",
+     "Delivery receipts dropped: their queue was full or Kafka did not take them in time.", "",
+     receipts_dropped},
     {"gateway_connections", "gauge", "Open WebSocket connections.", "", connections},
     {"gateway_users_online", "gauge", "Users with at least one connection.", "", users},
     {"gateway_notifications_in_flight", "gauge",

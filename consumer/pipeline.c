@@ -17,9 +17,16 @@ static void offset_done(void *ctx, int32_t partition, int64_t offset)
 
 static void on_stored(void *ctx, const struct store_result *r)
 {
-    ((struct pipeline *)ctx)->count.stored++;
+    struct pipeline *p = ctx;
+    p->count.stored++;
     if (r->msg->partition >= 0)
         offset_done(ctx, r->msg->partition, r->msg->offset);
+    events_emit(p->events, r->msg->user, r->msg->id, EVENT_STORED);
+}
+
+static void event(void *ctx, const char *user, const char *id, enum event_kind kind)
+{
+    events_emit(((struct pipeline *)ctx)->events, user, id, kind);
 }
 
 static void store(void *ctx, const hub_msg_t *m)
@@ -53,6 +60,7 @@ void pipeline_hub_ops(struct pipeline *p, struct hub_ops *ops)
     ops->store = store;
     ops->fetch = fetch;
     ops->remove = remove_acked;
+    ops->event = event;
     ops->offset_done = offset_done;
 }
 

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+#include "events.h"
 #include "hub.h"
 #include "kafka.h"
 #include "store_worker.h"
@@ -20,6 +21,7 @@ struct pipeline {
     hub_t *hub;
     store_worker_t *store;
     kafka_t *kafka;
+    events_t *events; /* receipts; NULL when off */
     int stopping; /* no more intake from Kafka */
     /* Every notification in memory counts against it (budget.h). */
     budget_t budget;

@@ -254,11 +254,14 @@ void get_messages(void *ctx, http_request_t *req)
 struct ack_req {
     http_request_t *req;
     size_t acked; /* on this node already */
+    events_t *events;
 };
 
 static void ack_answer(void *arg, const struct store_result *res)
 {
     struct ack_req *a = arg;
+    if (res->removed > 0 && res->msg->id[0]) /* one by id (all: the store names none) */
+        events_emit(a->events, res->msg->user, res->msg->id, EVENT_ACKED);
     char body[64];
     int len = snprintf(body, sizeof(body), "{\"acked\":%" PRId64 "}\n",
                        (int64_t)a->acked + res->removed);
@@ -289,6 +292,7 @@ static void acknowledge(const struct routes_view *v, http_request_t *req, const 
         return;
     struct ack_req *a = xcalloc(1, sizeof(*a));
     a->req = req;
+    a->events = v->pipe->events;
     int64_t through = hub_seq_now(hub);
     if (!id)
         a->acked = hub_ack_user_through(hub, user, through);

@@ -43,7 +43,9 @@ class MakeRun:
             assert self.proc.poll() is None, f"make run exited:\n{tail(self.log)}"
             # Ready once producers are let in: the consumer has its partitions.
             if "ready: open" in self.log.read_text()[seen:]:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=1) as r:
+                # Embedded mode opens /status.json (--ops-open by default).
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/status.json",
+                                            timeout=1) as r:
                     assert b'"partitions":3' in r.read()
                 return
             time.sleep(0.2)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 import urllib.error
@@ -13,6 +14,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from conftest import HARNESS_KEY
 from servers import produce
 from wsclient import Tab
 
@@ -262,3 +264,57 @@ def test_an_operator_disconnects_a_user_and_what_they_held_is_stored(kafka, mong
             time.sleep(0.1)
     assert post(gw, "/api/users/dana/disconnect", b"", key=None)[0] == 401
     assert post(gw, "/api/users/nobody/disconnect", b"") == (200, {"closed": 0})
+
+
+def receipts(kafka, topic: str, until, timeout: float = 20.0) -> list[dict]:
+    """Receipts read from TOPIC until UNTIL(receipts) holds (keys kept)."""
+    import uuid
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": f"r-{uuid.uuid4().hex[:8]}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got, deadline = [], time.monotonic() + timeout
+    try:
+        while not until(got) and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append({**json.loads(m.value()), "key": m.key().decode()})
+    finally:
+        c.close()
+    return got
+
+
+def test_receipts_say_what_happened_to_each_notification(kafka, topic, gateway):
+    """--events-topic: the topic is created (the broker creates none by
+    itself), and each notification's delivered, acked, stored or
+    dead-lettered arrives there keyed by its user."""
+    events = f"{topic}.events"
+    gw = gateway(args=["--events-topic", events])
+    gw.wait_assigned()
+
+    async def scenario():
+        async with Tab(gw.ws_url("rae")) as tab:
+            produce(kafka.bootstrap, topic, [{"id": "r1", "userId": "rae", "message": "live"}])
+            await tab.wait_for(1)
+            await asyncio.sleep(0.3)  # the ack
+    asyncio.run(scenario())
+    produce(kafka.bootstrap, topic, [{"id": "r2", "userId": "sam", "message": "away"},
+                                     ("tom", b"not json")])
+    want = {("r1", "rae", "delivered"), ("r1", "rae", "acked"), ("r2", "sam", "stored")}
+    got = receipts(kafka, events, lambda g: want <= {(r["id"], r["userId"], r["event"])
+                                                     for r in g} and
+                   any(r["event"] == "dead-lettered" for r in g))
+    seen = {(r["id"], r["userId"], r["event"]) for r in got}
+    assert want <= seen, got
+    dead = [r for r in got if r["event"] == "dead-lettered"]
+    assert len(dead) == 1 and dead[0]["userId"] == "tom" and dead[0]["id"].startswith(topic)
+    assert all(r["key"] == r["userId"] for r in got)
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["at"]) for r in got)
+    # Counted in /metrics.
+    text = get(gw, "/metrics", HARNESS_KEY)[1]
+    deadline = time.monotonic() + 10
+    while samples(text)[("gateway_receipts_sent_total", frozenset())] < 4:
+        assert time.monotonic() < deadline, text
+        time.sleep(0.5)
+        text = get(gw, "/metrics", HARNESS_KEY)[1]
+    assert samples(text)[("gateway_receipts_dropped_total", frozenset())] == 0

@@ -28,6 +28,7 @@ struct rec {
     int ndone;
     int writes;
     int closed;
+    int events[4]; /* by enum event_kind */
 };
 
 static void want_write(void *ctx, void *t)
@@ -72,13 +73,20 @@ static void closed(void *ctx, void *t)
     ((struct rec *)ctx)->closed++;
 }
 
+static void event(void *ctx, const char *user, const char *id, enum event_kind kind)
+{
+    (void)user;
+    (void)id;
+    ((struct rec *)ctx)->events[kind]++;
+}
+
 static struct rec rec;
 
 /* held: live notifications held per user (0: straight to the store). */
 static hub_t *new_hub_holding(size_t window, size_t held, budget_t *budget)
 {
     memset(&rec, 0, sizeof(rec));
-    struct hub_ops ops = {&rec, want_write, store, fetch, removed, offset_done, closed};
+    struct hub_ops ops = {&rec, want_write, store, fetch, removed, offset_done, closed, event};
     struct hub_limits lim = {
         .window = window,
         .window_bytes = 1 << 20,
@@ -551,6 +559,10 @@ static void acks_from_outside_a_connection(void **state)
     hub_each_pending(hub, "jo", INT64_MAX, count_pending, &pending);
     assert_int_equal(pending, 0);
     assert_int_equal(hub_ack_user(hub, "nobody", "x"), 0);
+    /* Receipts: written to the tab once each (old, held2), acknowledged
+     * once each (held, old, held2). */
+    assert_int_equal(rec.events[EVENT_DELIVERED], 2);
+    assert_int_equal(rec.events[EVENT_ACKED], 3);
     hub_free(hub);
 }
 
