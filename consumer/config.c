@@ -117,6 +117,9 @@ static const struct setting settings[] = {
      "seconds a notification is kept for a user who is away before it expires, logged "
      "(0: until delivered)",
      RANGE(0, 315360000)},
+    {.flag = "history-retention", "HISTORY_RETENTION", "0", INT, S(history_retention_s),
+     "seconds acknowledged notifications are kept for the inbox's state=all (0: none)",
+     RANGE(0, 315360000)},
     {.flag = "memory-budget", "MEMORY_BUDGET", "256", INT, S(memory_budget_mb),
      "MiB of notifications held in memory (windows, hand-off, held, waiting for the store); "
      "at it, intake from Kafka pauses and live ones go through the store",

@@ -33,6 +33,7 @@ struct config {
     int shutdown_timeout_s;
     int max_pending_per_user;
     int pending_retention_s;
+    int history_retention_s; /* 0: no history of acknowledged notifications */
     int store_timeout_s;
     int memory_budget_mb;
     /* Identity: "jwt" or "none" (resolved: never empty once loaded; an

@@ -378,8 +378,7 @@ static void held_ack(hub_t *hub, user_t *u, delivery_t **at)
     u->nheld--;
     budget_give(hub->lim.budget, BUDGET_HELD, delivery_cost(d));
     hub->ops.offset_done(hub->ops.ctx, d->partition, d->offset);
-    if (hub->ops.event)
-        hub->ops.event(hub->ops.ctx, u->id, d->id, EVENT_ACKED);
+    delivery_event(hub, u, d, EVENT_ACKED);
     free(d);
 }
 

@@ -63,9 +63,10 @@ struct hub_ops {
     void (*offset_done)(void *ctx, int32_t partition, int64_t offset);
     /* The hub dropped the connection (hub_disconnect_all): close it. */
     void (*closed)(void *ctx, void *transport);
-    /* A notification was first written to a tab (EVENT_DELIVERED), or
-     * acknowledged (EVENT_ACKED): for receipts (events.h). May be NULL. */
-    void (*event)(void *ctx, const char *user, const char *id, enum event_kind kind);
+    /* m was first written to a tab (EVENT_DELIVERED), or acknowledged
+     * (EVENT_ACKED): for receipts (events.h) and the history. m is only
+     * valid during the call. May be NULL. */
+    void (*event)(void *ctx, enum event_kind kind, const hub_msg_t *m);
 };
 
 struct hub_limits {

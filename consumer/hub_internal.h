@@ -93,6 +93,8 @@ struct hub {
 /* What d costs the memory budget. */
 size_t delivery_cost(const delivery_t *d);
 void delivery_as_msg(const delivery_t *d, const user_t *u, hub_msg_t *m);
+/* Tells ops.event of d, when there is one. */
+void delivery_event(hub_t *hub, const user_t *u, const delivery_t *d, enum event_kind kind);
 
 /* A delivery of m, with its frame marked replayed when it comes from the
  * store; NULL when a stored frame is not a JSON object. */

@@ -45,6 +45,15 @@ size_t delivery_cost(const delivery_t *d)
     return budget_cost(d->frame_len + (size_t)(d->frame - d->buf));
 }
 
+void delivery_event(hub_t *hub, const user_t *u, const delivery_t *d, enum event_kind kind)
+{
+    if (!hub->ops.event)
+        return;
+    hub_msg_t m;
+    delivery_as_msg(d, u, &m);
+    hub->ops.event(hub->ops.ctx, kind, &m);
+}
+
 void delivery_as_msg(const delivery_t *d, const user_t *u, hub_msg_t *m)
 {
     m->id = d->id;
@@ -210,8 +219,7 @@ void hub_frame_sent(hub_t *hub, hub_conn_t *c, int64_t now_ms)
         observe_e2e(hub, d);
     if (d && !d->delivered) {
         d->delivered = 1;
-        if (hub->ops.event)
-            hub->ops.event(hub->ops.ctx, c->user->id, d->id, EVENT_DELIVERED);
+        delivery_event(hub, c->user, d, EVENT_DELIVERED);
     }
     SLOT(c, c->nsent)->sent_at = now_ms;
     c->nsent++;
@@ -224,8 +232,7 @@ void delivery_ack(hub_t *hub, user_t *u, delivery_t *d)
     if (d->acked)
         return;
     d->acked = 1;
-    if (hub->ops.event)
-        hub->ops.event(hub->ops.ctx, u->id, d->id, EVENT_ACKED);
+    delivery_event(hub, u, d, EVENT_ACKED);
     if (d->source == FROM_KAFKA)
         hub->ops.offset_done(hub->ops.ctx, d->partition, d->offset);
     else

@@ -3,6 +3,7 @@
 
 #include <stdlib.h>
 
+#include "timeutil.h"
 #include "xalloc.h"
 
 static void offset_done(void *ctx, int32_t partition, int64_t offset)
@@ -24,9 +25,14 @@ static void on_stored(void *ctx, const struct store_result *r)
     events_emit(p->events, r->msg->user, r->msg->id, EVENT_STORED);
 }
 
-static void event(void *ctx, const char *user, const char *id, enum event_kind kind)
+/* Receipts; and an acknowledged live one, never stored, goes to the
+ * history (a stored one moves there as it is deleted). */
+static void event(void *ctx, enum event_kind kind, const hub_msg_t *m)
 {
-    events_emit(((struct pipeline *)ctx)->events, user, id, kind);
+    struct pipeline *p = ctx;
+    events_emit(p->events, m->user, m->id, kind);
+    if (kind == EVENT_ACKED && p->history && m->partition >= 0)
+        store_worker_history(p->store, m, now_wall_ms());
 }
 
 static void store(void *ctx, const hub_msg_t *m)

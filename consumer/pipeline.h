@@ -22,6 +22,7 @@ struct pipeline {
     store_worker_t *store;
     kafka_t *kafka;
     events_t *events; /* receipts; NULL when off */
+    int history;      /* acknowledged ones are kept (--history-retention) */
     int stopping; /* no more intake from Kafka */
     /* Every notification in memory counts against it (budget.h). */
     budget_t budget;

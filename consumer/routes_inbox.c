@@ -97,16 +97,24 @@ static void keep_live(void *arg, const hub_msg_t *m)
                                       m->frame_len, m->seq, -1, -1, 0};
 }
 
+/* One notification of the answer; acked_at 0: pending. */
+struct item {
+    const hub_msg_t *m;
+    int64_t acked_at;
+};
+
 static int newest_first(const void *a, const void *b)
 {
-    int64_t x = ((const hub_msg_t *)a)->seq, y = ((const hub_msg_t *)b)->seq;
+    int64_t x = ((const struct item *)a)->m->seq, y = ((const struct item *)b)->m->seq;
     return x < y ? 1 : x > y ? -1 : 0;
 }
 
-/* Appends an item: the frame as pushed, with its state. */
-static void append_item(char **buf, size_t *len, size_t *cap, const hub_msg_t *m, int first)
+/* Appends an item: the frame as pushed, with its state (and when it was
+ * acknowledged). */
+static void append_item(char **buf, size_t *len, size_t *cap, const struct item *it, int first)
 {
-    size_t need = *len + m->frame_len + 32;
+    const hub_msg_t *m = it->m;
+    size_t need = *len + m->frame_len + 80;
     if (need > *cap) {
         *cap = need * 2;
         *buf = xrealloc(*buf, *cap);
@@ -118,18 +126,24 @@ static void append_item(char **buf, size_t *len, size_t *cap, const hub_msg_t *m
         (*buf)[(*len)++] = ',';
     memcpy(*buf + *len, m->frame, body ? body - 1 : 0);
     *len += body ? body - 1 : 0;
-    *len += (size_t)sprintf(*buf + *len, ",\"state\":\"pending\"}");
+    if (it->acked_at) {
+        char at[ISO8601_LEN];
+        iso8601_from_ms(it->acked_at, at);
+        *len += (size_t)sprintf(*buf + *len, ",\"state\":\"acked\",\"ackedAt\":\"%s\"}", at);
+    } else {
+        *len += (size_t)sprintf(*buf + *len, ",\"state\":\"pending\"}");
+    }
 }
 
 static void inbox_answer(void *arg, const struct store_result *res)
 {
     struct inbox_read *r = arg;
     size_t n = r->nlive + res->n, taken = 0;
-    hub_msg_t *all = xmalloc((n ? n : 1) * sizeof(*all));
-    if (r->nlive)
-        memcpy(all, r->live, r->nlive * sizeof(*all));
-    if (res->n)
-        memcpy(all + r->nlive, res->msgs, res->n * sizeof(*all));
+    struct item *all = xmalloc((n ? n : 1) * sizeof(*all));
+    for (size_t i = 0; i < r->nlive; i++)
+        all[i] = (struct item){&r->live[i], 0};
+    for (size_t i = 0; i < res->n; i++)
+        all[r->nlive + i] = (struct item){&res->msgs[i], res->acked_at ? res->acked_at[i] : 0};
     qsort(all, n, sizeof(*all), newest_first);
 
     size_t cap = 256, len = 0;
@@ -137,15 +151,16 @@ static void inbox_answer(void *arg, const struct store_result *res)
     len += (size_t)sprintf(body, "{\"notifications\":[");
     int64_t last = 0;
     for (size_t i = 0; i < n && taken < r->limit; i++) {
-        /* A replayed one is both in a tab and in the store: once. */
-        if (i && all[i].seq == all[i - 1].seq && strcmp(all[i].id, all[i - 1].id) == 0)
+        /* A replayed one is both in a tab and in the store (or, acknowledged
+         * as it was asked, in the history too): once. */
+        if (i && all[i].m->seq == all[i - 1].m->seq && strcmp(all[i].m->id, all[i - 1].m->id) == 0)
             continue;
         append_item(&body, &len, &cap, &all[i], taken == 0);
-        last = all[i].seq;
+        last = all[i].m->seq;
         taken++;
     }
-    /* More stored than asked, or more merged than the page: there is a next. */
-    int more = res->n > r->limit || n > taken;
+    /* More found than the page (each read asked one more): a next page. */
+    int more = n > taken;
     if (len + 64 > cap)
         body = xrealloc(body, cap = len + 64);
     if (more && taken)
@@ -174,18 +189,23 @@ static const char *query(http_request_t *req, const char *name, char *buf, size_
 }
 
 /* state, after and limit from the query; a bad one is answered (0). */
-static int inbox_query(http_request_t *req, int64_t *before, size_t *limit)
+static int inbox_query(http_request_t *req, int history, int *all, int64_t *before,
+                       size_t *limit)
 {
     char sbuf[16], abuf[32], lbuf[16];
     const char *state = query(req, "state=", sbuf, sizeof(sbuf));
     const char *after = query(req, "after=", abuf, sizeof(abuf));
     const char *lim = query(req, "limit=", lbuf, sizeof(lbuf));
     char *end;
-    if (state && strcmp(state, "pending") != 0) {
+    *all = state && strcmp(state, "all") == 0;
+    if (state && !*all && strcmp(state, "pending") != 0) {
         respond_json(req, HTTP_STATUS_BAD_REQUEST,
-                     strcmp(state, "all") == 0
-                         ? "{\"error\":\"state=all needs HISTORY_RETENTION\"}\n"
-                         : "{\"error\":\"state must be pending or all\"}\n");
+                     "{\"error\":\"state must be pending or all\"}\n");
+        return 0;
+    }
+    if (*all && !history) {
+        respond_json(req, HTTP_STATUS_BAD_REQUEST,
+                     "{\"error\":\"state=all needs HISTORY_RETENTION (--history-retention)\"}\n");
         return 0;
     }
     *before = INT64_MAX;
@@ -226,14 +246,15 @@ static void inbox(const struct routes_view *v, http_request_t *req, const char *
     char user[NOTIF_USER_MAX + 1];
     int64_t before;
     size_t limit;
-    if (!inbox_caller(v, req, path_user, user) || !inbox_query(req, &before, &limit) ||
-        !store_answers(v, req))
+    int all;
+    if (!inbox_caller(v, req, path_user, user) ||
+        !inbox_query(req, v->pipe->history, &all, &before, &limit) || !store_answers(v, req))
         return;
     struct inbox_read *r = xcalloc(1, sizeof(*r));
     r->req = req;
     r->limit = limit;
     hub_each_pending(v->pipe->hub, user, before, keep_live, r);
-    store_worker_list(v->pipe->store, user, before, limit + 1, inbox_answer, r);
+    store_worker_list(v->pipe->store, user, before, limit + 1, all, inbox_answer, r);
     v->ws->turn_work(v->ws->arg);
 }
 

@@ -6,11 +6,13 @@
 #include <string.h>
 
 #include "store_backend.h"
+#include "timeutil.h"
 #include "xalloc.h"
 
 struct store {
     const struct store_backend *backend;
     void *impl;
+    int64_t history_ms; /* store_keep_history's retention; 0: none */
 };
 
 store_t *store_open(const char *uri, const char *db, int timeout_ms, char *errstr, size_t size)
@@ -57,10 +59,23 @@ int store_fetch(store_t *st, store_read_t *reads, size_t n, store_fetch_cb cb, v
     return n ? st->backend->fetch(st->impl, reads, n, cb, arg, errstr, size) : 0;
 }
 
-int store_list(store_t *st, const char *user, int64_t before_seq, size_t limit, store_fetch_cb cb,
-               void *arg, char *errstr, size_t size)
+int store_list(store_t *st, store_table_t table, const char *user, int64_t before_seq,
+               size_t limit, store_fetch_cb cb, void *arg, char *errstr, size_t size)
 {
-    return limit ? st->backend->list(st->impl, user, before_seq, limit, cb, arg, errstr, size) : 0;
+    if (!limit)
+        return 0;
+    return st->backend->list(st->impl, table, user, before_seq, limit, cb, arg, errstr, size);
+}
+
+void store_keep_history(store_t *st, int64_t retention_ms)
+{
+    st->history_ms = retention_ms;
+    st->backend->keep_history(st->impl, retention_ms);
+}
+
+int store_history_put(store_t *st, const store_doc_t *docs, size_t n, char *errstr, size_t size)
+{
+    return n ? st->backend->history_put(st->impl, docs, n, errstr, size) : 0;
 }
 
 int64_t store_remove(store_t *st, const char *const *users, const char *const *ids, size_t n,
@@ -83,9 +98,13 @@ int64_t store_count(store_t *st, const char *user, char *errstr, size_t size)
 int64_t store_expire(store_t *st, size_t max_per_user, int64_t stored_before_ms, char *errstr,
                      size_t size)
 {
-    if (!max_per_user && !stored_before_ms)
-        return 0;
-    return st->backend->expire(st->impl, max_per_user, stored_before_ms, errstr, size);
+    int64_t n = max_per_user || stored_before_ms
+                    ? st->backend->expire(st->impl, max_per_user, stored_before_ms, errstr, size)
+                    : 0;
+    if (n >= 0 && st->history_ms &&
+        st->backend->history_expire(st->impl, now_wall_ms() - st->history_ms, errstr, size) < 0)
+        return -1;
+    return n;
 }
 
 void store_close(store_t *st)

@@ -21,7 +21,12 @@ typedef struct store_doc {
     const char *frame; /* the notification's JSON, as sent to clients */
     size_t frame_len;
     int64_t seq;
+    int64_t acked_at; /* history: when it was acknowledged (wall-clock ms) */
 } store_doc_t;
+
+/* Which notifications: pending (stored for delivery), or acknowledged and
+ * kept in the history (store_keep_history). */
+typedef enum { STORE_PENDING, STORE_HISTORY } store_table_t;
 
 /* One user's part of a read (store_fetch). */
 typedef struct store_read {
@@ -65,11 +70,22 @@ int store_put(store_t *st, const store_doc_t *docs, size_t n, char *errstr, size
 int store_fetch(store_t *st, store_read_t *reads, size_t n, store_fetch_cb cb, void *arg,
                 char *errstr, size_t errstr_size);
 
-/* Up to limit of user's notifications with seq below before_seq, newest
- * first (the inbox), each passed to cb with read 0. Returns how many, or
- * -1 with errstr. */
-int store_list(store_t *st, const char *user, int64_t before_seq, size_t limit, store_fetch_cb cb,
-               void *arg, char *errstr, size_t errstr_size);
+/* Up to limit of user's notifications in table with seq below before_seq,
+ * newest first (the inbox), each passed to cb with read 0. Returns how
+ * many, or -1 with errstr. */
+int store_list(store_t *st, store_table_t table, const char *user, int64_t before_seq,
+               size_t limit, store_fetch_cb cb, void *arg, char *errstr, size_t errstr_size);
+
+/* The history of acknowledged notifications, kept retention_ms (0, the
+ * default: none). With it, store_remove and store_remove_through move what
+ * they delete into the history, acknowledged now; store_expire also
+ * deletes what was acknowledged longer ago than that (and a MongoDB server
+ * does so by itself, by a TTL index). Before store_prepare. */
+void store_keep_history(store_t *st, int64_t retention_ms);
+/* Adds docs (acked_at set) to the history: acknowledged ones that were
+ * never stored. Idempotent by (user, id). Returns 0 or -1. */
+int store_history_put(store_t *st, const store_doc_t *docs, size_t n, char *errstr,
+                      size_t errstr_size);
 
 /* Deletes the notifications ids[i] of users[i]. Returns how many there
  * were, or -1. */
@@ -86,7 +102,8 @@ int64_t store_count(store_t *st, const char *user, char *errstr, size_t errstr_s
 /* Expires pending notifications nobody will read in time: of each user,
  * all but the newest max_per_user (0: no limit), and every one stored
  * before stored_before_ms (wall clock; 0: none). Logs each user's expiry;
- * returns how many were expired, or -1 with errstr. */
+ * returns how many were expired, or -1 with errstr. Also deletes the
+ * history past its retention (not counted). */
 int64_t store_expire(store_t *st, size_t max_per_user, int64_t stored_before_ms, char *errstr,
                      size_t errstr_size);
 

@@ -14,8 +14,16 @@ struct store_backend {
     int (*put)(void *impl, const store_doc_t *docs, size_t n, char *errstr, size_t errstr_size);
     int (*fetch)(void *impl, store_read_t *reads, size_t n, store_fetch_cb cb, void *arg,
                  char *errstr, size_t errstr_size);
-    int (*list)(void *impl, const char *user, int64_t before_seq, size_t limit,
-                store_fetch_cb cb, void *arg, char *errstr, size_t errstr_size);
+    int (*list)(void *impl, store_table_t table, const char *user, int64_t before_seq,
+                size_t limit, store_fetch_cb cb, void *arg, char *errstr, size_t errstr_size);
+    /* retention_ms > 0: removals move what they delete into the history,
+     * and prepare makes it expire where the server can. */
+    void (*keep_history)(void *impl, int64_t retention_ms);
+    int (*history_put)(void *impl, const store_doc_t *docs, size_t n, char *errstr,
+                       size_t errstr_size);
+    /* Deletes the history acknowledged before acked_before_ms. */
+    int64_t (*history_expire)(void *impl, int64_t acked_before_ms, char *errstr,
+                              size_t errstr_size);
     int64_t (*remove)(void *impl, const char *const *users, const char *const *ids, size_t n,
                       char *errstr, size_t errstr_size);
     int64_t (*remove_through)(void *impl, const char *user, int64_t through_seq, char *errstr,

@@ -15,7 +15,10 @@
  *   2  _id = "<userId>/<id>", with the id in its own field. _id cannot
  *      change in place: each document is copied under its new _id, then
  *      the old one deleted, in batches (a crash in between repeats a batch
- *      harmlessly: copies are idempotent).
+ *      harmlessly: copies are idempotent);
+ *   3  the collection "history" of acknowledged notifications: the same
+ *      documents with ackedAt (a date: its TTL index expires them), an
+ *      index {userId: 1, seq: 1}. 
  * Migrations and expiry are store_mongo_upkeep.c's. */
 #include "store_backend.h"
 
@@ -98,6 +101,7 @@ static void *mongo_open(const char *uri_string, const char *db, int timeout_ms, 
     mongoc_client_set_error_api(st->client, MONGOC_ERROR_API_VERSION_2);
     st->coll = mongoc_client_get_collection(st->client, db, COLLECTION);
     st->meta = mongoc_client_get_collection(st->client, db, META_COLLECTION);
+    st->history = mongoc_client_get_collection(st->client, db, HISTORY_COLLECTION);
     mongoc_uri_destroy(uri);
     return st;
 
@@ -116,6 +120,8 @@ static void mongo_close(void *impl)
         mongoc_collection_destroy(st->coll);
     if (st->meta)
         mongoc_collection_destroy(st->meta);
+    if (st->history)
+        mongoc_collection_destroy(st->history);
     if (st->client)
         mongoc_client_destroy(st->client);
     free(st);
@@ -170,15 +176,15 @@ bson_t *mongo_new_doc(const char *id, const char *user, int64_t seq, const char 
 
 /* Inserts docs, unordered: one duplicate does not stop the rest, and a
  * duplicate is a document stored before, which is what a put asks for. */
-int mongo_insert_docs(mongo_store_t *st, bson_t **docs, size_t n, const char *what, char *errstr,
-                       size_t size)
+int mongo_insert_docs(mongoc_collection_t *coll, bson_t **docs, size_t n, const char *what,
+                      char *errstr, size_t size)
 {
     bson_t opts = BSON_INITIALIZER, reply;
     bson_error_t err;
     int rc = 0;
 
     BSON_APPEND_BOOL(&opts, "ordered", false);
-    if (!mongoc_collection_insert_many(st->coll, (const bson_t **)docs, n, &opts, &reply, &err) &&
+    if (!mongoc_collection_insert_many(coll, (const bson_t **)docs, n, &opts, &reply, &err) &&
         !only_duplicates(&reply))
         rc = mongo_set_err(errstr, size, what, &err);
     bson_destroy(&reply);
@@ -197,34 +203,119 @@ static int mongo_put(void *impl, const store_doc_t *docs, size_t n, char *errstr
     for (size_t i = 0; i < n; i++)
         bdocs[i] = mongo_new_doc(docs[i].id, docs[i].user, docs[i].seq, docs[i].frame,
                            docs[i].frame_len, now);
-    int rc = mongo_insert_docs(impl, bdocs, n, "cannot store notifications", errstr, size);
+    int rc = mongo_insert_docs(((mongo_store_t *)impl)->coll, bdocs, n,
+                               "cannot store notifications", errstr, size);
     free(bdocs);
     return rc;
 }
 
+static bson_t *history_doc(const store_doc_t *d)
+{
+    bson_t *b = mongo_new_doc(d->id, d->user, d->seq, d->frame, d->frame_len, 0);
+    BSON_APPEND_DATE_TIME(b, "ackedAt", d->acked_at);
+    return b;
+}
+
+static int mongo_history_put(void *impl, const store_doc_t *docs, size_t n, char *errstr,
+                             size_t size)
+{
+    bson_t **bdocs = xcalloc(n, sizeof(*bdocs));
+    for (size_t i = 0; i < n; i++)
+        bdocs[i] = history_doc(&docs[i]);
+    int rc = mongo_insert_docs(((mongo_store_t *)impl)->history, bdocs, n,
+                               "cannot keep acknowledged notifications", errstr, size);
+    free(bdocs);
+    return rc;
+}
+
+static void mongo_keep_history(void *impl, int64_t retention_ms)
+{
+    ((mongo_store_t *)impl)->history_ms = retention_ms;
+}
+
+/* Copies the pending notifications of filter into the history,
+ * acknowledged now, before they are deleted: idempotent, so a failure
+ * between the two is mended by the retry. */
+static int archive(mongo_store_t *st, const bson_t *filter, char *errstr, size_t size)
+{
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->coll, filter, NULL, NULL);
+    const bson_t *doc;
+    bson_error_t err;
+    bson_t **copies = NULL;
+    size_t n = 0, cap = 0;
+    int64_t now = now_wall_ms();
+    int rc = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t id, user, seq, frame;
+        uint32_t len = 0;
+        if (!bson_iter_init_find(&id, doc, "id") || !BSON_ITER_HOLDS_UTF8(&id) ||
+            !bson_iter_init_find(&user, doc, "userId") || !BSON_ITER_HOLDS_UTF8(&user) ||
+            !bson_iter_init_find(&seq, doc, "seq") ||
+            !bson_iter_init_find(&frame, doc, "notification") || !BSON_ITER_HOLDS_UTF8(&frame))
+            continue;
+        const char *f = bson_iter_utf8(&frame, &len);
+        store_doc_t d = {bson_iter_utf8(&id, NULL), bson_iter_utf8(&user, NULL), f, len,
+                         bson_iter_as_int64(&seq), now};
+        if (n == cap)
+            copies = xrealloc(copies, (cap = cap ? 2 * cap : 64) * sizeof(*copies));
+        copies[n++] = history_doc(&d);
+    }
+    if (mongoc_cursor_error(cur, &err))
+        rc = mongo_set_err(errstr, size, "cannot read what is acknowledged", &err);
+    mongoc_cursor_destroy(cur);
+    if (rc == 0 && n)
+        rc = mongo_insert_docs(st->history, copies, n, "cannot keep acknowledged notifications",
+                               errstr, size);
+    else
+        for (size_t i = 0; i < n; i++)
+            bson_destroy(copies[i]);
+    free(copies);
+    return rc;
+}
+
+
+/* createIndexes on coll: keys, named by them; ttl_s > 0: a TTL index. */
+static int create_index(mongoc_collection_t *coll, const bson_t *keys, int64_t ttl_s,
+                        bson_error_t *err)
+{
+    char *name = mongoc_collection_keys_to_index_string(keys);
+    bson_t *index = BCON_NEW("key", BCON_DOCUMENT(keys), "name", BCON_UTF8(name));
+    if (ttl_s > 0)
+        BSON_APPEND_INT64(index, "expireAfterSeconds", ttl_s);
+    bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(mongoc_collection_get_name(coll)),
+                           "indexes", "[", BCON_DOCUMENT(index), "]");
+    bson_t reply;
+    int ok = mongoc_collection_write_command_with_opts(coll, cmd, NULL, &reply, err);
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    bson_destroy(index);
+    bson_free(name);
+    return ok ? 0 : -1;
+}
 
 static int mongo_prepare(void *impl, char *errstr, size_t size)
 {
     mongo_store_t *st = impl;
-    bson_t keys, *cmd;
-    bson_t reply;
     bson_error_t err;
-    int rc = 0;
 
     if (mongo_migrate(st, errstr, size) != 0)
         return -1;
-    bson_init(&keys);
-    BSON_APPEND_INT32(&keys, "userId", 1);
-    BSON_APPEND_INT32(&keys, "seq", 1);
-    char *name = mongoc_collection_keys_to_index_string(&keys);
-    cmd = BCON_NEW("createIndexes", BCON_UTF8(COLLECTION), "indexes", "[", "{", "key",
-                   BCON_DOCUMENT(&keys), "name", BCON_UTF8(name), "}", "]");
-    if (!mongoc_collection_write_command_with_opts(st->coll, cmd, NULL, &reply, &err))
+    bson_t *by_user = BCON_NEW("userId", BCON_INT32(1), "seq", BCON_INT32(1));
+    int rc = 0;
+    if (create_index(st->coll, by_user, 0, &err) != 0 ||
+        create_index(st->history, by_user, 0, &err) != 0)
         rc = mongo_set_err(errstr, size, "cannot create the index on userId and seq", &err);
-    bson_destroy(&reply);
-    bson_destroy(cmd);
-    bson_free(name);
-    bson_destroy(&keys);
+    bson_destroy(by_user);
+    if (rc == 0 && st->history_ms) {
+        /* The gateway sweeps the history too: a server without TTL indexes,
+         * or one made for another retention, still keeps it bounded. */
+        bson_t *acked = BCON_NEW("ackedAt", BCON_INT32(1));
+        if (create_index(st->history, acked, (st->history_ms + 999) / 1000, &err) != 0)
+            log_warn("no TTL index on the history (%s): the gateway deletes what is past "
+                     "--history-retention itself",
+                     err.message);
+        bson_destroy(acked);
+    }
     return rc;
 }
 
@@ -349,15 +440,16 @@ int64_t mongo_delete_counted(mongo_store_t *st, const bson_t *filter, const char
 
 /* Newest first: {userId, seq: {$lt}} sorted by seq descending, on the
  * {userId, seq} index. */
-static int mongo_list(void *impl, const char *user, int64_t before_seq, size_t limit,
-                      store_fetch_cb cb, void *arg, char *errstr, size_t size)
+static int mongo_list(void *impl, store_table_t table, const char *user, int64_t before_seq,
+                      size_t limit, store_fetch_cb cb, void *arg, char *errstr, size_t size)
 {
     mongo_store_t *st = impl;
+    mongoc_collection_t *coll = table == STORE_HISTORY ? st->history : st->coll;
     bson_t *filter = BCON_NEW("userId", BCON_UTF8(user), "seq", "{", "$lt",
                               BCON_INT64(before_seq), "}");
     bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(-1), "}", "limit",
                             BCON_INT64((int64_t)limit));
-    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->coll, filter, opts, NULL);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
     const bson_t *doc;
     bson_error_t err;
     int count = 0;
@@ -373,6 +465,8 @@ static int mongo_list(void *impl, const char *user, int64_t before_seq, size_t l
         if (bson_iter_init_find(&it, doc, "notification") && BSON_ITER_HOLDS_UTF8(&it))
             d.frame = bson_iter_utf8(&it, &len);
         d.frame_len = len;
+        if (bson_iter_init_find(&it, doc, "ackedAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
+            d.acked_at = bson_iter_date_time(&it);
         if (d.id && d.frame) {
             cb(arg, 0, &d);
             count++;
@@ -408,8 +502,10 @@ static int64_t mongo_remove(void *impl, const char *const *users, const char *co
     }
     bson_append_array_end(&in, &list);
     bson_append_document_end(&sel, &in);
-    int64_t removed =
-        mongo_delete_counted(st, &sel, "cannot delete acknowledged notifications", errstr, size);
+    int64_t removed = st->history_ms && archive(st, &sel, errstr, size) != 0
+                          ? -1
+                          : mongo_delete_counted(st, &sel, "cannot delete acknowledged notifications",
+                                                 errstr, size);
     bson_destroy(&sel);
     return removed;
 }
@@ -417,12 +513,32 @@ static int64_t mongo_remove(void *impl, const char *const *users, const char *co
 static int64_t mongo_remove_through(void *impl, const char *user, int64_t through_seq,
                                     char *errstr, size_t size)
 {
+    mongo_store_t *st = impl;
     bson_t *filter = BCON_NEW("userId", BCON_UTF8(user), "seq", "{", "$lte",
                               BCON_INT64(through_seq), "}");
-    int64_t removed = mongo_delete_counted(impl, filter, "cannot delete acknowledged notifications",
-                                           errstr, size);
+    int64_t removed = st->history_ms && archive(st, filter, errstr, size) != 0
+                          ? -1
+                          : mongo_delete_counted(st, filter,
+                                                 "cannot delete acknowledged notifications", errstr,
+                                                 size);
     bson_destroy(filter);
     return removed;
+}
+
+/* Also where the server's TTL monitor does it (every minute, on MongoDB),
+ * or cannot (a server without one). */
+static int64_t mongo_history_expire(void *impl, int64_t acked_before_ms, char *errstr,
+                                    size_t size)
+{
+    mongo_store_t *st = impl;
+    bson_t *filter = BCON_NEW("ackedAt", "{", "$lt", BCON_DATE_TIME(acked_before_ms), "}");
+    bson_error_t err;
+    int64_t n = mongoc_collection_delete_many(st->history, filter, NULL, NULL, &err)
+                    ? 0
+                    : mongo_set_err(errstr, size, "cannot delete the history past its retention",
+                                    &err);
+    bson_destroy(filter);
+    return n;
 }
 
 static int64_t mongo_count(void *impl, const char *user, char *errstr, size_t size)
@@ -445,6 +561,9 @@ const struct store_backend store_mongo_backend = {
     .put = mongo_put,
     .fetch = mongo_fetch,
     .list = mongo_list,
+    .keep_history = mongo_keep_history,
+    .history_put = mongo_history_put,
+    .history_expire = mongo_history_expire,
     .remove = mongo_remove,
     .remove_through = mongo_remove_through,
     .count = mongo_count,

@@ -12,14 +12,16 @@
 
 #define COLLECTION "notifications"
 #define META_COLLECTION "meta"
+#define HISTORY_COLLECTION "history"
 #define MONGO_DUPLICATE_KEY 11000
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define MIGRATE_BATCH 1000
 #define KEY_MAX (NOTIF_USER_MAX + 1 + NOTIF_ID_MAX + 1)
 
 struct mongo_store {
     mongoc_client_t *client;
-    mongoc_collection_t *coll, *meta;
+    mongoc_collection_t *coll, *meta, *history;
+    int64_t history_ms; /* 0: removals delete; else they move into history */
 };
 
 typedef struct mongo_store mongo_store_t;
@@ -34,9 +36,10 @@ bson_t *mongo_new_doc(const char *id, const char *user, int64_t seq, const char 
  * the server's reason). */
 int64_t mongo_delete_counted(mongo_store_t *st, const bson_t *filter, const char *what,
                              char *errstr, size_t size);
-/* Inserts docs (and destroys them), unordered; a duplicate is success. */
-int mongo_insert_docs(mongo_store_t *st, bson_t **docs, size_t n, const char *what, char *errstr,
-                      size_t size);
+/* Inserts docs into coll (and destroys them), unordered; a duplicate is
+ * success. */
+int mongo_insert_docs(mongoc_collection_t *coll, bson_t **docs, size_t n, const char *what,
+                      char *errstr, size_t size);
 
 /* store_mongo_upkeep.c */
 /* Brings the data to SCHEMA_VERSION, refusing a newer one. */

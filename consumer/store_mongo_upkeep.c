@@ -93,7 +93,7 @@ static int migrate_1_to_2(mongo_store_t *st, char *errstr, size_t size)
             rc = mongo_set_err(errstr, size, "cannot read version 1 documents", &err);
         mongoc_cursor_destroy(cur);
         if (rc == 0 && n)
-            rc = mongo_insert_docs(st, copies, n, "cannot copy version 1 documents", errstr, size);
+            rc = mongo_insert_docs(st->coll, copies, n, "cannot copy version 1 documents", errstr, size);
         else
             for (size_t i = 0; i < n; i++)
                 bson_destroy(copies[i]);
@@ -126,6 +126,9 @@ int mongo_migrate(mongo_store_t *st, char *errstr, size_t size)
         if (migrate_1_to_2(st, errstr, size) != 0)
             return -1;
     }
+    /* 2 -> 3: the history collection, made with its indexes by prepare. */
+    if (version < 3)
+        log_info("migrating the MongoDB store from schema version 2 to 3");
     return record_version(st, errstr, size);
 }
 

@@ -8,7 +8,9 @@
  * The schema's version is PRAGMA user_version; start-up runs the forward
  * migrations from the file's version to SCHEMA_VERSION:
  *   1  (user_version 0 with a table) keyed by id alone;
- *   2  keyed by (user_id, id): ids are unique per user, not across users. */
+ *   2  keyed by (user_id, id): ids are unique per user, not across users;
+ *   3  a history(user_id, id, seq, notification, acked_at) table of
+ *      acknowledged notifications, the same key, swept by acked_at. */
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -23,7 +25,7 @@
 #include "timeutil.h"
 #include "xalloc.h"
 
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 #define CREATE_TABLE(name)                                                                      \
     "CREATE TABLE " name " (user_id TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"    \
     " notification TEXT NOT NULL, stored_at INTEGER NOT NULL, PRIMARY KEY (user_id, id))"
@@ -31,6 +33,8 @@
 struct sqlite_store {
     sqlite3 *db;
     sqlite3_stmt *insert, *select, *list, *delete, *count_user, *count_all;
+    sqlite3_stmt *history_insert, *history_list, *archive;
+    int64_t history_ms; /* 0: removals delete; else they move into history */
 };
 
 typedef struct sqlite_store sqlite_store_t;
@@ -49,6 +53,9 @@ static void sqlite_close(void *impl)
     sqlite3_finalize(st->insert);
     sqlite3_finalize(st->select);
     sqlite3_finalize(st->list);
+    sqlite3_finalize(st->history_insert);
+    sqlite3_finalize(st->history_list);
+    sqlite3_finalize(st->archive);
     sqlite3_finalize(st->delete);
     sqlite3_finalize(st->count_user);
     sqlite3_finalize(st->count_all);
@@ -128,6 +135,11 @@ static const char *const migrations[] = {
     "DROP TABLE notifications;"
     "ALTER TABLE notifications_v2 RENAME TO notifications;"
     "CREATE INDEX notifications_user_seq ON notifications (user_id, seq);",
+    /* 2 -> 3: the history of acknowledged notifications. */
+    "CREATE TABLE history (user_id TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"
+    " notification TEXT NOT NULL, acked_at INTEGER NOT NULL, PRIMARY KEY (user_id, id));"
+    "CREATE INDEX history_user_seq ON history (user_id, seq);"
+    "CREATE INDEX history_acked_at ON history (acked_at);",
 };
 
 /* Brings the file to SCHEMA_VERSION: creates it, or migrates it forward. */
@@ -148,12 +160,16 @@ static int migrate(sqlite_store_t *st, char *errstr, size_t size)
         return 0;
     if (exec(st, "BEGIN IMMEDIATE", errstr, size))
         return -1;
+    /* A new file starts as version 2, then takes the later steps. */
     int rc = fresh ? exec(st, CREATE_TABLE("notifications") "; CREATE INDEX notifications_user_seq"
                               " ON notifications (user_id, seq)", errstr, size)
                    : 0;
-    for (int64_t v = version; !fresh && rc == 0 && v < SCHEMA_VERSION; v++) {
-        log_info("migrating the SQLite store from schema version %lld to %lld", (long long)v,
-                 (long long)v + 1);
+    if (fresh)
+        version = 2;
+    for (int64_t v = version; rc == 0 && v < SCHEMA_VERSION; v++) {
+        if (!fresh)
+            log_info("migrating the SQLite store from schema version %lld to %lld",
+                     (long long)v, (long long)v + 1);
         rc = exec(st, migrations[v - 1], errstr, size);
     }
     snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", SCHEMA_VERSION);
@@ -183,6 +199,13 @@ static int sqlite_prepare(void *impl, char *errstr, size_t size)
         {&st->list, "SELECT id, seq, notification FROM notifications WHERE user_id = ? AND "
                     "seq < ? ORDER BY seq DESC LIMIT ?"},
         {&st->delete, "DELETE FROM notifications WHERE id = ? AND user_id = ?"},
+        {&st->history_insert, "INSERT OR IGNORE INTO history (id, user_id, seq, notification, "
+                              "acked_at) VALUES (?, ?, ?, ?, ?)"},
+        {&st->history_list, "SELECT id, seq, notification, acked_at FROM history WHERE "
+                            "user_id = ? AND seq < ? ORDER BY seq DESC LIMIT ?"},
+        {&st->archive, "INSERT OR IGNORE INTO history (id, user_id, seq, notification, acked_at)"
+                       " SELECT id, user_id, seq, notification, ? FROM notifications"
+                       " WHERE id = ? AND user_id = ?"},
         {&st->count_user, "SELECT count(*) FROM notifications WHERE user_id = ?"},
         {&st->count_all, "SELECT count(*) FROM notifications"},
     };
@@ -222,6 +245,7 @@ static int64_t in_transaction(sqlite_store_t *st, size_t n, sqlite3_stmt *stmt,
     return changed;
 }
 
+/* The fifth column: when it was stored, or (history) acknowledged. */
 static void bind_doc(sqlite3_stmt *stmt, const void *arg, size_t i)
 {
     const store_doc_t *d = (const store_doc_t *)arg + i;
@@ -229,7 +253,20 @@ static void bind_doc(sqlite3_stmt *stmt, const void *arg, size_t i)
     sqlite3_bind_text(stmt, 2, d->user, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 3, d->seq);
     sqlite3_bind_text(stmt, 4, d->frame, (int)d->frame_len, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 5, now_wall_ms());
+    sqlite3_bind_int64(stmt, 5, d->acked_at ? d->acked_at : now_wall_ms());
+}
+
+static int sqlite_history_put(void *impl, const store_doc_t *docs, size_t n, char *errstr,
+                              size_t size)
+{
+    sqlite_store_t *st = impl;
+    return in_transaction(st, n, st->history_insert, bind_doc, docs,
+                          "cannot keep acknowledged notifications", errstr, size) < 0 ? -1 : 0;
+}
+
+static void sqlite_keep_history(void *impl, int64_t retention_ms)
+{
+    ((sqlite_store_t *)impl)->history_ms = retention_ms;
 }
 
 static int sqlite_put(void *impl, const store_doc_t *docs, size_t n, char *errstr, size_t size)
@@ -241,6 +278,7 @@ static int sqlite_put(void *impl, const store_doc_t *docs, size_t n, char *errst
 
 struct removal {
     const char *const *users, *const *ids;
+    int64_t now;
 };
 
 static void bind_removal(sqlite3_stmt *stmt, const void *arg, size_t i)
@@ -250,11 +288,26 @@ static void bind_removal(sqlite3_stmt *stmt, const void *arg, size_t i)
     sqlite3_bind_text(stmt, 2, r->users[i], -1, SQLITE_STATIC);
 }
 
+static void bind_archive(sqlite3_stmt *stmt, const void *arg, size_t i)
+{
+    const struct removal *r = arg;
+    sqlite3_bind_int64(stmt, 1, r->now);
+    sqlite3_bind_text(stmt, 2, r->ids[i], -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 3, r->users[i], -1, SQLITE_STATIC);
+}
+
+/* With a history, what is deleted is first copied there: two
+ * transactions, the copy idempotent, so a failure between them is mended
+ * by the retry. */
 static int64_t sqlite_remove(void *impl, const char *const *users, const char *const *ids,
                              size_t n, char *errstr, size_t size)
 {
     sqlite_store_t *st = impl;
-    struct removal r = {users, ids};
+    struct removal r = {users, ids, now_wall_ms()};
+    if (st->history_ms && in_transaction(st, n, st->archive, bind_archive, &r,
+                                         "cannot keep acknowledged notifications", errstr,
+                                         size) < 0)
+        return -1;
     return in_transaction(st, n, st->delete, bind_removal, &r,
                           "cannot delete acknowledged notifications", errstr, size);
 }
@@ -296,22 +349,24 @@ static int sqlite_fetch(void *impl, store_read_t *reads, size_t n, store_fetch_c
 }
 
 /* The same index, read backwards. */
-static int sqlite_list(void *impl, const char *user, int64_t before_seq, size_t limit,
-                       store_fetch_cb cb, void *arg, char *errstr, size_t size)
+static int sqlite_list(void *impl, store_table_t table, const char *user, int64_t before_seq,
+                       size_t limit, store_fetch_cb cb, void *arg, char *errstr, size_t size)
 {
     sqlite_store_t *st = impl;
+    sqlite3_stmt *q = table == STORE_HISTORY ? st->history_list : st->list;
     int count = 0, rc;
-    sqlite3_reset(st->list);
-    sqlite3_bind_text(st->list, 1, user, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st->list, 2, before_seq);
-    sqlite3_bind_int64(st->list, 3, (sqlite3_int64)limit);
-    while ((rc = sqlite3_step(st->list)) == SQLITE_ROW) {
+    sqlite3_reset(q);
+    sqlite3_bind_text(q, 1, user, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, before_seq);
+    sqlite3_bind_int64(q, 3, (sqlite3_int64)limit);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         store_doc_t d = {
-            .id = (const char *)sqlite3_column_text(st->list, 0),
+            .id = (const char *)sqlite3_column_text(q, 0),
             .user = user,
-            .seq = sqlite3_column_int64(st->list, 1),
-            .frame = (const char *)sqlite3_column_text(st->list, 2),
-            .frame_len = (size_t)sqlite3_column_bytes(st->list, 2),
+            .seq = sqlite3_column_int64(q, 1),
+            .frame = (const char *)sqlite3_column_text(q, 2),
+            .frame_len = (size_t)sqlite3_column_bytes(q, 2),
+            .acked_at = table == STORE_HISTORY ? sqlite3_column_int64(q, 3) : 0,
         };
         if (d.id && d.frame) {
             cb(arg, 0, &d);
@@ -320,7 +375,7 @@ static int sqlite_list(void *impl, const char *user, int64_t before_seq, size_t 
     }
     if (rc != SQLITE_DONE)
         count = fail(st, errstr, size, "cannot list stored notifications");
-    sqlite3_reset(st->list);
+    sqlite3_reset(q);
     return count;
 }
 
@@ -405,8 +460,24 @@ static int64_t sqlite_expire(void *impl, size_t max_per_user, int64_t stored_bef
 static int64_t sqlite_remove_through(void *impl, const char *user, int64_t through_seq,
                                      char *errstr, size_t size)
 {
-    return change(impl, "DELETE FROM notifications WHERE user_id = ? AND seq <= ?", user,
+    sqlite_store_t *st = impl;
+    char archive[256];
+    snprintf(archive, sizeof(archive),
+             "INSERT OR IGNORE INTO history (id, user_id, seq, notification, acked_at) SELECT id,"
+             " user_id, seq, notification, %lld FROM notifications WHERE user_id = ? AND seq <= ?",
+             (long long)now_wall_ms());
+    if (st->history_ms && change(st, archive, user, through_seq,
+                                 "cannot keep acknowledged notifications", errstr, size) < 0)
+        return -1;
+    return change(st, "DELETE FROM notifications WHERE user_id = ? AND seq <= ?", user,
                   through_seq, "cannot delete acknowledged notifications", errstr, size);
+}
+
+static int64_t sqlite_history_expire(void *impl, int64_t acked_before_ms, char *errstr,
+                                     size_t size)
+{
+    return change(impl, "DELETE FROM history WHERE acked_at < ?", NULL, acked_before_ms,
+                  "cannot delete the history past its retention", errstr, size);
 }
 
 const struct store_backend store_sqlite_backend = {
@@ -416,6 +487,9 @@ const struct store_backend store_sqlite_backend = {
     .put = sqlite_put,
     .fetch = sqlite_fetch,
     .list = sqlite_list,
+    .keep_history = sqlite_keep_history,
+    .history_put = sqlite_history_put,
+    .history_expire = sqlite_history_expire,
     .remove = sqlite_remove,
     .remove_through = sqlite_remove_through,
     .count = sqlite_count,

@@ -44,6 +44,7 @@ void free_reqs(store_req_t *r)
         store_req_t *next = r->next;
         forget_found(r);
         free(r->found);
+        free(r->found_acked);
         free(r);
         r = next;
     }
@@ -113,11 +114,12 @@ void store_worker_fetch(store_worker_t *w, const char *user, int64_t after_seq, 
 }
 
 void store_worker_list(store_worker_t *w, const char *user, int64_t before_seq, size_t limit,
-                       store_done_fn done, void *arg)
+                       int with_history, store_done_fn done, void *arg)
 {
     store_req_t *r = submit(w, OP_LIST, user, NULL, NULL, 0, done, arg);
     r->seq = before_seq;
     r->limit = limit;
+    r->with_history = with_history;
     r->puts_before = w->puts_submitted;
     r->removes_before = w->removes_submitted;
 }
@@ -131,6 +133,23 @@ void store_worker_remove_counted(store_worker_t *w, const char *user, const char
     r->seq = through_seq;
     r->puts_before = w->puts_submitted;
     w->removes_submitted++;
+}
+
+void store_worker_history(store_worker_t *w, const hub_msg_t *m, int64_t acked_at)
+{
+    if (w->history_bytes + m->frame_len > HISTORY_QUEUE_BYTES) {
+        w->history_dropped++;
+        return;
+    }
+    store_req_t *r = submit(w, OP_HISTORY, m->user, m->id, m->frame, m->frame_len, NULL, NULL);
+    r->msg.seq = m->seq;
+    r->acked_at = acked_at;
+    w->history_bytes += m->frame_len;
+}
+
+unsigned long store_worker_history_dropped(const store_worker_t *w)
+{
+    return w->history_dropped;
 }
 
 void store_worker_flush(store_worker_t *w)
@@ -151,13 +170,15 @@ void store_worker_poll(store_worker_t *w)
         handoff_msg_t *next = m->next;
         struct req_list *l = (struct req_list *)m;
         for (store_req_t *r = l->head; r; r = r->next) {
+            if (r->op == OP_HISTORY)
+                w->history_bytes -= r->msg.frame_len;
             if (r->op == OP_PUT) {
                 w->backlog--;
                 budget_give(w->budget, BUDGET_STORE, budget_cost(r->msg.frame_len));
             }
             if (r->done) {
-                struct store_result res = {&r->msg, r->msg.user, r->tag, r->more, r->found,
-                                           r->nfound, r->removed};
+                struct store_result res = {&r->msg, r->msg.user, r->tag,   r->more,
+                                           r->found, r->nfound,    r->removed, r->found_acked};
                 r->done(r->arg, &res);
             }
         }

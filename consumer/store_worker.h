@@ -35,6 +35,7 @@ struct store_result {
     const hub_msg_t *msgs; /* fetch: what was found, oldest first; list: newest first */
     size_t n;
     int64_t removed;       /* counted remove: how many were deleted */
+    const int64_t *acked_at; /* list: per msg, when it was acknowledged (0: pending) */
 };
 
 typedef void (*store_done_fn)(void *arg, const struct store_result *r);
@@ -45,6 +46,7 @@ typedef void (*store_done_fn)(void *arg, const struct store_result *r);
 struct store_expiry {
     size_t max_per_user;  /* 0: no limit */
     int64_t retention_ms; /* 0: kept until delivered */
+    int64_t history_ms;   /* the history's retention (store_keep_history); 0: none */
     int64_t interval_ms;
 };
 
@@ -66,9 +68,16 @@ void store_worker_remove(store_worker_t *w, const char *user, const char *id, st
 void store_worker_fetch(store_worker_t *w, const char *user, int64_t after_seq, size_t limit,
                         uint64_t tag, store_done_fn done, void *arg);
 /* The inbox: up to limit of user's stored notifications with seq below
- * before_seq, newest first, read after the writes submitted before it. */
+ * before_seq, newest first, read after the writes submitted before it;
+ * with_history: then up to limit of the history's, newest first. */
 void store_worker_list(store_worker_t *w, const char *user, int64_t before_seq, size_t limit,
-                       store_done_fn done, void *arg);
+                       int with_history, store_done_fn done, void *arg);
+/* Keeps an acknowledged notification that was never stored in the
+ * history (store_keep_history): written in batches on the removes' lane,
+ * never on the way of a delivery. Past HISTORY_QUEUE_BYTES of frames
+ * waiting, dropped and counted. */
+void store_worker_history(store_worker_t *w, const hub_msg_t *m, int64_t acked_at);
+unsigned long store_worker_history_dropped(const store_worker_t *w);
 /* An acknowledgement from outside a connection: deletes user's id, or with
  * id NULL every one of user's with seq up to through_seq, in a call of its
  * own, so done learns how many were deleted. */

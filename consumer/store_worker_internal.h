@@ -15,8 +15,9 @@
 
 /* The first three are also the lanes' order; a list runs on the fetches'
  * lane. */
-enum op { OP_PUT, OP_REMOVE, OP_FETCH, OP_LIST };
-#define LANE_OF(op) ((op) == OP_LIST ? OP_FETCH : (op))
+enum op { OP_PUT, OP_REMOVE, OP_FETCH, OP_LIST, OP_HISTORY };
+#define LANE_OF(op) ((op) == OP_LIST ? OP_FETCH : (op) == OP_HISTORY ? OP_REMOVE : (op))
+#define HISTORY_QUEUE_BYTES (16u << 20) /* frames waiting for the history */
 
 struct store_req {
     store_req_t *next;
@@ -33,7 +34,10 @@ struct store_req {
      * the user's with seq up to after_seq, not the id */
     int counted, through;
     int64_t removed;
+    int64_t acked_at;  /* history: when */
+    int with_history;  /* list: the history's too */
     hub_msg_t *found; /* fetch, list: the answer, each string owned */
+    int64_t *found_acked; /* list: each one's acked_at (0: pending) */
     size_t nfound, found_cap;
     char buf[];       /* msg's strings: id, user, frame */
 };
@@ -87,6 +91,8 @@ struct store_worker {
     /* loop thread only */
     size_t puts_submitted, removes_submitted;
     size_t backlog;
+    size_t history_bytes;          /* frames waiting for the history */
+    unsigned long history_dropped; /* past HISTORY_QUEUE_BYTES */
     budget_t *budget; /* puts count against it until they complete */
 };
 

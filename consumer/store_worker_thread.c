@@ -51,12 +51,12 @@ static void post(store_worker_t *w, struct req_list *done)
         list_free(&done->link); /* abandoned at a stop: nobody polls */
 }
 
-/* Moves up to max requests from the front of q into a new list; a counted
- * remove goes alone. */
+/* Moves up to max requests of one kind from the front of q into a new
+ * list; a counted remove goes alone. */
 static struct req_list *chunk(struct req_list *q, size_t max)
 {
     struct req_list *l = list_new();
-    while (q->head && l->n < max && !(l->n && q->head->counted)) {
+    while (q->head && l->n < max && !(l->n && (q->head->counted || q->head->op != l->head->op))) {
         store_req_t *r = q->head;
         if (r->counted)
             max = 1;
@@ -87,7 +87,7 @@ static int run_chunk(struct lane *lane, struct req_list *l)
 
     for (store_req_t *r = l->head; r; r = r->next, n++) {
         const hub_msg_t *m = &r->msg;
-        docs[n] = (store_doc_t){m->id, m->user, m->frame, m->frame_len, m->seq};
+        docs[n] = (store_doc_t){m->id, m->user, m->frame, m->frame_len, m->seq, r->acked_at};
         users[n] = m->user;
         ids[n] = m->id;
     }
@@ -95,21 +95,26 @@ static int run_chunk(struct lane *lane, struct req_list *l)
     store_req_t *one = l->head;
     for (int attempt = 1;; attempt++) {
         int64_t t0 = now_us();
-        int64_t rc = op == OP_PUT  ? store_put(lane->st, docs, n, err, sizeof(err))
-                     : one->through ? store_remove_through(lane->st, one->msg.user, one->seq, err,
-                                                           sizeof(err))
-                                    : store_remove(lane->st, users, ids, n, err, sizeof(err));
+        int64_t rc = op == OP_PUT       ? store_put(lane->st, docs, n, err, sizeof(err))
+                     : op == OP_HISTORY ? store_history_put(lane->st, docs, n, err, sizeof(err))
+                     : one->through     ? store_remove_through(lane->st, one->msg.user, one->seq,
+                                                               err, sizeof(err))
+                                        : store_remove(lane->st, users, ids, n, err, sizeof(err));
         lane_timed(lane, now_us() - t0);
         if (rc >= 0) {
             one->removed = rc; /* what a counted remove, alone, answers */
             return 0;
         }
-        if (op == OP_PUT ? !retry(lane, "storing notifications", err, attempt, &delay,
-                                  "nothing is lost: their Kafka offsets stay uncommitted, so "
-                                  "they are consumed again on restart")
-                         : !retry(lane, "deleting acknowledged notifications", err, attempt, &delay,
-                                  "they stay stored and are delivered again on the next "
-                                  "connect")) {
+        if (op == OP_PUT       ? !retry(lane, "storing notifications", err, attempt, &delay,
+                                        "nothing is lost: their Kafka offsets stay uncommitted, "
+                                        "so they are consumed again on restart")
+            : op == OP_HISTORY ? !retry(lane, "keeping acknowledged notifications in the history",
+                                        err, attempt, &delay,
+                                        "they are missing from the users' history")
+                               : !retry(lane, "deleting acknowledged notifications", err, attempt,
+                                        &delay,
+                                        "they stay stored and are delivered again on the next "
+                                        "connect")) {
             list_free(&l->link);
             return -1;
         }
@@ -122,7 +127,9 @@ static void on_found(void *arg, size_t read, const store_doc_t *doc)
     if (r->nfound == r->found_cap) {
         r->found_cap = r->found_cap ? r->found_cap * 2 : 16;
         r->found = xrealloc(r->found, r->found_cap * sizeof(*r->found));
+        r->found_acked = xrealloc(r->found_acked, r->found_cap * sizeof(*r->found_acked));
     }
+    r->found_acked[r->nfound] = doc->acked_at;
     r->found[r->nfound++] = (hub_msg_t){xstrdup(doc->id), xstrdup(doc->user),
                                         xstrndup(doc->frame, doc->frame_len), doc->frame_len,
                                         doc->seq, -1, -1, 0};
@@ -191,8 +198,11 @@ static int run_list(struct lane *lane, store_req_t *r)
     store_req_t *reqs[1] = {r};
     for (int attempt = 1;; attempt++) {
         int64_t t0 = now_us();
-        int rc = store_list(lane->st, r->msg.user, r->seq, r->limit, on_found, reqs, err,
-                            sizeof(err));
+        int rc = store_list(lane->st, STORE_PENDING, r->msg.user, r->seq, r->limit, on_found,
+                            reqs, err, sizeof(err));
+        if (rc >= 0 && r->with_history)
+            rc = store_list(lane->st, STORE_HISTORY, r->msg.user, r->seq, r->limit, on_found,
+                            reqs, err, sizeof(err));
         lane_timed(lane, now_us() - t0);
         if (rc >= 0)
             return 0;
@@ -314,6 +324,7 @@ static void run_next(struct lane *lane, struct req_list *q)
     store_worker_t *w = lane->w;
     struct req_list *l = lane->op == OP_FETCH ? fetch_chunk(q) : chunk(q, CHUNK);
     size_t n = l->n;
+    enum op op = l->head->op;
     /* An acknowledgement from outside a connection also covers what was
      * on its way to the store when it came (stopping: tried all the same). */
     if (l->head->counted)
@@ -328,8 +339,8 @@ static void run_next(struct lane *lane, struct req_list *q)
     } else if (lane->op == OP_FETCH) {
         list_free(&l->link); /* stopping: nobody waits for a read */
     }
-    if (lane->op != OP_FETCH)
-        written(w, lane->op, n); /* given up at a stop too: nobody reads after it */
+    if (op == OP_PUT || op == OP_REMOVE)
+        written(w, op, n); /* given up at a stop too: nobody reads after it */
 }
 
 void *store_worker_lane(void *arg)
@@ -340,7 +351,8 @@ void *store_worker_lane(void *arg)
 
     if (become_ready(lane) != 0)
         return NULL; /* stopped: what was queued is freed with the worker */
-    int expires = lane->op == OP_REMOVE && (w->expiry.max_per_user || w->expiry.retention_ms);
+    int expires = lane->op == OP_REMOVE &&
+                  (w->expiry.max_per_user || w->expiry.retention_ms || w->expiry.history_ms);
     int64_t next_expiry = now_mono_ms();
     for (;;) {
         if (expires && now_mono_ms() >= next_expiry) {

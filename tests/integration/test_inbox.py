@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import urllib.error
 import urllib.request
+
+import pytest
 
 from conftest import produce
 from test_security import SECRET, token
@@ -157,3 +160,52 @@ def test_a_user_token_reads_and_acks_its_own_inbox_only(kafka, topic, gateway, t
     # Its own: acknowledged.
     assert call(gw, "POST", "/api/users/tia/notifications/t1/ack", bearer=tia) == (200, {"acked": 1})
     assert ids(call(gw, "GET", "/messages", bearer=tia)[1]) == []
+
+
+def wait_listed(gw, path: str, want: list[str], timeout: float = 10) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = call(gw, "GET", path)
+        if status == 200 and ids(body) == want:
+            return body
+        assert time.monotonic() < deadline, (path, status, body)
+        time.sleep(0.2)
+
+
+@pytest.mark.parametrize("store", ["mongodb", "sqlite"])
+def test_with_a_history_state_all_lists_what_was_acknowledged(kafka, topic, gateway, tmp_path,
+                                                              store):
+    """--history-retention: an acknowledged notification stays listed with
+    state=all, "acked" with its ackedAt, whether a tab acknowledged it live
+    or it was stored and acknowledged over HTTP; pending ones beside it,
+    newest first. Without it, state=all says what it needs."""
+    keys = tmp_path / "keys"
+    keys.write_text("backend " + KEY + "\n")
+    extra = ["--store", f"sqlite:{tmp_path / 'n.db'}"] if store == "sqlite" else []
+    gw = gateway(args=["--api-keys-file", str(keys), "--history-retention", "3600", *extra])
+    gw.wait_assigned()
+
+    async def live():
+        async with Tab(gw.ws_url("hi")) as tab:
+            produce(kafka.bootstrap, topic, [("hi", json.dumps(note("h1", "hi")).encode())])
+            await tab.wait_for(1)
+            await asyncio.sleep(0.3)  # the ack
+    asyncio.run(live())
+    body = wait_listed(gw, "/api/users/hi/notifications?state=all", ["h1"])
+    item = body["notifications"][0]
+    assert item["state"] == "acked" and item["message"] == "note h1"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", item["ackedAt"]), item
+    assert ids(call(gw, "GET", "/api/users/hi/notifications")[1]) == []  # pending: none
+
+    # Stored, then acknowledged over HTTP: moved into the history.
+    produce(kafka.bootstrap, topic, [("away", json.dumps(note("h2", "away")).encode())])
+    wait_listed(gw, "/api/users/away/notifications", ["h2"])
+    assert call(gw, "POST", "/api/users/away/notifications/h2/ack") == (200, {"acked": 1})
+    produce(kafka.bootstrap, topic, [("away", json.dumps(note("h3", "away")).encode())])
+    body = wait_listed(gw, "/api/users/away/notifications?state=all", ["h3", "h2"])
+    assert [n["state"] for n in body["notifications"]] == ["pending", "acked"]
+    # Pages over both.
+    status, page = call(gw, "GET", "/api/users/away/notifications?state=all&limit=1")
+    assert ids(page) == ["h3"]
+    status, page = call(gw, "GET", f"/api/users/away/notifications?state=all&limit=1&after={page['next']}")
+    assert ids(page) == ["h2"] and page["next"] is None

@@ -29,4 +29,4 @@ def test_store_suite_passes_on_sqlite_and_mongodb(mongo_server):
     assert "store: SQLite" in out and "store: MongoDB" in out
     # The same contract, passed whole, by both backends.
     passed = re.findall(r"PASSED  \] (\d+) test", out)
-    assert len(passed) == 3 and passed[1] == passed[2] and int(passed[1]) >= 11, out
+    assert len(passed) == 3 and passed[1] == passed[2] and int(passed[1]) >= 13, out

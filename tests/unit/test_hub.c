@@ -73,10 +73,9 @@ static void closed(void *ctx, void *t)
     ((struct rec *)ctx)->closed++;
 }
 
-static void event(void *ctx, const char *user, const char *id, enum event_kind kind)
+static void event(void *ctx, enum event_kind kind, const hub_msg_t *m)
 {
-    (void)user;
-    (void)id;
+    (void)m;
     ((struct rec *)ctx)->events[kind]++;
 }
 

@@ -53,18 +53,25 @@ static store_doc_t doc(const char *id, const char *user, int64_t seq)
     static int next;
     char *f = frames[next++ % 64];
     snprintf(f, 96, "{\"id\":\"%s\",\"userId\":\"%s\",\"message\":\"é ✓\"}", id, user);
-    return (store_doc_t){id, user, f, strlen(f), seq};
+    return (store_doc_t){id, user, f, strlen(f), seq, 0};
 }
 
-static store_t *open_store(void)
+/* Keeping a history of acknowledged ones for history_ms (0: none). */
+static store_t *open_store_keeping(int64_t history_ms)
 {
     char err[512];
     store_t *st = store_open(uri, db, 5000, err, sizeof(err));
     if (!st)
         fail_msg("store_open(%s): %s", uri, err);
+    store_keep_history(st, history_ms);
     if (store_prepare(st, err, sizeof(err)) != 0)
         fail_msg("store_prepare(%s): %s", uri, err);
     return st;
+}
+
+static store_t *open_store(void)
+{
+    return open_store_keeping(0);
 }
 
 static int fresh(void **state)
@@ -197,17 +204,17 @@ static void list_is_newest_first_below_a_cursor(void **state)
                           doc("n3", "ann", 30), doc("n4", "ann", 40)};
     assert_int_equal(store_put(st, docs, 5, err, sizeof(err)), 0);
     struct got g = {0};
-    assert_int_equal(store_list(st, "ann", INT64_MAX, 3, collect, &g, err, sizeof(err)), 3);
+    assert_int_equal(store_list(st, STORE_PENDING, "ann", INT64_MAX, 3, collect, &g, err, sizeof(err)), 3);
     assert_string_equal(g.ids[0], "n4");
     assert_string_equal(g.ids[1], "n3");
     assert_string_equal(g.ids[2], "n2");
     assert_int_equal(g.seqs[2], 20);
     assert_non_null(strstr(g.frames[0], "\"id\":\"n4\""));
     struct got rest = {0};
-    assert_int_equal(store_list(st, "ann", 20, 3, collect, &rest, err, sizeof(err)), 1);
+    assert_int_equal(store_list(st, STORE_PENDING, "ann", 20, 3, collect, &rest, err, sizeof(err)), 1);
     assert_string_equal(rest.ids[0], "n1");
     struct got none = {0};
-    assert_int_equal(store_list(st, "nobody", INT64_MAX, 3, collect, &none, err, sizeof(err)), 0);
+    assert_int_equal(store_list(st, STORE_PENDING, "nobody", INT64_MAX, 3, collect, &none, err, sizeof(err)), 0);
     store_close(st);
 }
 
@@ -225,6 +232,55 @@ static void remove_through_a_seq_counts_one_users(void **state)
     assert_int_equal(store_count(st, "ann", err, sizeof(err)), 1);
     assert_int_equal(store_count(st, "bo", err, sizeof(err)), 1);
     assert_int_equal(store_remove_through(st, "ann", 20, err, sizeof(err)), 0);
+    store_close(st);
+}
+
+/* With a history: what an ack deletes moves there, acknowledged now; what
+ * was never stored is put there; newest first; expired past its
+ * retention; a store without one deletes. */
+static void acknowledged_ones_move_into_the_history(void **state)
+{
+    (void)state;
+    char err[512];
+    store_t *st = open_store_keeping(3600 * 1000);
+    store_doc_t docs[] = {doc("a", "ann", 10), doc("b", "ann", 20), doc("c", "ann", 30),
+                          doc("a", "bo", 15)};
+    assert_int_equal(store_put(st, docs, 4, err, sizeof(err)), 0);
+    const char *users[] = {"ann"}, *ids[] = {"a"};
+    assert_int_equal(store_remove(st, users, ids, 1, err, sizeof(err)), 1);
+    assert_int_equal(store_remove_through(st, "ann", 20, err, sizeof(err)), 1); /* b */
+    store_doc_t live = doc("live", "ann", 40);
+    live.acked_at = 1234;
+    assert_int_equal(store_history_put(st, &live, 1, err, sizeof(err)), 0);
+    assert_int_equal(store_history_put(st, &live, 1, err, sizeof(err)), 0); /* idempotent */
+    assert_int_equal(store_count(st, "ann", err, sizeof(err)), 1);           /* c */
+    struct got g = {0};
+    assert_int_equal(store_list(st, STORE_HISTORY, "ann", INT64_MAX, 10, collect, &g, err,
+                                sizeof(err)),
+                     3);
+    assert_string_equal(g.ids[0], "live");
+    assert_string_equal(g.ids[1], "b");
+    assert_string_equal(g.ids[2], "a");
+    assert_non_null(strstr(g.frames[1], "\"id\":\"b\""));
+    struct got bo = {0};
+    assert_int_equal(store_list(st, STORE_HISTORY, "bo", INT64_MAX, 10, collect, &bo, err,
+                                sizeof(err)),
+                     0);
+    /* Past the retention (an hour): "live" was acknowledged in 1970. */
+    assert_true(store_expire(st, 0, 0, err, sizeof(err)) >= 0);
+    struct got after = {0};
+    assert_int_equal(store_list(st, STORE_HISTORY, "ann", INT64_MAX, 10, collect, &after, err,
+                                sizeof(err)),
+                     2);
+    store_close(st);
+    /* Without a history, a removal only deletes. */
+    st = open_store();
+    const char *bos[] = {"bo"};
+    assert_int_equal(store_remove(st, bos, ids, 1, err, sizeof(err)), 1);
+    struct got none = {0};
+    assert_int_equal(store_list(st, STORE_HISTORY, "bo", INT64_MAX, 10, collect, &none, err,
+                                sizeof(err)),
+                     0);
     store_close(st);
 }
 
@@ -254,7 +310,7 @@ static void big_batches(void **state)
     store_t *st = open_store();
     for (int i = 0; i < N; i++) {
         snprintf(ids[i], sizeof(ids[i]), "b%05d", i);
-        docs[i] = (store_doc_t){ids[i], "bulk", "{}", 2, i + 1};
+        docs[i] = (store_doc_t){ids[i], "bulk", "{}", 2, i + 1, 0};
     }
     assert_int_equal(store_put(st, docs, N, err, sizeof(err)), 0);
     assert_int_equal(store_count(st, "bulk", err, sizeof(err)), N);
@@ -321,6 +377,62 @@ static void seed_version_1(void)
     bson_destroy(d2);
     mongoc_collection_destroy(coll);
     mongoc_client_destroy(client);
+}
+
+/* A store of schema version 2, as a gateway of that version left it. */
+static void seed_version_2(void)
+{
+    if (strncmp(uri, "sqlite:", 7) == 0) {
+        sqlite3 *lite;
+        assert_int_equal(sqlite3_open(uri + 7, &lite), SQLITE_OK);
+        assert_int_equal(
+            sqlite3_exec(lite,
+                         "CREATE TABLE notifications (user_id TEXT NOT NULL, id TEXT NOT NULL,"
+                         " seq INTEGER NOT NULL, notification TEXT NOT NULL,"
+                         " stored_at INTEGER NOT NULL, PRIMARY KEY (user_id, id));"
+                         "CREATE INDEX notifications_user_seq ON notifications (user_id, seq);"
+                         "INSERT INTO notifications VALUES ('u1', 'kept', 10, '{\"id\":\"kept\"}', 0);"
+                         "PRAGMA user_version = 2;",
+                         NULL, NULL, NULL),
+            SQLITE_OK);
+        sqlite3_close(lite);
+        return;
+    }
+    bson_error_t err;
+    mongoc_client_t *client = mongoc_client_new(uri);
+    assert_non_null(client);
+    mongoc_collection_t *coll = mongoc_client_get_collection(client, db, "notifications");
+    mongoc_collection_t *meta = mongoc_client_get_collection(client, db, "meta");
+    bson_t *d = BCON_NEW("_id", "u1/kept", "id", "kept", "userId", "u1", "seq", BCON_INT64(10),
+                         "notification", BCON_UTF8("{\"id\":\"kept\"}"));
+    bson_t *v = BCON_NEW("_id", "schema", "version", BCON_INT32(2));
+    if (!mongoc_collection_insert_one(coll, d, NULL, NULL, &err) ||
+        !mongoc_collection_insert_one(meta, v, NULL, NULL, &err))
+        fail_msg("seeding version 2 documents: %s", err.message);
+    bson_destroy(d);
+    bson_destroy(v);
+    mongoc_collection_destroy(meta);
+    mongoc_collection_destroy(coll);
+    mongoc_client_destroy(client);
+}
+
+/* 2 -> 3: the data stays; the history is there and used. */
+static void version_2_data_is_migrated(void **state)
+{
+    (void)state;
+    char err[512];
+    seed_version_2();
+    store_t *st = open_store_keeping(3600 * 1000);
+    struct got g = {0};
+    assert_int_equal(fetch_user(st, "u1", 0, 10, &g, NULL), 1);
+    assert_string_equal(g.ids[0], "kept");
+    const char *users[] = {"u1"}, *ids[] = {"kept"};
+    assert_int_equal(store_remove(st, users, ids, 1, err, sizeof(err)), 1);
+    struct got h = {0};
+    assert_int_equal(store_list(st, STORE_HISTORY, "u1", INT64_MAX, 10, collect, &h, err,
+                                sizeof(err)),
+                     1);
+    store_close(st);
 }
 
 static void version_1_data_is_migrated(void **state)
@@ -397,6 +509,8 @@ static void bad_uris_are_refused_clearly(void **state)
             cmocka_unit_test_setup(remove_needs_the_owner, fresh),                             \
             cmocka_unit_test_setup(list_is_newest_first_below_a_cursor, fresh),                \
             cmocka_unit_test_setup(remove_through_a_seq_counts_one_users, fresh),              \
+            cmocka_unit_test_setup(acknowledged_ones_move_into_the_history, fresh),            \
+            cmocka_unit_test_setup(version_2_data_is_migrated, fresh),                         \
             cmocka_unit_test_setup(survives_reopening, fresh),                                 \
             cmocka_unit_test_setup(big_batches, fresh),                                        \
             cmocka_unit_test_setup(same_id_for_two_users_keeps_both, fresh),                   \

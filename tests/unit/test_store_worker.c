@@ -75,7 +75,7 @@ static void each_request_completes_on_the_polling_thread(void **state)
     snprintf(uri, sizeof(uri), "sqlite:%s/s.db", dir);
     store_t *st = store_open(uri, NULL, 5000, err, sizeof(err));
     assert_non_null(st);
-    struct store_expiry none = {0, 0, 60000};
+    struct store_expiry none = {0, 0, 0, 60000};
     store_t *conns[] = {st, store_open(uri, NULL, 5000, err, sizeof(err)),
                         store_open(uri, NULL, 5000, err, sizeof(err))};
     store_worker_t *w = store_worker_start(conns, &none, &budget, wake, NULL);
@@ -145,7 +145,7 @@ static void a_write_does_not_wait_behind_reads(void **state)
     assert_non_null(mkdtemp(dir));
     snprintf(uri, sizeof(uri), "sqlite:%s/s.db", dir);
     store_t *st = store_open(uri, NULL, 5000, err, sizeof(err));
-    struct store_expiry none = {0, 0, 60000};
+    struct store_expiry none = {0, 0, 0, 60000};
     struct order o = {0, -1};
 
     /* Reads that take a while: each returns a thousand notifications. */
@@ -154,7 +154,7 @@ static void a_write_does_not_wait_behind_reads(void **state)
     for (int i = 0; i < STORED; i++) {
         snprintf(ids[i], sizeof(ids[i]), "r%04d", i);
         static const char frame[] = "{\"message\":\"a read takes a while\"}";
-        docs[i] = (store_doc_t){ids[i], "reader", frame, sizeof(frame) - 1, i + 1};
+        docs[i] = (store_doc_t){ids[i], "reader", frame, sizeof(frame) - 1, i + 1, 0};
     }
     assert_int_equal(store_prepare(st, err, sizeof(err)), 0);
     assert_int_equal(store_put(st, docs, STORED, err, sizeof(err)), 0);
