@@ -35,6 +35,10 @@ static double receipts_sent(const struct snapshot *s)
 {
     return (double)events_sent(s->v->pipe->events);
 }
+static double history_dropped(const struct snapshot *s)
+{
+    return (double)store_worker_history_dropped(s->v->pipe->store);
+}
 static double receipts_dropped(const struct snapshot *s)
 {
     return (double)events_dropped(s->v->pipe->events);
@@ -75,6 +79,9 @@ static const struct metric metrics[] = {
      "Notifications read back from the offline store for a replay.", "", replayed},
     {"gateway_notifications_dead_lettered_total", "counter",
      "Kafka records written to the dead-letter topic.", "", dead_lettered},
+    {"gateway_history_dropped_total", "counter",
+     "Acknowledged notifications not kept in the history: its queue was full.", "",
+     history_dropped},
     {"gateway_receipts_sent_total", "counter",
      "Delivery receipts Kafka has (--events-topic).", "", receipts_sent},
     {"gateway_receipts_dropped_total", "counter",
