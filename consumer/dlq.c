@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kafka_props.h"
+#include "kafka_producer.h"
 #include "kafka_topic.h"
 #include "log.h"
 #include "timeutil.h"
@@ -88,15 +88,6 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
         log_warn("kafka (dead-letter producer) %s: %s", fac, buf);
 }
 
-static int set(rd_kafka_conf_t *c, const char *key, const char *value, char *errstr, size_t size)
-{
-    char err[256];
-    if (rd_kafka_conf_set(c, key, value, err, sizeof(err)) == RD_KAFKA_CONF_OK)
-        return 0;
-    snprintf(errstr, size, "dead-letter producer, property %s: %s", key, err);
-    return -1;
-}
-
 int dlq_ensure_topic(dlq_t *d, int partitions, int timeout_ms, char *errstr, size_t size)
 {
     return kafka_topic_ensure(d->rk, d->dlq_topic, partitions, timeout_ms, "dead-letter",
@@ -105,36 +96,20 @@ int dlq_ensure_topic(dlq_t *d, int partitions, int timeout_ms, char *errstr, siz
 
 dlq_t *dlq_new(const struct dlq_conf *conf, char *errstr, size_t size)
 {
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    char err[512];
     struct dlq *d = xcalloc(1, sizeof(*d));
     d->done = conf->done;
     d->arg = conf->arg;
     d->dlq_topic = xstrdup(conf->dlq_topic);
     d->topic = xstrdup(conf->topic);
-
-    if (kafka_props_for_producer(c, conf->props, "dead-letter producer", errstr, size) != 0)
-        goto fail;
-    if (set(c, "bootstrap.servers", conf->brokers, errstr, size) ||
-        set(c, "enable.idempotence", "true", errstr, size) ||
-        set(c, "message.timeout.ms", "0", errstr, size) || /* never give up */
-        set(c, "linger.ms", "5", errstr, size))
-        goto fail;
-    rd_kafka_conf_set_dr_msg_cb(c, on_delivery);
-    rd_kafka_conf_set_log_cb(c, on_log);
-    rd_kafka_conf_set_opaque(c, d);
-    d->rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    const char *const own[][2] = {{"message.timeout.ms", "0"}}; /* never give up */
+    struct kafka_producer_spec spec = {"dead-letter producer", conf->brokers, conf->props, own, 1,
+                                       on_delivery, on_log, d};
+    d->rk = kafka_producer_new(&spec, errstr, size);
     if (!d->rk) {
-        snprintf(errstr, size, "cannot create the dead-letter producer: %s", err);
-        goto fail;
+        dlq_close(d, 0);
+        return NULL;
     }
     return d;
-
-fail:
-    if (c)
-        rd_kafka_conf_destroy(c);
-    dlq_close(d, 0);
-    return NULL;
 }
 
 static void send_letter(struct dlq *d, struct letter *l)

@@ -8,7 +8,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "kafka_props.h"
+#include "kafka_producer.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -40,31 +40,14 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 events_t *events_new(const char *brokers, const char *const *props, const char *topic,
                      char *errstr, size_t size)
 {
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    char err[512];
-    const char *ours[][2] = {{"bootstrap.servers", brokers},
-                             {"enable.idempotence", "true"},
-                             {"queue.buffering.max.messages", EVENTS_QUEUE},
-                             {"message.timeout.ms", "60000"},
-                             {"linger.ms", "20"}};
-    if (kafka_props_for_producer(c, props, "receipts producer", errstr, size) != 0) {
-        rd_kafka_conf_destroy(c);
-        return NULL;
-    }
-    for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
-        if (rd_kafka_conf_set(c, ours[i][0], ours[i][1], err, sizeof(err))) {
-            snprintf(errstr, size, "receipts producer, property %s: %s", ours[i][0], err);
-            rd_kafka_conf_destroy(c);
-            return NULL;
-        }
+    const char *const own[][2] = {{"queue.buffering.max.messages", EVENTS_QUEUE},
+                                  {"message.timeout.ms", "60000"},
+                                  {"linger.ms", "20"}};
     events_t *e = xcalloc(1, sizeof(*e));
-    rd_kafka_conf_set_dr_msg_cb(c, on_delivery);
-    rd_kafka_conf_set_log_cb(c, on_log);
-    rd_kafka_conf_set_opaque(c, e);
-    e->rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    struct kafka_producer_spec spec = {"receipts producer", brokers, props, own, 3,
+                                       on_delivery, on_log, e};
+    e->rk = kafka_producer_new(&spec, errstr, size);
     if (!e->rk) {
-        snprintf(errstr, size, "cannot create the receipts producer: %s", err);
-        rd_kafka_conf_destroy(c);
         free(e);
         return NULL;
     }

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "kafka_props.h"
+#include "kafka_producer.h"
 #include "log.h"
 #include "xalloc.h"
 
@@ -52,31 +52,14 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 publisher_t *publisher_new(const char *brokers, const char *const *props, const char *topic,
                            int timeout_ms, char *errstr, size_t size)
 {
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    char err[512], timeout[16];
+    char timeout[16];
     snprintf(timeout, sizeof(timeout), "%d", timeout_ms);
-    const char *ours[][2] = {{"bootstrap.servers", brokers},
-                             {"enable.idempotence", "true"},
-                             {"message.timeout.ms", timeout},
-                             {"linger.ms", "2"}};
-    if (kafka_props_for_producer(c, props, "publisher", errstr, size) != 0) {
-        rd_kafka_conf_destroy(c);
-        return NULL;
-    }
-    for (size_t i = 0; i < sizeof(ours) / sizeof(ours[0]); i++)
-        if (rd_kafka_conf_set(c, ours[i][0], ours[i][1], err, sizeof(err))) {
-            snprintf(errstr, size, "publisher, property %s: %s", ours[i][0], err);
-            rd_kafka_conf_destroy(c);
-            return NULL;
-        }
+    const char *const own[][2] = {{"message.timeout.ms", timeout}, {"linger.ms", "2"}};
     publisher_t *p = xcalloc(1, sizeof(*p));
-    rd_kafka_conf_set_dr_msg_cb(c, on_delivery);
-    rd_kafka_conf_set_log_cb(c, on_log);
-    rd_kafka_conf_set_opaque(c, p);
-    p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof(err));
+    struct kafka_producer_spec spec = {"publishing producer", brokers, props, own, 2,
+                                       on_delivery, on_log, p};
+    p->rk = kafka_producer_new(&spec, errstr, size);
     if (!p->rk) {
-        snprintf(errstr, size, "cannot create the publishing producer: %s", err);
-        rd_kafka_conf_destroy(c);
         free(p);
         return NULL;
     }

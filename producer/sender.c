@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kafka_producer.h"
 #include "log.h"
 #include "timeutil.h"
 #include "xalloc.h"
@@ -187,7 +188,12 @@ static int conf_set(rd_kafka_conf_t *conf, const char *key, const char *val, con
 
 sender_t *sender_new(const sender_config_t *cfg, char *errstr, size_t errstr_size)
 {
-    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    /* The project's producers' common settings (idempotence, murmur2:
+     * the partition Java and KafkaJS clients choose, so one user's
+     * notifications stay in order whichever kind of producer sent them). */
+    rd_kafka_conf_t *conf = kafka_producer_conf(cfg->brokers, "producer", errstr, errstr_size);
+    if (!conf)
+        return NULL;
     sender_t *s = xcalloc(1, sizeof(*s));
     char buf[64];
     char why[512];
@@ -199,20 +205,14 @@ sender_t *sender_new(const sender_config_t *cfg, char *errstr, size_t errstr_siz
     s->interrupted = cfg->interrupted;
 
     snprintf(buf, sizeof(buf), "%d", cfg->timeout_ms);
-    /* Defaults, then --brokers, then -X, each able to override the one before.
-     * murmur2_random puts a user on the partition that the Java and KafkaJS
-     * clients choose, so one user's notifications stay in order whichever
-     * kind of producer sent them. log.connection.close is off because
-     * failures that matter come through the error callback. */
+    /* Then our defaults, then -X, each able to override the one before.
+     * log.connection.close is off because failures that matter come
+     * through the error callback. */
     const char *const defaults[][2] = {
         {"client.id", "notification-producer"},
-        {"enable.idempotence", "true"},
-        {"linger.ms", "5"},
-        {"partitioner", "murmur2_random"},
         {"message.timeout.ms", buf},
         {"log.connection.close", "false"},
         {"log_level", cfg->verbose ? "6" : "4"},
-        {"bootstrap.servers", cfg->brokers},
     };
     for (size_t i = 0; i < sizeof(defaults) / sizeof(defaults[0]); i++) {
         if (conf_set(conf, defaults[i][0], defaults[i][1], defaults[i][0], errstr, errstr_size))

@@ -318,3 +318,38 @@ def test_receipts_say_what_happened_to_each_notification(kafka, topic, gateway):
         time.sleep(0.5)
         text = get(gw, "/metrics", HARNESS_KEY)[1]
     assert samples(text)[("gateway_receipts_dropped_total", frozenset())] == 0
+
+
+def test_http_and_the_producer_put_a_user_on_the_same_partition(kafka, topic, gateway, tmp_path):
+    """Order holds per user only within a partition: a user's notifications
+    published over HTTP and by the producer CLI must land on the same one
+    (the one Java and KafkaJS clients choose too: murmur2)."""
+    import subprocess
+    import uuid
+    from confluent_kafka import Consumer
+    from conftest import PRODUCER_BIN
+    keys = tmp_path / "keys"
+    keys.write_text("backend " + KEY + "\n")
+    gw = gateway(args=["--api-keys-file", str(keys)])
+    users = [f"part-{i}" for i in range(8)]
+    status, _ = post(gw, "/api/notifications", json.dumps(
+        [{"id": f"http-{u}", "userId": u, "message": "m"} for u in users]).encode())
+    assert status == 202
+    for u in users:
+        cli = subprocess.run([str(PRODUCER_BIN), "--brokers", kafka.bootstrap, "--topic", topic,
+                              "--user", u, "--id", f"cli-{u}", "--message", "m"],
+                             capture_output=True, text=True, timeout=30)
+        assert cli.returncode == 0, cli.stderr
+    c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": f"p-{uuid.uuid4().hex[:8]}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    where, deadline = {}, time.monotonic() + 20
+    try:
+        while len(where) < 2 * len(users) and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                where[json.loads(m.value())["id"]] = m.partition()
+    finally:
+        c.close()
+    assert len(where) == 2 * len(users), where
+    assert {u: where[f"http-{u}"] for u in users} == {u: where[f"cli-{u}"] for u in users}
