@@ -220,12 +220,14 @@ static void post_disconnect(void *ctx, http_request_t *req)
 /* The plain --health-listen port serves these only. */
 const struct http_route health_routes[] = {
     {"GET", "/healthz", 0, get_healthz},
+    {"GET", "/health", 0, get_healthz},
     {"GET", "/readyz", 0, get_readyz},
 };
 const size_t health_nroutes = sizeof(health_routes) / sizeof(health_routes[0]);
 
 const struct http_route gateway_routes[] = {
     {"GET", "/healthz", 0, get_healthz},
+    {"GET", "/health", 0, get_healthz}, /* the seeds' name */
     {"GET", "/readyz", 0, get_readyz},
     {"GET", "/metrics", 0, get_metrics},
     {"GET", "/status", 0, get_status_page},

@@ -421,6 +421,8 @@ def test_http_serves_the_page_and_health(gateway):
     # /healthz is liveness alone; the rest is /status.json's, for operators.
     with urllib.request.urlopen(gw.http_url("/healthz?verbose=1"), timeout=5) as r:
         assert json.loads(r.read()) == {"status": "ok"}
+    with urllib.request.urlopen(gw.http_url("/health"), timeout=5) as r:  # the seeds' name
+        assert json.loads(r.read()) == {"status": "ok"}
     with pytest.raises(urllib.error.HTTPError) as closed:
         urllib.request.urlopen(gw.http_url("/status.json"), timeout=5)
     assert closed.value.code == 401
