@@ -507,3 +507,55 @@ def gw_db(gw) -> str:
 
 def run(coro):
     return asyncio.run(coro)
+
+
+def test_a_publish_refused_while_kafka_is_down_is_retried_with_its_ids(gateway, tmp_path):
+    """POST /api/notifications while the broker is down: 503 with the ids
+    it made; the same request sent again, with those ids, once the broker
+    is back: 202 with the same ids, and the user gets the notification."""
+    import urllib.error
+    import urllib.request
+    broker = KafkaServer().start(tmp_path / "kafka")
+    try:
+        topic = broker.create_topic("retried", partitions=3)
+        key = "retry-key-0123456789abcdef"
+        keys = tmp_path / "keys"
+        keys.write_text(f"backend {key}\n")
+        gw = gateway(brokers=broker.bootstrap, topic=topic,
+                     args=["--api-keys-file", str(keys), "--publish-timeout", "3"])
+        gw.wait_assigned()
+
+        def post(items) -> tuple[int, dict]:
+            req = urllib.request.Request(gw.http_url("/api/notifications"), method="POST",
+                                         data=json.dumps(items).encode(),
+                                         headers={"Authorization": f"Bearer {key}",
+                                                  "Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    return r.status, json.load(r)
+            except urllib.error.HTTPError as e:
+                return e.code, json.load(e)
+
+        broker.stop()
+        status, body = post([{"userId": "rita", "message": "kept for the retry"}])
+        assert status == 503 and len(body["ids"]) == 1, body
+        made = body["ids"][0]
+        broker.restart()
+
+        async def scenario():
+            async with Tab(gw.ws_url("rita")) as tab:
+                # The retry names the id the refusal gave.
+                deadline = time.monotonic() + 30
+                while True:
+                    status, again = await asyncio.to_thread(
+                        post, [{"id": made, "userId": "rita", "message": "kept for the retry"}])
+                    if status == 202 or time.monotonic() > deadline:
+                        break
+                    await asyncio.sleep(1)
+                assert (status, again) == (202, {"ids": [made]})
+                await tab.wait_for(1, timeout=30)
+                await tab.quiet_for(1.0)
+                assert made in tab.ids and len(set(tab.ids)) == 1
+        run(scenario())
+    finally:
+        broker.stop()

@@ -156,7 +156,10 @@ def test_a_user_token_reads_and_acks_its_own_inbox_only(kafka, topic, gateway, t
     assert call(gw, "GET", "/messages", bearer=token("tia", secret="x" * 40))[0] == 401
     # A user token opens nothing of the operators'.
     assert call(gw, "GET", "/metrics", bearer=tia)[0] == 403
+    assert call(gw, "GET", "/status.json", bearer=tia)[0] == 403
     assert call(gw, "POST", "/api/notifications", bearer=tia)[0] == 403
+    assert call(gw, "POST", "/api/users/tia/disconnect", bearer=tia)[0] == 403
+    assert call(gw, "POST", "/publisher", bearer=tia)[0] == 403
     # Its own: acknowledged.
     assert call(gw, "POST", "/api/users/tia/notifications/t1/ack", bearer=tia) == (200, {"acked": 1})
     assert ids(call(gw, "GET", "/messages", bearer=tia)[1]) == []
