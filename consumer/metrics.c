@@ -58,6 +58,15 @@ static double kafka_unreachable(const struct snapshot *s) { return s->kafka.unre
 static double memory_budget(const struct snapshot *s) { return (double)P(s)->budget.limit; }
 static double memory_used(const struct snapshot *s) { return (double)budget_used(&P(s)->budget); }
 static double intake_paused(const struct snapshot *s) { return budget_full(&P(s)->budget); }
+#define MEMORY_PART(name, part)                                                                \
+    static double name(const struct snapshot *s)                                               \
+    {                                                                                          \
+        return (double)budget_part(&P(s)->budget, part);                                       \
+    }
+MEMORY_PART(memory_handoff, BUDGET_HANDOFF)
+MEMORY_PART(memory_windows, BUDGET_WINDOWS)
+MEMORY_PART(memory_held, BUDGET_HELD)
+MEMORY_PART(memory_storing, BUDGET_STORE)
 static double refused_origin(const struct snapshot *s) { return (double)WS(s)->refused.origin; }
 static double refused_limit(const struct snapshot *s)
 {
@@ -106,6 +115,13 @@ static const struct metric metrics[] = {
     {"gateway_memory_budget_bytes", "gauge", "The --memory-budget.", "", memory_budget},
     {"gateway_memory_used_bytes", "gauge", "Notifications held in memory, by the budget's cost.",
      "", memory_used},
+    {"gateway_memory_part_bytes", "gauge",
+     "The memory budget's use by part: handed over from Kafka, in connections' windows, held "
+     "for a user, waiting for the store.",
+     "{part=\"handoff\"}", memory_handoff},
+    {"gateway_memory_part_bytes", "gauge", NULL, "{part=\"windows\"}", memory_windows},
+    {"gateway_memory_part_bytes", "gauge", NULL, "{part=\"held\"}", memory_held},
+    {"gateway_memory_part_bytes", "gauge", NULL, "{part=\"storing\"}", memory_storing},
     {"gateway_intake_paused", "gauge", "1 while the memory budget is spent and Kafka waits.", "",
      intake_paused},
     {"gateway_connections_refused_total", "counter", "WebSocket connections refused, by reason.",

@@ -70,6 +70,8 @@ def test_metrics_need_an_api_key_and_count_what_happens(kafka, topic, gateway, t
     assert got[("gateway_connections", frozenset())] == 0
     assert got[("gateway_connections_refused_total", frozenset({("reason", "origin")}))] == 0
     assert got[("gateway_memory_budget_bytes", frozenset())] == 256 * 2**20
+    assert {dict(k[1])["part"] for k in got if k[0] == "gateway_memory_part_bytes"} == \
+        {"handoff", "windows", "held", "storing"}
     # One lag per assigned partition; everything read, so 0 once librdkafka
     # knows each partition's end.
     deadline = time.monotonic() + 15
