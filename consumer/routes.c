@@ -174,7 +174,7 @@ static void get_status_json(void *ctx, http_request_t *req)
     struct store_health store = store_worker_health(p->store);
     const budget_t *b = &p->budget;
     struct health_words words = health_words(p, &kafka, &store);
-    char body[2048];
+    static char body[2048 + 256 * 32];
     int n = snprintf(
         body, sizeof(body),
         "{\"status\":\"%s\",\"kafka\":\"%s\",\"store\":\"%s\",\"users\":%zu,"
@@ -185,7 +185,7 @@ static void get_status_json(void *ctx, http_request_t *req)
         "\"memory\":{\"budget\":%zu,\"used\":%zu,\"handoff\":%zu,\"windows\":%zu,"
         "\"held\":%zu,\"storing\":%zu,\"full\":%s},"
         "\"refused\":{\"origin\":%lu,\"addressLimit\":%lu,\"addressRate\":%lu,"
-        "\"token\":%lu}}\n",
+        "\"token\":%lu},\"lag\":{",
         words.status, words.kafka, words.store, hub_user_count(p->hub), hub_conn_count(p->hub),
         hub_inflight_count(p->hub), p->count.consumed, v->ws->pushed, v->ws->acked,
         p->count.stored, p->count.replayed, kafka.dead_lettered, store_worker_backlog(p->store),
@@ -194,6 +194,13 @@ static void get_status_json(void *ctx, http_request_t *req)
         budget_part(b, BUDGET_HELD), budget_part(b, BUDGET_STORE),
         budget_full(b) ? "true" : "false", r->origin, r->address_limit, r->address_rate,
         r->token);
+    /* Records behind each assigned partition's end (-1: not known yet). */
+    struct partition_lag lag[256];
+    size_t nlag = kafka_lag(p->kafka, lag, 256);
+    for (size_t i = 0; i < nlag; i++)
+        n += snprintf(body + n, sizeof(body) - (size_t)n, "%s\"%d\":%lld", i ? "," : "",
+                      (int)lag[i].partition, (long long)lag[i].lag);
+    n += snprintf(body + n, sizeof(body) - (size_t)n, "}}\n");
     http_respond(req, HTTP_STATUS_OK, "application/json", body, (size_t)n);
 }
 

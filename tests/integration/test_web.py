@@ -463,6 +463,7 @@ def test_the_status_page_asks_for_a_key_then_shows_the_gateway(kafka, topic, gat
     expect(page.locator("#state")).to_have_text("ok")
     expect(page.locator("#tile-stored .sub")).to_have_text("1 since start")
     expect(page.locator("#tile-partitions .value")).to_have_text("3")
+    expect(page.locator("#tile-lag .sub")).to_have_text("p0: 0, p1: 0, p2: 0", timeout=15000)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "status.png"), full_page=True, animations="disabled")
     # The browser logs the first answer, 401, which is what asked for the key.
