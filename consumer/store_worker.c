@@ -102,26 +102,28 @@ void store_worker_remove(store_worker_t *w, const char *user, const char *id, st
     w->removes_submitted++;
 }
 
+/* A read: after every put and remove submitted before it. */
+static store_req_t *submit_read(store_worker_t *w, enum op op, const char *user, int64_t seq,
+                                size_t limit, store_done_fn done, void *arg)
+{
+    store_req_t *r = submit(w, op, user, NULL, NULL, 0, done, arg);
+    r->seq = seq;
+    r->limit = limit;
+    r->puts_before = w->puts_submitted;
+    r->removes_before = w->removes_submitted;
+    return r;
+}
+
 void store_worker_fetch(store_worker_t *w, const char *user, int64_t after_seq, size_t limit,
                         uint64_t tag, store_done_fn done, void *arg)
 {
-    store_req_t *r = submit(w, OP_FETCH, user, NULL, NULL, 0, done, arg);
-    r->seq = after_seq;
-    r->limit = limit;
-    r->tag = tag;
-    r->puts_before = w->puts_submitted;
-    r->removes_before = w->removes_submitted;
+    submit_read(w, OP_FETCH, user, after_seq, limit, done, arg)->tag = tag;
 }
 
 void store_worker_list(store_worker_t *w, const char *user, int64_t before_seq, size_t limit,
                        int with_history, store_done_fn done, void *arg)
 {
-    store_req_t *r = submit(w, OP_LIST, user, NULL, NULL, 0, done, arg);
-    r->seq = before_seq;
-    r->limit = limit;
-    r->with_history = with_history;
-    r->puts_before = w->puts_submitted;
-    r->removes_before = w->removes_submitted;
+    submit_read(w, OP_LIST, user, before_seq, limit, done, arg)->with_history = with_history;
 }
 
 void store_worker_remove_counted(store_worker_t *w, const char *user, const char *id,
