@@ -9,6 +9,8 @@
 #   make soak            the fault suite's SIGKILL scenario, 100 cycles
 #   make SANITIZE=address,undefined test
 #   make deps            install the build dependencies (Debian packages)
+#   make install         the binaries, web files, systemd unit and README under PREFIX
+#                        (/usr/local), below DESTDIR when set
 
 CC      ?= cc
 # A sanitizer build gets its own folder, so no object is half-instrumented.
@@ -44,6 +46,7 @@ CONSUMER_LIB_OBJ := $(filter-out $(OBJ)/consumer/main.o,$(CONSUMER_OBJ))
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test-deps test unit unit-bin integration clean check-docker run bench bench-quick soak \
+        install \
         fuzz fuzz-bins fuzz-replay
 all: $(BUILD)/consumer $(BUILD)/producer
 
@@ -158,6 +161,21 @@ test: test-deps
 	    PYTEST_ARGS="tests/integration/test_gateway.py tests/integration/test_security.py tests/integration/test_store_suite.py \
 	                 tests/integration/test_inbox.py tests/integration/test_operations.py \
 	                 tests/integration/test_rebalance.py"
+
+# Installed under names fit for a shared bin/; the gateway finds its web
+# files from where its binary is (BIN/../share/notification-gateway/web).
+PREFIX  ?= /usr/local
+SHARE   := $(DESTDIR)$(PREFIX)/share/notification-gateway
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(SHARE)/web $(DESTDIR)$(PREFIX)/lib/systemd/system \
+	    $(DESTDIR)$(PREFIX)/share/doc/notification-gateway
+	install -m 0755 $(BUILD)/consumer $(DESTDIR)$(PREFIX)/bin/notification-gateway
+	install -m 0755 $(BUILD)/producer $(DESTDIR)$(PREFIX)/bin/notification-producer
+	install -m 0644 web/*.html $(SHARE)/web/
+	sed 's|@PREFIX@|$(PREFIX)|g' packaging/systemd/notification-gateway.service.in \
+	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/notification-gateway.service
+	install -m 0644 packaging/systemd/gateway.env.example README.md \
+	    $(DESTDIR)$(PREFIX)/share/doc/notification-gateway/
 
 # Benchmarks (not tests): real Kafka and FerretDB on loopback; see bench/README.md.
 bench: all

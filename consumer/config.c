@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "kafka_props.h"
 #include "log.h"
@@ -487,6 +489,29 @@ static void resolve_dlq(struct config *c)
     }
 }
 
+/* The default web root, "web", is the checkout's. An installed gateway
+ * (make install) finds its files beside the binary instead: BIN/../share/
+ * notification-gateway/web, wherever PREFIX or DESTDIR put them. */
+static void resolve_web_root(struct config *c)
+{
+    struct stat st;
+    char exe[4096];
+    if (strcmp(c->web_root, "web") != 0 || (stat("web", &st) == 0 && S_ISDIR(st.st_mode)))
+        return;
+    ssize_t n = readlink("/proc/self/exe", exe, 2048);
+    if (n <= 0)
+        return;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return;
+    *slash = '\0';
+    snprintf(c->web_installed, sizeof(c->web_installed), "%.2048s/../share/notification-gateway/web",
+             exe);
+    if (stat(c->web_installed, &st) == 0 && S_ISDIR(st.st_mode))
+        c->web_root = c->web_installed;
+}
+
 /* With TLS, /healthz must stay reachable for plain health checks. */
 static void resolve_health(struct config *c)
 {
@@ -630,6 +655,7 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
     resolve_auth(c);
     resolve_health(c);
     resolve_dlq(c);
+    resolve_web_root(c);
     for (size_t i = 0; i < NSETTINGS; i++)
         if (settings[i].offset == S(ops_open) && c->embedded &&
             strncmp(sources[i], "default", 7) == 0)

@@ -67,6 +67,7 @@ struct config {
     int connect_burst_per_address;
     const char *trusted_proxies;
     char dlq_default[300]; /* <topic>.dlq, when dlq_topic is not given */
+    char web_installed[4096]; /* where make install put the web files, found from the binary */
     /* The store to open, never empty: --store, else the embedded mode's
      * SQLite file, else --mongodb-uri. Its scheme is mongodb://,
      * mongodb+srv:// or sqlite:. */
