@@ -62,6 +62,36 @@ static int answer_error(http_request_t *req, int status, const char *why)
     return 0;
 }
 
+/* Whether path is under one of srv's route prefixes ("/api/…"). */
+static int under_routes(const struct http_server *srv, const char *path)
+{
+    for (size_t i = 0; i < srv->nroutes; i++) {
+        const char *pattern = srv->routes[i].pattern;
+        size_t n = http_route_prefix_len(pattern);
+        if (strncmp(path, pattern, n) == 0 && (path[n] == '/' || path[n] == '\0' || path[n] == '?'))
+            return 1;
+    }
+    return 0;
+}
+
+/* A missing file or path: JSON under the routes, a small page elsewhere
+ * (libwebsockets' own links a stylesheet that is not there). */
+static const char not_found_page[] =
+    "<!doctype html><html lang=en><meta charset=utf-8><title>Not found</title>"
+    "<style>body{font:16px system-ui,sans-serif;margin:3em;color:#1f2328}</style>"
+    "<h1>Not found</h1><p>Nothing is served at this address. The gateway's page is "
+    "<a href=\"/\">/</a>.</p></html>\n";
+
+static int answer_not_found(const struct http_server *srv, http_request_t *req, const char *path)
+{
+    if (under_routes(srv, path))
+        return answer_error(req, HTTP_STATUS_NOT_FOUND, "no such path");
+    req->refs++; /* http_respond drops one, as for a handler */
+    http_respond(req, HTTP_STATUS_NOT_FOUND, "text/html; charset=utf-8", not_found_page,
+                 sizeof(not_found_page) - 1);
+    return 0;
+}
+
 static void dispatch(const struct http_server *srv, http_request_t *req)
 {
     req->refs++; /* the handler's */
@@ -83,10 +113,6 @@ int http_on_request(const struct http_server *srv, struct lws *wsi, struct http_
     memcpy(path, uri, (size_t)uri_len);
     path[uri_len] = '\0';
     int r = http_route_match(srv->routes, srv->nroutes, method_names[m], path, &params);
-    if (r == HTTP_ROUTE_NONE) {
-        lws_return_http_status(wsi, HTTP_STATUS_NOT_FOUND, NULL);
-        return -1;
-    }
 
     http_on_closed(s); /* a pipelined request's predecessor, if still held */
     http_request_t *req = s->req = xcalloc(1, sizeof(*req));
@@ -94,6 +120,8 @@ int http_on_request(const struct http_server *srv, struct lws *wsi, struct http_
     req->refs = 1;
     req->head = m == LWSHUMETH_HEAD;
     req->params = params;
+    if (r == HTTP_ROUTE_NONE)
+        return answer_not_found(srv, req, path);
     if (r == HTTP_ROUTE_BAD_METHOD)
         return answer_error(req, HTTP_STATUS_METHOD_NOT_ALLOWED, "method not allowed on this path");
     req->route = &srv->routes[r];

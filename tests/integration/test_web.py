@@ -468,3 +468,18 @@ def test_the_status_page_asks_for_a_key_then_shows_the_gateway(kafka, topic, gat
     page.screenshot(path=str(ARTIFACTS / "status.png"), full_page=True, animations="disabled")
     # The browser logs the first answer, 401, which is what asked for the key.
     assert [p for p in page.problems if "status of 401" not in p] == [], page.problems
+
+
+def test_a_missing_page_is_a_plain_404_with_nothing_else_to_load(gateway, page):
+    """libwebsockets' 404 page links /error.css, which is not there: the
+    browser made a second, failed request. The gateway's own 404 loads
+    nothing more; under the API, a 404 is JSON."""
+    gw = gateway()
+    requested = []
+    page.on("request", lambda r: requested.append(r.url))
+    response = page.goto(gw.http_url("/no-such-page.html"))
+    assert response.status == 404
+    expect(page.locator("h1")).to_have_text("Not found")
+    assert requested == [gw.http_url("/no-such-page.html")], requested
+    api = page.request.get(gw.http_url("/api/no-such-thing"))
+    assert api.status == 404 and api.json() == {"error": "no such path"}
