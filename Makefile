@@ -46,7 +46,7 @@ CONSUMER_LIB_OBJ := $(filter-out $(OBJ)/consumer/main.o,$(CONSUMER_OBJ))
 UNIT_BIN     := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test-deps test unit unit-bin integration clean check-docker run bench bench-quick soak \
-        install \
+        install test-container \
         fuzz fuzz-bins fuzz-replay
 all: $(BUILD)/consumer $(BUILD)/producer
 
@@ -156,6 +156,7 @@ test: test-deps
 	$(MAKE) all unit
 	$(MAKE) check-docker
 	$(PYTEST)
+	$(MAKE) test-container
 	$(MAKE) SANITIZE=$(TEST_SANITIZERS) unit fuzz-replay
 	$(MAKE) SANITIZE=$(TEST_SANITIZERS) integration \
 	    PYTEST_ARGS="tests/integration/test_gateway.py tests/integration/test_security.py tests/integration/test_store_suite.py \
@@ -176,6 +177,12 @@ install: all
 	    > $(DESTDIR)$(PREFIX)/lib/systemd/system/notification-gateway.service
 	install -m 0644 packaging/systemd/gateway.env.example README.md \
 	    $(DESTDIR)$(PREFIX)/share/doc/notification-gateway/
+
+# The Dockerfile built and run with podman (tests/container/conftest.py says
+# how); skipped with a banner when podman cannot run a container at all,
+# a failure then with REQUIRE_CONTAINER=1.
+test-container: test-deps
+	python3 -m pytest -v -s -p no:cacheprovider tests/container
 
 # Benchmarks (not tests): real Kafka and FerretDB on loopback; see bench/README.md.
 bench: all
