@@ -26,6 +26,7 @@ RUN sh /tmp/install-deps.sh runtime \
  && install -d -o 10001 -g 10001 -m 0700 /var/lib/notification-gateway
 
 COPY --from=build /src/build/consumer /src/build/producer /usr/local/bin/
+COPY docker/gateway-ready /usr/local/bin/gateway-ready
 COPY web/ /usr/share/notification-gateway/web/
 # Fail the build, not the first start, when a shared library is missing.
 RUN ! ldd /usr/local/bin/consumer /usr/local/bin/producer | grep 'not found'
@@ -43,12 +44,9 @@ WORKDIR /var/lib/notification-gateway
 VOLUME /var/lib/notification-gateway
 EXPOSE 8083
 
-# Healthy means ready (GET /readyz): in its consumer group, Kafka and the
-# store answering; the start period covers joining the group. The image
-# has no curl: bash's /dev/tcp speaks just enough HTTP/1.0. With TLS on,
-# --port speaks only TLS: it is then asked on the plain --health-listen
-# (127.0.0.1:8084 unless HEALTH_LISTEN says otherwise).
+# Healthy means ready (docker/gateway-ready asks GET /readyz); the start
+# period covers joining the consumer group.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-  CMD ["bash", "-c", "if [ -n \"$TLS_CERT_FILE\" ]; then hp=${HEALTH_LISTEN:-127.0.0.1:8084}; else hp=${HEALTH_LISTEN:-127.0.0.1:${PORT:-8083}}; fi; exec 3<>/dev/tcp/${hp%:*}/${hp##*:} && printf 'GET /readyz HTTP/1.0\\r\\nHost: localhost\\r\\n\\r\\n' >&3 && head -n 1 <&3 | grep -q '^HTTP/[0-9.]* 200'"]
+  CMD ["/usr/local/bin/gateway-ready"]
 
 ENTRYPOINT ["/usr/local/bin/consumer"]

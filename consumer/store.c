@@ -90,6 +90,11 @@ int64_t store_remove_through(store_t *st, const char *user, int64_t through_seq,
     return st->backend->remove_through(st->impl, user, through_seq, errstr, size);
 }
 
+int store_ping(store_t *st, char *errstr, size_t size)
+{
+    return st->backend->ping(st->impl, errstr, size);
+}
+
 int64_t store_count(store_t *st, const char *user, char *errstr, size_t size)
 {
     return st->backend->count(st->impl, user, errstr, size);

@@ -96,6 +96,9 @@ int64_t store_remove(store_t *st, const char *const *users, const char *const *i
 int64_t store_remove_through(store_t *st, const char *user, int64_t through_seq, char *errstr,
                              size_t errstr_size);
 
+/* Whether the server answers: a cheap round trip. 0 or -1 with errstr. */
+int store_ping(store_t *st, char *errstr, size_t errstr_size);
+
 /* Stored notifications for user, or for everyone when user is NULL; -1 on error. */
 int64_t store_count(store_t *st, const char *user, char *errstr, size_t errstr_size);
 

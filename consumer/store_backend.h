@@ -29,6 +29,7 @@ struct store_backend {
     int64_t (*remove_through)(void *impl, const char *user, int64_t through_seq, char *errstr,
                               size_t errstr_size);
     int64_t (*count)(void *impl, const char *user, char *errstr, size_t errstr_size);
+    int (*ping)(void *impl, char *errstr, size_t errstr_size);
     int64_t (*expire)(void *impl, size_t max_per_user, int64_t stored_before_ms, char *errstr,
                       size_t errstr_size);
     void (*close)(void *impl);

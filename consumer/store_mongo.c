@@ -554,6 +554,18 @@ static int64_t mongo_count(void *impl, const char *user, char *errstr, size_t si
 }
 
 
+static int mongo_ping(void *impl, char *errstr, size_t size)
+{
+    mongo_store_t *st = impl;
+    bson_t *cmd = BCON_NEW("ping", BCON_INT32(1));
+    bson_error_t err;
+    int rc = mongoc_client_command_simple(st->client, "admin", cmd, NULL, NULL, &err)
+                 ? 0
+                 : mongo_set_err(errstr, size, "the MongoDB server does not answer", &err);
+    bson_destroy(cmd);
+    return rc;
+}
+
 const struct store_backend store_mongo_backend = {
     .name = "MongoDB",
     .open = mongo_open,
@@ -567,6 +579,7 @@ const struct store_backend store_mongo_backend = {
     .remove = mongo_remove,
     .remove_through = mongo_remove_through,
     .count = mongo_count,
+    .ping = mongo_ping,
     .expire = mongo_expire,
     .close = mongo_close,
 };

@@ -480,6 +480,14 @@ static int64_t sqlite_history_expire(void *impl, int64_t acked_before_ms, char *
                   "cannot delete the history past its retention", errstr, size);
 }
 
+static int sqlite_ping(void *impl, char *errstr, size_t size)
+{
+    sqlite_store_t *st = impl;
+    return query_int(st, "SELECT count(*) FROM sqlite_master") < 0
+               ? fail(st, errstr, size, "cannot read the store")
+               : 0;
+}
+
 const struct store_backend store_sqlite_backend = {
     .name = "SQLite",
     .open = sqlite_open,
@@ -493,6 +501,7 @@ const struct store_backend store_sqlite_backend = {
     .remove = sqlite_remove,
     .remove_through = sqlite_remove_through,
     .count = sqlite_count,
+    .ping = sqlite_ping,
     .expire = sqlite_expire,
     .close = sqlite_close,
 };

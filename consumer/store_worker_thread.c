@@ -343,6 +343,33 @@ static void run_next(struct lane *lane, struct req_list *q)
         written(w, op, n); /* given up at a stop too: nobody reads after it */
 }
 
+/* The reads' lane asks an idle store every PROBE_MS whether it answers:
+ * a store that nothing called must not count as answering (/readyz). */
+#define PROBE_MS 3000
+
+static void probe(struct lane *lane)
+{
+    char err[512];
+    if (store_ping(lane->st, err, sizeof(err)) == 0) {
+        if (atomic_exchange(&lane->failing, 0))
+            log_info("the offline store answers again");
+        return;
+    }
+    atomic_fetch_add(&lane->w->failures, 1);
+    if (!atomic_exchange(&lane->failing, 1))
+        log_warn("the offline store does not answer: %s", err);
+}
+
+/* Milliseconds until the sooner of two deadlines (-1: none), at least 0. */
+static int64_t until(int64_t a, int64_t b)
+{
+    int64_t at = a < 0 ? b : b < 0 ? a : a < b ? a : b;
+    if (at < 0)
+        return -1;
+    int64_t left = at - now_mono_ms();
+    return left > 0 ? left : 0;
+}
+
 void *store_worker_lane(void *arg)
 {
     struct lane *lane = arg;
@@ -353,20 +380,29 @@ void *store_worker_lane(void *arg)
         return NULL; /* stopped: what was queued is freed with the worker */
     int expires = lane->op == OP_REMOVE &&
                   (w->expiry.max_per_user || w->expiry.retention_ms || w->expiry.history_ms);
-    int64_t next_expiry = now_mono_ms();
+    int probes = lane->op == OP_FETCH;
+    int64_t next_expiry = expires ? now_mono_ms() : -1;
+    int64_t next_probe = probes ? now_mono_ms() + PROBE_MS : -1;
     for (;;) {
         if (expires && now_mono_ms() >= next_expiry) {
             expire(w);
             next_expiry = now_mono_ms() + w->expiry.interval_ms;
         }
+        if (probes && now_mono_ms() >= next_probe) {
+            probe(lane);
+            next_probe = now_mono_ms() + PROBE_MS;
+        }
         /* Wait only when there is nothing to do; else take what came. */
-        handoff_msg_t *batches =
-            q.head ? handoff_take(lane->requests, (size_t)-1)
-                   : handoff_wait(lane->requests, expires ? next_expiry - now_mono_ms() : -1);
+        handoff_msg_t *batches = q.head ? handoff_take(lane->requests, (size_t)-1)
+                                        : handoff_wait(lane->requests,
+                                                       until(next_expiry, next_probe));
         enqueue(&q, batches);
-        if (q.head)
+        if (q.head) {
             run_next(lane, &q);
-        else if (handoff_closed(lane->requests))
+            if (probes) /* a read answered, or failed: as good as a probe */
+                next_probe = now_mono_ms() + PROBE_MS;
+        } else if (handoff_closed(lane->requests)) {
             return NULL;
+        }
     }
 }

@@ -74,6 +74,9 @@ class Podman:
                            "--filter", f"label={LABEL}").stdout.split()
             if ids:
                 self.run(kind, "rm", "-f", *ids, timeout=120)
+        # Anonymous volumes of the image's VOLUME (compose's run --rm
+        # leaves them): the storage is the tests' own, so all unused go.
+        self.run("volume", "prune", "-f", timeout=120)
 
 
 def cannot_run(reason: str):
