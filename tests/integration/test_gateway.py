@@ -694,3 +694,32 @@ def test_json_logs_are_one_object_a_line_and_old_names_are_read(kafka, topic, ga
                          capture_output=True, text=True, timeout=10)
     assert bad.returncode == 2
     assert [json.loads(l)["level"] for l in bad.stderr.splitlines()] == ["error"]
+
+
+def test_an_idle_gateway_notices_its_store_going_away(gateway, tmp_path):
+    """Nothing calls the store while nobody is away: the gateway still asks
+    it every few seconds, so /readyz stops saying ready when it goes, and
+    says so again when it is back. (Before, an idle gateway stayed ready
+    with its store stopped: a container health check found it.)"""
+    from servers import MongoJavaServer, free_port
+    port = free_port()
+    db = MongoJavaServer().start(tmp_path / "store", port=port)
+    try:
+        gw = gateway(mongodb_uri=f"mongodb://127.0.0.1:{port}/", args=["--store-timeout", "2"])
+        deadline = time.monotonic() + 30
+        while readyz(gw)[0] != 200:
+            assert time.monotonic() < deadline, readyz(gw)
+            time.sleep(0.2)
+        db.stop()
+        deadline = time.monotonic() + 20
+        while readyz(gw)[0] != 503:
+            assert time.monotonic() < deadline, "still ready with the store stopped"
+            time.sleep(0.2)
+        assert readyz(gw) == (503, {"ready": False, "reasons": ["store failing"]})
+        db = MongoJavaServer().start(tmp_path / "store2", port=port)
+        deadline = time.monotonic() + 20
+        while readyz(gw)[0] != 200:
+            assert time.monotonic() < deadline, readyz(gw)
+            time.sleep(0.2)
+    finally:
+        db.stop()
