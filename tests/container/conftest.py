@@ -7,8 +7,10 @@ debian:bookworm-slim base image, made with debootstrap from the Debian
 mirror apt uses, under $TEST_CACHE_DIR/containers (default .cache/). A warm
 run reuses the base image and the build's layers.
 
-Skipped, with a banner saying why, only when podman cannot run a container
-at all; REQUIRE_CONTAINER=1 turns that skip into a failure.
+Skipped, with a banner saying why, when this machine cannot run them:
+podman missing or unable to run a container, too little disk, no base
+image (debootstrap failed), or no container network for compose.
+REQUIRE_CONTAINER=1 turns every such skip into a failure.
 
 Fixtures (session):
     podman      Podman: .run(*args) -> CompletedProcess, .ok(*args) -> stdout
@@ -122,14 +124,16 @@ def podman():
     root.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(root).free / 2**30
     if free < FREE_GB_NEEDED:
-        pytest.fail(f"container tests need {FREE_GB_NEEDED} GB free under {root}, "
-                    f"{free:.1f} GB are: free some, or point TEST_CACHE_DIR elsewhere",
-                    pytrace=False)
+        cannot_run(f"the container tests need {FREE_GB_NEEDED} GB free under {root}, "
+                   f"{free:.1f} GB are: free some, or point TEST_CACHE_DIR elsewhere")
     p = Podman(root)
     info = p.run("info", timeout=120)
     if info.returncode != 0:
         cannot_run(f"podman info failed: {info.stderr.strip()[-500:]}")
-    base_image(p)
+    try:
+        base_image(p)
+    except (AssertionError, subprocess.SubprocessError, OSError) as e:
+        cannot_run(f"no {BASE} base image: {str(e)[-500:]}")
     probe = p.run("run", "--rm", "--network", "host", BASE, "true", timeout=120)
     if probe.returncode != 0:
         cannot_run(f"podman cannot run a container: {probe.stderr.strip()[-500:]}")

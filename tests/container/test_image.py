@@ -7,31 +7,23 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.error
 import urllib.request
 
 from conftest import LABEL
-from servers import free_port
+from servers import free_port, wait_http_ok
 from wsclient import Tab
 
 KEY = "container-key-0123456789abcdef"
 
 
 def wait_ready(port: int, podman, name: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except (OSError, urllib.error.HTTPError):
-            pass
-        state = podman.run("inspect", "-f", "{{.State.Running}}", name).stdout.strip()
-        if state != "true" or time.monotonic() > deadline:
-            raise AssertionError(f"{name} not ready (running: {state}):\n"
-                                 + podman.run("logs", name).stdout[-3000:]
-                                 + podman.run("logs", name).stderr[-3000:])
-        time.sleep(0.3)
+    def running() -> bool:
+        return podman.run("inspect", "-f", "{{.State.Running}}", name).stdout.strip() == "true"
+
+    def logs() -> str:
+        r = podman.run("logs", name)
+        return f"{name}:\n{r.stdout[-3000:]}{r.stderr[-3000:]}"
+    wait_http_ok(f"http://127.0.0.1:{port}/readyz", timeout, still=running, why=logs)
 
 
 def test_the_embedded_image_delivers_and_keeps_what_it_stored(podman, image, tmp_path):

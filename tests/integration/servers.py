@@ -136,6 +136,23 @@ def free_port() -> int:
     raise RuntimeError("no free TCP port found on 127.0.0.1")
 
 
+def wait_http_ok(url: str, timeout: float, still=lambda: True, why=lambda: "") -> None:
+    """Until URL answers 200; fails with why() once timeout passes or
+    still() is false (the process serving it is gone)."""
+    import urllib.request
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:  # refused, or an HTTP error status
+            pass
+        if not still() or time.monotonic() > deadline:
+            raise AssertionError(f"{url} did not answer 200: {why()}")
+        time.sleep(0.2)
+
+
 def wait_port(port: int, timeout: float, proc: subprocess.Popen | None = None) -> bool:
     """Wait until 127.0.0.1:PORT accepts a connection; False on timeout or if
     PROC exited first."""

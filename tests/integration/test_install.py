@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from conftest import BUILD_DIR, REPO, produce
-from servers import free_port
+from servers import free_port, wait_http_ok
 from wsclient import Tab
 
 PREFIX = "/usr/local"
@@ -93,17 +93,8 @@ def test_the_units_command_serves_reloads_and_drains(installed, kafka, mongo, to
     log = open(tmp_path / "gateway.log", "w")
     proc = subprocess.Popen([binary], cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, \
-                (tmp_path / "gateway.log").read_text()
-            time.sleep(0.2)
+        wait_http_ok(f"http://127.0.0.1:{port}/readyz", 30, still=lambda: proc.poll() is None,
+                     why=lambda: (tmp_path / "gateway.log").read_text())
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
             assert r.status == 200 and b"<html" in r.read().lower()
 

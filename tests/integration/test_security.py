@@ -461,17 +461,8 @@ def self_signed(tmp_path) -> tuple[str, str]:
 def wait_plain_health(gw, port: int, timeout: float = 20) -> None:
     """Until /healthz answers 200 on the plain --health-listen PORT (the
     fixture's own check speaks plain HTTP to --port, which is TLS here)."""
-    import urllib.request
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        assert time.monotonic() < deadline, gw.log_text()[-2000:]
-        time.sleep(0.1)
+    from servers import wait_http_ok
+    wait_http_ok(f"http://127.0.0.1:{port}/healthz", timeout, why=lambda: gw.log_text()[-2000:])
 
 
 def test_tls_serves_wss_and_https_and_refuses_plain_ws(kafka, topic, gateway, tmp_path):
