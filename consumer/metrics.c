@@ -33,15 +33,15 @@ static double replayed(const struct snapshot *s) { return (double)P(s)->count.re
 static double dead_lettered(const struct snapshot *s) { return (double)s->kafka.dead_lettered; }
 static double receipts_sent(const struct snapshot *s)
 {
-    return (double)events_sent(s->v->pipe->events);
+    return (double)events_sent(P(s)->events);
 }
 static double history_dropped(const struct snapshot *s)
 {
-    return (double)store_worker_history_dropped(s->v->pipe->store);
+    return (double)store_worker_history_dropped(P(s)->store);
 }
 static double receipts_dropped(const struct snapshot *s)
 {
-    return (double)events_dropped(s->v->pipe->events);
+    return (double)events_dropped(P(s)->events);
 }
 static double connections(const struct snapshot *s) { return (double)hub_conn_count(P(s)->hub); }
 static double users(const struct snapshot *s) { return (double)hub_user_count(P(s)->hub); }
@@ -133,25 +133,6 @@ static const struct metric metrics[] = {
     {"gateway_connections_refused_total", "counter", NULL, "{reason=\"token\"}", refused_token},
 };
 
-/* gateway_kafka_lag{partition="N"}: one sample per assigned partition. */
-static size_t render_lag(const struct routes_view *v, char *buf, size_t size)
-{
-    struct partition_lag lag[256];
-    size_t n = kafka_lag(v->pipe->kafka, lag, 256), len = 0;
-    int w = snprintf(buf, size,
-                     "# HELP gateway_kafka_lag Records behind the end of each assigned "
-                     "partition (-1: not known yet).\n# TYPE gateway_kafka_lag gauge\n");
-    if (w > 0 && (size_t)w < size)
-        len = (size_t)w;
-    for (size_t i = 0; i < n && len < size; i++) {
-        w = snprintf(buf + len, size - len, "gateway_kafka_lag{partition=\"%d\"} %lld\n",
-                     (int)lag[i].partition, (long long)lag[i].lag);
-        if (w > 0 && (size_t)w < size - len)
-            len += (size_t)w;
-    }
-    return len;
-}
-
 /* Appends a formatted line when it fits. */
 static size_t put(char *buf, size_t size, size_t len, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -162,6 +143,20 @@ static size_t put(char *buf, size_t size, size_t len, const char *fmt, ...)
     int w = len < size ? vsnprintf(buf + len, size - len, fmt, ap) : -1;
     va_end(ap);
     return w > 0 && (size_t)w < size - len ? len + (size_t)w : len;
+}
+
+/* gateway_kafka_lag{partition="N"}: one sample per assigned partition. */
+static size_t render_lag(const struct routes_view *v, char *buf, size_t size, size_t len)
+{
+    struct partition_lag lag[256];
+    size_t n = kafka_lag(v->pipe->kafka, lag, 256);
+    len = put(buf, size, len,
+              "# HELP gateway_kafka_lag Records behind the end of each assigned "
+              "partition (-1: not known yet).\n# TYPE gateway_kafka_lag gauge\n");
+    for (size_t i = 0; i < n; i++)
+        len = put(buf, size, len, "gateway_kafka_lag{partition=\"%d\"} %lld\n",
+                  (int)lag[i].partition, (long long)lag[i].lag);
+    return len;
 }
 
 /* One histogram's series: label is "" or `op="put",`; le is cumulative. */
@@ -181,10 +176,10 @@ static size_t render_histogram(char *buf, size_t size, size_t len, const char *n
 
 /* gateway_store_call_seconds{op}: how long store calls take, by kind; and
  * gateway_delivery_seconds: Kafka's timestamp to the write to a tab. */
-static size_t render_latencies(const struct routes_view *v, char *buf, size_t size)
+static size_t render_latencies(const struct routes_view *v, char *buf, size_t size, size_t len)
 {
     static const char *const ops[] = {"put", "remove", "fetch"};
-    size_t len = put(buf, size, 0,
+    len = put(buf, size, len,
                      "# HELP gateway_store_call_seconds Offline-store calls by kind (each "
                      "attempt), how long they took.\n# TYPE gateway_store_call_seconds "
                      "histogram\n");
@@ -209,21 +204,13 @@ size_t metrics_render(const struct routes_view *v, char *buf, size_t size)
 {
     struct snapshot s = {v, kafka_status(v->pipe->kafka), store_worker_health(v->pipe->store)};
     size_t len = 0;
-    for (size_t i = 0; i < sizeof(metrics) / sizeof(metrics[0]) && len < size; i++) {
+    for (size_t i = 0; i < sizeof(metrics) / sizeof(metrics[0]); i++) {
         const struct metric *m = &metrics[i];
-        int n = 0;
         if (m->help) /* a family's first line: the rest share its HELP and TYPE */
-            n = snprintf(buf + len, size - len, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help,
-                         m->name, m->type);
-        if (n > 0 && (size_t)n < size - len)
-            len += (size_t)n;
-        n = snprintf(buf + len, size - len, "%s%s %.17g\n", m->name, m->labels, m->value(&s));
-        if (n > 0 && (size_t)n < size - len)
-            len += (size_t)n;
+            len = put(buf, size, len, "# HELP %s %s\n# TYPE %s %s\n", m->name, m->help, m->name,
+                      m->type);
+        len = put(buf, size, len, "%s%s %.17g\n", m->name, m->labels, m->value(&s));
     }
-    if (len < size)
-        len += render_lag(v, buf + len, size - len);
-    if (len < size)
-        len += render_latencies(v, buf + len, size - len);
-    return len;
+    len = render_lag(v, buf, size, len);
+    return render_latencies(v, buf, size, len);
 }
