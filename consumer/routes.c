@@ -72,9 +72,18 @@ static void get_readyz(void *ctx, http_request_t *req)
                  body, (size_t)len);
 }
 
-static void respond_json(http_request_t *req, int status, const char *body)
+void respond_json(http_request_t *req, int status, const char *body)
 {
     http_respond(req, status, "application/json", body, strlen(body));
+}
+
+int user_param_ok(http_request_t *req, const char *user)
+{
+    if (user && notification_user_valid(user, strlen(user)))
+        return 1;
+    respond_json(req, HTTP_STATUS_BAD_REQUEST,
+                 "{\"error\":\"invalid userId: 1 to 128 letters, digits or . _ - @ : + ~\"}\n");
+    return 0;
 }
 
 /* CORS on the API routes: a page from an allowed origin (--allowed-origins,
@@ -212,11 +221,8 @@ static void post_disconnect(void *ctx, http_request_t *req)
     if (!api_key_caller(v, req))
         return;
     const char *user = http_request_param(req, "userId");
-    if (!user || !notification_user_valid(user, strlen(user))) {
-        respond_json(req, HTTP_STATUS_BAD_REQUEST,
-                     "{\"error\":\"invalid userId: 1 to 128 letters, digits or . _ - @ : + ~\"}\n");
+    if (!user_param_ok(req, user))
         return;
-    }
     size_t n = ws_disconnect_user(v->ws, user);
     log_info("operator: disconnected %s (%zu connections)", user, n);
     char body[64];

@@ -21,6 +21,11 @@ struct routes_view {
     const char *web_root;                /* where status.html is */
 };
 
+/* Answers with a JSON body (a NUL-ended string). */
+void respond_json(http_request_t *req, int status, const char *body);
+/* Whether user (a path's {userId}) is a valid user id; answers 400 when
+ * not. */
+int user_param_ok(http_request_t *req, const char *user);
 /* Adds the CORS headers for an allowed Origin; before answering. */
 void cors(const struct routes_view *v, http_request_t *req);
 /* Whether the caller brought one of the API keys; answers 401/403 itself

@@ -17,11 +17,6 @@
 #define INBOX_LIMIT 50
 #define INBOX_LIMIT_MAX 500
 
-static void respond_json(http_request_t *req, int status, const char *body)
-{
-    http_respond(req, status, "application/json", body, strlen(body));
-}
-
 /* Who may read or acknowledge path_user's inbox; path_user NULL: the
  * caller's own (/messages), which an API key does not name. Answers a
  * refusal itself (0); else 1 with the user in out. */
@@ -29,11 +24,8 @@ static int inbox_caller(const struct routes_view *v, http_request_t *req, const 
                         char out[NOTIF_USER_MAX + 1])
 {
     cors(v, req);
-    if (path_user && !notification_user_valid(path_user, strlen(path_user))) {
-        respond_json(req, HTTP_STATUS_BAD_REQUEST,
-                     "{\"error\":\"invalid userId: 1 to 128 letters, digits or . _ - @ : + ~\"}\n");
+    if (path_user && !user_param_ok(req, path_user))
         return 0;
-    }
     char bearer[4096];
     const char *b = http_request_bearer(req, bearer, sizeof(bearer));
     if (!b) {
