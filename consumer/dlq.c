@@ -51,6 +51,14 @@ static void letter_free(struct letter *l)
 
 static void send_letter(struct dlq *d, struct letter *l);
 
+/* l goes again in RETRY_MS (dlq_poll sends it). */
+static void retry_later(struct dlq *d, struct letter *l)
+{
+    l->retry_at = now_mono_ms() + RETRY_MS;
+    l->next = d->retries;
+    d->retries = l;
+}
+
 static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     (void)rk;
@@ -66,9 +74,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
         log_warn("dead-letter topic %s: the record from partition %d offset %lld was not "
                  "written (%s); trying again", d->dlq_topic, (int)l->partition,
                  (long long)l->offset, rd_kafka_err2str(m->err));
-        l->retry_at = now_mono_ms() + RETRY_MS;
-        l->next = d->retries;
-        d->retries = l;
+        retry_later(d, l);
         return;
     }
     d->pending--;
@@ -124,9 +130,7 @@ static void send_letter(struct dlq *d, struct letter *l)
             return; /* hdrs are the message's now */
         rd_kafka_headers_destroy(hdrs);
         if (err != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            l->retry_at = now_mono_ms() + RETRY_MS;
-            l->next = d->retries;
-            d->retries = l;
+            retry_later(d, l);
             return;
         }
         /* Full: the dead-letter topic is behind; the partition waits. */

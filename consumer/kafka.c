@@ -298,10 +298,11 @@ static void *consume_loop(void *arg)
 
     while (!handoff_closed(k->batches)) {
         check_reachable(k, &next_check);
-        /* First the dead-letter topic: nothing is consumed that could not
-         * go there. Asked here, not at start, so that a broker that is
-         * down does not hold the gateway's start. */
-        if (!k->dlq_ready) {
+        /* First the topics it writes to: the dead-letter topic (nothing is
+         * consumed that could not go there) and the receipts'. Asked here,
+         * not at start, so that a broker that is down does not hold the
+         * gateway's start. */
+        if (!k->topics_ready) {
             int parts = partitions_of(k->rk, k->topic);
             int rc = dlq_ensure_topic(k->dlq, parts, 2000, k->failure, sizeof(k->failure));
             if (rc == 0 && k->events_topic)
@@ -311,7 +312,7 @@ static void *consume_loop(void *arg)
                 atomic_store(&k->failed, 1);
                 break;
             }
-            k->dlq_ready = rc == 0;
+            k->topics_ready = rc == 0;
             if (rc == 1 && !atomic_exchange(&k->unreachable, 1))
                 log_error("kafka: no broker answers: consuming waits until one does");
             continue;
@@ -471,7 +472,7 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
     }
     struct dlq_conf dc = {conf->brokers, conf->props, conf->topic, conf->dlq_topic, dlq_done, k};
     k->dlq = dlq_new(&dc, errstr, size);
-    k->dlq_ready = conf->embedded != NULL; /* the embedded broker made it with the main topic */
+    k->topics_ready = conf->embedded != NULL; /* the embedded broker made them with the main topic */
     if (!k->dlq)
         goto fail;
     if (pthread_create(&k->thread, NULL, consume_loop, k) != 0) {

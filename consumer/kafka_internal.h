@@ -23,7 +23,7 @@ struct kafka {
     pthread_t thread;
     int started;
     dlq_t *dlq; /* the Kafka thread's, then kafka_close's */
-    int dlq_ready; /* its topic exists (Kafka thread) */
+    int topics_ready; /* the dead-letter and receipts topics exist (Kafka thread) */
     atomic_int failed; /* consuming cannot go on: failure says why (written first) */
     char failure[512];
 
