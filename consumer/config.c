@@ -149,10 +149,11 @@ static const struct setting settings[] = {
      "file of revoked tokens: a jti, or sub:USER, a line; their connections close with 4003 "
      "(re-read with the keys on SIGHUP)"},
     {.flag = "api-keys-file", "API_KEYS_FILE", "", STR, S(api_keys_file),
-     "file of NAME KEY lines: callers of /metrics send Authorization: Bearer KEY (re-read on "
-     "SIGHUP)"},
+     "file of NAME KEY lines: callers of /metrics, /status.json and the /api routes send "
+     "Authorization: Bearer KEY (re-read on SIGHUP)"},
     {.flag = "ops-open", "OPS_OPEN", "false", FLAG, S(ops_open),
-     "serve /metrics without a key (a trusted network; --embedded defaults to it)"},
+     "serve /metrics and /status.json without a key (a trusted network; --embedded defaults "
+     "to it)"},
     {.flag = "publish-max-bytes", "PUBLISH_MAX_BYTES", "1048576", INT, S(publish_max_bytes),
      "bytes of a POST /api/notifications body (413 past it)", RANGE(1024, 16 << 20)},
     {.flag = "publish-timeout", "PUBLISH_TIMEOUT", "10", INT, S(publish_timeout_s),

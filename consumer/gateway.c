@@ -353,7 +353,7 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
         log_info("API keys: %zu from %s", api_keys_count(g->keys), c->api_keys_file);
     }
     if (c->ops_open_defaulted)
-        log_warn("/metrics is open to anyone (the embedded default); OPS_OPEN=false closes it");
+        log_warn("/metrics and /status.json are open to anyone (the embedded default); OPS_OPEN=false closes it");
     /* config_load checked both lists. */
     origins_parse(&g->ws.origins, c->allowed_origins, errstr, size);
     proxies_parse(&g->ws.proxies, c->trusted_proxies, errstr, size);
