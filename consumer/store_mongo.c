@@ -209,6 +209,31 @@ static int mongo_put(void *impl, const store_doc_t *docs, size_t n, char *errstr
     return rc;
 }
 
+/* A stored document's fields into d, pointing into doc; one that is
+ * missing or of another type stays NULL (or 0). Returns whether id,
+ * userId, seq and notification are all there. */
+static int doc_read(const bson_t *doc, store_doc_t *d)
+{
+    bson_iter_t it;
+    uint32_t len = 0;
+    int has_seq = 0;
+    *d = (store_doc_t){0};
+    if (bson_iter_init_find(&it, doc, "id") && BSON_ITER_HOLDS_UTF8(&it))
+        d->id = bson_iter_utf8(&it, NULL);
+    if (bson_iter_init_find(&it, doc, "userId") && BSON_ITER_HOLDS_UTF8(&it))
+        d->user = bson_iter_utf8(&it, NULL);
+    if (bson_iter_init_find(&it, doc, "seq")) {
+        d->seq = bson_iter_as_int64(&it);
+        has_seq = 1;
+    }
+    if (bson_iter_init_find(&it, doc, "notification") && BSON_ITER_HOLDS_UTF8(&it))
+        d->frame = bson_iter_utf8(&it, &len);
+    d->frame_len = len;
+    if (bson_iter_init_find(&it, doc, "ackedAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
+        d->acked_at = bson_iter_date_time(&it);
+    return d->id && d->user && has_seq && d->frame;
+}
+
 static bson_t *history_doc(const store_doc_t *d)
 {
     bson_t *b = mongo_new_doc(d->id, d->user, d->seq, d->frame, d->frame_len, 0);
@@ -246,16 +271,10 @@ static int archive(mongo_store_t *st, const bson_t *filter, char *errstr, size_t
     int64_t now = now_wall_ms();
     int rc = 0;
     while (mongoc_cursor_next(cur, &doc)) {
-        bson_iter_t id, user, seq, frame;
-        uint32_t len = 0;
-        if (!bson_iter_init_find(&id, doc, "id") || !BSON_ITER_HOLDS_UTF8(&id) ||
-            !bson_iter_init_find(&user, doc, "userId") || !BSON_ITER_HOLDS_UTF8(&user) ||
-            !bson_iter_init_find(&seq, doc, "seq") ||
-            !bson_iter_init_find(&frame, doc, "notification") || !BSON_ITER_HOLDS_UTF8(&frame))
+        store_doc_t d;
+        if (!doc_read(doc, &d))
             continue;
-        const char *f = bson_iter_utf8(&frame, &len);
-        store_doc_t d = {bson_iter_utf8(&id, NULL), bson_iter_utf8(&user, NULL), f, len,
-                         bson_iter_as_int64(&seq), now};
+        d.acked_at = now;
         if (n == cap)
             copies = xrealloc(copies, (cap = cap ? 2 * cap : 64) * sizeof(*copies));
         copies[n++] = history_doc(&d);
@@ -383,26 +402,16 @@ static int mongo_fetch(void *impl, store_read_t *reads, size_t n, store_fetch_cb
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->coll, &filter, opts, NULL);
 
     while (mongoc_cursor_next(cur, &doc)) {
-        bson_iter_t it;
-        store_doc_t d = {0};
-        uint32_t len = 0;
+        store_doc_t d;
         returned++;
-        if (bson_iter_init_find(&it, doc, "userId") && BSON_ITER_HOLDS_UTF8(&it))
-            d.user = bson_iter_utf8(&it, NULL);
+        doc_read(doc, &d);
         struct user_read key = {d.user, 0};
         const struct user_read *who =
             d.user ? bsearch(&key, by_user, n, sizeof(*by_user), by_reader) : NULL;
-        if (bson_iter_init_find(&it, doc, "seq"))
-            d.seq = bson_iter_as_int64(&it);
         if (!who || d.seq <= reads[who->read].after_seq)
             continue; /* sent already, not acknowledged yet */
         if (seen[who->read]++ >= reads[who->read].limit)
             continue; /* past the user's limit: asked again later */
-        if (bson_iter_init_find(&it, doc, "id") && BSON_ITER_HOLDS_UTF8(&it))
-            d.id = bson_iter_utf8(&it, NULL);
-        if (bson_iter_init_find(&it, doc, "notification") && BSON_ITER_HOLDS_UTF8(&it))
-            d.frame = bson_iter_utf8(&it, &len);
-        d.frame_len = len;
         if (!d.id || !d.frame) {
             log_warn("skipping a malformed stored document for user %s (no id or notification)",
                      d.user);
@@ -455,18 +464,9 @@ static int mongo_list(void *impl, store_table_t table, const char *user, int64_t
     int count = 0;
 
     while (mongoc_cursor_next(cur, &doc)) {
-        bson_iter_t it;
-        uint32_t len = 0;
-        store_doc_t d = {.user = user};
-        if (bson_iter_init_find(&it, doc, "seq"))
-            d.seq = bson_iter_as_int64(&it);
-        if (bson_iter_init_find(&it, doc, "id") && BSON_ITER_HOLDS_UTF8(&it))
-            d.id = bson_iter_utf8(&it, NULL);
-        if (bson_iter_init_find(&it, doc, "notification") && BSON_ITER_HOLDS_UTF8(&it))
-            d.frame = bson_iter_utf8(&it, &len);
-        d.frame_len = len;
-        if (bson_iter_init_find(&it, doc, "ackedAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
-            d.acked_at = bson_iter_date_time(&it);
+        store_doc_t d;
+        doc_read(doc, &d);
+        d.user = user;
         if (d.id && d.frame) {
             cb(arg, 0, &d);
             count++;
