@@ -355,3 +355,25 @@ def test_http_and_the_producer_put_a_user_on_the_same_partition(kafka, topic, ga
         c.close()
     assert len(where) == 2 * len(users), where
     assert {u: where[f"http-{u}"] for u in users} == {u: where[f"cli-{u}"] for u in users}
+
+
+def test_mongouri_is_read_for_mongodb_uri_and_the_log_says_so(mongo, gateway):
+    """Seed 002's MONGOURI: read when MONGODB_URI is not set, and logged."""
+    gw = gateway(mongodb_uri=None, env={"MONGOURI": mongo.uri})
+    gw.wait_health("the store answering", lambda h: h["store"] == "ok")
+    assert "(from MONGOURI, read as another name for MONGODB_URI)" in gw.log_text()
+
+
+def test_a_preflight_names_what_a_page_may_send(gateway):
+    """OPTIONS on an API route: 204, the headers a page may send, Vary:
+    Origin, and Access-Control-Allow-Origin only for an allowed origin."""
+    gw = gateway(args=["--allowed-origins", "http://app.example"])
+    for origin, allowed in (("http://app.example", True), ("http://evil.example", False)):
+        req = urllib.request.Request(gw.http_url("/api/users/u1/notifications"), method="OPTIONS",
+                                     headers={"Origin": origin,
+                                              "Access-Control-Request-Method": "GET"})
+        with urllib.request.urlopen(req, timeout=5) as r:
+            assert r.status == 204
+            assert r.headers["Access-Control-Allow-Headers"] == "Authorization, Content-Type"
+            assert r.headers["Vary"] == "Origin"
+            assert r.headers.get("Access-Control-Allow-Origin") == (origin if allowed else None)
