@@ -151,3 +151,16 @@ def image(podman) -> str:
               "-t", IMAGE, str(REPO), timeout=1200)
     phase("image build", started)
     return IMAGE
+
+
+def can_network(podman) -> None:
+    """What compose needs beyond running a container: a bridge network with
+    names, and a published port."""
+    net = "ngtest-probe"
+    podman.run("network", "rm", "-f", net)
+    made = podman.run("network", "create", net)
+    run = podman.run("run", "--rm", "--network", net, "-p", "127.0.0.1::9", BASE, "true")
+    podman.run("network", "rm", "-f", net)
+    if made.returncode or run.returncode:
+        cannot_run("podman cannot give containers a network here: "
+                   + (made.stderr or run.stderr).strip()[-500:])

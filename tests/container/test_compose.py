@@ -19,7 +19,7 @@ from pathlib import Path
 import jwt as pyjwt
 import pytest
 
-from conftest import BASE, cannot_run, phase
+from conftest import can_network, phase
 from servers import REPO, ensure_fetched, ferretdb_binary, kafka_jars_dir
 from wsclient import Tab
 
@@ -87,19 +87,6 @@ class Compose:
 
     def wait_healthy(self, service: str, timeout: float = 180) -> None:
         self.wait_health(service, "healthy", timeout)
-
-
-def can_network(podman) -> None:
-    """What compose needs beyond running a container: a bridge network with
-    names, and a published port."""
-    net = "ngtest-probe"
-    podman.run("network", "rm", "-f", net)
-    made = podman.run("network", "create", net)
-    run = podman.run("run", "--rm", "--network", net, "-p", "127.0.0.1::9", BASE, "true")
-    podman.run("network", "rm", "-f", net)
-    if made.returncode or run.returncode:
-        cannot_run("podman cannot give containers a network here: "
-                   + (made.stderr or run.stderr).strip()[-500:])
 
 
 @pytest.fixture

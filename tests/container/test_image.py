@@ -1,6 +1,7 @@
-"""The image alone, with its embedded broker: ready, delivering what the
-README's `exec` command and HTTP publishing send, and keeping what it
-stored across a new container on the same volume."""
+"""The image alone, with its embedded broker, run with the README's own
+commands (`docker run -p …:8083`, `docker exec gw producer --brokers
+localhost:9092 …`): ready, delivering what `exec` and HTTP publishing send,
+and keeping what it stored across a new container on the same volume."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import json
 import time
 import urllib.request
 
-from conftest import LABEL
+from conftest import LABEL, can_network
 from servers import free_port, wait_http_ok
 from wsclient import Tab
 
@@ -27,7 +28,8 @@ def wait_ready(port: int, podman, name: str, timeout: float = 60) -> None:
 
 
 def test_the_embedded_image_delivers_and_keeps_what_it_stored(podman, image, tmp_path):
-    port, kafka_port = free_port(), free_port()
+    can_network(podman)
+    port = free_port()
     keys = tmp_path / "keys"
     keys.mkdir()
     (keys / "keys").write_text(f"test {KEY}\n")
@@ -37,10 +39,11 @@ def test_the_embedded_image_delivers_and_keeps_what_it_stored(podman, image, tmp
     podman.ok("volume", "create", "--label", LABEL, volume)
 
     def start(name: str) -> None:
-        podman.ok("run", "-d", "--name", name, "--label", LABEL, "--network", "host",
-                  "-e", "EMBEDDED=true", "-e", f"PORT={port}", "-e", f"EMBEDDED_PORT={kafka_port}",
-                  "-e", "API_KEYS_FILE=/keys/keys", "-v", f"{keys}:/keys:ro",
-                  "-v", f"{volume}:/var/lib/notification-gateway", image)
+        # The README's docker run, on a free host port, plus the key file.
+        podman.ok("run", "-d", "--name", name, "--label", LABEL,
+                  "-p", f"127.0.0.1:{port}:8083", "-e", "EMBEDDED=true",
+                  "-v", f"{volume}:/var/lib/notification-gateway",
+                  "-e", "API_KEYS_FILE=/keys/keys", "-v", f"{keys}:/keys:ro", image)
         wait_ready(port, podman, name)
 
     def publish(item: dict) -> int:
@@ -51,12 +54,12 @@ def test_the_embedded_image_delivers_and_keeps_what_it_stored(podman, image, tmp
         with urllib.request.urlopen(req, timeout=30) as r:
             return r.status
 
-    start("gw-first")
+    start("gw")
 
     async def first():
         async with Tab(f"ws://127.0.0.1:{port}/?userId=u1") as tab:
             # The README's command, inside the container.
-            podman.ok("exec", "gw-first", "producer", "--brokers", f"localhost:{kafka_port}",
+            podman.ok("exec", "gw", "producer", "--brokers", "localhost:9092",
                       "--user", "u1", "--id", "by-exec", "--message", "hi")
             await tab.wait_for(1, timeout=30)
             assert await asyncio.to_thread(publish, {"id": "by-http", "userId": "u1",
@@ -65,7 +68,7 @@ def test_the_embedded_image_delivers_and_keeps_what_it_stored(podman, image, tmp
             assert tab.ids == ["by-exec", "by-http"]
     asyncio.run(first())
     # For someone away: stored in the state volume.
-    podman.ok("exec", "gw-first", "producer", "--brokers", f"localhost:{kafka_port}",
+    podman.ok("exec", "gw", "producer", "--brokers", "localhost:9092",
               "--user", "away", "--id", "kept", "--message", "later")
     deadline = time.monotonic() + 20
     while True:
@@ -75,13 +78,13 @@ def test_the_embedded_image_delivers_and_keeps_what_it_stored(podman, image, tmp
         assert time.monotonic() < deadline, "the notification for 'away' was not stored"
         time.sleep(0.3)
     started = time.monotonic()
-    podman.ok("stop", "-t", "30", "gw-first")
-    assert podman.ok("inspect", "-f", "{{.State.ExitCode}}", "gw-first").strip() == "0"
+    podman.ok("stop", "-t", "30", "gw")
+    assert podman.ok("inspect", "-f", "{{.State.ExitCode}}", "gw").strip() == "0"
     assert time.monotonic() - started < 30
-    podman.ok("rm", "gw-first")
+    podman.ok("rm", "gw")
 
     # A new container on the same volume: the stored one is still there.
-    start("gw-second")
+    start("gw-again")
 
     async def second():
         async with Tab(f"ws://127.0.0.1:{port}/?userId=away") as tab:
