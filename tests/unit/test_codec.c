@@ -394,6 +394,19 @@ static void client_message_forms(void **state)
     a = "hello";
     assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_INVALID);
     assert_non_null(strstr(err, "JSON object"));
+    /* Near the plain ack's shape, each answered as the full parser does. */
+    a = "{\"type\":\"ack\",\"id\":\"a\",\"id\":\"b\"}"; /* the last one counts */
+    assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_ACK);
+    assert_string_equal(m.id, "b");
+    a = "{\"type\":\"ack\",\"id\":\"a b\"}";
+    assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_INVALID);
+    a = "{\"type\":\"ack\",\"id\":\"\"}";
+    assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_INVALID);
+    a = "{\"type\":\"ack\",\"id\":\"n5\"}}";
+    assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_INVALID);
+    a = "{\"type\":\"ack\",\"id\":\"n\\u0036\"}";
+    assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_ACK);
+    assert_string_equal(m.id, "n6");
     a = "{\"type\":\"auth\",\"token\":\"h.p.s\"}";
     assert_int_equal(client_msg_parse(a, strlen(a), &m, err, sizeof(err)), CLIENT_MSG_AUTH);
     assert_string_equal(m.token, "h.p.s");
