@@ -20,6 +20,10 @@
  * stdin closes), --no-connect (produce only), --no-produce (connect and
  * receive what the gateway replays from its store).
  *
+ * --conns-per-user K: K connections a user (a fan-out); each counts its own
+ * frames, and a notification is complete when every connection of its
+ * user has it. "deliveries" counts one per connection.
+ *
  * Build: cc -O2 -std=c11 -o loadgen loadgen.c $(pkg-config --cflags --libs rdkafka) -pthread
  */
 #define _GNU_SOURCE
@@ -30,6 +34,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <librdkafka/rdkafka.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -552,6 +557,8 @@ struct conn {
     int fd;
     enum cstate state;
     int user;
+    int slot;        /* which of the user's --conns-per-user connections */
+    long long frames; /* own notifications received on this connection */
     int attempts;
     int want_out; /* EPOLLOUT registered */
     int close_sent;
@@ -579,13 +586,19 @@ static struct {
     int errors;
     long long frames, bytes, replayed, acks, pings, foreign, unparsed;
     long long unique, dup;
-    int64_t first_rx_mono, last_rx_mono, last_unique_mono;
+    long long deliveries; /* own notifications, first receipt on each connection */
+    long long full;       /* own notifications that every connection of the user has */
+    int64_t first_rx_mono, last_rx_mono, last_unique_mono, last_full_mono;
     int64_t connect_start, connect_end;
     int nnotes;
     char notes[MAX_CLOSE_NOTES][160];
 } st;
 
-static uint8_t *seen; /* per notification number: receipts (saturating) */
+/* Per notification number: which connections of its user have it. With
+ * --conns-per-user K <= 8 a bit per connection (connection i is user
+ * i % users and slot i / users), so a duplicate on one connection cannot
+ * hide a loss on another; with more, a saturating count of receipts. */
+static uint8_t *seen;
 
 static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void note(const char *fmt, ...)
@@ -796,14 +809,33 @@ static void on_message(struct conn *c, const uint8_t *p, size_t len, int64_t rx_
         for (const char *q = id + plen; q < id_end && *q >= '0' && *q <= '9'; q++)
             seq = seq * 10 + (*q - '0');
         if (seq >= 0 && seq < opt.count) {
+            int k = opt.conns_per_user, was = seen[seq], fresh, now_full;
             if (seen[seq] == 0) {
                 st.unique++;
                 st.last_unique_mono = rx_mono;
-            } else if ((int)seen[seq] >= opt.conns_per_user) {
+            }
+            if (k <= 8) {
+                uint8_t bit = (uint8_t)(1u << (c ? c->slot : 0));
+                fresh = !(was & bit);
+                seen[seq] = (uint8_t)(was | bit);
+                now_full = fresh && __builtin_popcount(seen[seq]) == k;
+            } else {
+                fresh = was < k;
+                if (seen[seq] < 255)
+                    seen[seq]++;
+                now_full = fresh && seen[seq] == k;
+            }
+            if (fresh) {
+                st.deliveries++;
+                if (c)
+                    c->frames++;
+            } else {
                 st.dup++;
             }
-            if (seen[seq] < 255)
-                seen[seq]++;
+            if (now_full) {
+                st.full++;
+                st.last_full_mono = rx_mono;
+            }
         }
     } else {
         st.foreign++;
@@ -1109,7 +1141,9 @@ static void usage(void)
             "  --url-base ws://HOST:PORT   the gateway (default ws://127.0.0.1:8083)\n"
             "  --users N                   user ids PREFIX0..PREFIX<N-1> (default 1000)\n"
             "  --user-prefix P             (default bench-)\n"
-            "  --conns-per-user K          (default 1)\n"
+            "  --conns-per-user K          connections per user (default 1): connection i is\n"
+            "                              user i mod N; a notification is complete when each\n"
+            "                              of its user's K connections has it\n"
             "  --brokers B --topic T       Kafka to produce to\n"
             "  --rate R --duration S       open loop: R notifications/s for S seconds\n"
             "  --burst COUNT               COUNT notifications as fast as possible\n"
@@ -1292,6 +1326,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < nconns; i++) {
         conns[i].fd = -1;
         conns[i].user = i % opt.users;
+        conns[i].slot = i / opt.users;
     }
     epfd = epoll_create1(EPOLL_CLOEXEC);
     if (epfd < 0)
@@ -1359,7 +1394,7 @@ int main(int argc, char **argv)
         else
             usleep(5000);
         int produced_all = opt.no_produce || atomic_load(&prod.done);
-        if (receiving && st.unique >= opt.count && st.frames - st.dup >= want) {
+        if (receiving && st.unique >= opt.count && st.deliveries >= want) {
             done_at = mono_ns();
             break;
         }
@@ -1387,7 +1422,10 @@ int main(int argc, char **argv)
     stop_flag = 1;
 
     int64_t t_first = opt.no_produce ? t_start : prod.start_mono;
-    int64_t t_last = receiving ? st.last_unique_mono : prod.end_mono;
+    /* The last notification that every connection of its user has (with
+     * one connection a user: the last new one). */
+    int64_t t_last = receiving ? (opt.conns_per_user > 1 ? st.last_full_mono : st.last_unique_mono)
+                               : prod.end_mono;
     double dur = t_last > t_first ? (double)(t_last - t_first) / 1e9 : 0;
     double tput = dur > 0 ? (double)(receiving ? st.unique : atomic_load(&prod.produced)) / dur : 0;
     double gw_cpu = cpu1.ok && cpu0.ok ? cpu1.ticks_s - cpu0.ticks_s : 0;
@@ -1398,7 +1436,7 @@ int main(int argc, char **argv)
                              ru0.ru_stime.tv_usec) / 1e6;
 
     printf("{\"mode\":\"%s\",\"complete\":%s,\"users\":%d,\"conns_per_user\":%d,\"connections\":%d,"
-           "\"connect_s\":%.3f,\"count\":%lld,\"rate\":%.1f,\"linger_ms\":%d,\"message_bytes\":%d,",
+           "\"connect_s\":%.6f,\"count\":%lld,\"rate\":%.1f,\"linger_ms\":%d,\"message_bytes\":%d,",
            opt.no_produce ? "replay" : opt.no_connect ? "produce" : opt.kafka_only ? "kafka-only"
                                      : opt.rate > 0 ? "paced" : "burst",
            complete ? "true" : "false", opt.users, opt.conns_per_user, nconns,
@@ -1416,10 +1454,26 @@ int main(int argc, char **argv)
            want, st.frames, st.unique, st.dup, receiving ? opt.count - st.unique : 0, st.replayed,
            st.foreign, st.unparsed, st.acks, st.pings,
            st.frames ? (double)st.bytes / (double)st.frames : 0, st.closed_by_server, st.errors);
+    long long cf_min = nconns ? LLONG_MAX : 0, cf_max = 0;
+    for (int i = 0; i < nconns; i++) {
+        if (conns[i].frames < cf_min)
+            cf_min = conns[i].frames;
+        if (conns[i].frames > cf_max)
+            cf_max = conns[i].frames;
+    }
+    printf("\"deliveries\":%lld,\"deliveries_missing\":%lld,\"complete_notifications\":%lld,"
+           "\"conn_frames_min\":%lld,\"conn_frames_max\":%lld,",
+           st.deliveries, receiving && want > st.deliveries ? want - st.deliveries : 0, st.full,
+           cf_min, cf_max);
+    /* CLOCK_MONOTONIC is the machine's: the driver compares these with its own. */
+    printf("\"t_first_mono_ns\":%" PRId64 ",\"t_last_mono_ns\":%" PRId64 ",", t_first, t_last);
     printf("\"duration_s\":%.4f,\"throughput_per_s\":%.1f,\"gateway_cpu_s\":%.4f,"
-           "\"gateway_sched_s\":%.4f,\"per_gateway_cpu_s\":%.1f,\"loadgen_cpu_s\":%.3f,",
-           dur, tput, gw_cpu, gw_sched,
-           gw_sched > 0 ? (double)st.unique / gw_sched : 0, lg_cpu);
+           "\"gateway_sched_s\":%.4f,\"per_gateway_cpu_s\":%.1f,"
+           "\"deliveries_per_gateway_cpu_s\":%.1f,\"gateway_us_per_delivery\":%.3f,"
+           "\"loadgen_cpu_s\":%.3f,",
+           dur, tput, gw_cpu, gw_sched, gw_sched > 0 ? (double)st.unique / gw_sched : 0,
+           gw_sched > 0 ? (double)st.deliveries / gw_sched : 0,
+           st.deliveries ? gw_sched * 1e6 / (double)st.deliveries : 0, lg_cpu);
     printf("\"gateway_cpu_at_last_frame\":");
     print_cpu(&cpu0, &cpu_done);
     printf(",\"gateway_cpu\":");
