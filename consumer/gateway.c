@@ -42,9 +42,9 @@
 #define HELD_PER_USER 2048
 #define TICK_US (1 * LWS_US_PER_SEC)
 /* libwebsockets allocates this for every connection: clients only send
- * acks of a few dozen bytes, and longer frames are reassembled up to
- * ACK_FRAME_MAX from several reads. */
-#define RX_BUFFER_BYTES 512
+ * acks of a few dozen bytes (a UUIDv7 id: 58), and longer messages (tokens)
+ * are reassembled up to CLIENT_MSG_MAX from several pieces. */
+#define RX_BUFFER_BYTES 128
 #define EMBEDDED_PARTITIONS 3
 #define EXPIRY_INTERVAL_MS 60000 /* how often the store's limits are applied */
 #define PROTOCOL "notifications"

@@ -222,6 +222,11 @@ void hub_publish(hub_t *hub, const hub_msg_t *in)
 
 /* ---- connections ---- */
 
+const char *hub_conn_user(const hub_conn_t *conn)
+{
+    return conn->user->id;
+}
+
 hub_conn_t *hub_connect(hub_t *hub, const char *user, void *transport)
 {
     user_t *u = find_user(hub, user);
@@ -233,7 +238,7 @@ hub_conn_t *hub_connect(hub_t *hub, const char *user, void *transport)
         return NULL;
     hub_conn_t *c = xcalloc(1, sizeof(*c));
     if (!u) {
-        u = xcalloc(1, sizeof(*u));
+        u = xcalloc(1, sizeof(*u) + ulen + 1);
         memcpy(u->id, user, ulen + 1);
         u->held_tail = &u->held;
         HASH_ADD_STR(hub->users, id, u);

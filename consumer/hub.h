@@ -96,6 +96,8 @@ hub_conn_t *hub_connect(hub_t *hub, const char *user, void *transport);
 void *hub_oldest_transport(hub_t *hub, const char *user);
 /* The connection closed: what it held unacknowledged is released. */
 void hub_disconnect(hub_t *hub, hub_conn_t *conn);
+/* The user a connection belongs to (its hub-owned id). */
+const char *hub_conn_user(const hub_conn_t *conn);
 /* Calls fn with the transport of each of user's connections (fn may
  * disconnect that connection); returns how many. */
 size_t hub_each_user_transport(hub_t *hub, const char *user,

@@ -50,7 +50,6 @@ struct hub_conn {
 
 typedef struct user {
     UT_hash_handle hh;
-    char id[NOTIF_USER_MAX + 1];
     hub_conn_t *conns;
     size_t nconns;
     delivery_t *inflight;
@@ -67,6 +66,7 @@ typedef struct user {
      * than sent through the store and read back. */
     delivery_t *held, **held_tail;
     size_t nheld;
+    char id[]; /* as long as it is: one per online user, most ids are short */
 } user_t;
 
 struct hub {

@@ -52,7 +52,7 @@ static void refill(const peers_t *p, struct entry *e, int64_t now_ms)
     }
 }
 
-enum peer_verdict peers_admit(peers_t *p, const char *addr, int64_t now_ms)
+enum peer_verdict peers_admit(peers_t *p, const char *addr, int64_t now_ms, const char **key)
 {
     struct entry *e;
     HASH_FIND_STR(p->by_addr, addr, e);
@@ -70,6 +70,8 @@ enum peer_verdict peers_admit(peers_t *p, const char *addr, int64_t now_ms)
     if (e->open >= p->conf.max_per_address)
         return PEER_TOO_MANY;
     e->open++;
+    if (key)
+        *key = e->addr;
     return PEER_OK;
 }
 

@@ -25,8 +25,10 @@ typedef struct peers peers_t;
 peers_t *peers_new(const struct peer_conf *conf);
 void peers_free(peers_t *p);
 /* A new connection from addr at now_ms: PEER_OK counts it (peers_release
- * when it closes); a refusal counts nothing but the attempt's token. */
-enum peer_verdict peers_admit(peers_t *p, const char *addr, int64_t now_ms);
+ * when it closes) and, when key is not NULL, points it at the table's copy
+ * of addr, kept until that release (a connection need not hold its own);
+ * a refusal counts nothing but the attempt's token. */
+enum peer_verdict peers_admit(peers_t *p, const char *addr, int64_t now_ms, const char **key);
 void peers_release(peers_t *p, const char *addr);
 /* Forgets addresses with no connection whose bucket is full again. */
 void peers_sweep(peers_t *p, int64_t now_ms);

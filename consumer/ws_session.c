@@ -84,10 +84,10 @@ static int join(struct ws_server *srv, struct lws *wsi, struct ws_session *s, co
     return 0;
 }
 
-/* A token checked: 0 with s->user set and the timer at its end, or what
- * the callback returns to close. */
+/* A token checked: 0 with user (NOTIF_USER_MAX + 1 bytes) set to its sub
+ * and the timer at its end, or what the callback returns to close. */
 static int accept_token(struct ws_server *srv, struct lws *wsi, struct ws_session *s,
-                        const char *token, size_t len, const char *claimed_user)
+                        const char *token, size_t len, const char *claimed_user, char *user)
 {
     struct auth_grant g;
     int64_t now = now_wall_ms();
@@ -96,8 +96,10 @@ static int accept_token(struct ws_server *srv, struct lws *wsi, struct ws_sessio
         srv->refused.token++;
         return refuse(wsi, (enum lws_close_status)g.close_code, g.reason);
     }
-    memcpy(s->user, g.user, sizeof(s->user));
-    memcpy(s->jti, g.jti, sizeof(s->jti));
+    memcpy(user, g.user, sizeof(g.user));
+    s->signed_in = 1;
+    free(s->jti);
+    s->jti = g.jti[0] ? xstrdup(g.jti) : NULL;
     set_timer(s, g.until_ms - now);
     return 0;
 }
@@ -116,17 +118,16 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
      * restarted) will take it; the open ones get 1001 as they are closed. */
     if (*srv->stopping)
         return refuse(wsi, (enum lws_close_status)1013, "server draining, try again later");
-    ws_client_address(srv, wsi, s->addr);
-    switch (peers_admit(srv->peers, s->addr, now_mono_ms())) {
+    char addr[PEER_ADDR_MAX];
+    ws_client_address(srv, wsi, addr);
+    switch (peers_admit(srv->peers, addr, now_mono_ms(), &s->addr)) {
     case PEER_OK:
         break;
-    case PEER_TOO_MANY:
-        s->addr[0] = '\0'; /* not counted: nothing to release */
+    case PEER_TOO_MANY: /* not counted: s->addr stays NULL, nothing to release */
         srv->refused.address_limit++;
         return refuse(wsi, (enum lws_close_status)1013,
                       "too many connections from this address, try again later");
     case PEER_TOO_FAST:
-        s->addr[0] = '\0';
         srv->refused.address_rate++;
         return refuse(wsi, (enum lws_close_status)1013,
                       "connecting too fast from this address, try again later");
@@ -159,9 +160,10 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
         set_timer(s, auth_timeout_ms(srv->auth));
         return 0;
     }
-    if (accept_token(srv, wsi, s, token, (size_t)len, user) != 0)
+    char sub[NOTIF_USER_MAX + 1];
+    if (accept_token(srv, wsi, s, token, (size_t)len, user, sub) != 0)
         return -1;
-    return join(srv, wsi, s, s->user);
+    return join(srv, wsi, s, sub);
 }
 
 /* A client message once the connection has its user. */
@@ -169,7 +171,7 @@ static int on_message(struct ws_server *srv, struct lws *wsi, struct ws_session 
                       const char *msg, size_t len)
 {
     static struct client_msg m;
-    char err[160], welcome[64 + NOTIF_USER_MAX];
+    char err[160], welcome[64 + NOTIF_USER_MAX], sub[NOTIF_USER_MAX + 1];
     enum client_msg_type t = client_msg_parse(msg, len, &m, err, sizeof(err));
 
     if (t == CLIENT_MSG_INVALID)
@@ -179,15 +181,18 @@ static int on_message(struct ws_server *srv, struct lws *wsi, struct ws_session 
             return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                           "the first message must be {\"type\":\"auth\",\"token\":\"...\"}");
         s->awaiting_auth = 0;
-        if (accept_token(srv, wsi, s, m.token, strlen(m.token), NULL) != 0 ||
-            join(srv, wsi, s, s->user) != 0)
+        if (accept_token(srv, wsi, s, m.token, strlen(m.token), NULL, sub) != 0 ||
+            join(srv, wsi, s, sub) != 0)
             return -1;
-        snprintf(welcome, sizeof(welcome), "{\"type\":\"welcome\",\"userId\":\"%s\"}", s->user);
+        snprintf(welcome, sizeof(welcome), "{\"type\":\"welcome\",\"userId\":\"%s\"}", sub);
         send_control(s, welcome); /* user ids need no JSON escaping */
         return 0;
     }
+    /* (No conn: an operator or a newer connection took it; it is closing.) */
     if (t == CLIENT_MSG_REFRESH && auth_required(srv->auth))
-        return accept_token(srv, wsi, s, m.token, strlen(m.token), s->user);
+        return s->conn ? accept_token(srv, wsi, s, m.token, strlen(m.token),
+                                      hub_conn_user(s->conn), sub)
+                       : 0;
     if (t == CLIENT_MSG_ACK && hub_ack(srv->hub, s->conn, m.id) == 0) {
         srv->acked++;
         srv->turn_work(srv->arg);
@@ -286,12 +291,14 @@ int ws_on_writeable(struct ws_server *srv, struct lws *wsi, struct ws_session *s
 void ws_on_closed(struct ws_server *srv, struct ws_session *s)
 {
     cancel_timer(s);
-    if (s->addr[0]) {
+    if (s->addr) {
         peers_release(srv->peers, s->addr);
-        s->addr[0] = '\0';
+        s->addr = NULL;
     }
     free(s->ctl);
     s->ctl = NULL;
+    free(s->jti);
+    s->jti = NULL;
     if (s->counted) {
         srv->sessions--;
         s->counted = 0;
@@ -308,7 +315,8 @@ static void close_if_revoked(void *arg, void *transport)
 {
     struct ws_server *srv = arg;
     struct ws_session *s = lws_wsi_user(transport);
-    if (s->user[0] && auth_revoked(srv->auth, s->user, s->jti)) {
+    if (s->signed_in && s->conn &&
+        auth_revoked(srv->auth, hub_conn_user(s->conn), s->jti ? s->jti : "")) {
         s->close_code = AUTH_CLOSE_FORBIDDEN;
         s->close_reason = "the token is revoked";
         lws_callback_on_writable(transport);

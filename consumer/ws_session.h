@@ -64,9 +64,9 @@ struct ws_session {
     int closing;      /* the hub let go of it: close with 1001 */
     int awaiting_auth; /* open, its token to come as the first message */
     int speaks_v2;     /* may be sent control frames (see docs/protocol.md) */
-    char user[NOTIF_USER_MAX + 1]; /* with a token: its sub */
-    char jti[JWT_JTI_MAX + 1];     /* and its id, "" if none */
-    char addr[PEER_ADDR_MAX];      /* the client's address, counted in peers */
+    int signed_in;     /* by a token: checked against the deny-list */
+    char *jti;         /* that token's id, NULL if none (most connections) */
+    const char *addr;  /* the client's address, counted in peers (its copy) */
     /* Set by the timer (auth deadline, token end): closed at the next
      * writable callback with this code and reason. */
     int close_code;

@@ -63,16 +63,16 @@ static void one_address_is_capped_and_paced(void **state)
     peers_t *p = peers_new(&conf);
     int64_t t = 1000000;
     for (int i = 0; i < 3; i++)
-        assert_int_equal(peers_admit(p, "10.0.0.1", t), PEER_OK);
-    assert_int_equal(peers_admit(p, "10.0.0.1", t), PEER_TOO_MANY);
-    assert_int_equal(peers_admit(p, "10.0.0.2", t), PEER_OK); /* another address */
+        assert_int_equal(peers_admit(p, "10.0.0.1", t, NULL), PEER_OK);
+    assert_int_equal(peers_admit(p, "10.0.0.1", t, NULL), PEER_TOO_MANY);
+    assert_int_equal(peers_admit(p, "10.0.0.2", t, NULL), PEER_OK); /* another address */
     peers_release(p, "10.0.0.1");
-    assert_int_equal(peers_admit(p, "10.0.0.1", t), PEER_OK); /* the 5th token */
+    assert_int_equal(peers_admit(p, "10.0.0.1", t, NULL), PEER_OK); /* the 5th token */
     /* The burst is spent: 100 ms later one more token. */
-    assert_int_equal(peers_admit(p, "10.0.0.1", t), PEER_TOO_FAST);
+    assert_int_equal(peers_admit(p, "10.0.0.1", t, NULL), PEER_TOO_FAST);
     peers_release(p, "10.0.0.1");
-    assert_int_equal(peers_admit(p, "10.0.0.1", t + 100), PEER_OK);
-    assert_int_equal(peers_admit(p, "10.0.0.1", t + 100), PEER_TOO_FAST);
+    assert_int_equal(peers_admit(p, "10.0.0.1", t + 100, NULL), PEER_OK);
+    assert_int_equal(peers_admit(p, "10.0.0.1", t + 100, NULL), PEER_TOO_FAST);
 
     /* Forgotten once closed and rested. */
     for (int i = 0; i < 3; i++)
@@ -83,6 +83,20 @@ static void one_address_is_capped_and_paced(void **state)
     assert_int_equal(peers_tracked(p), 1); /* 10.0.0.2 has tokens back: 4 + 1 */
     peers_sweep(p, t + 10000);
     assert_int_equal(peers_tracked(p), 0);
+
+    /* The table's copy of the address outlives the caller's buffer and
+     * sweeps while the connection is open; a refusal gives none. */
+    char addr[PEER_ADDR_MAX] = "10.0.0.3";
+    const char *key = NULL, *none = NULL;
+    assert_int_equal(peers_admit(p, addr, t, &key), PEER_OK);
+    memset(addr, 0, sizeof(addr));
+    peers_sweep(p, t + 10000);
+    assert_string_equal(key, "10.0.0.3");
+    for (int i = 0; i < 5; i++)
+        peers_admit(p, "10.0.0.4", t, NULL);
+    assert_int_equal(peers_admit(p, "10.0.0.4", t, &none), PEER_TOO_FAST);
+    assert_null(none);
+    peers_release(p, key);
     peers_free(p);
 }
 
