@@ -217,7 +217,9 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 /* First in the list: a WebSocket that names no subprotocol, as the
  * original design's clients do, is bound to it. */
 static const struct lws_protocols protocols[] = {
-    {PROTOCOL, callback, sizeof(struct session), RX_BUFFER_BYTES, 0, NULL, 0},
+    /* tx_packet_size: left at 0, lws cuts every send() to the receive
+     * buffer's size and copies the rest for later writable callbacks. */
+    {PROTOCOL, callback, sizeof(struct session), RX_BUFFER_BYTES, 0, NULL, WS_WRITE_MAX},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 

@@ -26,6 +26,8 @@
 
 /* Bytes of frames put in one write to a connection. */
 #define WS_WRITE_BATCH (32u << 10)
+/* The most one write can carry: a batch, then one more frame. */
+#define WS_WRITE_MAX (WS_WRITE_BATCH + NOTIF_JSON_MAX + 64)
 
 /* Connections refused, by reason (reported in /healthz). */
 struct ws_refusals {
@@ -53,7 +55,7 @@ struct ws_server {
     void *arg;
     /* Where frames are gathered for one write: a batch, or one frame of the
      * largest size a notification can have. */
-    unsigned char wbuf[LWS_PRE + WS_WRITE_BATCH + NOTIF_JSON_MAX + 64];
+    unsigned char wbuf[LWS_PRE + WS_WRITE_MAX];
 };
 
 /* Per connection, inside lws's per-session data (zeroed by lws). */
