@@ -168,19 +168,244 @@ static int parse_fields(json_t *root, int fill, notification_t *n, char *errstr,
     return 0;
 }
 
-int notification_parse(const char *json, size_t len, int fill, notification_t *n, char *errstr,
-                       size_t errstr_size)
+/* ---- the flat reader ----
+ *
+ * Nearly every notification is a flat object of plain strings and an
+ * integer timestamp. Building a jansson tree for it was a third of the
+ * gateway's CPU in a burst, so such an object is read in place. The rule
+ * that keeps this safe: the flat reader only ever answers "this is the
+ * notification jansson would give" or "not sure", never an error. Escapes,
+ * nested values, "data", fractions and exponents, duplicate keys, anything
+ * out of the way: "not sure", and the full parser below decides, with its
+ * error messages. tests/fuzz/fuzz_notification.c checks that whatever the
+ * flat reader takes, the full parser reads the same. */
+
+#define FLAT_KEYS_MAX 16
+
+struct span {
+    const char *s;
+    size_t len;
+};
+
+enum flat_kind { FLAT_ABSENT, FLAT_NULL, FLAT_STRING, FLAT_INT };
+
+struct flat_value {
+    enum flat_kind kind;
+    struct span str;
+    int64_t i;
+};
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
+ * forms, no surrogates, nothing past U+10FFFF), 0 if it is not one. */
+static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+    unsigned char c = p[0];
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else
+        return 0;
+    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (p[i] < 0x80 || p[i] > 0xBF)
+            return 0;
+    return n;
+}
+
+/* A string without escapes or control characters, p just past its opening
+ * quote: returns the position after the closing quote, NULL if not sure. */
+static const char *flat_string(const char *p, const char *end, struct span *out)
+{
+    const char *start = p;
+    while (p < end) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '"') {
+            *out = (struct span){start, (size_t)(p - start)};
+            return p + 1;
+        }
+        if (c < 0x20 || c == '\\')
+            return NULL;
+        size_t n = utf8_seq((const unsigned char *)p, (const unsigned char *)end);
+        if (!n)
+            return NULL;
+        p += n;
+    }
+    return NULL;
+}
+
+/* An integer of at most 18 digits (no fraction, no exponent, no leading
+ * zero): returns the position after it, NULL if not sure. */
+static const char *flat_int(const char *p, const char *end, int64_t *out)
+{
+    int neg = p < end && *p == '-';
+    p += neg;
+    const char *digits = p;
+    int64_t v = 0;
+    while (p < end && *p >= '0' && *p <= '9' && p - digits < 18)
+        v = v * 10 + (*p++ - '0');
+    if (p == digits || (p - digits > 1 && *digits == '0') || p == end ||
+        !(*p == ',' || *p == '}' || *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        return NULL;
+    *out = neg ? -v : v;
+    return p;
+}
+
+static int span_is(struct span k, const char *name)
+{
+    return k.len == strlen(name) && memcmp(k.s, name, k.len) == 0;
+}
+
+/* 0 with n filled, or -1 for "not sure" (n left empty). */
+static int parse_flat(const char *json, size_t len, int fill, notification_t *n)
+{
+    const char *p = json, *end = json + len;
+    struct span keys[FLAT_KEYS_MAX];
+    size_t nkeys = 0;
+    struct flat_value id = {0}, user = {0}, user_alt = {0}, message = {0}, ts = {0}, type = {0};
+
+    p = skip_ws(p, end);
+    if (p == end || *p++ != '{')
+        return -1;
+    p = skip_ws(p, end);
+    if (p < end && *p == '}')
+        return -1; /* empty: the full parser says what is missing */
+    for (;;) {
+        struct span key;
+        struct flat_value v = {0};
+        if (p == end || *p++ != '"' || !(p = flat_string(p, end, &key)))
+            return -1;
+        for (size_t i = 0; i < nkeys; i++)
+            if (keys[i].len == key.len && memcmp(keys[i].s, key.s, key.len) == 0)
+                return -1; /* duplicate */
+        if (nkeys == FLAT_KEYS_MAX)
+            return -1;
+        keys[nkeys++] = key;
+        p = skip_ws(p, end);
+        if (p == end || *p++ != ':')
+            return -1;
+        p = skip_ws(p, end);
+        if (p == end)
+            return -1;
+        if (*p == '"') {
+            v.kind = FLAT_STRING;
+            p = flat_string(p + 1, end, &v.str);
+        } else if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            v.kind = FLAT_INT;
+            p = flat_int(p, end, &v.i);
+        } else if (end - p >= 4 && memcmp(p, "null", 4) == 0) {
+            v.kind = FLAT_NULL;
+            p += 4;
+        } else {
+            return -1; /* true, false, an object, an array */
+        }
+        if (!p)
+            return -1;
+        if (span_is(key, "id"))
+            id = v;
+        else if (span_is(key, "userId"))
+            user = v;
+        else if (span_is(key, "user_id"))
+            user_alt = v;
+        else if (span_is(key, "message"))
+            message = v;
+        else if (span_is(key, "timestamp"))
+            ts = v;
+        else if (span_is(key, "type"))
+            type = v;
+        else if (span_is(key, "data") && v.kind != FLAT_NULL)
+            return -1; /* rendered by jansson's rules: the full parser */
+        p = skip_ws(p, end);
+        if (p == end)
+            return -1;
+        if (*p == '}')
+            break;
+        if (*p++ != ',')
+            return -1;
+        p = skip_ws(p, end);
+    }
+    if (skip_ws(p + 1, end) != end)
+        return -1;
+
+    /* The rules of parse_fields, for these kinds only. */
+    if (id.kind == FLAT_STRING) {
+        if (!notification_id_valid(id.str.s, id.str.len))
+            return -1;
+        memcpy(n->id, id.str.s, id.str.len);
+        n->id[id.str.len] = '\0';
+    } else if (id.kind == FLAT_INT || !(fill & NOTIF_FILL_ID)) {
+        return -1;
+    }
+    struct flat_value *u = user.kind == FLAT_ABSENT || user.kind == FLAT_NULL ? &user_alt : &user;
+    if (u->kind != FLAT_STRING || !notification_user_valid(u->str.s, u->str.len))
+        return -1;
+    if (message.kind != FLAT_STRING)
+        return -1;
+    int64_t ms;
+    if (ts.kind == FLAT_INT)
+        ms = ts.i;
+    else if (ts.kind == FLAT_STRING) {
+        if (iso8601_parse(ts.str.s, ts.str.len, &ms) != 0)
+            return -1;
+    } else if (fill & NOTIF_FILL_TIMESTAMP)
+        ms = now_wall_ms();
+    else
+        return -1;
+    if (iso8601_from_ms(ms, n->timestamp) != 0)
+        return -1;
+    if (type.kind == FLAT_INT)
+        return -1;
+    if (type.kind == FLAT_STRING) {
+        if (type.str.len > NOTIF_TYPE_MAX)
+            return -1;
+        memcpy(n->type, type.str.s, type.str.len);
+        n->type[type.str.len] = '\0';
+        if (notification_type_reserved(n->type))
+            return -1;
+    }
+    /* Nothing can fail from here: what is filled in is decided last. */
+    if (id.kind != FLAT_STRING) {
+        uuid7_generate(n->id);
+        n->filled |= NOTIF_FILL_ID;
+    }
+    if (ts.kind != FLAT_INT && ts.kind != FLAT_STRING)
+        n->filled |= NOTIF_FILL_TIMESTAMP;
+    memcpy(n->user, u->str.s, u->str.len);
+    n->user[u->str.len] = '\0';
+    n->message = xstrndup(message.str.s, message.str.len);
+    return 0;
+}
+
+int notification_parse_tree(const char *json, size_t len, int fill, notification_t *n,
+                            char *errstr, size_t errstr_size)
 {
     json_error_t jerr;
     json_t *root;
     int rc;
 
     memset(n, 0, sizeof(*n));
-    if (len > NOTIF_JSON_MAX)
-        return errstr_set(errstr, errstr_size,
-                          "notification is %zu bytes, more than the limit of %d", len,
-                          NOTIF_JSON_MAX);
-
     root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
     if (!root)
         return errstr_set(errstr, errstr_size, "not valid JSON: %s (at character %d)", jerr.text,
@@ -190,6 +415,29 @@ int notification_parse(const char *json, size_t len, int fill, notification_t *n
     if (rc != 0)
         notification_clear(n);
     return rc;
+}
+
+int notification_parse_flat(const char *json, size_t len, int fill, notification_t *n)
+{
+    memset(n, 0, sizeof(*n));
+    if (parse_flat(json, len, fill, n) == 0)
+        return 0;
+    memset(n, 0, sizeof(*n)); /* nothing is allocated before the last step */
+    return -1;
+}
+
+int notification_parse(const char *json, size_t len, int fill, notification_t *n, char *errstr,
+                       size_t errstr_size)
+{
+    if (len > NOTIF_JSON_MAX) {
+        memset(n, 0, sizeof(*n));
+        return errstr_set(errstr, errstr_size,
+                          "notification is %zu bytes, more than the limit of %d", len,
+                          NOTIF_JSON_MAX);
+    }
+    if (notification_parse_flat(json, len, fill, n) == 0)
+        return 0;
+    return notification_parse_tree(json, len, fill, n, errstr, errstr_size);
 }
 
 /* The frame is written directly rather than through a jansson object:

@@ -38,6 +38,13 @@ enum {
  * saying what was wrong; *n is then left empty. */
 int notification_parse(const char *json, size_t len, int fill, notification_t *n, char *errstr,
                        size_t errstr_size);
+/* Its two readers, for the tests that hold them to the same answers:
+ * the flat reader takes a flat object of plain strings and integers in
+ * place, or returns -1 ("not sure", n left empty); the tree reader is
+ * jansson, with an error for everything it refuses. */
+int notification_parse_flat(const char *json, size_t len, int fill, notification_t *n);
+int notification_parse_tree(const char *json, size_t len, int fill, notification_t *n,
+                            char *errstr, size_t errstr_size);
 
 /* Frames. A frame is the text clients receive for one notification: a
  * compact JSON object (no whitespace outside strings) made by this codec,

@@ -168,8 +168,9 @@ static size_t render_histogram(char *buf, size_t size, size_t len, const char *n
         len = put(buf, size, len, "%s_bucket{%sle=\"%g\"} %lu\n", name, label, bounds[b], le[b]);
     len = put(buf, size, len, "%s_bucket{%sle=\"+Inf\"} %lu\n", name, label, count);
     size_t at = strlen(label);
-    char bare[64]; /* the label without its trailing comma, in braces */
-    snprintf(bare, sizeof(bare), at ? "{%.*s}" : "", (int)(at ? at - 1 : 0), label);
+    char bare[64] = ""; /* the label without its trailing comma, in braces */
+    if (at)
+        snprintf(bare, sizeof(bare), "{%.*s}", (int)(at - 1), label);
     len = put(buf, size, len, "%s_sum%s %.6f\n", name, bare, sum_s);
     return put(buf, size, len, "%s_count%s %lu\n", name, bare, count);
 }

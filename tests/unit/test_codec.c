@@ -371,6 +371,64 @@ static void uuid7_ids_are_unique_and_increasing(void **state)
     }
 }
 
+/* The flat reader takes the plain shapes and the tree reader reads them
+ * the same; everything out of its way is left to the tree reader ("not
+ * sure"), which answers as it always did. */
+static void the_flat_reader_takes_plain_shapes_and_leaves_the_rest(void **state)
+{
+    (void)state;
+    const int fill = NOTIF_FILL_ID | NOTIF_FILL_TIMESTAMP;
+    static const char *const taken[] = {
+        "{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":1700000000000}",
+        " {\"userId\" : \"u\" ,\"message\":\"h\xc3\xa9 \xf0\x9f\x98\x80\", \"id\":null,"
+        " \"type\":\"t\", \"data\":null, \"x\":1}\n",
+        "{\"user_id\":\"u\",\"message\":\"\",\"timestamp\":\"2023-10-01T12:00:00Z\"}",
+        "{\"userId\":null,\"user_id\":\"u\",\"message\":\"m\",\"timestamp\":-0}",
+    };
+    static const char *const left[] = {
+        "{\"userId\":\"u\",\"message\":\"a\\nb\"}",             /* an escape */
+        "{\"userId\":\"u\",\"message\":\"m\",\"data\":{\"k\":1}}", /* data */
+        "{\"userId\":\"u\",\"message\":\"m\",\"timestamp\":1.5}",  /* a fraction */
+        "{\"userId\":\"u\",\"message\":\"m\",\"timestamp\":01}",   /* a leading zero */
+        "{\"userId\":\"u\",\"message\":\"m\",\"timestamp\":1e3}",  /* an exponent */
+        "{\"userId\":\"u\",\"userId\":\"v\",\"message\":\"m\"}",   /* a duplicate */
+        "{\"userId\":\"u\",\"message\":\"m\"} x",                  /* trailing bytes */
+        "{\"userId\":\"u\",\"message\":\"\xc0\xaf\"}",             /* overlong UTF-8 */
+        "{\"userId\":\"u\",\"message\":\"\xed\xa0\x80\"}",         /* a surrogate */
+        "{\"userId\":\"u\",\"message\":\"m\",\"type\":\"welcome\"}", /* reserved type */
+        "{\"userId\":\"u b\",\"message\":\"m\"}",                  /* a bad user */
+        "{\"userId\":\"u\",\"message\":true}",
+        "{\"userId\":\"u\",\"message\":\"m\",\"timestamp\":1234567890123456789}",
+        "{\"userId\":\"u\"}",
+        "{}",
+        "[]",
+    };
+    notification_t flat, tree;
+    char err[256];
+    for (size_t i = 0; i < sizeof(taken) / sizeof(taken[0]); i++) {
+        size_t len = strlen(taken[i]);
+        assert_int_equal(notification_parse_flat(taken[i], len, fill, &flat), 0);
+        assert_int_equal(notification_parse_tree(taken[i], len, fill, &tree, err, sizeof(err)), 0);
+        assert_int_equal(flat.filled, tree.filled);
+        assert_string_equal(flat.user, tree.user);
+        assert_string_equal(flat.message, tree.message);
+        assert_string_equal(flat.type, tree.type);
+        if (!(flat.filled & NOTIF_FILL_ID))
+            assert_string_equal(flat.id, tree.id);
+        if (!(flat.filled & NOTIF_FILL_TIMESTAMP))
+            assert_string_equal(flat.timestamp, tree.timestamp);
+        notification_clear(&flat);
+        notification_clear(&tree);
+    }
+    for (size_t i = 0; i < sizeof(left) / sizeof(left[0]); i++)
+        assert_int_equal(notification_parse_flat(left[i], strlen(left[i]), fill, &flat), -1);
+    /* Without the fills, a missing id is the tree reader's to refuse. */
+    const char *no_id = "{\"userId\":\"u\",\"message\":\"m\",\"timestamp\":1}";
+    assert_int_equal(notification_parse_flat(no_id, strlen(no_id), 0, &flat), -1);
+    assert_int_equal(notification_parse(no_id, strlen(no_id), 0, &tree, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "\"id\" is missing"));
+}
+
 static void client_message_forms(void **state)
 {
     (void)state;
@@ -457,6 +515,7 @@ int main(void)
         cmocka_unit_test(rejects_oversized_input),
         cmocka_unit_test(iso8601_round_trips),
         cmocka_unit_test(uuid7_ids_are_unique_and_increasing),
+        cmocka_unit_test(the_flat_reader_takes_plain_shapes_and_leaves_the_rest),
         cmocka_unit_test(client_message_forms),
         cmocka_unit_test(websocket_frame_headers),
     };
