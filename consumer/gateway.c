@@ -98,6 +98,7 @@ static void on_turn_end(lws_sorted_usec_list_t *sul)
 {
     gateway_t *g = lws_container_of(sul, gateway_t, turn_end);
     g->turn_end_scheduled = 0;
+    ws_flush(&g->ws);
     pipeline_hand_on(&g->pipe);
 }
 
@@ -109,6 +110,16 @@ static void schedule_turn_end(void *arg)
         return;
     g->turn_end_scheduled = 1;
     lws_sul_schedule(g->ctx, 0, &g->turn_end, on_turn_end, 1);
+}
+
+/* hub_ops.want_write: the transport is the lws wsi; its frames go out at
+ * the end of this turn, with the others'. */
+static void want_write(void *ctx, void *transport)
+{
+    (void)ctx;
+    gateway_t *g = gateway_of(transport);
+    ws_queue_write(&g->ws, transport);
+    schedule_turn_end(g);
 }
 
 /* Embedded mode's welcome, once producers are let in. */
@@ -339,7 +350,7 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     g->conf = *c;
 
     g->pipe.budget.limit = (size_t)c->memory_budget_mb << 20;
-    struct hub_ops ops = {.want_write = ws_want_write, .closed = ws_hub_closed};
+    struct hub_ops ops = {.want_write = want_write, .closed = ws_hub_closed};
     pipeline_hub_ops(&g->pipe, &ops);
     struct hub_limits limits = {
         .window = (size_t)c->window,
@@ -543,6 +554,7 @@ void gateway_free(gateway_t *g)
     auth_free(g->auth);
     api_keys_free(g->keys);
     origins_free(&g->ws.origins);
+    ws_server_free(&g->ws);
     peers_free(g->ws.peers);
     pipeline_clear(&g->pipe);
     free(g);

@@ -245,17 +245,15 @@ int ws_on_receive(struct ws_server *srv, struct lws *wsi, struct ws_session *s, 
     return rc;
 }
 
-int ws_on_writeable(struct ws_server *srv, struct lws *wsi, struct ws_session *s)
+/* Writes a control frame if one waits, then every queued frame that fits,
+ * in one write: 0, or -1 when the write failed. */
+static int write_frames(struct ws_server *srv, struct lws *wsi, struct ws_session *s)
 {
     unsigned char *out = srv->wbuf + LWS_PRE;
     size_t used = 0, len;
     char *frame;
     int64_t now = now_mono_ms();
 
-    if (s->closing)
-        return refuse(wsi, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
-    if (s->close_code)
-        return refuse(wsi, (enum lws_close_status)s->close_code, s->close_reason);
     if (s->ctl) {
         used = wsframe_text_header(out, s->ctl_len);
         memcpy(out + used, s->ctl, s->ctl_len);
@@ -288,9 +286,70 @@ int ws_on_writeable(struct ws_server *srv, struct lws *wsi, struct ws_session *s
     return 0;
 }
 
+int ws_on_writeable(struct ws_server *srv, struct lws *wsi, struct ws_session *s)
+{
+    if (s->closing)
+        return refuse(wsi, LWS_CLOSE_STATUS_GOINGAWAY, "server shutting down");
+    if (s->close_code)
+        return refuse(wsi, (enum lws_close_status)s->close_code, s->close_reason);
+    return write_frames(srv, wsi, s);
+}
+
+void ws_queue_write(struct ws_server *srv, struct lws *wsi)
+{
+    struct ws_session *s = lws_wsi_user(wsi);
+    if (s->flush_queued)
+        return;
+    if (srv->nflush == srv->flush_cap) {
+        srv->flush_cap = srv->flush_cap ? srv->flush_cap * 2 : 256;
+        srv->flush = xrealloc(srv->flush, srv->flush_cap * sizeof(*srv->flush));
+    }
+    srv->flush[srv->nflush++] = wsi;
+    s->flush_queued = 1;
+}
+
+void ws_flush(struct ws_server *srv)
+{
+    /* Writing may queue a connection again (the hub asks while frames are
+     * left past one batch): it is written at the next turn's end. */
+    size_t n = srv->nflush;
+    for (size_t i = 0; i < n; i++) {
+        struct lws *wsi = srv->flush[i];
+        if (!wsi)
+            continue; /* closed since */
+        struct ws_session *s = lws_wsi_user(wsi);
+        s->flush_queued = 0;
+        srv->flush[i] = NULL;
+        if (s->closing || s->close_code || lws_partial_buffered(wsi)) {
+            lws_callback_on_writable(wsi);
+        } else if (write_frames(srv, wsi, s) != 0) {
+            lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+        }
+    }
+    /* What was queued while writing moves to the front. */
+    size_t kept = 0;
+    for (size_t i = n; i < srv->nflush; i++)
+        if (srv->flush[i])
+            srv->flush[kept++] = srv->flush[i];
+    srv->nflush = kept;
+}
+
+void ws_server_free(struct ws_server *srv)
+{
+    free(srv->flush);
+    srv->flush = NULL;
+    srv->nflush = srv->flush_cap = 0;
+}
+
 void ws_on_closed(struct ws_server *srv, struct ws_session *s)
 {
     cancel_timer(s);
+    if (s->flush_queued) {
+        for (size_t i = 0; i < srv->nflush; i++)
+            if (srv->flush[i] == s->wsi)
+                srv->flush[i] = NULL;
+        s->flush_queued = 0;
+    }
     if (s->addr) {
         peers_release(srv->peers, s->addr);
         s->addr = NULL;
@@ -345,12 +404,6 @@ size_t ws_disconnect_user(struct ws_server *srv, const char *user)
 void ws_close_revoked(struct ws_server *srv)
 {
     hub_each_transport(srv->hub, close_if_revoked, srv);
-}
-
-void ws_want_write(void *ctx, void *transport)
-{
-    (void)ctx;
-    lws_callback_on_writable(transport);
 }
 
 void ws_hub_closed(void *ctx, void *transport)

@@ -53,6 +53,9 @@ struct ws_server {
     /* An ack or a connect queued work to hand on at the end of this turn. */
     void (*turn_work)(void *arg);
     void *arg;
+    /* Connections with frames to write at the end of this turn. */
+    struct lws **flush;
+    size_t nflush, flush_cap;
     /* Where frames are gathered for one write: a batch, or one frame of the
      * largest size a notification can have. */
     unsigned char wbuf[LWS_PRE + WS_WRITE_MAX];
@@ -67,6 +70,7 @@ struct ws_session {
     int awaiting_auth; /* open, its token to come as the first message */
     int speaks_v2;     /* may be sent control frames (see docs/protocol.md) */
     int signed_in;     /* by a token: checked against the deny-list */
+    int flush_queued;  /* in ws_server.flush */
     char *jti;         /* that token's id, NULL if none (most connections) */
     const char *addr;  /* the client's address, counted in peers (its copy) */
     /* Set by the timer (auth deadline, token end): closed at the next
@@ -96,8 +100,16 @@ size_t ws_disconnect_user(struct ws_server *srv, const char *user);
  * whose token is revoked now. */
 void ws_close_revoked(struct ws_server *srv);
 
-/* hub_ops.want_write and hub_ops.closed: the transport is the lws wsi. */
-void ws_want_write(void *ctx, void *transport);
+/* The hub has frames for the connection wsi: queued for ws_flush. */
+void ws_queue_write(struct ws_server *srv, struct lws *wsi);
+/* At the end of a turn: writes each queued connection's frames at once,
+ * without waiting for a writable event (a wake and two epoll_ctl calls per
+ * write otherwise); what lws still holds from an earlier write, control
+ * frames and closes go through the writable callback as before. */
+void ws_flush(struct ws_server *srv);
+void ws_server_free(struct ws_server *srv);
+
+/* hub_ops.closed: the transport is the lws wsi. */
 void ws_hub_closed(void *ctx, void *transport);
 
 #endif
