@@ -7,6 +7,7 @@ import asyncio
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -19,7 +20,7 @@ import websockets
 from confluent_kafka import Producer
 
 from conftest import GATEWAY_BIN, PRODUCER_BIN
-from servers import produce
+from servers import MongoJavaServer, produce
 from wsclient import Tab, stalled_tab
 
 PRODUCER = PRODUCER_BIN
@@ -529,6 +530,41 @@ def test_sigterm_stores_in_flight_commits_and_exits_zero(kafka, mongo, topic, mo
             assert tab.ids == ["h1", "h2"]
             assert all(f.get("replayed") for f in tab.frames)
     run(again())
+
+
+def test_a_connection_opened_while_draining_is_told_to_try_again_later(kafka, topic, gateway,
+                                                                        mongo_db_name, tmp_path):
+    """While a stopping gateway drains (here: what a tab held goes to a
+    store that is frozen), a new connection is refused with 1013, so that
+    the client goes to another gateway or retries rather than joining one
+    that is leaving; once the store answers, the drain ends and nothing is
+    lost."""
+    store = MongoJavaServer().start(tmp_path / "store")
+    try:
+        gw = gateway(mongodb_uri=store.uri, args=["--shutdown-timeout", "20"])
+
+        async def scenario():
+            async with Tab(gw.ws_url("holder"), ack=False) as tab:
+                await asyncio.sleep(0.3)
+                produce(kafka.bootstrap, topic, [note("d1", "holder")])
+                await tab.wait_for(1)
+                os.kill(store.proc.pid, signal.SIGSTOP)
+                try:
+                    os.kill(gw.pid, signal.SIGTERM)
+                    await asyncio.sleep(0.5)
+                    assert gw.running, "the drain waits for the store"
+                    async with websockets.connect(gw.ws_url("late")) as ws:
+                        with pytest.raises(websockets.ConnectionClosed):
+                            await asyncio.wait_for(ws.recv(), 5)
+                        assert (ws.close_code, ws.close_reason) == (
+                            1013, "server draining, try again later")
+                finally:
+                    os.kill(store.proc.pid, signal.SIGCONT)
+        run(scenario())
+        assert gw.stop(timeout=20) == 0
+        assert [d["id"] for d in stored(store, mongo_db_name, "holder")] == ["d1"]
+    finally:
+        store.stop()
 
 
 def test_sigkill_under_traffic_loses_nothing(kafka, mongo, topic, mongo_db_name, gateway):
