@@ -2,7 +2,7 @@
 """The gateway benchmark: real Kafka and mongo-java-server on loopback, the gateway
 pinned to CPU 0, the C load client (bench/loadgen.c) pinned to CPU 1.
 
-    python3 bench/run.py            # the full run (~15 minutes)
+    python3 bench/run.py            # the full run (about 6 minutes here)
     python3 bench/run.py --quick    # smaller counts, for iterating
     python3 bench/run.py --only burst,paced --perf
 
