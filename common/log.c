@@ -7,6 +7,8 @@
 #include <sys/time.h>
 #include <time.h>
 
+#include "utf8.h"
+
 static enum log_level max_level = LOG_INFO;
 static int json; /* --log-format json */
 static const char *const names[] = {"error", "warn", "info", "debug"};
@@ -30,18 +32,6 @@ int log_set_format(const char *name)
     return 0;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-    size_t len = s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : s[0] >= 0xE0 ? 3 : s[0] >= 0xC2 ? 2 : 0;
-    if (!len || len > n)
-        return 0;
-    for (size_t i = 1; i < len; i++)
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
-    return len;
-}
-
 /* text as a JSON string's contents into out (size bytes, NUL-ended): quote,
  * backslash and control characters escaped, bytes that are not UTF-8 as
  * U+FFFD, so that every line parses whatever a message quotes. */
@@ -62,7 +52,7 @@ static void json_escape(const char *text, char *out, size_t size)
             out[o++] = (char)c;
             i++;
         } else {
-            size_t len = utf8_len(s + i, n - i);
+            size_t len = utf8_seq(s + i, n - i);
             if (len) {
                 memcpy(out + o, s + i, len);
                 o += len;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "errstr.h"
+#include "utf8.h"
 #include "uuid7.h"
 #include "xalloc.h"
 
@@ -195,44 +196,16 @@ struct flat_value {
     int64_t i;
 };
 
-static const char *skip_ws(const char *p, const char *end)
+static int json_ws(char c)
 {
-    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
-        p++;
-    return p;
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-/* Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong
- * forms, no surrogates, nothing past U+10FFFF), 0 if it is not one. */
-static size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+static const char *skip_ws(const char *p, const char *end)
 {
-    unsigned char c = p[0];
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c < 0x80)
-        return 1;
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else
-        return 0;
-    if ((size_t)(end - p) < n || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if (p[i] < 0x80 || p[i] > 0xBF)
-            return 0;
-    return n;
+    while (p < end && json_ws(*p))
+        p++;
+    return p;
 }
 
 /* A string without escapes or control characters, p just past its opening
@@ -248,7 +221,7 @@ static const char *flat_string(const char *p, const char *end, struct span *out)
         }
         if (c < 0x20 || c == '\\')
             return NULL;
-        size_t n = utf8_seq((const unsigned char *)p, (const unsigned char *)end);
+        size_t n = utf8_seq((const unsigned char *)p, (size_t)(end - p));
         if (!n)
             return NULL;
         p += n;
@@ -267,7 +240,7 @@ static const char *flat_int(const char *p, const char *end, int64_t *out)
     while (p < end && *p >= '0' && *p <= '9' && p - digits < 18)
         v = v * 10 + (*p++ - '0');
     if (p == digits || (p - digits > 1 && *digits == '0') || p == end ||
-        !(*p == ',' || *p == '}' || *p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        !(*p == ',' || *p == '}' || json_ws(*p)))
         return NULL;
     *out = neg ? -v : v;
     return p;
