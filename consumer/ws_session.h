@@ -102,10 +102,11 @@ void ws_close_revoked(struct ws_server *srv);
 
 /* The hub has frames for the connection wsi: queued for ws_flush. */
 void ws_queue_write(struct ws_server *srv, struct lws *wsi);
-/* At the end of a turn: writes each queued connection's frames at once,
- * without waiting for a writable event (a wake and two epoll_ctl calls per
- * write otherwise); what lws still holds from an earlier write, control
- * frames and closes go through the writable callback as before. */
+/* At the end of a turn: writes each queued connection's frames (a waiting
+ * control frame first) at once, without waiting for a writable event (a
+ * wake and two epoll_ctl calls per write otherwise); a connection lws still
+ * holds part of an earlier write for, or one that is closing, goes through
+ * the writable callback as before. */
 void ws_flush(struct ws_server *srv);
 void ws_server_free(struct ws_server *srv);
 
