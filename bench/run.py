@@ -356,9 +356,6 @@ class Gateway:
         log(f"gateway not quiet after {timeout} s: {h}")
         return h
 
-    def cpu_s(self) -> float:
-        return proc_cpu_s(self.pid)
-
     def sched_s(self) -> float:
         return proc_sched_s(self.pid)
 
