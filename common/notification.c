@@ -2,6 +2,7 @@
 #include "notification.h"
 
 #include <jansson.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -46,11 +47,49 @@ int notification_id_valid(const char *s, size_t len)
     return token_valid(s, len, NOTIF_ID_MAX);
 }
 
+int notification_room_valid(const char *s, size_t len)
+{
+    if (len == 0 || len > NOTIF_ROOM_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
 void notification_clear(notification_t *n)
 {
     free(n->message);
     free(n->data_json);
+    free(n->user_ids);
     memset(n, 0, sizeof(*n));
+}
+
+int notification_set_time(notification_t *n, int64_t ms)
+{
+    if (iso8601_from_ms(ms, n->timestamp) != 0)
+        return -1;
+    n->time_ms = ms;
+    if (n->ttl_ms) {
+        char check[ISO8601_LEN];
+        n->expires_ms = ms + n->ttl_ms;
+        if (iso8601_from_ms(n->expires_ms, check) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+void notification_kafka_key(const notification_t *n, char key[NOTIF_ID_MAX + 1])
+{
+    switch (n->audience) {
+    case NOTIF_TO_USER: snprintf(key, NOTIF_ID_MAX + 1, "%s", n->user); break;
+    case NOTIF_TO_USERS: snprintf(key, NOTIF_ID_MAX + 1, "%s", n->id); break;
+    case NOTIF_TO_ROOM: snprintf(key, NOTIF_ID_MAX + 1, "room:%s", n->room); break;
+    case NOTIF_TO_BROADCAST: snprintf(key, NOTIF_ID_MAX + 1, "broadcast"); break;
+    }
 }
 
 /* A string field, or NULL with errstr set when present but not a string. */
@@ -66,6 +105,151 @@ static const char *string_field(json_t *root, const char *name, size_t *len, int
     }
     *len = json_string_length(v);
     return json_string_value(v);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* "userIds": an array of distinct valid user ids, kept in one allocation
+ * (the pointers, then the strings). */
+static int parse_user_ids(json_t *ids, notification_t *n, char *errstr, size_t size)
+{
+    size_t count = json_array_size(ids), bytes = 0;
+    if (!json_is_array(ids) || count == 0)
+        return errstr_set(errstr, size, "\"userIds\" must be a non-empty array of user ids");
+    for (size_t i = 0; i < count; i++) {
+        json_t *v = json_array_get(ids, i);
+        if (!json_is_string(v) ||
+            !notification_user_valid(json_string_value(v), json_string_length(v)))
+            return errstr_set(errstr, size, "\"userIds\"[%zu] must be 1 to %d letters, digits "
+                              "or . _ - @ : + ~", i, NOTIF_USER_MAX);
+        bytes += json_string_length(v) + 1;
+    }
+    n->user_ids = xmalloc(count * sizeof(char *) + bytes);
+    char *p = (char *)(n->user_ids + count);
+    for (size_t i = 0; i < count; i++) {
+        json_t *v = json_array_get(ids, i);
+        n->user_ids[i] = p;
+        memcpy(p, json_string_value(v), json_string_length(v) + 1);
+        p += json_string_length(v) + 1;
+    }
+    n->nuser_ids = count;
+    /* Repeats, found on a sorted copy: the order given is the order kept. */
+    char **sorted = xmalloc(count * sizeof(char *));
+    memcpy(sorted, n->user_ids, count * sizeof(char *));
+    qsort(sorted, count, sizeof(char *), cmp_str);
+    const char *repeat = NULL;
+    for (size_t i = 1; i < count && !repeat; i++)
+        if (strcmp(sorted[i - 1], sorted[i]) == 0)
+            repeat = sorted[i];
+    int rc = repeat ? errstr_set(errstr, size, "\"userIds\" names \"%s\" twice", repeat) : 0;
+    free(sorted);
+    return rc;
+}
+
+/* Exactly one of "userId" (or "user_id"), "userIds", "room", "broadcast": true. */
+static int parse_audience(json_t *root, notification_t *n, char *errstr, size_t size)
+{
+    const char *named[4];
+    size_t nnamed = 0, len = 0;
+    int bad;
+
+    const char *user = string_field(root, "userId", &len, &bad);
+    if (!user && !bad)
+        user = string_field(root, "user_id", &len, &bad);
+    if (bad)
+        return errstr_set(errstr, size, "\"userId\" must be a string");
+    if (user) {
+        if (!notification_user_valid(user, len))
+            return errstr_set(errstr, size,
+                              "\"userId\" must be 1 to %d letters, digits or . _ - @ : + ~",
+                              NOTIF_USER_MAX);
+        memcpy(n->user, user, len + 1);
+        n->audience = NOTIF_TO_USER;
+        named[nnamed++] = "\"userId\"";
+    }
+    json_t *ids = json_object_get(root, "userIds");
+    if (ids && !json_is_null(ids)) {
+        if (parse_user_ids(ids, n, errstr, size) != 0)
+            return -1;
+        n->audience = NOTIF_TO_USERS;
+        named[nnamed++] = "\"userIds\"";
+    }
+    const char *room = string_field(root, "room", &len, &bad);
+    if (bad || (room && !notification_room_valid(room, len)))
+        return errstr_set(errstr, size, "\"room\" must be 1 to %d letters, digits or . _ -",
+                          NOTIF_ROOM_MAX);
+    if (room) {
+        memcpy(n->room, room, len + 1);
+        n->audience = NOTIF_TO_ROOM;
+        named[nnamed++] = "\"room\"";
+    }
+    json_t *all = json_object_get(root, "broadcast");
+    if (all && !json_is_null(all) && !json_is_boolean(all))
+        return errstr_set(errstr, size, "\"broadcast\" must be true or false");
+    if (json_is_true(all)) {
+        n->audience = NOTIF_TO_BROADCAST;
+        named[nnamed++] = "\"broadcast\"";
+    }
+    if (nnamed == 0)
+        return errstr_set(errstr, size, "\"userId\" is missing: a notification names its "
+                          "audience, one of \"userId\", \"userIds\", \"room\" or "
+                          "\"broadcast\": true");
+    if (nnamed > 1)
+        return errstr_set(errstr, size, "%s and %s both given: a notification names exactly "
+                          "one audience", named[0], named[1]);
+    return 0;
+}
+
+/* A time in one of the forms "timestamp" takes: ISO-8601 text or epoch
+ * milliseconds. */
+static int parse_time(json_t *v, const char *name, int64_t *ms, char *errstr, size_t size)
+{
+    if (json_is_integer(v)) {
+        *ms = (int64_t)json_integer_value(v);
+    } else if (json_is_real(v)) {
+        /* Checked before the cast: 1e300 does not fit an int64_t (undefined). */
+        double d = json_real_value(v);
+        if (!(d >= 0 && d < 253402300800000.0)) /* 1970 to 9999 */
+            return errstr_set(errstr, size, "\"%s\" is out of range (1970 to 9999)", name);
+        *ms = (int64_t)d;
+    } else if (json_is_string(v)) {
+        if (iso8601_parse(json_string_value(v), json_string_length(v), ms) != 0)
+            return errstr_set(errstr, size, "\"%s\" must be ISO-8601 "
+                              "(2023-10-01T12:00:00Z) or epoch milliseconds", name);
+    } else {
+        return errstr_set(errstr, size, "\"%s\" must be a string or a number", name);
+    }
+    char check[ISO8601_LEN];
+    if (iso8601_from_ms(*ms, check) != 0)
+        return errstr_set(errstr, size, "\"%s\" is out of range (1970 to 9999)", name);
+    return 0;
+}
+
+#define TTL_MAX_S (100LL * 366 * 24 * 3600)
+
+/* "ttl" (whole seconds after the timestamp) or "expiresAt", not both. */
+static int parse_expiry(json_t *root, notification_t *n, char *errstr, size_t size)
+{
+    json_t *ttl = json_object_get(root, "ttl"), *at = json_object_get(root, "expiresAt");
+    int has_ttl = ttl && !json_is_null(ttl), has_at = at && !json_is_null(at);
+    if (has_ttl && has_at)
+        return errstr_set(errstr, size, "\"ttl\" and \"expiresAt\" both given: give one");
+    if (has_ttl) {
+        if (!json_is_integer(ttl) || json_integer_value(ttl) <= 0 ||
+            json_integer_value(ttl) > TTL_MAX_S)
+            return errstr_set(errstr, size, "\"ttl\" must be a whole number of seconds "
+                              "from 1 to %lld", TTL_MAX_S);
+        n->ttl_ms = (int64_t)json_integer_value(ttl) * 1000;
+    } else if (has_at) {
+        if (parse_time(at, "expiresAt", &n->expires_ms, errstr, size) != 0)
+            return -1;
+        if (n->expires_ms == 0)
+            n->expires_ms = 1; /* 0 means never */
+    }
+    return 0;
 }
 
 static int parse_fields(json_t *root, int fill, notification_t *n, char *errstr, size_t size)
@@ -94,20 +278,17 @@ static int parse_fields(json_t *root, int fill, notification_t *n, char *errstr,
         return errstr_set(errstr, size, "\"id\" is missing");
     }
 
-    /* userId, or user_id as some of the original producers send it */
-    s = string_field(root, "userId", &len, &bad);
-    if (!s && !bad)
-        s = string_field(root, "user_id", &len, &bad);
-    if (bad)
-        return errstr_set(errstr, size, "\"userId\" must be a string");
-    if (!s)
+    if (parse_audience(root, n, errstr, size) != 0)
+        return -1;
+
+    /* from: the sender, a user id */
+    s = string_field(root, "from", &len, &bad);
+    if (bad || (s && !notification_user_valid(s, len)))
         return errstr_set(errstr, size,
-                          "\"userId\" is missing: every notification is for one user");
-    if (!notification_user_valid(s, len))
-        return errstr_set(errstr, size,
-                          "\"userId\" must be 1 to %d letters, digits or . _ - @ : + ~",
+                          "\"from\" must be 1 to %d letters, digits or . _ - @ : + ~",
                           NOTIF_USER_MAX);
-    memcpy(n->user, s, len + 1);
+    if (s)
+        memcpy(n->from, s, len + 1);
 
     /* message */
     s = string_field(root, "message", &len, &bad);
@@ -127,23 +308,13 @@ static int parse_fields(json_t *root, int fill, notification_t *n, char *errstr,
             return errstr_set(errstr, size, "\"timestamp\" is missing");
         ms = now_wall_ms();
         n->filled |= NOTIF_FILL_TIMESTAMP;
-    } else if (json_is_integer(ts)) {
-        ms = (int64_t)json_integer_value(ts);
-    } else if (json_is_real(ts)) {
-        /* Checked before the cast: 1e300 does not fit an int64_t (undefined). */
-        double d = json_real_value(ts);
-        if (!(d >= 0 && d < 253402300800000.0)) /* 1970 to 9999 */
-            return errstr_set(errstr, size, "\"timestamp\" is out of range (1970 to 9999)");
-        ms = (int64_t)d;
-    } else if (json_is_string(ts)) {
-        if (iso8601_parse(json_string_value(ts), json_string_length(ts), &ms) != 0)
-            return errstr_set(errstr, size, "\"timestamp\" must be ISO-8601 "
-                              "(2023-10-01T12:00:00Z) or epoch milliseconds");
-    } else {
-        return errstr_set(errstr, size, "\"timestamp\" must be a string or a number");
+    } else if (parse_time(ts, "timestamp", &ms, errstr, size) != 0) {
+        return -1;
     }
-    if (iso8601_from_ms(ms, n->timestamp) != 0)
-        return errstr_set(errstr, size, "\"timestamp\" is out of range (1970 to 9999)");
+    if (parse_expiry(root, n, errstr, size) != 0)
+        return -1;
+    if (notification_set_time(n, ms) != 0)
+        return errstr_set(errstr, size, "\"ttl\" runs past the year 9999");
 
     /* type */
     s = string_field(root, "type", &len, &bad);
@@ -310,6 +481,9 @@ static int parse_flat(const char *json, size_t len, int fill, notification_t *n)
             type = v;
         else if (span_is(key, "data") && v.kind != FLAT_NULL)
             return -1; /* rendered by jansson's rules: the full parser */
+        else if (span_is(key, "userIds") || span_is(key, "room") || span_is(key, "broadcast") ||
+                 span_is(key, "from") || span_is(key, "ttl") || span_is(key, "expiresAt"))
+            return -1; /* rarer shapes: the full parser */
         p = skip_ws(p, end);
         if (p == end)
             return -1;
@@ -346,7 +520,7 @@ static int parse_flat(const char *json, size_t len, int fill, notification_t *n)
         ms = now_wall_ms();
     else
         return -1;
-    if (iso8601_from_ms(ms, n->timestamp) != 0)
+    if (notification_set_time(n, ms) != 0)
         return -1;
     if (type.kind == FLAT_INT)
         return -1;
@@ -500,24 +674,42 @@ char *notification_to_json(const notification_t *n, int replayed, size_t *len)
 {
     const char *message = n->message ? n->message : "";
     size_t data_len = n->data_json ? strlen(n->data_json) : 0;
-    size_t size = sizeof("{\"id\":,\"userId\":,\"message\":,\"timestamp\":}") - 1 +
-                  quoted_len(n->id) + quoted_len(n->user) + quoted_len(message) +
-                  quoted_len(n->timestamp);
+    char expires[ISO8601_LEN] = "";
+    size_t size = sizeof("{\"id\":,\"message\":,\"timestamp\":}") - 1 + quoted_len(n->id) +
+                  quoted_len(message) + quoted_len(n->timestamp);
 
+    if (n->user[0])
+        size += sizeof(",\"userId\":") - 1 + quoted_len(n->user);
     if (n->type[0])
         size += sizeof(",\"type\":") - 1 + quoted_len(n->type);
     if (n->data_json)
         size += sizeof(",\"data\":") - 1 + data_len;
+    if (n->audience == NOTIF_TO_USERS) {
+        size += sizeof(",\"userIds\":[]") - 1 + (n->nuser_ids ? n->nuser_ids - 1 : 0);
+        for (size_t i = 0; i < n->nuser_ids; i++)
+            size += quoted_len(n->user_ids[i]);
+    }
+    if (n->audience == NOTIF_TO_ROOM)
+        size += sizeof(",\"room\":") - 1 + quoted_len(n->room);
+    if (n->audience == NOTIF_TO_BROADCAST)
+        size += sizeof(",\"broadcast\":true") - 1;
+    if (n->from[0])
+        size += sizeof(",\"from\":") - 1 + quoted_len(n->from);
+    if (n->expires_ms && iso8601_from_ms(n->expires_ms, expires) == 0)
+        size += sizeof(",\"expiresAt\":") - 1 + quoted_len(expires);
     if (replayed)
         size += NOTIF_REPLAYED_EXTRA;
 
     char *json = xmalloc(size + 1);
     char *p = json;
-    /* The original design's field order, which clients may rely on. */
+    /* The original design's field order, which clients may rely on; what
+     * came later follows it. */
     p = put(p, LIT("{\"id\":"));
     p = put_quoted(p, n->id);
-    p = put(p, LIT(",\"userId\":"));
-    p = put_quoted(p, n->user);
+    if (n->user[0]) {
+        p = put(p, LIT(",\"userId\":"));
+        p = put_quoted(p, n->user);
+    }
     p = put(p, LIT(",\"message\":"));
     p = put_quoted(p, message);
     p = put(p, LIT(",\"timestamp\":"));
@@ -529,6 +721,29 @@ char *notification_to_json(const notification_t *n, int replayed, size_t *len)
     if (n->data_json) {
         p = put(p, LIT(",\"data\":"));
         p = put(p, n->data_json, data_len);
+    }
+    if (n->audience == NOTIF_TO_USERS) {
+        p = put(p, LIT(",\"userIds\":["));
+        for (size_t i = 0; i < n->nuser_ids; i++) {
+            if (i)
+                *p++ = ',';
+            p = put_quoted(p, n->user_ids[i]);
+        }
+        *p++ = ']';
+    }
+    if (n->audience == NOTIF_TO_ROOM) {
+        p = put(p, LIT(",\"room\":"));
+        p = put_quoted(p, n->room);
+    }
+    if (n->audience == NOTIF_TO_BROADCAST)
+        p = put(p, LIT(",\"broadcast\":true"));
+    if (n->from[0]) {
+        p = put(p, LIT(",\"from\":"));
+        p = put_quoted(p, n->from);
+    }
+    if (expires[0]) {
+        p = put(p, LIT(",\"expiresAt\":"));
+        p = put_quoted(p, expires);
     }
     if (replayed)
         p = put(p, LIT(replayed_field));

@@ -105,6 +105,9 @@ static const struct setting settings[] = {
      "notifications sent to one connection and not yet acknowledged; "
      "past it, they wait in memory, then in the store",
      RANGE(1, 65536)},
+    {.flag = "max-user-ids", "MAX_USER_IDS", "1000", INT, S(max_user_ids),
+     "users one notification's \"userIds\" may name; one with more is dead-lettered",
+     RANGE(1, 100000)},
     {.flag = "shutdown-timeout", "SHUTDOWN_TIMEOUT", "5", INT, S(shutdown_timeout_s),
      "seconds allowed at SIGTERM to store what is in flight and commit", RANGE(1, 600)},
     {.flag = "store-timeout", "STORE_TIMEOUT", "5", INT, S(store_timeout_s),

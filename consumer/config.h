@@ -30,6 +30,7 @@ struct config {
     int max_connections;
     int max_connections_per_user;
     int window;
+    int max_user_ids;
     int shutdown_timeout_s;
     int max_pending_per_user;
     int pending_retention_s;

@@ -271,7 +271,7 @@ static int listen_http(gateway_t *g, char *errstr, size_t size)
     g->files.origin_protocol = LWSMPRO_FILE;
     g->view = (struct routes_view){&g->pipe, &g->ws, (const struct api_keys *const *)&g->keys,
                                    c->ops_open, NULL, (size_t)c->publish_max_bytes,
-                                   c->web_root};
+                                   (size_t)c->max_user_ids, c->web_root};
     g->http = (struct http_server){gateway_routes, gateway_nroutes, &g->view};
 
     memset(&info, 0, sizeof(info));
@@ -424,7 +424,8 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
                             .props = c->kafka_props,
                             .dlq_topic = c->dlq_topic,
                             .events_topic = c->events_topic,
-                            .budget = &g->pipe.budget};
+                            .budget = &g->pipe.budget,
+                            .max_user_ids = (size_t)c->max_user_ids};
     if (c->embedded) {
         const char *topics[] = {c->topic, c->dlq_topic, *c->events_topic ? c->events_topic : NULL,
                                 NULL};

@@ -45,6 +45,7 @@ typedef struct hub_msg {
     int32_t partition; /* the Kafka message it came from, or -1 */
     int64_t offset;
     int64_t kafka_ms;  /* that message's timestamp (wall-clock ms), 0 if none */
+    int64_t expires_ms; /* wall-clock ms after which it is not delivered; 0: never */
 } hub_msg_t;
 
 struct hub_ops {

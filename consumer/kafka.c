@@ -133,7 +133,8 @@ struct kafka_status kafka_status(kafka_t *k)
     pthread_mutex_lock(&k->lock);
     struct kafka_status st = {tracker_pending(k->tracker), k->assigned,
                               atomic_load(&k->unreachable), atomic_load(&k->joined),
-                              dlq_written(k->dlq), atomic_load(&k->failed) ? k->failure : NULL};
+                              dlq_written(k->dlq), atomic_load(&k->expired),
+                              atomic_load(&k->failed) ? k->failure : NULL};
     pthread_mutex_unlock(&k->lock);
     return st;
 }
@@ -173,6 +174,7 @@ void kafka_batch_free(kafka_batch_t *b)
     for (size_t i = 0; i < b->n; i++)
         record_msg_clear(&b->msgs[i]);
     budget_give(b->budget, BUDGET_HANDOFF, b->cost);
+    free(b->msgs);
     free(b);
 }
 
@@ -331,18 +333,21 @@ static void *consume_loop(void *arg)
             pace_embedded(k, rkms, polled);
         if (!polled)
             continue;
-        kafka_batch_t *b = xmalloc(sizeof(*b) + polled * sizeof(b->msgs[0]));
-        b->n = 0;
-        b->budget = k->budget;
-        b->cost = 0;
-
+        struct record_msgs out = {xmalloc(polled * sizeof(hub_msg_t)), 0, polled};
+        struct record_rules rules = {k->max_user_ids, now_wall_ms()};
         for (size_t i = 0; i < polled; i++) {
             const rd_kafka_message_t *rkm = rkms[i];
-            if (notification_from_record(rkm->payload, rkm->len, k->topic, rkm->partition,
-                                         rkm->offset, rd_kafka_message_timestamp(rkm, NULL),
-                                         &b->msgs[b->n], err, sizeof(err)) == 0) {
-                b->n++; /* deliver */
-            } else {
+            struct record rec = {rkm->payload, rkm->len, k->topic, rkm->partition, rkm->offset,
+                                 rd_kafka_message_timestamp(rkm, NULL)};
+            int copies = record_decode(&rec, &rules, &out, err, sizeof(err));
+            if (copies > 1) {
+                pthread_mutex_lock(&k->lock);
+                tracker_expect(k->tracker, rkm->partition, rkm->offset, (uint32_t)copies);
+                pthread_mutex_unlock(&k->lock);
+            } else if (copies == RECORD_EXPIRED) {
+                atomic_fetch_add(&k->expired, 1);
+                kafka_offsets_done(k, &(struct part_offset){rkm->partition, rkm->offset}, 1);
+            } else if (copies == RECORD_SKIP) {
                 /* Not a notification: to the dead-letter topic; its offset
                  * completes once Kafka has it there. */
                 log_warn("dead-lettering the message at %s partition %d offset %lld: %s",
@@ -352,6 +357,11 @@ static void *consume_loop(void *arg)
             }
             rd_kafka_message_destroy(rkms[i]);
         }
+        kafka_batch_t *b = xmalloc(sizeof(*b));
+        b->n = out.n;
+        b->msgs = out.msgs;
+        b->budget = k->budget;
+        b->cost = 0;
         for (size_t i = 0; i < b->n; i++)
             b->cost += budget_cost(b->msgs[i].frame_len);
         budget_take(b->budget, BUDGET_HANDOFF, b->cost);
@@ -392,6 +402,7 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
                           ? xstrdup(conf->events_topic)
                           : NULL; /* the embedded broker made it */
     k->budget = conf->budget;
+    k->max_user_ids = conf->max_user_ids;
     k->batches = handoff_new(QUEUE_BATCHES, notify, arg);
     pthread_mutex_init(&k->lock, NULL);
 

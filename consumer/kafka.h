@@ -38,6 +38,7 @@ struct kafka_conf {
     /* Batches handed to the loop count against it; librdkafka's own fetch
      * queue is sized from its limit (an eighth), outside it. Required. */
     budget_t *budget;
+    size_t max_user_ids; /* --max-user-ids */
 };
 
 /* Notifications handed to the loop; each msgs[i] owns its strings. */
@@ -46,7 +47,7 @@ typedef struct kafka_batch {
     budget_t *budget;
     size_t cost; /* what it takes of the budget */
     size_t n;
-    hub_msg_t msgs[];
+    hub_msg_t *msgs; /* owned */
 } kafka_batch_t;
 
 /* Creates the consumer, subscribes and starts the thread; notify(arg) is
@@ -69,6 +70,7 @@ struct kafka_status {
     int unreachable; /* no broker answers */
     int joined;      /* a member of its consumer group (with or without partitions) */
     unsigned long dead_lettered; /* records written to the dead-letter topic */
+    unsigned long expired;       /* notifications that had expired when consumed */
     const char *failed; /* why consuming stopped for good (the broker refused to create
                            the dead-letter topic), or NULL */
 };

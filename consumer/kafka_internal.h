@@ -19,6 +19,8 @@ struct kafka {
     char *events_topic;   /* receipts' topic to make sure of, or NULL */
     events_t *events;
     budget_t *budget;
+    size_t max_user_ids;
+    atomic_ulong expired; /* notifications expired when consumed */
     handoff_t *batches; /* to the loop; closed when consuming stops */
     pthread_t thread;
     int started;

@@ -1,45 +1,105 @@
-/* One Kafka record into one notification for the hub, without librdkafka. */
+/* One Kafka record into the hub's notifications, without librdkafka. */
 #include "record.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "errstr.h"
 #include "notification.h"
 #include "xalloc.h"
 
-int notification_from_record(const void *payload, size_t len, const char *topic,
-                             int32_t partition, int64_t offset, int64_t timestamp_ms,
-                             hub_msg_t *out, char *errstr, size_t size)
+static hub_msg_t *append(struct record_msgs *out)
+{
+    if (out->n == out->cap) {
+        out->cap = out->cap ? out->cap * 2 : 16;
+        out->msgs = xrealloc(out->msgs, out->cap * sizeof(*out->msgs));
+    }
+    return &out->msgs[out->n++];
+}
+
+/* n's frame for its user, appended; -1 when too big. */
+static int add_copy(const notification_t *n, const struct record *rec, struct record_msgs *out,
+                    char *errstr, size_t size)
+{
+    size_t frame_len = 0;
+    char *frame = notification_to_json(n, 0, &frame_len);
+    if (frame_len > NOTIF_JSON_MAX) {
+        free(frame);
+        return errstr_set(errstr, size, "it is %zu bytes once normalised, over the limit of %d",
+                          frame_len, NOTIF_JSON_MAX);
+    }
+    *append(out) = (hub_msg_t){
+        .id = xstrdup(n->id),
+        .user = xstrdup(n->user),
+        .frame = frame,
+        .frame_len = frame_len,
+        .partition = rec->partition,
+        .offset = rec->offset,
+        .kafka_ms = rec->timestamp_ms > 0 ? rec->timestamp_ms : 0,
+        .expires_ms = n->expires_ms,
+    };
+    return 0;
+}
+
+static int decode(notification_t *n, const struct record *rec, const struct record_rules *rules,
+                  struct record_msgs *out, char *errstr, size_t size)
+{
+    if (n->filled & NOTIF_FILL_ID)
+        snprintf(n->id, sizeof(n->id), "%s-%d-%lld", rec->topic, (int)rec->partition,
+                 (long long)rec->offset);
+    if ((n->filled & NOTIF_FILL_TIMESTAMP) && rec->timestamp_ms >= 0 &&
+        notification_set_time(n, rec->timestamp_ms) != 0)
+        return errstr_set(errstr, size, "\"ttl\" runs past the year 9999");
+    switch (n->audience) {
+    case NOTIF_TO_USER:
+        break;
+    case NOTIF_TO_USERS:
+        if (n->nuser_ids > rules->max_user_ids)
+            return errstr_set(errstr, size,
+                              "\"userIds\" names %zu users, more than --max-user-ids (%zu): "
+                              "split it",
+                              n->nuser_ids, rules->max_user_ids);
+        break;
+    case NOTIF_TO_ROOM:
+    case NOTIF_TO_BROADCAST:
+        return errstr_set(errstr, size, "\"room\" and \"broadcast\" are not delivered by this "
+                          "version of the gateway yet");
+    }
+    if (n->expires_ms && n->expires_ms <= rules->now_ms)
+        return RECORD_EXPIRED;
+    if (n->audience == NOTIF_TO_USER)
+        return add_copy(n, rec, out, errstr, size) == 0 ? 1 : RECORD_SKIP;
+
+    size_t first = out->n;
+    for (size_t i = 0; i < n->nuser_ids; i++) {
+        snprintf(n->user, sizeof(n->user), "%s", n->user_ids[i]);
+        /* One copy is a user's alone: its frame has no list of the others. */
+        n->audience = NOTIF_TO_USER;
+        int rc = add_copy(n, rec, out, errstr, size);
+        n->audience = NOTIF_TO_USERS;
+        if (rc != 0) {
+            while (out->n > first)
+                record_msg_clear(&out->msgs[--out->n]);
+            return RECORD_SKIP;
+        }
+    }
+    return (int)n->nuser_ids;
+}
+
+int record_decode(const struct record *rec, const struct record_rules *rules,
+                  struct record_msgs *out, char *errstr, size_t size)
 {
     notification_t n;
 
-    memset(out, 0, sizeof(*out));
-    if (!payload) {
-        snprintf(errstr, size, "it has no value");
-        return -1;
-    }
-    if (notification_parse(payload, len, NOTIF_FILL_ID | NOTIF_FILL_TIMESTAMP, &n, errstr, size) !=
-        0)
-        return -1;
-    if (n.filled & NOTIF_FILL_ID)
-        snprintf(n.id, sizeof(n.id), "%s-%d-%lld", topic, (int)partition, (long long)offset);
-    if ((n.filled & NOTIF_FILL_TIMESTAMP) && timestamp_ms >= 0)
-        iso8601_from_ms(timestamp_ms, n.timestamp);
-
-    size_t frame_len = 0;
-    char *frame = notification_to_json(&n, 0, &frame_len);
-    if (frame_len > NOTIF_JSON_MAX) {
-        snprintf(errstr, size, "it is %zu bytes once normalised, over the limit of %d", frame_len,
-                 NOTIF_JSON_MAX);
-        free(frame);
-        notification_clear(&n);
-        return -1;
-    }
-    *out = (hub_msg_t){xstrdup(n.id), xstrdup(n.user), frame,          frame_len, 0, partition,
-                       offset,         timestamp_ms > 0 ? timestamp_ms : 0};
+    if (!rec->payload)
+        return errstr_set(errstr, size, "it has no value");
+    if (notification_parse(rec->payload, rec->len, NOTIF_FILL_ID | NOTIF_FILL_TIMESTAMP, &n,
+                           errstr, size) != 0)
+        return RECORD_SKIP;
+    int rc = decode(&n, rec, rules, out, errstr, size);
     notification_clear(&n);
-    return 0;
+    return rc;
 }
 
 void record_msg_clear(hub_msg_t *m)

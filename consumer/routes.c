@@ -188,7 +188,8 @@ static void get_status_json(void *ctx, http_request_t *req)
         body, sizeof(body),
         "{\"status\":\"%s\",\"kafka\":\"%s\",\"store\":\"%s\",\"users\":%zu,"
         "\"connections\":%zu,\"inflight\":%zu,\"consumed\":%lu,\"pushed\":%lu,\"acked\":%lu,"
-        "\"stored\":%lu,\"replayed\":%lu,\"deadLettered\":%lu,\"storeBacklog\":%zu,"
+        "\"stored\":%lu,\"replayed\":%lu,\"deadLettered\":%lu,\"expired\":%lu,"
+        "\"storeBacklog\":%zu,"
         "\"storeFailures\":%lu,\"kafkaPending\":%zu,\"partitions\":%d,"
         "\"memoryUsed\":%zu,\"memoryBudget\":%zu,"
         "\"memory\":{\"budget\":%zu,\"used\":%zu,\"handoff\":%zu,\"windows\":%zu,"
@@ -197,7 +198,8 @@ static void get_status_json(void *ctx, http_request_t *req)
         "\"token\":%lu},\"lag\":{",
         words.status, words.kafka, words.store, hub_user_count(p->hub), hub_conn_count(p->hub),
         hub_inflight_count(p->hub), p->count.consumed, v->ws->pushed, v->ws->acked,
-        p->count.stored, p->count.replayed, kafka.dead_lettered, store_worker_backlog(p->store),
+        p->count.stored, p->count.replayed, kafka.dead_lettered, kafka.expired,
+        store_worker_backlog(p->store),
         store.failures, kafka.pending, kafka.assigned, budget_used(b), b->limit, b->limit,
         budget_used(b), budget_part(b, BUDGET_HANDOFF), budget_part(b, BUDGET_WINDOWS),
         budget_part(b, BUDGET_HELD), budget_part(b, BUDGET_STORE),

@@ -18,6 +18,7 @@ struct routes_view {
     int ops_open;                        /* /metrics without a key (--ops-open) */
     struct publisher *publisher;         /* POST /api/notifications */
     size_t publish_max;                  /* its body's bytes */
+    size_t max_user_ids;                 /* --max-user-ids, checked before publishing */
     const char *web_root;                /* where status.html is */
 };
 

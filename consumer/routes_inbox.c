@@ -85,8 +85,12 @@ static void keep_live(void *arg, const hub_msg_t *m)
         r->cap = r->cap ? 2 * r->cap : 16;
         r->live = xrealloc(r->live, r->cap * sizeof(*r->live));
     }
-    r->live[r->nlive++] = (hub_msg_t){xstrdup(m->id), NULL, xstrndup(m->frame, m->frame_len),
-                                      m->frame_len, m->seq, -1, -1, 0};
+    r->live[r->nlive++] = (hub_msg_t){.id = xstrdup(m->id),
+                                      .frame = xstrndup(m->frame, m->frame_len),
+                                      .frame_len = m->frame_len,
+                                      .seq = m->seq,
+                                      .partition = -1,
+                                      .offset = -1};
 }
 
 /* One notification of the answer; acked_at 0: pending. */

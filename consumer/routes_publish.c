@@ -81,18 +81,84 @@ static json_t *items_of(const char *body, size_t len, const char **why)
     return lines;
 }
 
+/* Parses every item and, when all are valid, publishes them keyed by
+ * audience; answers when Kafka has them all. All or nothing: every error,
+ * and nothing produced, when one is bad. Takes items. */
+static void publish_items(const struct routes_view *v, http_request_t *req, json_t *items)
+{
+    size_t n = json_array_size(items);
+    notification_t *parsed = xcalloc(n, sizeof(*parsed));
+    json_t *errors = json_array();
+    for (size_t i = 0; i < n; i++) {
+        char *text = json_dumps(json_array_get(items, i), JSON_COMPACT | JSON_ENCODE_ANY);
+        char err[256];
+        if (notification_parse(text, strlen(text), NOTIF_FILL_ID | NOTIF_FILL_TIMESTAMP,
+                               &parsed[i], err, sizeof(err)) != 0)
+            json_array_append_new(errors, json_pack("{s:I, s:s}", "index", (json_int_t)i,
+                                                    "error", err));
+        else if (parsed[i].audience == NOTIF_TO_ROOM ||
+                 parsed[i].audience == NOTIF_TO_BROADCAST)
+            /* Taken now, they would only reach the dead-letter topic. */
+            json_array_append_new(errors, json_pack("{s:I, s:s}", "index", (json_int_t)i, "error",
+                                                    "\"room\" and \"broadcast\" are not "
+                                                    "delivered by this version of the gateway "
+                                                    "yet"));
+        else if (parsed[i].nuser_ids > v->max_user_ids) {
+            snprintf(err, sizeof(err), "\"userIds\" names %zu users, more than the gateway's "
+                     "MAX_USER_IDS (%zu): split it", parsed[i].nuser_ids, v->max_user_ids);
+            json_array_append_new(errors, json_pack("{s:I, s:s}", "index", (json_int_t)i,
+                                                    "error", err));
+        }
+        free(text);
+    }
+    json_decref(items);
+    if (json_array_size(errors)) {
+        respond_json_value(req, HTTP_STATUS_BAD_REQUEST, json_pack("{s:o}", "errors", errors));
+    } else {
+        json_decref(errors);
+        struct publish_item *out = xcalloc(n, sizeof(*out));
+        char(*keys)[NOTIF_ID_MAX + 1] = xcalloc(n, sizeof(*keys));
+        struct waiting *w = xcalloc(1, sizeof(*w));
+        w->req = req;
+        w->ids = json_array();
+        for (size_t i = 0; i < n; i++) {
+            notification_kafka_key(&parsed[i], keys[i]);
+            out[i] = (struct publish_item){keys[i], NULL, 0};
+            out[i].value = notification_to_json(&parsed[i], 0, &out[i].len);
+            json_array_append_new(w->ids, json_string(parsed[i].id));
+        }
+        publish(v->publisher, out, n, on_published, w);
+        for (size_t i = 0; i < n; i++)
+            free((char *)out[i].value);
+        free(out);
+        free(keys);
+    }
+    for (size_t i = 0; i < n; i++)
+        notification_clear(&parsed[i]);
+    free(parsed);
+}
+
+/* The body, unless it is over --publish-max-bytes (answered 413). */
+static const char *body_within_limit(const struct routes_view *v, http_request_t *req,
+                                     size_t *len)
+{
+    const char *body = http_request_body(req, len);
+    if (*len <= v->publish_max)
+        return body;
+    respond_json_value(req, HTTP_STATUS_REQ_ENTITY_TOO_LARGE,
+                       json_pack("{s:s}", "error", "the body is over PUBLISH_MAX_BYTES"));
+    return NULL;
+}
+
 void post_notifications(void *ctx, http_request_t *req)
 {
     const struct routes_view *v = ctx;
     if (!api_key_caller(v, req))
         return;
     size_t len;
-    const char *body = http_request_body(req, &len);
-    if (len > v->publish_max) {
-        respond_json_value(req, HTTP_STATUS_REQ_ENTITY_TOO_LARGE,
-                           json_pack("{s:s}", "error", "the body is over PUBLISH_MAX_BYTES"));
+    const char *body = body_within_limit(v, req, &len);
+    if (!body)
         return;
-    }
     const char *why = "no notification in the body";
     json_t *items = len ? items_of(body, len, &why) : NULL;
     size_t n = json_array_size(items);
@@ -103,40 +169,7 @@ void post_notifications(void *ctx, http_request_t *req)
         json_decref(items);
         return;
     }
-    /* All or nothing: every error, and nothing produced, when one is bad. */
-    notification_t *parsed = xcalloc(n, sizeof(*parsed));
-    json_t *errors = json_array();
-    for (size_t i = 0; i < n; i++) {
-        char *text = json_dumps(json_array_get(items, i), JSON_COMPACT | JSON_ENCODE_ANY);
-        char err[256];
-        if (notification_parse(text, strlen(text), NOTIF_FILL_ID | NOTIF_FILL_TIMESTAMP,
-                               &parsed[i], err, sizeof(err)) != 0)
-            json_array_append_new(errors, json_pack("{s:I, s:s}", "index", (json_int_t)i,
-                                                    "error", err));
-        free(text);
-    }
-    json_decref(items);
-    if (json_array_size(errors)) {
-        respond_json_value(req, HTTP_STATUS_BAD_REQUEST, json_pack("{s:o}", "errors", errors));
-    } else {
-        json_decref(errors);
-        struct publish_item *out = xcalloc(n, sizeof(*out));
-        struct waiting *w = xcalloc(1, sizeof(*w));
-        w->req = req;
-        w->ids = json_array();
-        for (size_t i = 0; i < n; i++) {
-            out[i] = (struct publish_item){parsed[i].user, NULL, 0};
-            out[i].value = notification_to_json(&parsed[i], 0, &out[i].len);
-            json_array_append_new(w->ids, json_string(parsed[i].id));
-        }
-        publish(v->publisher, out, n, on_published, w);
-        for (size_t i = 0; i < n; i++)
-            free((char *)out[i].value);
-        free(out);
-    }
-    for (size_t i = 0; i < n; i++)
-        notification_clear(&parsed[i]);
-    free(parsed);
+    publish_items(v, req, items);
 }
 
 /* Seed 000's POST /publisher {"message"}: to everyone, which needs
@@ -152,14 +185,33 @@ void post_publisher(void *ctx, http_request_t *req)
                                  "/api/notifications"));
 }
 
-/* Seed 001's POST /send-message {"from","to","message"}: "from" needs
- * audiences; said, never dropped silently. */
+/* Seed 001's POST /send-message {"from","to","message"}: a notification
+ * to the user "to" from the user "from" (an operator's call: the API key
+ * vouches for "from"). Answered as POST /api/notifications is. */
 void post_send_message(void *ctx, http_request_t *req)
 {
-    if (!api_key_caller(ctx, req))
+    const struct routes_view *v = ctx;
+    if (!api_key_caller(v, req))
         return;
-    respond_json_value(req, 501,
-                       json_pack("{s:s}", "error",
-                                 "\"from\" is not kept by this gateway yet: send {\"userId\": "
-                                 "<to>, \"message\": ...} to POST /api/notifications"));
+    size_t len;
+    const char *body = body_within_limit(v, req, &len);
+    if (!body)
+        return;
+    json_t *in = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+    json_t *to = json_object_get(in, "to");
+    if (!json_is_object(in) || !json_is_string(to)) {
+        respond_json_value(req, HTTP_STATUS_BAD_REQUEST,
+                           json_pack("{s:s}", "error", "expected {\"from\": <user>, \"to\": "
+                                     "<user>, \"message\": <text>}"));
+        json_decref(in);
+        return;
+    }
+    /* "to" is the audience; everything else is the notification's own. */
+    json_t *item = json_deep_copy(in);
+    json_object_del(item, "to");
+    json_object_set(item, "userId", to);
+    json_decref(in);
+    json_t *items = json_array();
+    json_array_append_new(items, item);
+    publish_items(v, req, items);
 }

@@ -130,9 +130,13 @@ static void on_found(void *arg, size_t read, const store_doc_t *doc)
         r->found_acked = xrealloc(r->found_acked, r->found_cap * sizeof(*r->found_acked));
     }
     r->found_acked[r->nfound] = doc->acked_at;
-    r->found[r->nfound++] = (hub_msg_t){xstrdup(doc->id), xstrdup(doc->user),
-                                        xstrndup(doc->frame, doc->frame_len), doc->frame_len,
-                                        doc->seq, -1, -1, 0};
+    r->found[r->nfound++] = (hub_msg_t){.id = xstrdup(doc->id),
+                                        .user = xstrdup(doc->user),
+                                        .frame = xstrndup(doc->frame, doc->frame_len),
+                                        .frame_len = doc->frame_len,
+                                        .seq = doc->seq,
+                                        .partition = -1,
+                                        .offset = -1};
 }
 
 /* Moves up to FETCH_CHUNK fetches of distinct users from the front of q

@@ -11,7 +11,7 @@
  * markers), so a completion finds its slot by binary search. */
 struct partition {
     int64_t *offsets;
-    unsigned char *done;
+    uint32_t *left; /* completions each still waits for; 0: done */
     size_t cap, head, len;
 };
 
@@ -29,7 +29,7 @@ tracker_t *tracker_new(void)
 static void partition_reset(struct partition *p)
 {
     free(p->offsets);
-    free(p->done);
+    free(p->left);
     memset(p, 0, sizeof(*p));
 }
 
@@ -65,15 +65,15 @@ static void grow(struct partition *p)
 {
     size_t cap = p->cap ? p->cap * 2 : 64;
     int64_t *offsets = xmalloc(cap * sizeof(*offsets));
-    unsigned char *done = xmalloc(cap);
+    uint32_t *left = xmalloc(cap * sizeof(*left));
     for (size_t i = 0; i < p->len; i++) {
         offsets[i] = p->offsets[AT(p, i)];
-        done[i] = p->done[AT(p, i)];
+        left[i] = p->left[AT(p, i)];
     }
     free(p->offsets);
-    free(p->done);
+    free(p->left);
     p->offsets = offsets;
-    p->done = done;
+    p->left = left;
     p->cap = cap;
     p->head = 0;
 }
@@ -92,18 +92,28 @@ int tracker_add(tracker_t *t, int32_t partition, int64_t offset)
         grow(p);
     size_t slot = AT(p, p->len);
     p->offsets[slot] = offset;
-    p->done[slot] = 0;
+    p->left[slot] = 1;
     p->len++;
     t->pending++;
     return 0;
 }
 
-int64_t tracker_done(tracker_t *t, int32_t partition, int64_t offset)
+/* Pops the done run at the head: the new committable offset, or -1. */
+static int64_t advance(tracker_t *t, struct partition *p)
 {
-    struct partition *p = get_partition(t, partition, 0);
-    if (!p || p->len == 0)
-        return -1;
+    int64_t committable = -1;
+    while (p->len > 0 && p->left[p->head] == 0) {
+        committable = p->offsets[p->head] + 1;
+        p->head = (p->head + 1) % p->cap;
+        p->len--;
+        t->pending--;
+    }
+    return committable;
+}
 
+/* The slot of offset in the partition, or -1. */
+static long find(const struct partition *p, int64_t offset)
+{
     size_t lo = 0, hi = p->len;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -112,18 +122,30 @@ int64_t tracker_done(tracker_t *t, int32_t partition, int64_t offset)
         else
             hi = mid;
     }
-    if (lo == p->len || p->offsets[AT(p, lo)] != offset || p->done[AT(p, lo)])
+    if (lo == p->len || p->offsets[AT(p, lo)] != offset)
         return -1;
-    p->done[AT(p, lo)] = 1;
+    return (long)AT(p, lo);
+}
 
-    int64_t committable = -1;
-    while (p->len > 0 && p->done[p->head]) {
-        committable = p->offsets[p->head] + 1;
-        p->head = (p->head + 1) % p->cap;
-        p->len--;
-        t->pending--;
-    }
-    return committable;
+int64_t tracker_expect(tracker_t *t, int32_t partition, int64_t offset, uint32_t copies)
+{
+    struct partition *p = get_partition(t, partition, 0);
+    long slot = p && p->len ? find(p, offset) : -1;
+    if (slot < 0 || p->left[slot] == 0)
+        return -1;
+    p->left[slot] = copies;
+    return advance(t, p);
+}
+
+int64_t tracker_done(tracker_t *t, int32_t partition, int64_t offset)
+{
+    struct partition *p = get_partition(t, partition, 0);
+    long slot = p && p->len ? find(p, offset) : -1;
+    if (slot < 0 || p->left[slot] == 0)
+        return -1;
+    if (--p->left[slot] > 0)
+        return -1;
+    return advance(t, p);
 }
 
 void tracker_forget(tracker_t *t, int32_t partition)

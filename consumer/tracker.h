@@ -30,8 +30,14 @@ void tracker_free(tracker_t *t);
  * partition (not a message of the topic). */
 int tracker_add(tracker_t *t, int32_t partition, int64_t offset);
 
-/* Marks a message done. Returns the partition's new committable offset when
- * it advanced, or -1 (not tracked, already done, or earlier ones pending). */
+/* A message added and not yet done is done only after copies completions
+ * (one record fanned out to several users); 0 marks it done now. Returns
+ * what tracker_done would. */
+int64_t tracker_expect(tracker_t *t, int32_t partition, int64_t offset, uint32_t copies);
+
+/* Marks a message (or one of its copies) done. Returns the partition's new
+ * committable offset when it advanced, or -1 (not tracked, already done,
+ * copies or earlier ones pending). */
 int64_t tracker_done(tracker_t *t, int32_t partition, int64_t offset);
 
 /* Stops tracking a partition that was revoked; later completions for it

@@ -72,7 +72,9 @@ static int send_notification(sender_t *s, const notification_t *n, const char *w
                 where, len, NOTIF_JSON_MAX);
         return 1;
     }
-    switch (sender_send(s, json, len, n->user, n->id, line)) {
+    char key[NOTIF_ID_MAX + 1];
+    notification_kafka_key(n, key);
+    switch (sender_send(s, json, len, key, n->id, line)) {
     case SEND_OK:
     case SEND_FAILED: /* counted and told by the sender */
         return 0;
@@ -83,22 +85,43 @@ static int send_notification(sender_t *s, const notification_t *n, const char *w
     return -1;
 }
 
-/* --user/--message: one notification. It borrows o's strings, so it is not cleared. */
+/* The flags' notification without id, time or message. It borrows o's
+ * strings, so it is not cleared. */
+static void from_flags(const producer_options_t *o, notification_t *n)
+{
+    memset(n, 0, sizeof(*n));
+    if (o->user) {
+        n->audience = NOTIF_TO_USER;
+        snprintf(n->user, sizeof(n->user), "%s", o->user);
+    } else if (o->nuser_ids) {
+        n->audience = NOTIF_TO_USERS;
+        n->user_ids = o->user_ids; /* only read */
+        n->nuser_ids = o->nuser_ids;
+    } else if (o->room) {
+        n->audience = NOTIF_TO_ROOM;
+        snprintf(n->room, sizeof(n->room), "%s", o->room);
+    } else {
+        n->audience = NOTIF_TO_BROADCAST;
+    }
+    if (o->type)
+        snprintf(n->type, sizeof(n->type), "%s", o->type);
+    n->data_json = o->data_json;
+    n->ttl_ms = o->ttl_s * 1000LL;
+    n->expires_ms = o->expires_ms;
+}
+
+/* --message: one notification. */
 static void run_one(sender_t *s, const producer_options_t *o, struct run *r)
 {
     notification_t n;
 
-    memset(&n, 0, sizeof(n));
-    snprintf(n.user, sizeof(n.user), "%s", o->user);
+    from_flags(o, &n);
     if (o->id)
         snprintf(n.id, sizeof(n.id), "%s", o->id);
     else
         uuid7_generate(n.id);
-    iso8601_from_ms(now_wall_ms(), n.timestamp);
-    if (o->type)
-        snprintf(n.type, sizeof(n.type), "%s", o->type);
+    notification_set_time(&n, now_wall_ms());
     n.message = (char *)o->message; /* only read */
-    n.data_json = o->data_json;
 
     int rc = send_notification(s, &n, "producer", 0);
     if (rc > 0)
@@ -114,20 +137,15 @@ static void run_count(sender_t *s, const producer_options_t *o, struct run *r)
     notification_t n;
     unsigned long k;
 
-    memset(&n, 0, sizeof(n));
-    if (o->type)
-        snprintf(n.type, sizeof(n.type), "%s", o->type);
+    from_flags(o, &n);
     n.message = message;
-    n.data_json = o->data_json;
 
     for (k = 1; k <= o->count && !interrupted; k++) {
         if (o->users)
             snprintf(n.user, sizeof(n.user), "%s-%lu", o->user, (k - 1) % o->users + 1);
-        else
-            snprintf(n.user, sizeof(n.user), "%s", o->user);
         snprintf(message, sizeof(message), "Notification %lu of %lu", k, o->count);
         uuid7_generate(n.id);
-        iso8601_from_ms(now_wall_ms(), n.timestamp);
+        notification_set_time(&n, now_wall_ms());
         int rc = send_notification(s, &n, "producer", 0);
         if (rc < 0)
             break;

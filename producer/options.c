@@ -12,6 +12,7 @@
 #include "errstr.h"
 #include "kafka_props.h"
 #include "notification.h"
+#include "timeutil.h"
 #include "xalloc.h"
 
 /* Codes for options that have no short form. */
@@ -26,6 +27,11 @@ enum {
     OPT_TOKEN_TTL,
     OPT_SECRET_FILE,
     OPT_KAFKA_CONFIG,
+    OPT_USER_IDS,
+    OPT_ROOM,
+    OPT_BROADCAST,
+    OPT_TTL,
+    OPT_EXPIRES_AT,
 };
 
 #define COUNT_MAX 1000000000UL
@@ -34,6 +40,8 @@ enum {
 #define TIMEOUT_MIN_MS 100
 #define TIMEOUT_MAX_MS 2147483647L /* message.timeout.ms is an int */
 #define TOKEN_TTL_MAX (366L * 86400)
+#define USER_IDS_MAX 100000UL
+#define TTL_MAX (100L * 366 * 86400)
 
 /* One setting: how it is spelled on the command line and in the
  * environment, its default and its help. --help is printed from this
@@ -51,12 +59,21 @@ struct setting {
 static const struct setting settings[] = {
     {"One notification", "user", 'u', "ID", NULL, NULL,
      "the user to notify: letters, digits and . _ - @ : + ~, up to 128"},
+    {NULL, "user-ids", OPT_USER_IDS, "A,B,...", NULL, NULL,
+     "instead of --user: each of these users gets a personal copy (same id)"},
+    {NULL, "room", OPT_ROOM, "NAME", NULL, NULL,
+     "instead of --user: the members of a room (1 to 64 letters, digits or . _ -)"},
+    {NULL, "broadcast", OPT_BROADCAST, NULL, NULL, NULL, "instead of --user: everyone"},
     {NULL, "message", 'm', "TEXT", NULL, NULL, "the text shown to the user"},
     {NULL, "type", OPT_TYPE, "TYPE", NULL, NULL, "a type for the client, up to 64 characters"},
     {NULL, "id", OPT_ID, "ID", NULL, "a new UUIDv7",
      "the notification's id, same characters as a user id"},
     {NULL, "data", OPT_DATA, "JSON", NULL, NULL,
      "any JSON value, passed to the client as \"data\""},
+    {NULL, "ttl", OPT_TTL, "SECONDS", NULL, NULL,
+     "expire it this long after it is sent: not delivered, not kept after that"},
+    {NULL, "expires-at", OPT_EXPIRES_AT, "TIME", NULL, NULL,
+     "instead of --ttl: expire it at TIME (ISO-8601, or epoch milliseconds)"},
 
     {"Many notifications from standard input", "stdin", OPT_STDIN, NULL, NULL, NULL,
      "read one JSON notification per line (also spelled -); the default when neither "
@@ -105,11 +122,12 @@ static const char usage_head[] =
     "       producer [OPTION]... --count N --user ID         send N generated ones\n"
     "\n"
     "Publishes notifications to Kafka for the notification gateway. Each is sent as\n"
-    "{\"id\",\"userId\",\"message\",\"timestamp\",\"type\"?,\"data\"?} JSON, keyed by its userId,\n"
-    "by an idempotent producer that waits for every delivery report. The id of each\n"
-    "delivered notification is printed on standard output, one per line, in the\n"
-    "order the broker confirms them: input order for any one user, interleaved\n"
-    "between users.\n";
+    "{\"id\",\"userId\",\"message\",\"timestamp\",\"type\"?,\"data\"?} JSON by an idempotent\n"
+    "producer that waits for every delivery report, keyed by its audience: the user\n"
+    "id, room:NAME for --room, broadcast for --broadcast, the id for --user-ids. The\n"
+    "id of each delivered notification is printed on standard output, one per line,\n"
+    "in the order the broker confirms them: input order for any one key, interleaved\n"
+    "between keys.\n";
 
 static const char usage_tail[] =
     "\n"
@@ -119,7 +137,9 @@ static const char usage_tail[] =
     "     \"type\":\"greeting\",\"data\":{\"k\":1}}\n"
     "  \"id\" and \"timestamp\" may be left out: a new UUIDv7 and the current time are\n"
     "  filled in. \"user_id\" is accepted for \"userId\" and epoch milliseconds for\n"
-    "  \"timestamp\"; other fields are ignored. Blank lines are skipped. Lines are\n"
+    "  \"timestamp\". In place of \"userId\": \"userIds\":[...], \"room\" or\n"
+    "  \"broadcast\":true; \"ttl\" (seconds) or \"expiresAt\" and \"from\" are passed on;\n"
+    "  other fields are ignored. Blank lines are skipped. Lines are\n"
     "  sent as they are read, so input of any size works: an invalid line is\n"
     "  reported on stderr as stdin:LINE: what is wrong, and is not sent; the valid\n"
     "  lines are still sent, and the exit status is then 2.\n"
@@ -137,6 +157,7 @@ static const char usage_tail[] =
     "  producer --user user1 --message \"Your order has shipped\" \\\n"
     "           --type order --data '{\"orderId\":42}'\n"
     "  printf '%s\\n' '{\"userId\":\"u1\",\"message\":\"hi\"}' | producer -t alerts\n"
+    "  producer --room ops --message \"Deploy at 14:00\" --ttl 3600\n"
     "  producer --count 100000 --user load --users 1000 --quiet\n"
     "  KAFKA_BROKERS=kafka:9092 producer -X compression.codec=lz4 < notifications.jsonl\n"
     "  JWT_SECRET=... producer --token-for user1 --token-ttl 600\n";
@@ -255,6 +276,47 @@ static int utf8_valid(const char *s)
     return 1;
 }
 
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* --user-ids a,b,c: split into one allocation (pointers, then strings). */
+static int parse_user_ids(producer_options_t *o, const char *val, const char *from, char *errstr,
+                          size_t size)
+{
+    size_t count = 1, len = strlen(val);
+    for (const char *p = val; *p; p++)
+        count += *p == ',';
+    if (count > USER_IDS_MAX)
+        return fail(errstr, size, "%s names %zu users, more than %lu", from, count, USER_IDS_MAX);
+    free(o->user_ids);
+    o->user_ids = xmalloc(count * sizeof(char *) + len + 1);
+    char *copy = memcpy(o->user_ids + count, val, len + 1);
+    o->nuser_ids = 0;
+    for (char *p = copy, *comma;; p = comma + 1) {
+        comma = strchr(p, ',');
+        if (comma)
+            *comma = '\0';
+        if (!notification_user_valid(p, strlen(p)))
+            return fail(errstr, size, "%s: '%s' is not a user id: 1 to %d letters, digits or "
+                        ". _ - @ : + ~, separated by commas", from, p, NOTIF_USER_MAX);
+        o->user_ids[o->nuser_ids++] = p;
+        if (!comma)
+            break;
+    }
+    char **sorted = xmalloc(count * sizeof(char *));
+    memcpy(sorted, o->user_ids, count * sizeof(char *));
+    qsort(sorted, count, sizeof(char *), cmp_str);
+    const char *repeat = NULL;
+    for (size_t i = 1; i < count && !repeat; i++)
+        if (strcmp(sorted[i - 1], sorted[i]) == 0)
+            repeat = sorted[i];
+    int rc = repeat ? fail(errstr, size, "%s names '%s' twice", from, repeat) : OPTIONS_RUN;
+    free(sorted);
+    return rc;
+}
+
 /* Applies one setting's value; `from` names where it came from, for errors. */
 static int apply(producer_options_t *o, int code, const char *val, const char *from,
                  char *errstr, size_t size)
@@ -292,6 +354,37 @@ static int apply(producer_options_t *o, int code, const char *val, const char *f
                         from, val, NOTIF_USER_MAX);
         o->user = val;
         break;
+    case OPT_USER_IDS:
+        return parse_user_ids(o, val, from, errstr, size);
+    case OPT_ROOM:
+        if (!notification_room_valid(val, strlen(val)))
+            return fail(errstr, size, "%s '%s' is not a room name: 1 to %d letters, digits or "
+                        ". _ -", from, val, NOTIF_ROOM_MAX);
+        o->room = val;
+        break;
+    case OPT_BROADCAST:
+        o->broadcast = 1;
+        break;
+    case OPT_TTL:
+        if (parse_ulong(val, 1, TTL_MAX, &n) != 0)
+            return fail(errstr, size, "%s '%s' is not a number of seconds from 1 to %ld", from,
+                        val, TTL_MAX);
+        o->ttl_s = (long)n;
+        break;
+    case OPT_EXPIRES_AT: {
+        int64_t ms;
+        char check[ISO8601_LEN];
+        unsigned long epoch;
+        if (parse_ulong(val, 1, ULONG_MAX, &epoch) == 0)
+            ms = (int64_t)epoch;
+        else if (iso8601_parse(val, strlen(val), &ms) != 0)
+            ms = -1;
+        if (ms <= 0 || iso8601_from_ms(ms, check) != 0)
+            return fail(errstr, size, "%s '%s' is not a time: ISO-8601 (2030-01-01T00:00:00Z) "
+                        "or epoch milliseconds, 1970 to 9999", from, val);
+        o->expires_ms = ms;
+        break;
+    }
     case 'm':
         if (!utf8_valid(val))
             return fail(errstr, size, "%s is not valid UTF-8", from);
@@ -395,19 +488,28 @@ static int choose_mode(producer_options_t *o, int want_stdin, int stdin_is_tty, 
                                   "its own messages");
     if (o->users && !o->count)
         return fail(errstr, size, "--users only applies to --count");
+    int audiences = !!o->user + !!o->nuser_ids + !!o->room + !!o->broadcast;
+    if (audiences > 1)
+        return fail(errstr, size, "--user, --user-ids, --room and --broadcast each name the "
+                                  "audience: give one");
+    if (o->ttl_s && o->expires_ms)
+        return fail(errstr, size, "--ttl and --expires-at both say when it expires: give one");
+    if (o->users && !o->user)
+        return fail(errstr, size, "--users spreads --count over users made from --user");
 
     if (o->message) {
         o->mode = MODE_ONE;
-        if (!o->user)
-            return fail(errstr, size, "--message needs --user: every notification is for one "
-                                      "user");
+        if (!audiences)
+            return fail(errstr, size, "--message needs its audience: --user, --user-ids, "
+                                      "--room or --broadcast");
         return OPTIONS_RUN;
     }
     if (o->count) {
         o->mode = MODE_COUNT;
-        if (!o->user)
-            return fail(errstr, size, "--count needs --user (with --users K, the prefix of "
-                                      "the user ids)");
+        if (!audiences)
+            return fail(errstr, size, "--count needs its audience: --user (with --users K, the "
+                                      "prefix of the user ids), --user-ids, --room or "
+                                      "--broadcast");
         if (o->id)
             return fail(errstr, size, "--id names one notification: --count makes a new id "
                                       "for each");
@@ -427,8 +529,10 @@ static int choose_mode(producer_options_t *o, int want_stdin, int stdin_is_tty, 
                                   "JSON lines on standard input");
     o->mode = MODE_STDIN;
     /* Each line names its own user and fields: a flag for them would be ignored. */
-    const char *ignored = o->user ? "--user" : o->type ? "--type" : o->id ? "--id"
-                                             : o->data_json ? "--data" : NULL;
+    const char *ignored = o->user ? "--user" : o->nuser_ids ? "--user-ids" : o->room ? "--room"
+                          : o->broadcast ? "--broadcast" : o->type ? "--type" : o->id ? "--id"
+                          : o->data_json ? "--data" : o->ttl_s ? "--ttl"
+                          : o->expires_ms ? "--expires-at" : NULL;
     if (ignored)
         return fail(errstr, size, "%s goes with --message or --count; reading standard input, "
                                   "each line gives its own fields%s",
@@ -573,6 +677,7 @@ int options_parse(producer_options_t *o, int argc, char **argv, int stdin_is_tty
 void options_free(producer_options_t *o)
 {
     free(o->data_json);
+    free(o->user_ids);
     for (size_t i = 0; i < o->nquiet; i++)
         free((char *)o->props[i]);
     free(o->props);

@@ -24,6 +24,13 @@ typedef struct producer_options {
     const char *topic;
     int timeout_ms;     /* --timeout: how long one notification may wait for delivery */
     const char *user;   /* --user */
+    /* The other audiences, at most one given (choose_mode checks): */
+    char **user_ids;    /* --user-ids, split; one owned allocation */
+    size_t nuser_ids;
+    const char *room;   /* --room */
+    int broadcast;      /* --broadcast */
+    long ttl_s;         /* --ttl, 0: none */
+    long long expires_ms; /* --expires-at, 0: none */
     const char *message;
     const char *type;   /* NULL when absent */
     const char *id;     /* NULL: a new UUIDv7 */

@@ -303,6 +303,70 @@ static void fills_missing_id_and_timestamp_when_asked(void **state)
     notification_clear(&n);
 }
 
+/* Each audience parses, renders in the form published to Kafka (which
+ * parses back the same) and has its Kafka key. */
+static void audiences_parse_render_and_key(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out, *key;
+        enum notif_audience audience;
+    } cases[] = {
+        {"{\"id\":\"a\",\"userIds\":[\"u2\",\"u1\"],\"message\":\"m\",\"timestamp\":1}",
+         "{\"id\":\"a\",\"message\":\"m\",\"timestamp\":\"1970-01-01T00:00:00.001Z\","
+         "\"userIds\":[\"u2\",\"u1\"]}",
+         "a", NOTIF_TO_USERS},
+        {"{\"id\":\"a\",\"room\":\"ops.eu_1-x\",\"message\":\"m\",\"timestamp\":1,\"from\":\"u9\"}",
+         "{\"id\":\"a\",\"message\":\"m\",\"timestamp\":\"1970-01-01T00:00:00.001Z\","
+         "\"room\":\"ops.eu_1-x\",\"from\":\"u9\"}",
+         "room:ops.eu_1-x", NOTIF_TO_ROOM},
+        {"{\"id\":\"a\",\"broadcast\":true,\"message\":\"m\",\"timestamp\":1,\"ttl\":60}",
+         "{\"id\":\"a\",\"message\":\"m\",\"timestamp\":\"1970-01-01T00:00:00.001Z\","
+         "\"broadcast\":true,\"expiresAt\":\"1970-01-01T00:01:00.001Z\"}",
+         "broadcast", NOTIF_TO_BROADCAST},
+        {"{\"id\":\"a\",\"userId\":\"u\",\"broadcast\":false,\"message\":\"m\",\"timestamp\":1,"
+         "\"expiresAt\":\"2030-01-01T00:00:00Z\"}",
+         "{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":\"1970-01-01T00:00:00.001Z\","
+         "\"expiresAt\":\"2030-01-01T00:00:00.000Z\"}",
+         "u", NOTIF_TO_USER},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        notification_t n, back;
+        char err[256], key[NOTIF_ID_MAX + 1];
+        if (parse(cases[i].in, 0, &n, err) != 0)
+            fail_msg("%s: %s", cases[i].in, err);
+        assert_int_equal(n.audience, cases[i].audience);
+        size_t len;
+        char *out = notification_to_json(&n, 0, &len);
+        assert_string_equal(out, cases[i].out);
+        notification_kafka_key(&n, key);
+        assert_string_equal(key, cases[i].key);
+        assert_int_equal(notification_parse(out, len, 0, &back, err, sizeof(err)), 0);
+        assert_int_equal(back.audience, n.audience);
+        assert_int_equal(back.expires_ms, n.expires_ms);
+        assert_int_equal(back.nuser_ids, n.nuser_ids);
+        free(out);
+        notification_clear(&back);
+        notification_clear(&n);
+    }
+}
+
+/* "ttl" counts from the notification's time, and follows it when the
+ * gateway sets the time later (a record without a timestamp). */
+static void ttl_follows_the_time(void **state)
+{
+    (void)state;
+    notification_t n;
+    char err[256];
+    assert_int_equal(parse("{\"userId\":\"u\",\"message\":\"m\",\"ttl\":5}",
+                           NOTIF_FILL_ID | NOTIF_FILL_TIMESTAMP, &n, err), 0);
+    assert_true(n.expires_ms - n.time_ms == 5000);
+    assert_int_equal(notification_set_time(&n, 1000000), 0);
+    assert_true(n.expires_ms == 1005000);
+    assert_string_equal(n.timestamp, "1970-01-01T00:16:40.000Z");
+    notification_clear(&n);
+}
+
 static void rejects_what_it_cannot_deliver(void **state)
 {
     (void)state;
@@ -323,6 +387,23 @@ static void rejects_what_it_cannot_deliver(void **state)
         {"{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":-1e300}", "out of range"},
         /* A notification must not pass for a control frame. */
         {"{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":1,\"type\":\"welcome\"}", "is reserved"},
+        /* Audiences: exactly one, each well formed. */
+        {"{\"id\":\"a\",\"userId\":\"u\",\"room\":\"r\",\"message\":\"m\"}", "\"userId\" and \"room\" both given"},
+        {"{\"id\":\"a\",\"userIds\":[\"u\"],\"broadcast\":true,\"message\":\"m\"}", "\"userIds\" and \"broadcast\" both"},
+        {"{\"id\":\"a\",\"broadcast\":false,\"message\":\"m\"}", "\"userId\" is missing"},
+        {"{\"id\":\"a\",\"broadcast\":1,\"message\":\"m\"}", "\"broadcast\" must be true or false"},
+        {"{\"id\":\"a\",\"userIds\":[],\"message\":\"m\"}", "non-empty array"},
+        {"{\"id\":\"a\",\"userIds\":\"u\",\"message\":\"m\"}", "non-empty array"},
+        {"{\"id\":\"a\",\"userIds\":[\"u\",\"v w\"],\"message\":\"m\"}", "\"userIds\"[1] must be"},
+        {"{\"id\":\"a\",\"userIds\":[\"u\",\"v\",\"u\"],\"message\":\"m\"}", "names \"u\" twice"},
+        {"{\"id\":\"a\",\"room\":\"a@b\",\"message\":\"m\"}", "\"room\" must be"},
+        {"{\"id\":\"a\",\"room\":\"\",\"message\":\"m\"}", "\"room\" must be"},
+        {"{\"id\":\"a\",\"room\":\"r\",\"message\":\"m\",\"from\":\"x y\"}", "\"from\" must be"},
+        {"{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":1,\"ttl\":0}", "\"ttl\" must be"},
+        {"{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":1,\"ttl\":1.5}", "\"ttl\" must be"},
+        {"{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":1,\"ttl\":5,\"expiresAt\":9}", "both given"},
+        {"{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":1,\"expiresAt\":\"soon\"}", "\"expiresAt\" must be ISO-8601"},
+        {"{\"id\":\"a\",\"userId\":\"u\",\"message\":\"m\",\"timestamp\":253402300799000,\"ttl\":5}", "past the year 9999"},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         notification_t n;
@@ -516,6 +597,8 @@ int main(void)
         cmocka_unit_test(iso8601_round_trips),
         cmocka_unit_test(uuid7_ids_are_unique_and_increasing),
         cmocka_unit_test(the_flat_reader_takes_plain_shapes_and_leaves_the_rest),
+        cmocka_unit_test(audiences_parse_render_and_key),
+        cmocka_unit_test(ttl_follows_the_time),
         cmocka_unit_test(client_message_forms),
         cmocka_unit_test(websocket_frame_headers),
     };

@@ -110,7 +110,8 @@ static hub_msg_t msg(const char *id, const char *user, int64_t offset)
     static int next;
     char *f = frames[next++ % 64];
     snprintf(f, 128, "{\"id\":\"%s\",\"userId\":\"%s\",\"message\":\"m\"}", id, user);
-    return (hub_msg_t){id, user, f, strlen(f), 0, 0, offset, 0};
+    return (hub_msg_t){.id = id, .user = user, .frame = f, .frame_len = strlen(f),
+                       .offset = offset};
 }
 
 /* The store's answer: nothing stored for the user. */

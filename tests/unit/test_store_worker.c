@@ -85,7 +85,7 @@ static void each_request_completes_on_the_polling_thread(void **state)
         char id[16], frame[64];
         snprintf(id, sizeof(id), "n%d", i);
         snprintf(frame, sizeof(frame), "{\"id\":\"%s\"}", id);
-        hub_msg_t m = {id, "alice", frame, strlen(frame), 100 + i, 7, 1000 + i, 0};
+        hub_msg_t m = {id, "alice", frame, strlen(frame), 100 + i, 7, 1000 + i, 0, 0};
         store_worker_put(w, &m, on_put, &s);
     }
     store_worker_fetch(w, "alice", 0, 10, 42, on_fetch, &s);
@@ -165,7 +165,7 @@ static void a_write_does_not_wait_behind_reads(void **state)
         store_worker_fetch(w, "reader", 0, STORED, (uint64_t)i, count_fetch, &o);
     store_worker_flush(w);
     usleep(2000); /* the worker is reading now */
-    hub_msg_t m = {"w1", "writer", "{}", 2, 1, 0, 1, 0};
+    hub_msg_t m = {"w1", "writer", "{}", 2, 1, 0, 1, 0, 0};
     store_worker_put(w, &m, note_put, &o);
     store_worker_flush(w);
     wait_for(w, &o.done, READS + 1);

@@ -108,6 +108,27 @@ static void forget_drops_a_revoked_partition(void **state)
     tracker_free(t);
 }
 
+/* A record fanned out to three users completes with its third copy; one
+ * that expired (no copies) completes at once. */
+static void copies_complete_a_record_together(void **state)
+{
+    (void)state;
+    tracker_t *t = tracker_new();
+    tracker_add(t, 0, 10);
+    tracker_add(t, 0, 11);
+    tracker_add(t, 0, 12);
+    assert_int_equal(tracker_expect(t, 0, 10, 3), -1);
+    assert_int_equal(tracker_done(t, 0, 11), -1);
+    assert_int_equal(tracker_done(t, 0, 10), -1);
+    assert_int_equal(tracker_done(t, 0, 10), -1);
+    assert_int_equal(tracker_pending(t), 3);
+    assert_int_equal(tracker_done(t, 0, 10), 12);
+    assert_int_equal(tracker_done(t, 0, 10), -1); /* a fourth: ignored */
+    assert_int_equal(tracker_expect(t, 0, 12, 0), 13);
+    assert_int_equal(tracker_pending(t), 0);
+    tracker_free(t);
+}
+
 static void many_offsets_grow_the_ring(void **state)
 {
     (void)state;
@@ -139,6 +160,7 @@ int main(void)
         cmocka_unit_test(rewind_restarts_the_partition),
         cmocka_unit_test(forget_drops_a_revoked_partition),
         cmocka_unit_test(many_offsets_grow_the_ring),
+        cmocka_unit_test(copies_complete_a_record_together),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,165 @@
+"""Audiences beyond one user, expiry, and the producers' forms of them:
+real Kafka, a real MongoDB-wire store (mongo-java-server), the real
+gateway, producer CLI and HTTP API, real WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import time
+import urllib.request
+import uuid
+
+from conftest import PRODUCER_BIN, HARNESS_KEY
+from servers import produce
+from wsclient import Tab
+from test_gateway import stored, wait_stored
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+def producer(kafka, topic, *args) -> str:
+    out = subprocess.run([str(PRODUCER_BIN), "--brokers", kafka.bootstrap, "--topic", topic,
+                          *args], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip()
+
+
+def post(gw, path: str, body) -> tuple[int, dict]:
+    req = urllib.request.Request(gw.http_url(path), data=json.dumps(body).encode(),
+                                 method="POST", headers={"Authorization": f"Bearer {HARNESS_KEY}",
+                                                         "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, json.load(r)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
+
+
+def keys_of(kafka, topic: str, count: int, timeout: float = 15.0) -> list[tuple[bytes, dict]]:
+    """The first COUNT records of TOPIC as (key, value)."""
+    from confluent_kafka import Consumer
+    c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": f"k-{uuid.uuid4().hex[:8]}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([topic])
+    got, deadline = [], time.monotonic() + timeout
+    try:
+        while len(got) < count and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                got.append((m.key(), json.loads(m.value())))
+    finally:
+        c.close()
+    assert len(got) == count, f"{len(got)} of {count} records"
+    return got
+
+
+def test_user_ids_reach_each_user_and_the_record_completes_with_its_last_copy(
+        kafka, mongo, topic, mongo_db_name, gateway):
+    """One record naming three users: a personal copy each (online, two
+    tabs, offline), each frame its user's alone; the record's offset waits
+    for the last copy's ack."""
+    gw = gateway()
+
+    async def scenario():
+        async with Tab(gw.ws_url("ua")) as a1, Tab(gw.ws_url("ua")) as a2, \
+                Tab(gw.ws_url("uc"), ack=False) as c:
+            await asyncio.sleep(0.3)
+            nid = producer(kafka, topic, "--user-ids", "ua,ub,uc", "--message", "to three")
+            for tab, user in ((a1, "ua"), (a2, "ua"), (c, "uc")):
+                frames = await tab.wait_for(1)
+                assert frames[0]["id"] == nid and frames[0]["userId"] == user
+                assert "userIds" not in frames[0]
+            assert [d["id"] for d in wait_stored(mongo, mongo_db_name, "ub", 1)] == [nid]
+            # ua acked and ub is stored; uc's copy still holds the record.
+            await asyncio.sleep(0.5)
+            assert gw.health()["kafkaPending"] == 1
+            await c.send_ack(nid)
+            gw.wait_health("the record complete", lambda h: h["kafkaPending"] == 0)
+        async with Tab(gw.ws_url("ub")) as b:
+            frames = await b.wait_for(1)
+            assert frames[0]["id"] == nid and frames[0]["userId"] == "ub"
+    run(scenario())
+
+
+def test_each_audience_has_its_kafka_key_from_every_producer(kafka, topic, gateway):
+    """A user's notifications share a partition by their user id, a room's
+    by room:<name>, broadcast's by one fixed key; userIds, fanned out at
+    intake, by the notification's id."""
+    gw = gateway()
+    producer(kafka, topic, "--user", "ku", "-m", "1")
+    producer(kafka, topic, "--user-ids", "k1,k2", "--id", "kid-1", "-m", "2")
+    producer(kafka, topic, "--room", "ops.eu", "-m", "3")
+    producer(kafka, topic, "--broadcast", "-m", "4", "--ttl", "60")
+    status, body = post(gw, "/api/notifications",
+                        [{"userId": "ku", "message": "5"},
+                         {"id": "kid-2", "userIds": ["k1", "k2"], "message": "6"}])
+    assert status == 202, body
+    got = keys_of(kafka, topic, 6)
+    by_message = {v["message"]: (k, v) for k, v in got}
+    assert by_message["1"][0] == b"ku"
+    assert by_message["2"][0] == b"kid-1" and by_message["2"][1]["userIds"] == ["k1", "k2"]
+    assert by_message["3"][0] == b"room:ops.eu" and by_message["3"][1]["room"] == "ops.eu"
+    assert by_message["4"][0] == b"broadcast" and by_message["4"][1]["broadcast"] is True
+    assert "expiresAt" in by_message["4"][1]
+    assert by_message["5"][0] == b"ku"
+    assert by_message["6"][0] == b"kid-2"
+
+
+def test_more_user_ids_than_the_limit_are_refused(kafka, topic, gateway):
+    gw = gateway(args=["--max-user-ids", "2"])
+    status, body = post(gw, "/api/notifications",
+                        {"userIds": ["l1", "l2", "l3"], "message": "too many"})
+    assert status == 400 and "MAX_USER_IDS (2)" in body["errors"][0]["error"]
+    # On Kafka directly: dead-lettered with the reason.
+    produce(kafka.bootstrap, topic, [("x", json.dumps({"id": "big", "userIds": ["l1", "l2", "l3"],
+                                                       "message": "m"}).encode())])
+    gw.wait_health("dead-lettered", lambda h: h["deadLettered"] == 1)
+    assert "more than --max-user-ids (2)" in gw.log_text()
+
+
+def test_what_expired_before_it_was_consumed_is_neither_pushed_nor_stored(
+        kafka, mongo, topic, mongo_db_name, gateway):
+    gw = gateway()
+
+    async def scenario():
+        async with Tab(gw.ws_url("ex-on")) as tab:
+            await asyncio.sleep(0.3)
+            past = "2020-01-01T00:00:00Z"
+            produce(kafka.bootstrap, topic, [
+                {"id": "old-1", "userId": "ex-on", "message": "m", "expiresAt": past},
+                {"id": "old-2", "userId": "ex-off", "message": "m", "expiresAt": past},
+                {"id": "old-3", "userIds": ["ex-on", "ex-off"], "message": "m",
+                 "timestamp": "2020-01-01T00:00:00Z", "ttl": 60},
+                {"id": "fresh", "userId": "ex-on", "message": "m", "ttl": 600}])
+            frames = await tab.wait_for(1)
+            assert frames[0]["id"] == "fresh" and "expiresAt" in frames[0]
+            await tab.quiet_for(0.5)
+            assert tab.ids == ["fresh"]
+    run(scenario())
+    gw.wait_health("three expired, all complete",
+                   lambda h: h["expired"] == 3 and h["kafkaPending"] == 0)
+    assert stored(mongo, mongo_db_name, "ex-off") == []
+
+
+def test_the_seeds_send_message_delivers_with_its_sender(kafka, topic, gateway):
+    """Seed 001's POST /send-message {"from","to","message"}."""
+    gw = gateway()
+
+    async def scenario():
+        async with Tab(gw.ws_url("clientB")) as tab:
+            await asyncio.sleep(0.3)
+            status, body = await asyncio.to_thread(
+                post, gw, "/send-message", {"from": "clientA", "to": "clientB",
+                                            "message": "Hi there!"})
+            assert status == 202, body
+            frames = await tab.wait_for(1)
+            assert frames[0]["id"] == body["ids"][0]
+            assert (frames[0]["from"], frames[0]["userId"], frames[0]["message"]) == \
+                ("clientA", "clientB", "Hi there!")
+    run(scenario())
+    status, body = post(gw, "/send-message", {"from": "a", "message": "no to"})
+    assert status == 400 and '"to"' in body["error"]
