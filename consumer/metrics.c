@@ -31,7 +31,10 @@ static double acked(const struct snapshot *s) { return (double)WS(s)->acked; }
 static double stored(const struct snapshot *s) { return (double)P(s)->count.stored; }
 static double replayed(const struct snapshot *s) { return (double)P(s)->count.replayed; }
 static double dead_lettered(const struct snapshot *s) { return (double)s->kafka.dead_lettered; }
-static double expired(const struct snapshot *s) { return (double)s->kafka.expired; }
+static double expired(const struct snapshot *s)
+{
+    return (double)(s->kafka.expired + s->store.expired);
+}
 static double receipts_sent(const struct snapshot *s)
 {
     return (double)events_sent(P(s)->events);

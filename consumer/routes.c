@@ -198,7 +198,7 @@ static void get_status_json(void *ctx, http_request_t *req)
         "\"token\":%lu},\"lag\":{",
         words.status, words.kafka, words.store, hub_user_count(p->hub), hub_conn_count(p->hub),
         hub_inflight_count(p->hub), p->count.consumed, v->ws->pushed, v->ws->acked,
-        p->count.stored, p->count.replayed, kafka.dead_lettered, kafka.expired,
+        p->count.stored, p->count.replayed, kafka.dead_lettered, kafka.expired + store.expired,
         store_worker_backlog(p->store),
         store.failures, kafka.pending, kafka.assigned, budget_used(b), b->limit, b->limit,
         budget_used(b), budget_part(b, BUDGET_HANDOFF), budget_part(b, BUDGET_WINDOWS),

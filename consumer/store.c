@@ -112,6 +112,11 @@ int64_t store_expire(store_t *st, size_t max_per_user, int64_t stored_before_ms,
     return n;
 }
 
+int64_t store_expire_due(store_t *st, int64_t now_ms, char *errstr, size_t size)
+{
+    return st->backend->expire_due(st->impl, now_ms, errstr, size);
+}
+
 void store_close(store_t *st)
 {
     if (!st)

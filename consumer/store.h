@@ -4,8 +4,8 @@
  * second put of the same id for the same user is a no-op, while two users
  * may have notifications with the same id; ordered per user by seq; the
  * data's schema is versioned and store_prepare migrates it forward; a
- * notification leaves only through store_remove, which the gateway calls
- * after a client acknowledged it. Calls block: they run on the store
+ * notification leaves through store_remove, which the gateway calls after
+ * a client acknowledged it, or by expiring (store_expire, store_expire_due). Calls block: they run on the store
  * worker thread, never on the event loop. */
 #ifndef CONSUMER_STORE_H
 #define CONSUMER_STORE_H
@@ -22,6 +22,7 @@ typedef struct store_doc {
     size_t frame_len;
     int64_t seq;
     int64_t acked_at; /* history: when it was acknowledged (wall-clock ms) */
+    int64_t expires_at; /* pending: when it expires (wall-clock ms), 0: never */
 } store_doc_t;
 
 /* Which notifications: pending (stored for delivery), or acknowledged and
@@ -95,6 +96,11 @@ int64_t store_remove(store_t *st, const char *const *users, const char *const *i
  * acknowledgement of all). Returns how many, or -1. */
 int64_t store_remove_through(store_t *st, const char *user, int64_t through_seq, char *errstr,
                              size_t errstr_size);
+
+/* Deletes the pending notifications whose expires_at is at or before
+ * now_ms (their "ttl" or "expiresAt"); store_fetch and store_list already
+ * skip them. Returns how many, or -1 with errstr. */
+int64_t store_expire_due(store_t *st, int64_t now_ms, char *errstr, size_t errstr_size);
 
 /* Whether the server answers: a cheap round trip. 0 or -1 with errstr. */
 int store_ping(store_t *st, char *errstr, size_t errstr_size);

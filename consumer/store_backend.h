@@ -32,6 +32,7 @@ struct store_backend {
     int (*ping)(void *impl, char *errstr, size_t errstr_size);
     int64_t (*expire)(void *impl, size_t max_per_user, int64_t stored_before_ms, char *errstr,
                       size_t errstr_size);
+    int64_t (*expire_due)(void *impl, int64_t now_ms, char *errstr, size_t errstr_size);
     void (*close)(void *impl);
 };
 

@@ -2,7 +2,7 @@
  *
  * Collection "notifications", one document per stored notification:
  *   {_id: "<userId>/<id>", id, userId, seq: <int64>, notification: <JSON text>,
- *    storedAt: <date>}
+ *    storedAt: <date>, expiresAt: <date>?}
  * _id is the (user, id) pair ('/' is in neither), so puts are idempotent
  * per user and two users' notifications with the same id are two
  * documents; the index {userId: 1, seq: 1} serves "this user's pending,
@@ -18,7 +18,11 @@
  *      harmlessly: copies are idempotent);
  *   3  the collection "history" of acknowledged notifications: the same
  *      documents with ackedAt (a date: its TTL index expires them), an
- *      index {userId: 1, seq: 1}. 
+ *      index {userId: 1, seq: 1};
+ *   4  expiresAt, set on notifications that expire ("ttl", "expiresAt"):
+ *      reads skip what has expired, a TTL index deletes it where the
+ *      server has one, and the gateway's sweep everywhere. Documents of
+ *      version 3 have none: nothing to change.
  * Migrations and expiry are store_mongo_upkeep.c's. */
 #include "store_backend.h"
 
@@ -200,9 +204,12 @@ static int mongo_put(void *impl, const store_doc_t *docs, size_t n, char *errstr
         return 0;
     bson_t **bdocs = xcalloc(n, sizeof(*bdocs));
     int64_t now = now_wall_ms();
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
         bdocs[i] = mongo_new_doc(docs[i].id, docs[i].user, docs[i].seq, docs[i].frame,
-                           docs[i].frame_len, now);
+                                 docs[i].frame_len, now);
+        if (docs[i].expires_at)
+            BSON_APPEND_DATE_TIME(bdocs[i], "expiresAt", docs[i].expires_at);
+    }
     int rc = mongo_insert_docs(((mongo_store_t *)impl)->coll, bdocs, n,
                                "cannot store notifications", errstr, size);
     free(bdocs);
@@ -231,6 +238,8 @@ static int doc_read(const bson_t *doc, store_doc_t *d)
     d->frame_len = len;
     if (bson_iter_init_find(&it, doc, "ackedAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
         d->acked_at = bson_iter_date_time(&it);
+    if (bson_iter_init_find(&it, doc, "expiresAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
+        d->expires_at = bson_iter_date_time(&it);
     return d->id && d->user && has_seq && d->frame;
 }
 
@@ -293,13 +302,13 @@ static int archive(mongo_store_t *st, const bson_t *filter, char *errstr, size_t
 }
 
 
-/* createIndexes on coll: keys, named by them; ttl_s > 0: a TTL index. */
+/* createIndexes on coll: keys, named by them; ttl_s >= 0: a TTL index. */
 static int create_index(mongoc_collection_t *coll, const bson_t *keys, int64_t ttl_s,
                         bson_error_t *err)
 {
     char *name = mongoc_collection_keys_to_index_string(keys);
     bson_t *index = BCON_NEW("key", BCON_DOCUMENT(keys), "name", BCON_UTF8(name));
-    if (ttl_s > 0)
+    if (ttl_s >= 0)
         BSON_APPEND_INT64(index, "expireAfterSeconds", ttl_s);
     bson_t *cmd = BCON_NEW("createIndexes", BCON_UTF8(mongoc_collection_get_name(coll)),
                            "indexes", "[", BCON_DOCUMENT(index), "]");
@@ -321,10 +330,18 @@ static int mongo_prepare(void *impl, char *errstr, size_t size)
         return -1;
     bson_t *by_user = BCON_NEW("userId", BCON_INT32(1), "seq", BCON_INT32(1));
     int rc = 0;
-    if (create_index(st->coll, by_user, 0, &err) != 0 ||
-        create_index(st->history, by_user, 0, &err) != 0)
+    if (create_index(st->coll, by_user, -1, &err) != 0 ||
+        create_index(st->history, by_user, -1, &err) != 0)
         rc = mongo_set_err(errstr, size, "cannot create the index on userId and seq", &err);
     bson_destroy(by_user);
+    /* Expired notifications: deleted at their expiresAt by the server's TTL
+     * monitor where it has one, by the gateway's sweep everywhere (reads
+     * skip them meanwhile). FerretDB 1.24 refuses the option: not fatal. */
+    bson_t *expires = BCON_NEW("expiresAt", BCON_INT32(1));
+    if (rc == 0 && create_index(st->coll, expires, 0, &err) != 0)
+        log_info("no TTL index on expiresAt (%s): the gateway deletes expired notifications "
+                 "itself, every minute", err.message);
+    bson_destroy(expires);
     if (rc == 0 && st->history_ms) {
         /* The gateway sweeps the history too: a server without TTL indexes,
          * or one made for another retention, still keeps it bounded. */
@@ -336,6 +353,24 @@ static int mongo_prepare(void *impl, char *errstr, size_t size)
         bson_destroy(acked);
     }
     return rc;
+}
+
+/* Appends to filter: not expired at now (no expiresAt, or a later one). */
+static void append_unexpired(bson_t *filter, int64_t now)
+{
+    bson_t or, none, later, exists, gt;
+    BSON_APPEND_ARRAY_BEGIN(filter, "$or", &or);
+    BSON_APPEND_DOCUMENT_BEGIN(&or, "0", &none);
+    BSON_APPEND_DOCUMENT_BEGIN(&none, "expiresAt", &exists);
+    BSON_APPEND_BOOL(&exists, "$exists", false);
+    bson_append_document_end(&none, &exists);
+    bson_append_document_end(&or, &none);
+    BSON_APPEND_DOCUMENT_BEGIN(&or, "1", &later);
+    BSON_APPEND_DOCUMENT_BEGIN(&later, "expiresAt", &gt);
+    BSON_APPEND_DATE_TIME(&gt, "$gt", now);
+    bson_append_document_end(&later, &gt);
+    bson_append_document_end(&or, &later);
+    bson_append_array_end(filter, &or);
 }
 
 /* The most notifications one read asks for over all its users: the answer
@@ -392,13 +427,14 @@ static int mongo_fetch(void *impl, store_read_t *reads, size_t n, store_fetch_cb
     BSON_APPEND_DOCUMENT_BEGIN(&filter, "seq", &seq);
     BSON_APPEND_INT64(&seq, "$gt", after);
     bson_append_document_end(&filter, &seq);
+    append_unexpired(&filter, now_wall_ms());
     if (asked > FETCH_MAX_DOCS)
         asked = FETCH_MAX_DOCS;
     qsort(by_user, n, sizeof(*by_user), by_reader);
     bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(1), "}", "limit",
                             BCON_INT64((int64_t)asked), "projection", "{", "id", BCON_INT32(1),
                             "userId", BCON_INT32(1), "seq", BCON_INT32(1), "notification",
-                            BCON_INT32(1), "}");
+                            BCON_INT32(1), "expiresAt", BCON_INT32(1), "}");
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->coll, &filter, opts, NULL);
 
     while (mongoc_cursor_next(cur, &doc)) {
@@ -456,6 +492,8 @@ static int mongo_list(void *impl, store_table_t table, const char *user, int64_t
     mongoc_collection_t *coll = table == STORE_HISTORY ? st->history : st->coll;
     bson_t *filter = BCON_NEW("userId", BCON_UTF8(user), "seq", "{", "$lt",
                               BCON_INT64(before_seq), "}");
+    if (table == STORE_PENDING)
+        append_unexpired(filter, now_wall_ms());
     bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(-1), "}", "limit",
                             BCON_INT64((int64_t)limit));
     mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
@@ -541,6 +579,15 @@ static int64_t mongo_history_expire(void *impl, int64_t acked_before_ms, char *e
     return n;
 }
 
+static int64_t mongo_expire_due(void *impl, int64_t now_ms, char *errstr, size_t size)
+{
+    bson_t *due = BCON_NEW("expiresAt", "{", "$lte", BCON_DATE_TIME(now_ms), "}");
+    int64_t n = mongo_delete_counted(impl, due, "cannot delete expired notifications", errstr,
+                                     size);
+    bson_destroy(due);
+    return n;
+}
+
 static int64_t mongo_count(void *impl, const char *user, char *errstr, size_t size)
 {
     mongo_store_t *st = impl;
@@ -581,5 +628,6 @@ const struct store_backend store_mongo_backend = {
     .count = mongo_count,
     .ping = mongo_ping,
     .expire = mongo_expire,
+    .expire_due = mongo_expire_due,
     .close = mongo_close,
 };

@@ -10,7 +10,9 @@
  *   1  (user_version 0 with a table) keyed by id alone;
  *   2  keyed by (user_id, id): ids are unique per user, not across users;
  *   3  a history(user_id, id, seq, notification, acked_at) table of
- *      acknowledged notifications, the same key, swept by acked_at. */
+ *      acknowledged notifications, the same key, swept by acked_at;
+ *   4  notifications.expires_at (wall-clock ms, NULL: never), indexed
+ *      where set: reads skip what expired, the sweep deletes it. */
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -25,7 +27,7 @@
 #include "timeutil.h"
 #include "xalloc.h"
 
-#define SCHEMA_VERSION 3
+#define SCHEMA_VERSION 4
 #define CREATE_TABLE(name)                                                                      \
     "CREATE TABLE " name " (user_id TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"    \
     " notification TEXT NOT NULL, stored_at INTEGER NOT NULL, PRIMARY KEY (user_id, id))"
@@ -140,6 +142,10 @@ static const char *const migrations[] = {
     " notification TEXT NOT NULL, acked_at INTEGER NOT NULL, PRIMARY KEY (user_id, id));"
     "CREATE INDEX history_user_seq ON history (user_id, seq);"
     "CREATE INDEX history_acked_at ON history (acked_at);",
+    /* 3 -> 4: expiry ("ttl", "expiresAt"). */
+    "ALTER TABLE notifications ADD COLUMN expires_at INTEGER;"
+    "CREATE INDEX notifications_expires_at ON notifications (expires_at)"
+    " WHERE expires_at IS NOT NULL;",
 };
 
 /* Brings the file to SCHEMA_VERSION: creates it, or migrates it forward. */
@@ -193,11 +199,13 @@ static int sqlite_prepare(void *impl, char *errstr, size_t size)
         const char *sql;
     } stmts[] = {
         {&st->insert, "INSERT OR IGNORE INTO notifications (id, user_id, seq, notification, "
-                      "stored_at) VALUES (?, ?, ?, ?, ?)"},
-        {&st->select, "SELECT id, seq, notification FROM notifications WHERE user_id = ? AND "
-                      "seq > ? ORDER BY seq LIMIT ?"},
-        {&st->list, "SELECT id, seq, notification FROM notifications WHERE user_id = ? AND "
-                    "seq < ? ORDER BY seq DESC LIMIT ?"},
+                      "stored_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)"},
+        {&st->select, "SELECT id, seq, notification, expires_at FROM notifications WHERE "
+                      "user_id = ? AND seq > ? AND (expires_at IS NULL OR expires_at > ?4) "
+                      "ORDER BY seq LIMIT ?3"},
+        {&st->list, "SELECT id, seq, notification, expires_at FROM notifications WHERE "
+                    "user_id = ? AND seq < ? AND (expires_at IS NULL OR expires_at > ?4) "
+                    "ORDER BY seq DESC LIMIT ?3"},
         {&st->delete, "DELETE FROM notifications WHERE id = ? AND user_id = ?"},
         {&st->history_insert, "INSERT OR IGNORE INTO history (id, user_id, seq, notification, "
                               "acked_at) VALUES (?, ?, ?, ?, ?)"},
@@ -254,6 +262,12 @@ static void bind_doc(sqlite3_stmt *stmt, const void *arg, size_t i)
     sqlite3_bind_int64(stmt, 3, d->seq);
     sqlite3_bind_text(stmt, 4, d->frame, (int)d->frame_len, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 5, d->acked_at ? d->acked_at : now_wall_ms());
+    if (sqlite3_bind_parameter_count(stmt) >= 6) { /* notifications, not the history */
+        if (d->expires_at)
+            sqlite3_bind_int64(stmt, 6, d->expires_at);
+        else
+            sqlite3_bind_null(stmt, 6);
+    }
 }
 
 static int sqlite_history_put(void *impl, const store_doc_t *docs, size_t n, char *errstr,
@@ -318,6 +332,7 @@ static int sqlite_fetch(void *impl, store_read_t *reads, size_t n, store_fetch_c
 {
     sqlite_store_t *st = impl;
     int count = 0, rc = SQLITE_DONE;
+    int64_t now = now_wall_ms();
 
     for (size_t i = 0; i < n && rc == SQLITE_DONE; i++) {
         store_read_t *r = &reads[i];
@@ -326,6 +341,7 @@ static int sqlite_fetch(void *impl, store_read_t *reads, size_t n, store_fetch_c
         sqlite3_bind_text(st->select, 1, r->user, -1, SQLITE_STATIC);
         sqlite3_bind_int64(st->select, 2, r->after_seq);
         sqlite3_bind_int64(st->select, 3, (sqlite3_int64)r->limit);
+        sqlite3_bind_int64(st->select, 4, now);
         while ((rc = sqlite3_step(st->select)) == SQLITE_ROW) {
             store_doc_t d = {
                 .id = (const char *)sqlite3_column_text(st->select, 0),
@@ -333,6 +349,7 @@ static int sqlite_fetch(void *impl, store_read_t *reads, size_t n, store_fetch_c
                 .seq = sqlite3_column_int64(st->select, 1),
                 .frame = (const char *)sqlite3_column_text(st->select, 2),
                 .frame_len = (size_t)sqlite3_column_bytes(st->select, 2),
+                .expires_at = sqlite3_column_int64(st->select, 3),
             };
             found++;
             if (d.id && d.frame) {
@@ -359,6 +376,8 @@ static int sqlite_list(void *impl, store_table_t table, const char *user, int64_
     sqlite3_bind_text(q, 1, user, -1, SQLITE_STATIC);
     sqlite3_bind_int64(q, 2, before_seq);
     sqlite3_bind_int64(q, 3, (sqlite3_int64)limit);
+    if (table == STORE_PENDING)
+        sqlite3_bind_int64(q, 4, now_wall_ms());
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         store_doc_t d = {
             .id = (const char *)sqlite3_column_text(q, 0),
@@ -367,6 +386,7 @@ static int sqlite_list(void *impl, store_table_t table, const char *user, int64_
             .frame = (const char *)sqlite3_column_text(q, 2),
             .frame_len = (size_t)sqlite3_column_bytes(q, 2),
             .acked_at = table == STORE_HISTORY ? sqlite3_column_int64(q, 3) : 0,
+            .expires_at = table == STORE_PENDING ? sqlite3_column_int64(q, 3) : 0,
         };
         if (d.id && d.frame) {
             cb(arg, 0, &d);
@@ -457,6 +477,12 @@ static int64_t sqlite_expire(void *impl, size_t max_per_user, int64_t stored_bef
     return total;
 }
 
+static int64_t sqlite_expire_due(void *impl, int64_t now_ms, char *errstr, size_t size)
+{
+    return change(impl, "DELETE FROM notifications WHERE expires_at <= ?", NULL, now_ms,
+                  "cannot delete expired notifications", errstr, size);
+}
+
 static int64_t sqlite_remove_through(void *impl, const char *user, int64_t through_seq,
                                      char *errstr, size_t size)
 {
@@ -503,5 +529,6 @@ const struct store_backend store_sqlite_backend = {
     .count = sqlite_count,
     .ping = sqlite_ping,
     .expire = sqlite_expire,
+    .expire_due = sqlite_expire_due,
     .close = sqlite_close,
 };

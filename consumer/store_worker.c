@@ -90,6 +90,7 @@ void store_worker_put(store_worker_t *w, const hub_msg_t *m, store_done_fn done,
     r->msg.seq = m->seq;
     r->msg.partition = m->partition;
     r->msg.offset = m->offset;
+    r->msg.expires_ms = m->expires_ms;
     w->backlog++;
     w->puts_submitted++;
     budget_take(w->budget, BUDGET_STORE, budget_cost(m->frame_len));
@@ -219,7 +220,7 @@ struct store_health store_worker_health(store_worker_t *w)
     int failing = 0;
     for (int i = 0; i < STORE_LANES; i++)
         failing |= atomic_load(&w->lanes[i].failing);
-    return (struct store_health){failing, atomic_load(&w->failures)};
+    return (struct store_health){failing, atomic_load(&w->failures), atomic_load(&w->expired)};
 }
 
 size_t store_worker_backlog(const store_worker_t *w)

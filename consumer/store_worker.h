@@ -94,6 +94,7 @@ void store_worker_poll(store_worker_t *w);
 struct store_health {
     int failing;
     unsigned long failures;
+    unsigned long expired; /* deleted past their "ttl" or "expiresAt" */
 };
 struct store_health store_worker_health(store_worker_t *w);
 

@@ -80,6 +80,7 @@ struct store_worker {
     int abandoned; /* outlived the stop deadline: never free what it uses */
     int64_t deadline_ms; /* written before requests is closed */
     atomic_ulong failures;    /* failed calls since start, all lanes */
+    atomic_ulong expired;     /* deleted past their "ttl" or "expiresAt" */
 
     /* The writers' progress (requests done, each kind in its order), and
      * whether the store is prepared (1) or never will be (-1). */

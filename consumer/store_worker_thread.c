@@ -87,7 +87,8 @@ static int run_chunk(struct lane *lane, struct req_list *l)
 
     for (store_req_t *r = l->head; r; r = r->next, n++) {
         const hub_msg_t *m = &r->msg;
-        docs[n] = (store_doc_t){m->id, m->user, m->frame, m->frame_len, m->seq, r->acked_at};
+        docs[n] = (store_doc_t){m->id,  m->user,      m->frame,     m->frame_len,
+                                m->seq, r->acked_at, m->expires_ms};
         users[n] = m->user;
         ids[n] = m->id;
     }
@@ -136,7 +137,8 @@ static void on_found(void *arg, size_t read, const store_doc_t *doc)
                                         .frame_len = doc->frame_len,
                                         .seq = doc->seq,
                                         .partition = -1,
-                                        .offset = -1};
+                                        .offset = -1,
+                                        .expires_ms = doc->expires_at};
 }
 
 /* Moves up to FETCH_CHUNK fetches of distinct users from the front of q
@@ -247,6 +249,14 @@ static void expire(store_worker_t *w)
 {
     char err[512];
     const struct store_expiry *e = &w->expiry;
+    int64_t due = store_expire_due(w->lanes[OP_REMOVE].st, now_wall_ms(), err, sizeof(err));
+    if (due < 0)
+        log_warn("deleting expired notifications failed (tried again in %lld s): %s",
+                 (long long)(e->interval_ms / 1000), err);
+    else
+        atomic_fetch_add(&w->expired, (unsigned long)due);
+    if (!e->max_per_user && !e->retention_ms && !e->history_ms)
+        return;
     int64_t n = store_expire(w->lanes[OP_REMOVE].st, e->max_per_user,
                              e->retention_ms ? now_wall_ms() - e->retention_ms : 0, err,
                              sizeof(err));
@@ -382,8 +392,7 @@ void *store_worker_lane(void *arg)
 
     if (become_ready(lane) != 0)
         return NULL; /* stopped: what was queued is freed with the worker */
-    int expires = lane->op == OP_REMOVE &&
-                  (w->expiry.max_per_user || w->expiry.retention_ms || w->expiry.history_ms);
+    int expires = lane->op == OP_REMOVE; /* "ttl" and "expiresAt" at least */
     int probes = lane->op == OP_FETCH;
     int64_t next_expiry = expires ? now_mono_ms() : -1;
     int64_t next_probe = probes ? now_mono_ms() + PROBE_MS : -1;

@@ -163,3 +163,28 @@ def test_the_seeds_send_message_delivers_with_its_sender(kafka, topic, gateway):
     run(scenario())
     status, body = post(gw, "/send-message", {"from": "a", "message": "no to"})
     assert status == 400 and '"to"' in body["error"]
+
+
+def test_a_stored_notification_that_expires_is_not_replayed_and_is_swept(
+        kafka, mongo, topic, mongo_db_name, gateway):
+    """Stored for an absent user with a ttl: once it has passed, a connect
+    gets nothing, the inbox lists nothing, and the sweep (at start, then
+    every minute) deletes it, counted."""
+    gw = gateway()
+    produce(kafka.bootstrap, topic, [
+        {"id": "short", "userId": "away", "message": "m", "ttl": 2},
+        {"id": "long", "userId": "away", "message": "m", "ttl": 3600}])
+    docs = wait_stored(mongo, mongo_db_name, "away", 2)
+    assert "expiresAt" in docs[0] and "expiresAt" in docs[1]
+    time.sleep(2.5)
+
+    async def scenario():
+        async with Tab(gw.ws_url("away")) as tab:
+            await tab.wait_for(1)
+            await tab.quiet_for(0.5)
+            assert tab.ids == ["long"]
+    run(scenario())
+    assert [d["id"] for d in stored(mongo, mongo_db_name, "away")] == ["short"]
+    gw.restart()
+    gw.wait_health("the sweep", lambda h: h["expired"] == 1)
+    assert stored(mongo, mongo_db_name, "away") == []

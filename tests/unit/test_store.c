@@ -53,7 +53,7 @@ static store_doc_t doc(const char *id, const char *user, int64_t seq)
     static int next;
     char *f = frames[next++ % 64];
     snprintf(f, 96, "{\"id\":\"%s\",\"userId\":\"%s\",\"message\":\"é ✓\"}", id, user);
-    return (store_doc_t){id, user, f, strlen(f), seq, 0};
+    return (store_doc_t){id, user, f, strlen(f), seq, 0, 0};
 }
 
 /* Keeping a history of acknowledged ones for history_ms (0: none). */
@@ -310,7 +310,7 @@ static void big_batches(void **state)
     store_t *st = open_store();
     for (int i = 0; i < N; i++) {
         snprintf(ids[i], sizeof(ids[i]), "b%05d", i);
-        docs[i] = (store_doc_t){ids[i], "bulk", "{}", 2, i + 1, 0};
+        docs[i] = (store_doc_t){ids[i], "bulk", "{}", 2, i + 1, 0, 0};
     }
     assert_int_equal(store_put(st, docs, N, err, sizeof(err)), 0);
     assert_int_equal(store_count(st, "bulk", err, sizeof(err)), N);
@@ -379,8 +379,9 @@ static void seed_version_1(void)
     mongoc_client_destroy(client);
 }
 
-/* A store of schema version 2, as a gateway of that version left it. */
-static void seed_version_2(void)
+/* A store of schema version 2 or 3 (the history), as a gateway of that
+ * version left it. */
+static void seed_version(int version)
 {
     if (strncmp(uri, "sqlite:", 7) == 0) {
         sqlite3 *lite;
@@ -391,10 +392,22 @@ static void seed_version_2(void)
                          " seq INTEGER NOT NULL, notification TEXT NOT NULL,"
                          " stored_at INTEGER NOT NULL, PRIMARY KEY (user_id, id));"
                          "CREATE INDEX notifications_user_seq ON notifications (user_id, seq);"
-                         "INSERT INTO notifications VALUES ('u1', 'kept', 10, '{\"id\":\"kept\"}', 0);"
-                         "PRAGMA user_version = 2;",
+                         "INSERT INTO notifications VALUES ('u1', 'kept', 10, '{\"id\":\"kept\"}', 0);",
                          NULL, NULL, NULL),
             SQLITE_OK);
+        if (version == 3)
+            assert_int_equal(
+                sqlite3_exec(lite,
+                             "CREATE TABLE history (user_id TEXT NOT NULL, id TEXT NOT NULL,"
+                             " seq INTEGER NOT NULL, notification TEXT NOT NULL,"
+                             " acked_at INTEGER NOT NULL, PRIMARY KEY (user_id, id));"
+                             "CREATE INDEX history_user_seq ON history (user_id, seq);"
+                             "CREATE INDEX history_acked_at ON history (acked_at);",
+                             NULL, NULL, NULL),
+                SQLITE_OK);
+        char pragma[64];
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", version);
+        assert_int_equal(sqlite3_exec(lite, pragma, NULL, NULL, NULL), SQLITE_OK);
         sqlite3_close(lite);
         return;
     }
@@ -405,10 +418,10 @@ static void seed_version_2(void)
     mongoc_collection_t *meta = mongoc_client_get_collection(client, db, "meta");
     bson_t *d = BCON_NEW("_id", "u1/kept", "id", "kept", "userId", "u1", "seq", BCON_INT64(10),
                          "notification", BCON_UTF8("{\"id\":\"kept\"}"));
-    bson_t *v = BCON_NEW("_id", "schema", "version", BCON_INT32(2));
+    bson_t *v = BCON_NEW("_id", "schema", "version", BCON_INT32(version));
     if (!mongoc_collection_insert_one(coll, d, NULL, NULL, &err) ||
         !mongoc_collection_insert_one(meta, v, NULL, NULL, &err))
-        fail_msg("seeding version 2 documents: %s", err.message);
+        fail_msg("seeding version %d documents: %s", version, err.message);
     bson_destroy(d);
     bson_destroy(v);
     mongoc_collection_destroy(meta);
@@ -421,7 +434,7 @@ static void version_2_data_is_migrated(void **state)
 {
     (void)state;
     char err[512];
-    seed_version_2();
+    seed_version(2);
     store_t *st = open_store_keeping(3600 * 1000);
     struct got g = {0};
     assert_int_equal(fetch_user(st, "u1", 0, 10, &g, NULL), 1);
@@ -489,6 +502,59 @@ static void expire_keeps_each_users_newest_and_what_is_recent(void **state)
     store_close(st);
 }
 
+static int64_t wall_ms(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    return (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+}
+
+/* "ttl"/"expiresAt": what has expired is neither fetched nor listed, and
+ * store_expire_due deletes it, counted; the rest stays. */
+static void what_expired_is_not_read_and_is_swept(void **state)
+{
+    (void)state;
+    char err[512];
+    int64_t now = wall_ms();
+    store_t *st = open_store();
+    store_doc_t docs[] = {doc("x1", "u", 1), doc("x2", "u", 2), doc("x3", "u", 3),
+                          doc("x4", "v", 4)};
+    docs[0].expires_at = now - 1000; /* expired */
+    docs[1].expires_at = now + 3600 * 1000;
+    docs[3].expires_at = now - 1;
+    assert_int_equal(store_put(st, docs, 4, err, sizeof(err)), 0);
+    struct got g = {0};
+    assert_int_equal(fetch_user(st, "u", 0, 10, &g, NULL), 2);
+    assert_string_equal(g.ids[0], "x2");
+    assert_string_equal(g.ids[1], "x3");
+    struct got l = {0};
+    assert_int_equal(store_list(st, STORE_PENDING, "u", INT64_MAX, 10, collect, &l, err,
+                                sizeof(err)),
+                     2);
+    assert_int_equal(store_count(st, NULL, err, sizeof(err)), 4); /* until the sweep */
+    assert_int_equal(store_expire_due(st, now, err, sizeof(err)), 2);
+    assert_int_equal(store_count(st, NULL, err, sizeof(err)), 2);
+    assert_int_equal(store_expire_due(st, now, err, sizeof(err)), 0);
+    store_close(st);
+}
+
+/* 3 -> 4: the data stays, readable, and never expires; new ones can. */
+static void version_3_data_is_migrated(void **state)
+{
+    (void)state;
+    char err[512];
+    seed_version(3);
+    store_t *st = open_store_keeping(3600 * 1000);
+    store_doc_t d = doc("soon", "u1", 20);
+    d.expires_at = wall_ms() - 1;
+    assert_int_equal(store_put(st, &d, 1, err, sizeof(err)), 0);
+    assert_int_equal(store_expire_due(st, wall_ms(), err, sizeof(err)), 1);
+    struct got g = {0};
+    assert_int_equal(fetch_user(st, "u1", 0, 10, &g, NULL), 1);
+    assert_string_equal(g.ids[0], "kept");
+    store_close(st);
+}
+
 static void bad_uris_are_refused_clearly(void **state)
 {
     (void)state;
@@ -516,6 +582,8 @@ static void bad_uris_are_refused_clearly(void **state)
             cmocka_unit_test_setup(same_id_for_two_users_keeps_both, fresh),                   \
             cmocka_unit_test_setup(version_1_data_is_migrated, fresh),                         \
             cmocka_unit_test_setup(expire_keeps_each_users_newest_and_what_is_recent, fresh),  \
+            cmocka_unit_test_setup(what_expired_is_not_read_and_is_swept, fresh),              \
+            cmocka_unit_test_setup(version_3_data_is_migrated, fresh),                         \
     }
 
 int main(void)
