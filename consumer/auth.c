@@ -213,4 +213,5 @@ void auth_check(const auth_t *a, const char *token, size_t len, const char *clai
     memcpy(g->user, claims.sub, sizeof(g->user));
     memcpy(g->jti, claims.jti, sizeof(g->jti));
     g->until_ms = (claims.exp + a->rules.leeway_s) * 1000;
+    g->send = claims.send;
 }

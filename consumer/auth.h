@@ -39,6 +39,7 @@ struct auth_grant {
     char user[NOTIF_USER_MAX + 1];
     char jti[JWT_JTI_MAX + 1];
     int64_t until_ms; /* wall-clock ms when the token ends (its exp plus the leeway) */
+    int send;         /* the token's "send": true */
 };
 
 /* Checks token (len bytes) at now_ms (wall clock). claimed_user, when not

@@ -38,6 +38,42 @@ static enum client_msg_type parse_token(json_t *root, enum client_msg_type type,
     return type;
 }
 
+/* A send: ref first, so that an invalid one is still answered by it. */
+static enum client_msg_type parse_send(json_t *root, struct client_msg *m, char *errstr,
+                                       size_t size)
+{
+    json_t *ref = json_object_get(root, "ref");
+    json_t *to_user = json_object_get(root, "toUser"), *to_room = json_object_get(root, "toRoom");
+    json_t *message = json_object_get(root, "message"), *data = json_object_get(root, "data");
+    m->ref[0] = '\0';
+    m->body = NULL;
+    m->to_room = to_room != NULL;
+    if (ref && (!json_is_string(ref) ||
+                !notification_id_valid(json_string_value(ref), json_string_length(ref)))) {
+        snprintf(errstr, size, "\"ref\" must be 1 to %d letters, digits or . _ - @ : + ~",
+                 NOTIF_ID_MAX);
+        return CLIENT_MSG_SEND;
+    }
+    if (ref)
+        memcpy(m->ref, json_string_value(ref), json_string_length(ref) + 1);
+    if (!!to_user == !!to_room || !json_is_string(to_user ? to_user : to_room)) {
+        snprintf(errstr, size, "a send names \"toUser\" or \"toRoom\" (one of them, a string)");
+        return CLIENT_MSG_SEND;
+    }
+    if (!json_is_string(message)) {
+        snprintf(errstr, size, "a send needs \"message\": a string");
+        return CLIENT_MSG_SEND;
+    }
+    /* Only these: "from", "id" and the time are the gateway's to set. */
+    json_t *body = json_pack("{s:O, s:O}", to_user ? "userId" : "room", to_user ? to_user : to_room,
+                             "message", message);
+    if (data)
+        json_object_set(body, "data", data);
+    m->body = json_dumps(body, JSON_COMPACT);
+    json_decref(body);
+    return CLIENT_MSG_SEND;
+}
+
 /* Every notification is acknowledged, so the ack is the one message that
  * comes at the rate of deliveries: its exact shape as test.html and the
  * client library write it, {"type":"ack","id":"<id>"}, is read without
@@ -85,6 +121,8 @@ enum client_msg_type client_msg_parse(const char *frame, size_t len, struct clie
         rc = parse_token(root, CLIENT_MSG_AUTH, m, errstr, size);
     else if (strcmp(type, "refresh") == 0)
         rc = parse_token(root, CLIENT_MSG_REFRESH, m, errstr, size);
+    else if (strcmp(type, "send") == 0)
+        rc = parse_send(root, m, errstr, size);
     else
         rc = CLIENT_MSG_OTHER;
     json_decref(root);

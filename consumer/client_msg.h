@@ -6,7 +6,10 @@
  *   {"type":"auth","token":"<JWT>"}     the first message, when the token is
  *       not in the URL or an Authorization header;
  *   {"type":"refresh","token":"<JWT>"}  a newer token for the same user,
- *       before the current one expires. */
+ *       before the current one expires;
+ *   {"type":"send","toUser":"<user>" | "toRoom":"<room>","message":"…",
+ *    "data":<any>?,"ref":"<id>"?}
+ *       a notification to publish (client_send.h decides who may). */
 #ifndef CONSUMER_CLIENT_MSG_H
 #define CONSUMER_CLIENT_MSG_H
 
@@ -22,11 +25,19 @@ enum client_msg_type {
     CLIENT_MSG_ACK,
     CLIENT_MSG_AUTH,
     CLIENT_MSG_REFRESH,
+    CLIENT_MSG_SEND, /* answered, never closes: body NULL and errstr say what is wrong */
 };
 
 struct client_msg {
     char id[NOTIF_ID_MAX + 1]; /* ack */
     char token[CLIENT_MSG_MAX]; /* auth, refresh */
+    /* send: the client's reference, echoed in the answer ("" when none),
+     * and the notification it asks for as JSON notification_parse takes
+     * ({"userId"|"room", "message", "data"?}), malloc'd; NULL when the
+     * send is invalid. The caller frees it. */
+    char ref[NOTIF_ID_MAX + 1];
+    char *body;
+    int to_room; /* send: "toRoom" rather than "toUser" */
 };
 
 /* Parses one client message into m; on CLIENT_MSG_INVALID errstr says why. */

@@ -108,6 +108,10 @@ static const struct setting settings[] = {
     {.flag = "max-user-ids", "MAX_USER_IDS", "1000", INT, S(max_user_ids),
      "users one notification's \"userIds\" may name; one with more is dead-lettered",
      RANGE(1, 100000)},
+    {.flag = "send-rate", "SEND_RATE", "10", INT, S(send_rate),
+     "notifications one user may send from its connections a second ({\"type\":\"send\"}; "
+     "bursts of twice that)",
+     RANGE(1, 100000)},
     {.flag = "shutdown-timeout", "SHUTDOWN_TIMEOUT", "5", INT, S(shutdown_timeout_s),
      "seconds allowed at SIGTERM to store what is in flight and commit", RANGE(1, 600)},
     {.flag = "store-timeout", "STORE_TIMEOUT", "5", INT, S(store_timeout_s),
@@ -157,6 +161,10 @@ static const struct setting settings[] = {
     {.flag = "ops-open", "OPS_OPEN", "false", FLAG, S(ops_open),
      "serve /metrics and /status.json without a key (a trusted network; --embedded defaults "
      "to it)"},
+    {.flag = "allow-anonymous-send", "ALLOW_ANONYMOUS_SEND", "false", FLAG,
+     S(allow_anonymous_send),
+     "with --auth none, let clients send notifications ({\"type\":\"send\"}) as the userId "
+     "they connected with; with --auth jwt the token's \"send\": true decides"},
     {.flag = "publish-max-bytes", "PUBLISH_MAX_BYTES", "1048576", INT, S(publish_max_bytes),
      "bytes of a POST /api/notifications body (413 past it)", RANGE(1024, 16 << 20)},
     {.flag = "publish-timeout", "PUBLISH_TIMEOUT", "10", INT, S(publish_timeout_s),

@@ -31,6 +31,8 @@ struct config {
     int max_connections_per_user;
     int window;
     int max_user_ids;
+    int allow_anonymous_send; /* --auth none: clients may send */
+    int send_rate;            /* client sends per user a second */
     int shutdown_timeout_s;
     int max_pending_per_user;
     int pending_retention_s;

@@ -112,6 +112,15 @@ static void schedule_turn_end(void *arg)
     lws_sul_schedule(g->ctx, 0, &g->turn_end, on_turn_end, 1);
 }
 
+/* hub_ops.acked: the "acked" frame goes out at the end of this turn. */
+static void tell_acked(void *ctx, void *transport, const char *id)
+{
+    (void)ctx;
+    gateway_t *g = gateway_of(transport);
+    ws_send_acked(&g->ws, transport, id);
+    schedule_turn_end(g);
+}
+
 /* hub_ops.want_write: the transport is the lws wsi; its frames go out at
  * the end of this turn, with the others'. */
 static void want_write(void *ctx, void *transport)
@@ -350,7 +359,7 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     g->conf = *c;
 
     g->pipe.budget.limit = (size_t)c->memory_budget_mb << 20;
-    struct hub_ops ops = {.want_write = want_write, .closed = ws_hub_closed};
+    struct hub_ops ops = {.want_write = want_write, .acked = tell_acked, .closed = ws_hub_closed};
     pipeline_hub_ops(&g->pipe, &ops);
     struct hub_limits limits = {
         .window = (size_t)c->window,
@@ -390,6 +399,8 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     g->ws.peers = peers_new(&pc);
     g->pipe.hub = g->ws.hub = hub_new(&ops, &limits);
     g->ws.max_connections = (size_t)c->max_connections;
+    g->ws.send_limiter = send_limiter_new((double)c->send_rate);
+    g->ws.anonymous_send = c->allow_anonymous_send;
     g->ws.stopping = &g->pipe.stopping;
     g->ws.turn_work = schedule_turn_end;
     g->ws.arg = g;
@@ -446,9 +457,9 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     g->pipe.kafka = kafka_start(&kc, wake_loop, g, errstr, size);
     if (!g->pipe.kafka)
         goto fail;
-    g->publisher = g->view.publisher = publisher_new(c->embedded ? g->embedded_port : kc.brokers,
-                                                     c->kafka_props, c->topic,
-                                                     c->publish_timeout_s * 1000, errstr, size);
+    g->publisher = publisher_new(c->embedded ? g->embedded_port : kc.brokers, c->kafka_props,
+                                 c->topic, c->publish_timeout_s * 1000, errstr, size);
+    g->view.publisher = g->ws.publisher = g->publisher;
     if (!g->publisher)
         goto fail;
     return g;

@@ -398,6 +398,8 @@ int hub_ack_user(hub_t *hub, const char *user, const char *id)
         if (d->acked)
             return 0;
         delivery_ack(hub, u, d);
+        window_release_acked(hub, u, d, NULL);
+        replay_pump(hub, u); /* room made */
         return 1;
     }
     for (delivery_t **at = &u->held; *at; at = &(*at)->next_held) {
@@ -413,13 +415,17 @@ size_t hub_ack_user_through(hub_t *hub, const char *user, int64_t through_seq)
 {
     user_t *u = find_user(hub, user);
     size_t n = 0;
-    for (delivery_t *d = u ? u->inflight : NULL; d; d = d->hh.next) {
+    delivery_t *d, *next;
+    if (!u)
+        return 0;
+    HASH_ITER(hh, u->inflight, d, next) { /* d may be freed: it is done everywhere */
         if (!d->acked && d->seq <= through_seq) {
             delivery_ack(hub, u, d);
+            window_release_acked(hub, u, d, NULL);
             n++;
         }
     }
-    for (delivery_t **at = u ? &u->held : NULL; at && *at;) {
+    for (delivery_t **at = &u->held; *at;) {
         if ((*at)->seq <= through_seq) {
             held_ack(hub, u, at);
             n++;
@@ -427,6 +433,8 @@ size_t hub_ack_user_through(hub_t *hub, const char *user, int64_t through_seq)
             at = &(*at)->next_held;
         }
     }
+    if (n)
+        replay_pump(hub, u); /* room made */
     return n;
 }
 

@@ -17,8 +17,10 @@
  *   held_per_user, or while the memory budget is spent, what is held and
  *   what comes next is stored instead, and the user replays it;
  * - offline user: stored;
- * - acknowledged by any of the user's connections: done (a live one's Kafka
- *   offset completes, a replayed one is removed from the store);
+ * - acknowledged by any of the user's connections (or over HTTP): done (a
+ *   live one's Kafka offset completes, a replayed one is removed from the
+ *   store), and every other connection lets go of it at once, those it
+ *   was written to told by ops->acked: an ack is the user's read mark;
  * - released unacknowledged by every connection it was pushed to (closed,
  *   ack timeout, shutdown): a live one is stored, a replayed one stays stored.
  *
@@ -68,6 +70,9 @@ struct hub_ops {
      * (EVENT_ACKED): for receipts (events.h) and the history. m is only
      * valid during the call. May be NULL. */
     void (*event)(void *ctx, enum event_kind kind, const hub_msg_t *m);
+    /* Another connection of the user acknowledged id, which was written to
+     * this one: tell it (the read mark, docs/protocol.md). May be NULL. */
+    void (*acked)(void *ctx, void *transport, const char *id);
 };
 
 struct hub_limits {

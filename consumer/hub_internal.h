@@ -23,6 +23,7 @@ typedef struct delivery {
     int64_t offset;
     int64_t seq;
     int64_t kafka_ms; /* FROM_KAFKA: its record's timestamp, 0 if none */
+    int64_t expires_ms; /* 0: never */
     int holders; /* connections that have it queued or unacknowledged */
     int acked;
     int delivered; /* written to a tab once */
@@ -109,10 +110,16 @@ void window_push(hub_t *hub, user_t *u, delivery_t *d);
  * holder and unacknowledged (in the store now, or still there). */
 int window_release_slot(hub_t *hub, hub_conn_t *c, struct slot *s);
 /* d is acknowledged (by a tab or over HTTP): its offset completes, or its
- * stored copy is removed; once. Slots holding it stay until released. */
+ * stored copy is removed; once. Slots holding it stay until released
+ * (window_release_acked). */
 void delivery_ack(hub_t *hub, user_t *u, delivery_t *d);
+/* d was acknowledged (delivery_ack): every connection of u lets go of it,
+ * and those it was written to, but by (the one that acked, or NULL), are
+ * told through ops.acked. */
+void window_release_acked(hub_t *hub, user_t *u, delivery_t *d, const hub_conn_t *by);
 /* c acknowledged id: completes it (offset done or removal from the store)
- * and frees its slot. 0, or -1 when c holds no such notification. */
+ * and frees its slot in every connection of the user. 0, or -1 when c
+ * holds no such notification. */
 int window_ack(hub_t *hub, hub_conn_t *c, const char *id);
 /* Releases c's frames unacknowledged for longer than the ack timeout;
  * returns how many. */

@@ -37,6 +37,7 @@ delivery_t *delivery_new(hub_t *hub, const hub_msg_t *m, enum source source)
     d->offset = m->offset;
     d->seq = m->seq;
     d->kafka_ms = source == FROM_KAFKA ? m->kafka_ms : 0;
+    d->expires_ms = m->expires_ms;
     return d;
 }
 
@@ -56,6 +57,7 @@ void delivery_event(hub_t *hub, const user_t *u, const delivery_t *d, enum event
 
 void delivery_as_msg(const delivery_t *d, const user_t *u, hub_msg_t *m)
 {
+    *m = (hub_msg_t){0};
     m->id = d->id;
     m->user = u->id;
     m->frame = d->frame;
@@ -64,6 +66,7 @@ void delivery_as_msg(const delivery_t *d, const user_t *u, hub_msg_t *m)
     m->partition = d->partition;
     m->offset = d->offset;
     m->kafka_ms = d->kafka_ms;
+    m->expires_ms = d->expires_ms;
 }
 
 /* One connection lets go of d. The last one to do so without an ack sends
@@ -259,9 +262,27 @@ int window_ack(hub_t *hub, hub_conn_t *c, const char *id)
         return -1; /* another connection's, already released here */
 
     delivery_ack(hub, u, d);
-    window_release_slot(hub, c, s);
-    window_compact(c);
+    window_release_acked(hub, u, d, c);
     return 0;
+}
+
+void window_release_acked(hub_t *hub, user_t *u, delivery_t *d, const hub_conn_t *by)
+{
+    d->holders++; /* d outlives the loop, whoever lets go last */
+    for (hub_conn_t *c = u->conns; c; c = c->next) {
+        for (size_t i = 0; i < c->len; i++) {
+            struct slot *s = SLOT(c, i);
+            if (s->d != d)
+                continue;
+            int written = i < c->nsent;
+            window_release_slot(hub, c, s);
+            window_compact(c);
+            if (written && c != by && hub->ops.acked)
+                hub->ops.acked(hub->ops.ctx, c->transport, d->id);
+            break;
+        }
+    }
+    delivery_release(hub, u, d);
 }
 
 size_t window_expire(hub_t *hub, hub_conn_t *c, int64_t now_ms)

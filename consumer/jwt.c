@@ -154,6 +154,9 @@ static const char *refuse_claims(json_t *c, const struct jwt_rules *rules, int64
         return "\"aud\" does not name this gateway";
     if (jti && (!json_is_string(jti) || json_string_length(jti) > JWT_JTI_MAX))
         return "\"jti\" is not a string of 128 bytes at most";
+    json_t *send = json_object_get(c, "send");
+    if (send && !json_is_boolean(send))
+        return "\"send\" is not true or false";
     if (now - leeway >= exp) {
         *r = JWT_EXPIRED;
         return "the token has expired";
@@ -168,6 +171,7 @@ static void take_claims(json_t *c, struct jwt_claims *out)
     snprintf(out->sub, sizeof(out->sub), "%s", json_string_value(json_object_get(c, "sub")));
     snprintf(out->jti, sizeof(out->jti), "%s", jti ? json_string_value(jti) : "");
     numeric_date(c, "exp", &out->exp);
+    out->send = json_is_true(json_object_get(c, "send"));
 }
 
 enum jwt_result jwt_verify(const jwt_keys_t *keys, const struct jwt_rules *rules,

@@ -46,6 +46,7 @@ struct jwt_claims {
     char sub[NOTIF_USER_MAX + 1]; /* the user */
     int64_t exp;                  /* seconds since the epoch */
     char jti[JWT_JTI_MAX + 1];    /* "" when the token has none */
+    int send;                     /* "send": true: may send notifications */
 };
 
 enum jwt_result {

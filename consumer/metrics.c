@@ -31,6 +31,7 @@ static double acked(const struct snapshot *s) { return (double)WS(s)->acked; }
 static double stored(const struct snapshot *s) { return (double)P(s)->count.stored; }
 static double replayed(const struct snapshot *s) { return (double)P(s)->count.replayed; }
 static double dead_lettered(const struct snapshot *s) { return (double)s->kafka.dead_lettered; }
+static double acked_dropped(const struct snapshot *s) { return (double)WS(s)->acked_dropped; }
 static double expired(const struct snapshot *s)
 {
     return (double)(s->kafka.expired + s->store.expired);
@@ -92,6 +93,9 @@ static const struct metric metrics[] = {
      "Notifications read back from the offline store for a replay.", "", replayed},
     {"gateway_notifications_dead_lettered_total", "counter",
      "Kafka records written to the dead-letter topic.", "", dead_lettered},
+    {"gateway_acked_frames_dropped_total", "counter",
+     "\"acked\" frames not sent to a tab that had 16 KB of control frames waiting.", "",
+     acked_dropped},
     {"gateway_notifications_expired_total", "counter",
      "Notifications not delivered because their ttl or expiresAt had passed.", "", expired},
     {"gateway_history_dropped_total", "counter",

@@ -2,6 +2,7 @@
 #include "ws_session.h"
 #include "http.h"
 
+#include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -43,16 +44,39 @@ static void cancel_timer(struct ws_session *s)
                          LWS_SET_TIMER_USEC_CANCEL);
 }
 
-/* Queues a control frame; only v2 clients get them. */
+/* Queues a control frame, framed, to go before any notification; only
+ * v2 clients get them. Returns 0, or -1 when the connection has
+ * WS_CTL_MAX bytes of them waiting already (a client that stopped
+ * reading): not queued. */
+static int queue_control(struct ws_session *s, const char *frame)
+{
+    size_t len = strlen(frame);
+    if (!s->speaks_v2)
+        return 0;
+    if (s->ctl_len + WSFRAME_HEADER_MAX + len > WS_CTL_MAX)
+        return -1;
+    if (!s->ctl)
+        s->ctl = xmalloc(WS_CTL_MAX);
+    s->ctl_len += wsframe_text_header((unsigned char *)s->ctl + s->ctl_len, len);
+    memcpy(s->ctl + s->ctl_len, frame, len);
+    s->ctl_len += len;
+    return 0;
+}
+
 static void send_control(struct ws_session *s, const char *frame)
 {
-    if (!s->speaks_v2)
-        return;
-    free(s->ctl);
-    s->ctl_len = strlen(frame);
-    s->ctl = xmalloc(s->ctl_len);
-    memcpy(s->ctl, frame, s->ctl_len);
-    lws_callback_on_writable(s->wsi);
+    if (queue_control(s, frame) == 0 && s->speaks_v2)
+        lws_callback_on_writable(s->wsi);
+}
+
+void ws_send_acked(struct ws_server *srv, struct lws *wsi, const char *id)
+{
+    char frame[sizeof("{\"type\":\"acked\",\"id\":\"\"}") + NOTIF_ID_MAX];
+    snprintf(frame, sizeof(frame), "{\"type\":\"acked\",\"id\":\"%s\"}", id); /* ids need no escaping */
+    if (queue_control(lws_wsi_user(wsi), frame) != 0)
+        srv->acked_dropped++;
+    else
+        ws_queue_write(srv, wsi);
 }
 
 /* The user known: joins the hub. */
@@ -98,6 +122,7 @@ static int accept_token(struct ws_server *srv, struct lws *wsi, struct ws_sessio
     }
     memcpy(user, g.user, sizeof(g.user));
     s->signed_in = 1;
+    s->may_send = g.send;
     free(s->jti);
     s->jti = g.jti[0] ? xstrdup(g.jti) : NULL;
     set_timer(s, g.until_ms - now);
@@ -145,6 +170,7 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
         if (!user || !*user)
             return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                           "missing user: connect to ws://host:port/?userId=<user>");
+        s->may_send = srv->anonymous_send;
         return join(srv, wsi, s, user);
     }
     int len = ws_request_token(wsi, token, sizeof(token));
@@ -164,6 +190,94 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
     if (accept_token(srv, wsi, s, token, (size_t)len, user, sub) != 0)
         return -1;
     return join(srv, wsi, s, sub);
+}
+
+/* ---- client sends ---- */
+
+/* Sends waiting for Kafka, per connection; past it a send is refused as
+ * rate-limited (the client is not waiting for its answers). */
+#define WS_SENDS_MAX 64
+
+/* A send waiting for Kafka's answer; s is NULL once its connection closed. */
+struct ws_send {
+    struct ws_send *next;
+    struct ws_session *s;
+    char ref[NOTIF_ID_MAX + 1];
+    char id[NOTIF_ID_MAX + 1];
+};
+
+/* {"type":"error","reason":…,"message":…[,"ref":…]}: the send is refused. */
+static void send_refused(struct ws_session *s, const char *ref, const char *reason,
+                         const char *why)
+{
+    json_t *frame = json_pack("{s:s, s:s, s:s}", "type", "error", "reason", reason, "message",
+                              why);
+    if (*ref)
+        json_object_set_new(frame, "ref", json_string(ref));
+    char *text = json_dumps(frame, JSON_COMPACT);
+    send_control(s, text);
+    free(text);
+    json_decref(frame);
+}
+
+static void on_sent(void *arg, const char *error)
+{
+    struct ws_send *w = arg;
+    struct ws_session *s = w->s;
+    if (s) {
+        for (struct ws_send **at = &s->sends; *at; at = &(*at)->next)
+            if (*at == w) {
+                *at = w->next;
+                s->nsends--;
+                break;
+            }
+        if (error) {
+            send_refused(s, w->ref, "unavailable", "Kafka did not take it: send it again");
+        } else {
+            char frame[64 + 2 * NOTIF_ID_MAX]; /* ids and refs need no escaping */
+            snprintf(frame, sizeof(frame), "{\"type\":\"sent\",\"id\":\"%s\"%s%s%s}", w->id,
+                     *w->ref ? ",\"ref\":\"" : "", w->ref, *w->ref ? "\"" : "");
+            send_control(s, frame);
+        }
+    }
+    free(w);
+}
+
+/* {"type":"send"}: checked, then published; answered "sent" once Kafka
+ * has it, or "error" with why. */
+static void client_send(struct ws_server *srv, struct ws_session *s, const struct client_msg *m,
+                        const char *err)
+{
+    char key[NOTIF_ID_MAX + 1], why[256];
+    struct publish_item item = {key, NULL, 0};
+    const char *user = hub_conn_user(s->conn);
+
+    if (!m->body)
+        return send_refused(s, m->ref, "invalid", err);
+    if (!s->may_send)
+        return send_refused(s, m->ref, "forbidden",
+                            s->signed_in ? "sending needs the token claim \"send\": true"
+                                         : "this gateway lets no one send without a token "
+                                           "(--allow-anonymous-send)");
+    if (m->to_room)
+        return send_refused(s, m->ref, "invalid",
+                            "\"toRoom\": rooms are not delivered by this version of the gateway "
+                            "yet");
+    if (s->nsends >= WS_SENDS_MAX || !send_limiter_take(srv->send_limiter, user, now_mono_ms()))
+        return send_refused(s, m->ref, "rate-limited", "too many sends: wait a little");
+    struct ws_send *w = xcalloc(1, sizeof(*w));
+    if (client_send_build(m->body, user, (char **)&item.value, &item.len, key, w->id, why,
+                          sizeof(why)) != 0) {
+        free(w);
+        return send_refused(s, m->ref, "invalid", why);
+    }
+    memcpy(w->ref, m->ref, sizeof(w->ref));
+    w->s = s;
+    w->next = s->sends;
+    s->sends = w;
+    s->nsends++;
+    publish(srv->publisher, &item, 1, on_sent, w);
+    free((char *)item.value);
 }
 
 /* A client message once the connection has its user. */
@@ -196,6 +310,12 @@ static int on_message(struct ws_server *srv, struct lws *wsi, struct ws_session 
     if (t == CLIENT_MSG_ACK && hub_ack(srv->hub, s->conn, m.id) == 0) {
         srv->acked++;
         srv->turn_work(srv->arg);
+    }
+    if (t == CLIENT_MSG_SEND) {
+        if (s->conn && s->speaks_v2) /* the original protocol has no send */
+            client_send(srv, s, &m, err);
+        free(m.body);
+        m.body = NULL;
     }
     return 0;
 }
@@ -255,11 +375,11 @@ static int write_frames(struct ws_server *srv, struct lws *wsi, struct ws_sessio
     int64_t now = now_mono_ms();
 
     if (s->ctl) {
-        used = wsframe_text_header(out, s->ctl_len);
-        memcpy(out + used, s->ctl, s->ctl_len);
-        used += s->ctl_len;
+        memcpy(out, s->ctl, s->ctl_len); /* framed already */
+        used = s->ctl_len;
         free(s->ctl);
         s->ctl = NULL;
+        s->ctl_len = 0;
     }
     /* Every queued frame that fits, in one write; the hub asks for another
      * writable callback when some are left. The first always fits. */
@@ -336,6 +456,8 @@ void ws_flush(struct ws_server *srv)
 
 void ws_server_free(struct ws_server *srv)
 {
+    send_limiter_free(srv->send_limiter);
+    srv->send_limiter = NULL;
     free(srv->flush);
     srv->flush = NULL;
     srv->nflush = srv->flush_cap = 0;
@@ -358,6 +480,10 @@ void ws_on_closed(struct ws_server *srv, struct ws_session *s)
     s->ctl = NULL;
     free(s->jti);
     s->jti = NULL;
+    for (struct ws_send *w = s->sends; w; w = w->next)
+        w->s = NULL; /* answered to no one; freed by on_sent */
+    s->sends = NULL;
+    s->nsends = 0;
     if (s->counted) {
         srv->sessions--;
         s->counted = 0;

@@ -18,7 +18,9 @@
 #include <stddef.h>
 
 #include "auth.h"
+#include "client_send.h"
 #include "hub.h"
+#include "publish.h"
 #include "origin.h"
 #include "peer.h"
 #include "notification.h"
@@ -28,6 +30,10 @@
 #define WS_WRITE_BATCH (32u << 10)
 /* The most one write can carry: a batch, then one more frame. */
 #define WS_WRITE_MAX (WS_WRITE_BATCH + NOTIF_JSON_MAX + 64)
+/* Bytes of control frames waiting for one connection (a few hundred
+ * "acked"), written before its notifications, within one batch. */
+#define WS_CTL_MAX (16u << 10)
+_Static_assert(WS_CTL_MAX <= WS_WRITE_BATCH, "control frames go out in one write");
 
 /* Connections refused, by reason (reported in /healthz). */
 struct ws_refusals {
@@ -47,7 +53,14 @@ struct ws_server {
     struct ws_refusals refused;
     unsigned long pushed; /* notification frames written to sockets */
     unsigned long acked;  /* acks that completed a notification this node held */
+    unsigned long acked_dropped; /* "acked" frames not sent: WS_CTL_MAX waiting already */
     size_t max_connections;
+    /* Client sends: published with the gateway's producer, at most
+     * send_rate per user a second; anonymous_send: allowed without a
+     * token (--allow-anonymous-send). */
+    publisher_t *publisher;
+    send_limiter_t *send_limiter;
+    int anonymous_send;
     const int *stopping; /* set: new connections are refused with 1001 */
     size_t sessions; /* open WebSocket connections, the hub's or not */
     /* An ack or a connect queued work to hand on at the end of this turn. */
@@ -70,6 +83,7 @@ struct ws_session {
     int awaiting_auth; /* open, its token to come as the first message */
     int speaks_v2;     /* may be sent control frames (see docs/protocol.md) */
     int signed_in;     /* by a token: checked against the deny-list */
+    int may_send;      /* the token's "send": true, or --allow-anonymous-send */
     int flush_queued;  /* in ws_server.flush */
     char *jti;         /* that token's id, NULL if none (most connections) */
     const char *addr;  /* the client's address, counted in peers (its copy) */
@@ -78,10 +92,12 @@ struct ws_session {
     int close_code;
     const char *close_reason;
     lws_sorted_usec_list_t timer;
-    char *ctl; /* a control frame to send before any notification */
+    char *ctl; /* control frames (framed) to send before any notification */
     size_t ctl_len;
     char *rx;  /* a client message that came in several pieces */
     size_t rx_len;
+    struct ws_send *sends; /* sends waiting for Kafka, answered then */
+    size_t nsends;
 };
 
 /* LWS_CALLBACK_ESTABLISHED, _RECEIVE, _SERVER_WRITEABLE and _CLOSED: each
@@ -109,6 +125,10 @@ void ws_queue_write(struct ws_server *srv, struct lws *wsi);
  * the writable callback as before. */
 void ws_flush(struct ws_server *srv);
 void ws_server_free(struct ws_server *srv);
+
+/* hub_ops.acked's work: tells wsi (a v2 client) that another tab of its
+ * user acknowledged id: {"type":"acked","id":…}, queued for ws_flush. */
+void ws_send_acked(struct ws_server *srv, struct lws *wsi, const char *id);
 
 /* hub_ops.closed: the transport is the lws wsi. */
 void ws_hub_closed(void *ctx, void *transport);

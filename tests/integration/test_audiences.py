@@ -11,6 +11,8 @@ import time
 import urllib.request
 import uuid
 
+import pytest
+
 from conftest import PRODUCER_BIN, HARNESS_KEY
 from servers import produce
 from wsclient import Tab
@@ -188,3 +190,117 @@ def test_a_stored_notification_that_expires_is_not_replayed_and_is_swept(
     gw.restart()
     gw.wait_health("the sweep", lambda h: h["expired"] == 1)
     assert stored(mongo, mongo_db_name, "away") == []
+
+
+def test_an_ack_in_one_tab_is_the_read_mark_for_every_tab(kafka, topic, gateway):
+    """The first ack of an id from any tab releases it everywhere: the
+    user's other v2 tabs are told {"type":"acked"}, an original-protocol
+    tab is not (it only reads notifications), a late ack is ignored, and a
+    tab that connects later never gets it."""
+    import websockets
+    gw = gateway()
+    v2 = gw.ws_url("reader") + "&v=2"
+
+    async def frames(ws, count, timeout=10.0):
+        got = []
+        while len(got) < count:
+            got.append(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
+        return got
+
+    async def scenario():
+        async with websockets.connect(v2) as a, websockets.connect(v2) as b, \
+                websockets.connect(gw.ws_url("reader")) as old:
+            await asyncio.sleep(0.3)
+            produce(kafka.bootstrap, topic, [{"id": "rd-1", "userId": "reader", "message": "m"}])
+            for ws in (a, b, old):
+                assert (await frames(ws, 1))[0]["id"] == "rd-1"
+            await a.send(json.dumps({"type": "ack", "id": "rd-1"}))
+            assert await frames(b, 1) == [{"type": "acked", "id": "rd-1"}]
+            await b.send(json.dumps({"type": "ack", "id": "rd-1"}))  # late: ignored
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(old.recv(), 0.5)
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(a.recv(), 0.2)
+        async with Tab(gw.ws_url("reader")) as later:
+            await later.quiet_for(1.0)
+            assert later.ids == []
+    run(scenario())
+    h = gw.health()
+    assert h["inflight"] == 0 and h["kafkaPending"] == 0
+
+
+async def next_frame(ws, timeout: float = 10.0) -> dict:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+def test_a_client_sends_to_a_user_with_its_own_name_as_from(kafka, topic, gateway):
+    """Under --auth none with --allow-anonymous-send: the gateway makes the
+    id, sets "from" to the sender's userId whatever the client says,
+    answers "sent" once Kafka has it, and the receiver gets it live.
+    Bad sends are answered, never closed; past the rate, rate-limited."""
+    import websockets
+    gw = gateway(args=["--allow-anonymous-send", "--send-rate", "2"])
+
+    async def scenario():
+        async with websockets.connect(gw.ws_url("sa") + "&v=2") as a, \
+                Tab(gw.ws_url("sb")) as b:
+            await asyncio.sleep(0.3)
+            await a.send(json.dumps({"type": "send", "toUser": "sb", "message": "hi",
+                                     "data": {"k": 1}, "from": "mallory", "id": "mine",
+                                     "ref": "c-1"}))
+            sent = await next_frame(a)
+            assert sent["type"] == "sent" and sent["ref"] == "c-1" and sent["id"] != "mine"
+            got = (await b.wait_for(1))[0]
+            assert (got["id"], got["from"], got["userId"], got["message"], got["data"]) == \
+                (sent["id"], "sa", "sb", "hi", {"k": 1})
+            # Invalid: answered with the reason, the connection stays.
+            await a.send(json.dumps({"type": "send", "toUser": "sb", "ref": "c-2"}))
+            err = await next_frame(a)
+            assert (err["type"], err["reason"], err["ref"]) == ("error", "invalid", "c-2")
+            await a.send(json.dumps({"type": "send", "toUser": "no one", "message": "m",
+                                     "ref": "c-3"}))
+            err = await next_frame(a)
+            assert err["reason"] == "invalid" and "userId" in err["message"]
+            # A burst of twice the rate (4), the first send included: the next is refused.
+            for i in range(4):
+                await a.send(json.dumps({"type": "send", "toUser": "sb", "message": str(i),
+                                         "ref": f"r-{i}"}))
+            answers = [await next_frame(a) for _ in range(4)]
+            refused = [x for x in answers if x["type"] == "error"]
+            assert refused and all(x["reason"] == "rate-limited" for x in refused)
+            assert len([x for x in answers if x["type"] == "sent"]) == 4 - len(refused)
+    run(scenario())
+
+
+def test_sending_needs_permission(kafka, topic, gateway):
+    """Under --auth none without --allow-anonymous-send, and with a token
+    that lacks "send": true: forbidden. A token with it may send; a
+    connection on the original protocol gets no answer (it has no send)."""
+    import websockets
+    from test_security import SECRET, token
+    closed = gateway()
+    signed = gateway(auth="jwt", env={"JWT_SECRET": SECRET})
+
+    async def scenario():
+        async with websockets.connect(closed.ws_url("anon") + "&v=2") as ws:
+            await ws.send(json.dumps({"type": "send", "toUser": "x", "message": "m"}))
+            err = await next_frame(ws)
+            assert err["reason"] == "forbidden" and "--allow-anonymous-send" in err["message"]
+        async with websockets.connect(closed.ws_url("old")) as ws:
+            await ws.send(json.dumps({"type": "send", "toUser": "x", "message": "m"}))
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.5)
+        for claims, answer in (({}, "forbidden"), ({"send": True}, "sent")):
+            async with websockets.connect(f"ws://127.0.0.1:{signed.port}/") as ws:
+                await ws.send(json.dumps({"type": "auth", "token": token("tok", **claims)}))
+                assert (await next_frame(ws))["type"] == "welcome"
+                await ws.send(json.dumps({"type": "send", "toUser": "x", "message": "m"}))
+                got = await next_frame(ws)
+                assert got.get("reason", got["type"]) == answer, got
+            # Rooms are not delivered yet: said, not published.
+        async with websockets.connect(f"ws://127.0.0.1:{signed.port}/") as ws:
+            await ws.send(json.dumps({"type": "auth", "token": token("tok", send=True)}))
+            await next_frame(ws)
+            await ws.send(json.dumps({"type": "send", "toRoom": "r", "message": "m"}))
+            assert (await next_frame(ws))["reason"] == "invalid"
+    run(scenario())

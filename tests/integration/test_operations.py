@@ -68,6 +68,8 @@ def test_metrics_need_an_api_key_and_count_what_happens(kafka, topic, gateway, t
                  "gateway_notifications_dead_lettered_total"):
         assert got[(name, frozenset())] >= 1, (name, got)
     assert got[("gateway_connections", frozenset())] == 0
+    assert got[("gateway_notifications_expired_total", frozenset())] == 0
+    assert got[("gateway_acked_frames_dropped_total", frozenset())] == 0
     assert got[("gateway_connections_refused_total", frozenset({("reason", "origin")}))] == 0
     assert got[("gateway_memory_budget_bytes", frozenset())] == 256 * 2**20
     assert {dict(k[1])["part"] for k in got if k[0] == "gateway_memory_part_bytes"} == \

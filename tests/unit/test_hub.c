@@ -16,6 +16,7 @@
 struct rec {
     char stored[MAX_EVENTS][64];
     int64_t stored_offset[MAX_EVENTS];
+    int64_t stored_expires[MAX_EVENTS];
     int nstored;
     char fetched_user[MAX_EVENTS][32];
     int64_t fetched_after[MAX_EVENTS];
@@ -29,6 +30,9 @@ struct rec {
     int writes;
     int closed;
     int events[4]; /* by enum event_kind */
+    void *told[MAX_EVENTS]; /* transports told "acked" */
+    char told_id[MAX_EVENTS][64];
+    int ntold;
 };
 
 static void want_write(void *ctx, void *t)
@@ -41,6 +45,7 @@ static void store(void *ctx, const hub_msg_t *m)
 {
     struct rec *r = ctx;
     snprintf(r->stored[r->nstored], 64, "%s", m->id);
+    r->stored_expires[r->nstored] = m->expires_ms;
     r->stored_offset[r->nstored++] = m->offset;
 }
 
@@ -79,13 +84,21 @@ static void event(void *ctx, enum event_kind kind, const hub_msg_t *m)
     ((struct rec *)ctx)->events[kind]++;
 }
 
+static void acked(void *ctx, void *t, const char *id)
+{
+    struct rec *r = ctx;
+    snprintf(r->told_id[r->ntold], 64, "%s", id);
+    r->told[r->ntold++] = t;
+}
+
 static struct rec rec;
 
 /* held: live notifications held per user (0: straight to the store). */
 static hub_t *new_hub_holding(size_t window, size_t held, budget_t *budget)
 {
     memset(&rec, 0, sizeof(rec));
-    struct hub_ops ops = {&rec, want_write, store, fetch, removed, offset_done, closed, event};
+    struct hub_ops ops = {&rec,   want_write, store, fetch, removed, offset_done,
+                          closed, event,      acked};
     struct hub_limits lim = {
         .window = window,
         .window_bytes = 1 << 20,
@@ -274,6 +287,45 @@ static void every_tab_gets_it_and_one_ack_is_enough(void **state)
     hub_free(hub);
 }
 
+/* An ack is the user's read mark: the first one releases the notification
+ * in every tab at once; those it was written to are told, one that had it
+ * queued only lets it go; a second ack of it is ignored. */
+static void the_first_ack_releases_it_in_every_tab(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    int t1, t2, t3;
+    hub_conn_t *c1 = online(hub, "erin", &t1);
+    hub_conn_t *c2 = online(hub, "erin", &t2);
+    hub_conn_t *c3 = online(hub, "erin", &t3);
+    hub_msg_t m = msg("r1", "erin", 3);
+    hub_publish(hub, &m);
+    assert_non_null(next_frame(hub, c1));
+    assert_non_null(next_frame(hub, c2)); /* c3 has it queued, not written */
+    assert_int_equal(hub_inflight_count(hub), 1);
+    assert_int_equal(hub_ack(hub, c1, "r1"), 0);
+    assert_int_equal(rec.ndone, 1);
+    assert_int_equal(rec.ntold, 1);
+    assert_ptr_equal(rec.told[0], &t2);
+    assert_string_equal(rec.told_id[0], "r1");
+    assert_int_equal(hub_inflight_count(hub), 0); /* no tab holds it */
+    assert_null(next_frame(hub, c3));
+    assert_int_equal(hub_ack(hub, c2, "r1"), -1);
+    /* Over HTTP too: every tab that was written it is told. */
+    hub_msg_t m2 = msg("r2", "erin", 4);
+    hub_publish(hub, &m2);
+    assert_non_null(next_frame(hub, c1));
+    assert_non_null(next_frame(hub, c3));
+    assert_int_equal(hub_ack_user(hub, "erin", "r2"), 1);
+    assert_int_equal(rec.ntold, 3);
+    assert_int_equal(hub_inflight_count(hub), 0);
+    hub_disconnect(hub, c1);
+    hub_disconnect(hub, c2);
+    hub_disconnect(hub, c3);
+    assert_int_equal(rec.nstored, 0);
+    hub_free(hub);
+}
+
 static void no_user_sees_another_users_notification(void **state)
 {
     (void)state;
@@ -321,6 +373,7 @@ static void ack_timeout_releases_to_the_store(void **state)
     int t;
     hub_conn_t *c = online(hub, "frank", &t);
     hub_msg_t m = msg("slow", "frank", 11);
+    m.expires_ms = 4102444800000; /* 2100: goes to the store with it */
     hub_publish(hub, &m);
     size_t len;
     hub_next_frame(c, &len);
@@ -331,6 +384,7 @@ static void ack_timeout_releases_to_the_store(void **state)
     hub_tick(hub, 6000);
     assert_int_equal(rec.nstored, 1);
     assert_string_equal(rec.stored[0], "slow");
+    assert_true(rec.stored_expires[0] == 4102444800000);
     assert_int_equal(hub_inflight_count(hub), 0);
     /* It is sent again from the store, ahead of anything newer. */
     assert_int_equal(rec.nfetched, fetches + 1);
@@ -479,9 +533,12 @@ static void a_stalled_tab_does_not_hold_back_the_others(void **state)
     }
     assert_int_equal(rec.ndone, 30); /* every offset completes */
     assert_int_equal(rec.nstored, 0); /* nothing waited in the store */
-    /* The stalled tab got the first eight, up to its window, and no more. */
-    assert_int_equal(hub_ack(hub, stalled, "n07"), 0); /* acked already: a no-op */
-    assert_int_equal(hub_ack(hub, stalled, "n08"), -1);
+    /* The healthy tab's acks let the stalled one go of each as well: it
+     * holds nothing acknowledged (an ack of its own now is ignored), only
+     * what came after, queued up to its window and never written. */
+    assert_int_equal(hub_ack(hub, stalled, "n07"), -1);
+    assert_int_equal(rec.ntold, 0); /* it was written none of them */
+    assert_int_equal(hub_inflight_count(hub), 0);
     hub_free(hub);
 }
 
@@ -548,7 +605,8 @@ static void acks_from_outside_a_connection(void **state)
     assert_int_equal(hub_ack_user(hub, "jo", "old"), 1);
     assert_int_equal(rec.nremoved, 1);
     assert_string_equal(rec.removed[0], "old");
-    assert_int_equal(hub_ack(hub, c, "old"), 0); /* the tab's own ack: nothing more */
+    assert_int_equal(rec.ntold, 1); /* the tab it was written to */
+    assert_int_equal(hub_ack(hub, c, "old"), -1); /* released there: nothing more */
     assert_int_equal(rec.nremoved, 1);
 
     assert_int_equal(hub_ack_user_through(hub, "jo", 0), 0); /* all are newer */
@@ -741,6 +799,7 @@ int main(void)
         cmocka_unit_test(ack_of_replayed_removes_it_from_the_store),
         cmocka_unit_test(closing_unacked_stores_live_ones),
         cmocka_unit_test(every_tab_gets_it_and_one_ack_is_enough),
+        cmocka_unit_test(the_first_ack_releases_it_in_every_tab),
         cmocka_unit_test(no_user_sees_another_users_notification),
         cmocka_unit_test(full_window_sends_to_the_store_then_replays),
         cmocka_unit_test(ack_timeout_releases_to_the_store),
