@@ -150,23 +150,40 @@ static void get_metrics(void *ctx, http_request_t *req)
     http_respond(req, HTTP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", body, len);
 }
 
+/* A file of --web-root (at most 64 KB), or 404 naming it. */
+static void serve_web_file(const struct routes_view *v, http_request_t *req, const char *name,
+                           const char *type)
+{
+    char path[1024];
+    static char file[64 << 10];
+    snprintf(path, sizeof(path), "%s/%s", v->web_root, name);
+    FILE *f = fopen(path, "rb");
+    size_t len = f ? fread(file, 1, sizeof(file), f) : 0;
+    if (f)
+        fclose(f);
+    if (!len) {
+        char body[128];
+        snprintf(body, sizeof(body), "{\"error\":\"no %s in --web-root\"}\n", name);
+        respond_json(req, HTTP_STATUS_NOT_FOUND, body);
+        return;
+    }
+    http_respond(req, HTTP_STATUS_OK, type, file, len);
+}
+
 /* GET /status: the page (web/status.html), open: it holds no data and
  * asks /status.json, which wants a key. */
 static void get_status_page(void *ctx, http_request_t *req)
 {
-    const struct routes_view *v = ctx;
-    char path[1024];
-    static char page[64 << 10];
-    snprintf(path, sizeof(path), "%s/status.html", v->web_root);
-    FILE *f = fopen(path, "rb");
-    size_t len = f ? fread(page, 1, sizeof(page), f) : 0;
-    if (f)
-        fclose(f);
-    if (!len) {
-        respond_json(req, HTTP_STATUS_NOT_FOUND, "{\"error\":\"no status.html in --web-root\"}\n");
-        return;
-    }
-    http_respond(req, HTTP_STATUS_OK, "text/html; charset=utf-8", page, len);
+    serve_web_file(ctx, req, "status.html", "text/html; charset=utf-8");
+}
+
+/* GET /notify.js: the client library, an ES module. Any page may load it
+ * (test.html opened as a file has the origin "null"): it holds nothing
+ * but code. */
+static void get_notify_js(void *ctx, http_request_t *req)
+{
+    http_add_header(req, "access-control-allow-origin:", "*");
+    serve_web_file(ctx, req, "notify.js", "text/javascript; charset=utf-8");
 }
 
 /* GET /status.json: what the gateway holds and waits for, for operators
@@ -247,6 +264,7 @@ const struct http_route gateway_routes[] = {
     {"GET", "/metrics", 0, get_metrics},
     {"GET", "/status", 0, get_status_page},
     {"GET", "/status.json", 0, get_status_json},
+    {"GET", "/notify.js", 0, get_notify_js},
     /* The body's limit is PUBLISH_MAX_BYTES, checked by the handler. */
     {"POST", "/api/notifications", 16u << 20, post_notifications},
     {"OPTIONS", "/api/notifications", 0, preflight},

@@ -104,6 +104,11 @@ static int join(struct ws_server *srv, struct lws *wsi, struct ws_session *s, co
         return refuse(wsi, (enum lws_close_status)1013,
                       "too many connections for this user, try again later");
     log_debug("user %s connected (%zu connections)", user, hub_conn_count(srv->hub));
+    /* A v2 client learns it is in (a refused one is closed right after its
+     * open event, so the open event alone does not say so). */
+    char welcome[64 + NOTIF_USER_MAX];
+    snprintf(welcome, sizeof(welcome), "{\"type\":\"welcome\",\"userId\":\"%s\"}", user);
+    send_control(s, welcome); /* user ids need no JSON escaping */
     srv->turn_work(srv->arg);
     return 0;
 }
@@ -285,7 +290,7 @@ static int on_message(struct ws_server *srv, struct lws *wsi, struct ws_session 
                       const char *msg, size_t len)
 {
     static struct client_msg m;
-    char err[160], welcome[64 + NOTIF_USER_MAX], sub[NOTIF_USER_MAX + 1];
+    char err[160], sub[NOTIF_USER_MAX + 1];
     enum client_msg_type t = client_msg_parse(msg, len, &m, err, sizeof(err));
 
     if (t == CLIENT_MSG_INVALID)
@@ -295,12 +300,10 @@ static int on_message(struct ws_server *srv, struct lws *wsi, struct ws_session 
             return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                           "the first message must be {\"type\":\"auth\",\"token\":\"...\"}");
         s->awaiting_auth = 0;
-        if (accept_token(srv, wsi, s, m.token, strlen(m.token), NULL, sub) != 0 ||
-            join(srv, wsi, s, sub) != 0)
-            return -1;
-        snprintf(welcome, sizeof(welcome), "{\"type\":\"welcome\",\"userId\":\"%s\"}", sub);
-        send_control(s, welcome); /* user ids need no JSON escaping */
-        return 0;
+        return accept_token(srv, wsi, s, m.token, strlen(m.token), NULL, sub) != 0 ||
+                       join(srv, wsi, s, sub) != 0
+                   ? -1
+                   : 0;
     }
     /* (No conn: an operator or a newer connection took it; it is closing.) */
     if (t == CLIENT_MSG_REFRESH && auth_required(srv->auth))

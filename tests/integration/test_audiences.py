@@ -210,7 +210,8 @@ def test_an_ack_in_one_tab_is_the_read_mark_for_every_tab(kafka, topic, gateway)
     async def scenario():
         async with websockets.connect(v2) as a, websockets.connect(v2) as b, \
                 websockets.connect(gw.ws_url("reader")) as old:
-            await asyncio.sleep(0.3)
+            for ws in (a, b):  # v2: told it is in first
+                assert await frames(ws, 1) == [{"type": "welcome", "userId": "reader"}]
             produce(kafka.bootstrap, topic, [{"id": "rd-1", "userId": "reader", "message": "m"}])
             for ws in (a, b, old):
                 assert (await frames(ws, 1))[0]["id"] == "rd-1"
@@ -244,7 +245,7 @@ def test_a_client_sends_to_a_user_with_its_own_name_as_from(kafka, topic, gatewa
     async def scenario():
         async with websockets.connect(gw.ws_url("sa") + "&v=2") as a, \
                 Tab(gw.ws_url("sb")) as b:
-            await asyncio.sleep(0.3)
+            assert (await next_frame(a))["type"] == "welcome"
             await a.send(json.dumps({"type": "send", "toUser": "sb", "message": "hi",
                                      "data": {"k": 1}, "from": "mallory", "id": "mine",
                                      "ref": "c-1"}))
@@ -283,6 +284,7 @@ def test_sending_needs_permission(kafka, topic, gateway):
 
     async def scenario():
         async with websockets.connect(closed.ws_url("anon") + "&v=2") as ws:
+            assert (await next_frame(ws))["type"] == "welcome"
             await ws.send(json.dumps({"type": "send", "toUser": "x", "message": "m"}))
             err = await next_frame(ws)
             assert err["reason"] == "forbidden" and "--allow-anonymous-send" in err["message"]

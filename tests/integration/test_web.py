@@ -273,7 +273,8 @@ def test_no_user_means_no_connection(gateway, page):
     expect(user).to_have_attribute("aria-invalid", "false")
     page.locator("#connect").click()
     connected(page)
-    assert len(sockets) == 1 and sockets[0].endswith("/?userId=gooduser")
+    # Protocol v2 (notify.js): control frames such as "acked" come too.
+    assert len(sockets) == 1 and sockets[0].endswith("/?v=2&userId=gooduser")
     gw.wait_health("the page's connection", lambda h: h["connections"] == 1)
     assert not page.problems, page.problems
 
