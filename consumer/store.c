@@ -117,6 +117,40 @@ int64_t store_expire_due(store_t *st, int64_t now_ms, char *errstr, size_t size)
     return st->backend->expire_due(st->impl, now_ms, errstr, size);
 }
 
+int store_room_put(store_t *st, const room_doc_t *docs, size_t n, char *errstr, size_t size)
+{
+    return n ? st->backend->room_put(st->impl, docs, n, errstr, size) : 0;
+}
+
+int store_room_fetch(store_t *st, const char *stream, int64_t after_seq, int64_t stored_since_ms,
+                     int64_t now_ms, size_t limit, room_doc_cb cb, void *arg, int *more,
+                     char *errstr, size_t size)
+{
+    return st->backend->room_fetch(st->impl, stream, after_seq, stored_since_ms, now_ms, limit,
+                                   cb, arg, more, errstr, size);
+}
+
+int store_cursor_get(store_t *st, const char *const *users, size_t nusers,
+                     const char *const *streams, size_t nstreams, room_cursor_cb cb, void *arg,
+                     char *errstr, size_t size)
+{
+    return nusers && nstreams ? st->backend->cursor_get(st->impl, users, nusers, streams,
+                                                        nstreams, cb, arg, errstr, size)
+                              : 0;
+}
+
+int store_cursor_put(store_t *st, const room_cursor_t *cursors, size_t n, char *errstr,
+                     size_t size)
+{
+    return n ? st->backend->cursor_put(st->impl, cursors, n, errstr, size) : 0;
+}
+
+int64_t store_room_expire(store_t *st, int64_t stored_before_ms, int64_t now_ms, char *errstr,
+                          size_t size)
+{
+    return st->backend->room_expire(st->impl, stored_before_ms, now_ms, errstr, size);
+}
+
 void store_close(store_t *st)
 {
     if (!st)

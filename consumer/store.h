@@ -102,6 +102,60 @@ int64_t store_remove_through(store_t *st, const char *user, int64_t through_seq,
  * skip them. Returns how many, or -1 with errstr. */
 int64_t store_expire_due(store_t *st, int64_t now_ms, char *errstr, size_t errstr_size);
 
+/* ---- Rooms and broadcast: stored once, a cursor per user ----
+ *
+ * A room or broadcast notification is kept once, in its stream ("room:<name>"
+ * or "broadcast"), idempotent by (stream, id), ordered by a per-stream seq;
+ * it leaves by retention or expiry, never by an ack. What a user has read
+ * of a stream is a cursor: every seq up to acked_seq, and the ids in acked
+ * above it (acks come out of order). */
+
+typedef struct room_doc {
+    const char *stream;
+    const char *id;
+    const char *frame; /* the frame without "userId": each receiver's is added */
+    size_t frame_len;
+    const char *type;  /* "" when none: the type filters read it */
+    int64_t seq;
+    int64_t stored_at;  /* wall-clock ms: retention counts from it */
+    int64_t expires_at; /* 0: never */
+} room_doc_t;
+
+typedef struct room_cursor {
+    const char *user;
+    const char *stream;
+    int64_t acked_seq;
+    const char *acked; /* ids above acked_seq, separated by spaces; "" when none */
+} room_cursor_t;
+
+typedef void (*room_doc_cb)(void *arg, const room_doc_t *doc);
+typedef void (*room_cursor_cb)(void *arg, const room_cursor_t *cursor);
+
+/* Makes every doc durable; a second put of (stream, id) is a no-op.
+ * Returns 0 or -1 with errstr; the caller retries the whole batch. */
+int store_room_put(store_t *st, const room_doc_t *docs, size_t n, char *errstr,
+                   size_t errstr_size);
+/* Up to limit of stream's notifications with seq above after_seq, stored
+ * at or after stored_since_ms and not expired at now_ms, oldest first, each
+ * passed to cb; *more: there may be more. Returns how many, or -1. */
+int store_room_fetch(store_t *st, const char *stream, int64_t after_seq, int64_t stored_since_ms,
+                     int64_t now_ms, size_t limit, room_doc_cb cb, void *arg, int *more,
+                     char *errstr, size_t errstr_size);
+/* The cursors of nusers users of nstreams streams that have one, each
+ * passed to cb: one read for many users (a connect storm). Returns how
+ * many, or -1. */
+int store_cursor_get(store_t *st, const char *const *users, size_t nusers,
+                     const char *const *streams, size_t nstreams, room_cursor_cb cb, void *arg,
+                     char *errstr, size_t errstr_size);
+/* Writes each cursor (one per user and stream); a write never moves
+ * acked_seq back. Returns 0 or -1. */
+int store_cursor_put(store_t *st, const room_cursor_t *cursors, size_t n, char *errstr,
+                     size_t errstr_size);
+/* Deletes the stream notifications stored before stored_before_ms
+ * (retention) or expired at now_ms. Returns how many, or -1. */
+int64_t store_room_expire(store_t *st, int64_t stored_before_ms, int64_t now_ms, char *errstr,
+                          size_t errstr_size);
+
 /* Whether the server answers: a cheap round trip. 0 or -1 with errstr. */
 int store_ping(store_t *st, char *errstr, size_t errstr_size);
 

@@ -33,6 +33,18 @@ struct store_backend {
     int64_t (*expire)(void *impl, size_t max_per_user, int64_t stored_before_ms, char *errstr,
                       size_t errstr_size);
     int64_t (*expire_due)(void *impl, int64_t now_ms, char *errstr, size_t errstr_size);
+    int (*room_put)(void *impl, const room_doc_t *docs, size_t n, char *errstr,
+                    size_t errstr_size);
+    int (*room_fetch)(void *impl, const char *stream, int64_t after_seq, int64_t stored_since_ms,
+                      int64_t now_ms, size_t limit, room_doc_cb cb, void *arg, int *more,
+                      char *errstr, size_t errstr_size);
+    int (*cursor_get)(void *impl, const char *const *users, size_t nusers,
+                      const char *const *streams, size_t nstreams, room_cursor_cb cb, void *arg,
+                      char *errstr, size_t errstr_size);
+    int (*cursor_put)(void *impl, const room_cursor_t *cursors, size_t n, char *errstr,
+                      size_t errstr_size);
+    int64_t (*room_expire)(void *impl, int64_t stored_before_ms, int64_t now_ms, char *errstr,
+                           size_t errstr_size);
     void (*close)(void *impl);
 };
 

@@ -22,7 +22,12 @@
  *   4  expiresAt, set on notifications that expire ("ttl", "expiresAt"):
  *      reads skip what has expired, a TTL index deletes it where the
  *      server has one, and the gateway's sweep everywhere. Documents of
- *      version 3 have none: nothing to change.
+ *      version 3 have none: nothing to change;
+ *   5  rooms and broadcast: "room_notifications", one document per stream
+ *      notification {_id: "<stream>/<id>", stream, id, seq, notification,
+ *      type, storedAt, expiresAt?}, index {stream: 1, seq: 1}; and
+ *      "room_cursors" {_id: "<userId>/<stream>", userId, stream, ackedSeq,
+ *      acked, updatedAt}, written with $max on ackedSeq.
  * Migrations and expiry are store_mongo_upkeep.c's. */
 #include "store_backend.h"
 
@@ -106,6 +111,8 @@ static void *mongo_open(const char *uri_string, const char *db, int timeout_ms, 
     st->coll = mongoc_client_get_collection(st->client, db, COLLECTION);
     st->meta = mongoc_client_get_collection(st->client, db, META_COLLECTION);
     st->history = mongoc_client_get_collection(st->client, db, HISTORY_COLLECTION);
+    st->rooms = mongoc_client_get_collection(st->client, db, ROOMS_COLLECTION);
+    st->cursors = mongoc_client_get_collection(st->client, db, CURSORS_COLLECTION);
     mongoc_uri_destroy(uri);
     return st;
 
@@ -126,6 +133,10 @@ static void mongo_close(void *impl)
         mongoc_collection_destroy(st->meta);
     if (st->history)
         mongoc_collection_destroy(st->history);
+    if (st->rooms)
+        mongoc_collection_destroy(st->rooms);
+    if (st->cursors)
+        mongoc_collection_destroy(st->cursors);
     if (st->client)
         mongoc_client_destroy(st->client);
     free(st);
@@ -329,16 +340,21 @@ static int mongo_prepare(void *impl, char *errstr, size_t size)
     if (mongo_migrate(st, errstr, size) != 0)
         return -1;
     bson_t *by_user = BCON_NEW("userId", BCON_INT32(1), "seq", BCON_INT32(1));
+    bson_t *by_stream = BCON_NEW("stream", BCON_INT32(1), "seq", BCON_INT32(1));
     int rc = 0;
     if (create_index(st->coll, by_user, -1, &err) != 0 ||
         create_index(st->history, by_user, -1, &err) != 0)
         rc = mongo_set_err(errstr, size, "cannot create the index on userId and seq", &err);
+    else if (create_index(st->rooms, by_stream, -1, &err) != 0)
+        rc = mongo_set_err(errstr, size, "cannot create the index on stream and seq", &err);
+    bson_destroy(by_stream);
     bson_destroy(by_user);
     /* Expired notifications: deleted at their expiresAt by the server's TTL
      * monitor where it has one, by the gateway's sweep everywhere (reads
      * skip them meanwhile). FerretDB 1.24 refuses the option: not fatal. */
     bson_t *expires = BCON_NEW("expiresAt", BCON_INT32(1));
-    if (rc == 0 && create_index(st->coll, expires, 0, &err) != 0)
+    if (rc == 0 && (create_index(st->coll, expires, 0, &err) != 0 ||
+                    create_index(st->rooms, expires, 0, &err) != 0))
         log_info("no TTL index on expiresAt (%s): the gateway deletes expired notifications "
                  "itself, every minute", err.message);
     bson_destroy(expires);
@@ -588,6 +604,185 @@ static int64_t mongo_expire_due(void *impl, int64_t now_ms, char *errstr, size_t
     return n;
 }
 
+static int mongo_room_put(void *impl, const room_doc_t *docs, size_t n, char *errstr,
+                          size_t size)
+{
+    bson_t **bdocs = xcalloc(n, sizeof(*bdocs));
+    for (size_t i = 0; i < n; i++) {
+        char key[NOTIF_ROOM_MAX + 16 + NOTIF_ID_MAX];
+        snprintf(key, sizeof(key), "%s/%s", docs[i].stream, docs[i].id);
+        bdocs[i] = BCON_NEW("_id", BCON_UTF8(key), "stream", BCON_UTF8(docs[i].stream), "id",
+                            BCON_UTF8(docs[i].id), "seq", BCON_INT64(docs[i].seq), "type",
+                            BCON_UTF8(docs[i].type ? docs[i].type : ""), "storedAt",
+                            BCON_DATE_TIME(docs[i].stored_at));
+        bson_append_utf8(bdocs[i], "notification", -1, docs[i].frame, (int)docs[i].frame_len);
+        if (docs[i].expires_at)
+            BSON_APPEND_DATE_TIME(bdocs[i], "expiresAt", docs[i].expires_at);
+    }
+    int rc = mongo_insert_docs(((mongo_store_t *)impl)->rooms, bdocs, n,
+                               "cannot store room notifications", errstr, size);
+    free(bdocs);
+    return rc;
+}
+
+static int mongo_room_fetch(void *impl, const char *stream, int64_t after_seq,
+                            int64_t stored_since_ms, int64_t now_ms, size_t limit, room_doc_cb cb,
+                            void *arg, int *more, char *errstr, size_t size)
+{
+    mongo_store_t *st = impl;
+    bson_t *filter = BCON_NEW("stream", BCON_UTF8(stream), "seq", "{", "$gt",
+                              BCON_INT64(after_seq), "}", "storedAt", "{", "$gte",
+                              BCON_DATE_TIME(stored_since_ms), "}");
+    append_unexpired(filter, now_ms);
+    bson_t *opts = BCON_NEW("sort", "{", "seq", BCON_INT32(1), "}", "limit",
+                            BCON_INT64((int64_t)limit));
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->rooms, filter, opts, NULL);
+    const bson_t *doc;
+    bson_error_t err;
+    int count = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        uint32_t len = 0;
+        room_doc_t d = {.stream = stream, .type = ""};
+        if (bson_iter_init_find(&it, doc, "id") && BSON_ITER_HOLDS_UTF8(&it))
+            d.id = bson_iter_utf8(&it, NULL);
+        if (bson_iter_init_find(&it, doc, "seq"))
+            d.seq = bson_iter_as_int64(&it);
+        if (bson_iter_init_find(&it, doc, "notification") && BSON_ITER_HOLDS_UTF8(&it))
+            d.frame = bson_iter_utf8(&it, &len);
+        d.frame_len = len;
+        if (bson_iter_init_find(&it, doc, "type") && BSON_ITER_HOLDS_UTF8(&it))
+            d.type = bson_iter_utf8(&it, NULL);
+        if (bson_iter_init_find(&it, doc, "storedAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
+            d.stored_at = bson_iter_date_time(&it);
+        if (bson_iter_init_find(&it, doc, "expiresAt") && BSON_ITER_HOLDS_DATE_TIME(&it))
+            d.expires_at = bson_iter_date_time(&it);
+        if (d.id && d.frame) {
+            cb(arg, &d);
+            count++;
+        }
+    }
+    if (mongoc_cursor_error(cur, &err))
+        count = mongo_set_err(errstr, size, "cannot read room notifications", &err);
+    *more = count >= 0 && (size_t)count == limit;
+    mongoc_cursor_destroy(cur);
+    bson_destroy(opts);
+    bson_destroy(filter);
+    return count;
+}
+
+/* Appends {"$in": list} under name to filter. */
+static void append_in(bson_t *filter, const char *name, const char *const *list, size_t n)
+{
+    bson_t in, arr;
+    char index[16];
+    const char *k;
+    BSON_APPEND_DOCUMENT_BEGIN(filter, name, &in);
+    BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+    for (size_t i = 0; i < n; i++) {
+        bson_uint32_to_string((uint32_t)i, &k, index, sizeof(index));
+        BSON_APPEND_UTF8(&arr, k, list[i]);
+    }
+    bson_append_array_end(&in, &arr);
+    bson_append_document_end(filter, &in);
+}
+
+/* One find for every user and stream asked: {userId: {$in}, stream: {$in}}. */
+static int mongo_cursor_get(void *impl, const char *const *users, size_t nusers,
+                            const char *const *streams, size_t nstreams, room_cursor_cb cb,
+                            void *arg, char *errstr, size_t size)
+{
+    mongo_store_t *st = impl;
+    bson_t filter = BSON_INITIALIZER;
+    append_in(&filter, "userId", users, nusers);
+    append_in(&filter, "stream", streams, nstreams);
+    mongoc_cursor_t *cur = mongoc_collection_find_with_opts(st->cursors, &filter, NULL, NULL);
+    const bson_t *doc;
+    bson_error_t err;
+    int count = 0;
+    while (mongoc_cursor_next(cur, &doc)) {
+        bson_iter_t it;
+        room_cursor_t c = {.acked = ""};
+        if (bson_iter_init_find(&it, doc, "userId") && BSON_ITER_HOLDS_UTF8(&it))
+            c.user = bson_iter_utf8(&it, NULL);
+        if (bson_iter_init_find(&it, doc, "stream") && BSON_ITER_HOLDS_UTF8(&it))
+            c.stream = bson_iter_utf8(&it, NULL);
+        if (bson_iter_init_find(&it, doc, "ackedSeq"))
+            c.acked_seq = bson_iter_as_int64(&it);
+        if (bson_iter_init_find(&it, doc, "acked") && BSON_ITER_HOLDS_UTF8(&it))
+            c.acked = bson_iter_utf8(&it, NULL);
+        if (c.user && c.stream) {
+            cb(arg, &c);
+            count++;
+        }
+    }
+    if (mongoc_cursor_error(cur, &err))
+        count = mongo_set_err(errstr, size, "cannot read cursors", &err);
+    mongoc_cursor_destroy(cur);
+    bson_destroy(&filter);
+    return count;
+}
+
+/* One upsert each, in one bulk write, of {_id, ackedSeq <= the new one}:
+ * a stored cursor that is further on does not match, the upsert then
+ * collides with its _id, and that duplicate is the answer "a newer one is
+ * there" (so a cursor never moves back, and its acked set stays with it).
+ * No update pipelines: neither test server has them. */
+static int mongo_cursor_put(void *impl, const room_cursor_t *cursors, size_t n, char *errstr,
+                            size_t size)
+{
+    mongo_store_t *st = impl;
+    bson_t opts = BSON_INITIALIZER, reply;
+    bson_error_t err;
+    BSON_APPEND_BOOL(&opts, "ordered", false);
+    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(st->cursors,
+                                                                                      &opts);
+    int64_t now = now_wall_ms();
+    for (size_t i = 0; i < n; i++) {
+        char key[NOTIF_USER_MAX + NOTIF_ROOM_MAX + 16];
+        snprintf(key, sizeof(key), "%s/%s", cursors[i].user, cursors[i].stream);
+        bson_t *sel = BCON_NEW("_id", BCON_UTF8(key), "ackedSeq", "{", "$lte",
+                               BCON_INT64(cursors[i].acked_seq), "}");
+        bson_t *update = BCON_NEW("$set", "{", "userId", BCON_UTF8(cursors[i].user), "stream",
+                                  BCON_UTF8(cursors[i].stream), "ackedSeq",
+                                  BCON_INT64(cursors[i].acked_seq), "acked",
+                                  BCON_UTF8(cursors[i].acked ? cursors[i].acked : ""),
+                                  "updatedAt", BCON_DATE_TIME(now), "}");
+        bson_t *uopts = BCON_NEW("upsert", BCON_BOOL(true));
+        mongoc_bulk_operation_update_one_with_opts(bulk, sel, update, uopts, NULL);
+        bson_destroy(uopts);
+        bson_destroy(update);
+        bson_destroy(sel);
+    }
+    int rc = mongoc_bulk_operation_execute(bulk, &reply, &err) || only_duplicates(&reply)
+                 ? 0
+                 : mongo_set_err(errstr, size, "cannot write cursors", &err);
+    bson_destroy(&reply);
+    mongoc_bulk_operation_destroy(bulk);
+    bson_destroy(&opts);
+    return rc;
+}
+
+static int64_t mongo_room_expire(void *impl, int64_t stored_before_ms, int64_t now_ms,
+                                 char *errstr, size_t size)
+{
+    mongo_store_t *st = impl;
+    bson_t *filter = BCON_NEW("$or", "[", "{", "storedAt", "{", "$lt",
+                              BCON_DATE_TIME(stored_before_ms), "}", "}", "{", "expiresAt", "{",
+                              "$lte", BCON_DATE_TIME(now_ms), "}", "}", "]");
+    bson_t reply;
+    bson_iter_t it;
+    bson_error_t err;
+    int64_t n = -1;
+    if (!mongoc_collection_delete_many(st->rooms, filter, NULL, &reply, &err))
+        mongo_set_err(errstr, size, "cannot delete room notifications past retention", &err);
+    else
+        n = bson_iter_init_find(&it, &reply, "deletedCount") ? bson_iter_as_int64(&it) : 0;
+    bson_destroy(&reply);
+    bson_destroy(filter);
+    return n;
+}
+
 static int64_t mongo_count(void *impl, const char *user, char *errstr, size_t size)
 {
     mongo_store_t *st = impl;
@@ -629,5 +824,10 @@ const struct store_backend store_mongo_backend = {
     .ping = mongo_ping,
     .expire = mongo_expire,
     .expire_due = mongo_expire_due,
+    .room_put = mongo_room_put,
+    .room_fetch = mongo_room_fetch,
+    .cursor_get = mongo_cursor_get,
+    .cursor_put = mongo_cursor_put,
+    .room_expire = mongo_room_expire,
     .close = mongo_close,
 };

@@ -13,14 +13,16 @@
 #define COLLECTION "notifications"
 #define META_COLLECTION "meta"
 #define HISTORY_COLLECTION "history"
+#define ROOMS_COLLECTION "room_notifications"
+#define CURSORS_COLLECTION "room_cursors"
 #define MONGO_DUPLICATE_KEY 11000
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 #define MIGRATE_BATCH 1000
 #define KEY_MAX (NOTIF_USER_MAX + 1 + NOTIF_ID_MAX + 1)
 
 struct mongo_store {
     mongoc_client_t *client;
-    mongoc_collection_t *coll, *meta, *history;
+    mongoc_collection_t *coll, *meta, *history, *rooms, *cursors;
     int64_t history_ms; /* 0: removals delete; else they move into history */
 };
 

@@ -126,8 +126,9 @@ int mongo_migrate(mongo_store_t *st, char *errstr, size_t size)
         if (migrate_1_to_2(st, errstr, size) != 0)
             return -1;
     }
-    /* 2 -> 3: the history collection; 3 -> 4: expiresAt. Both made with
-     * their indexes by prepare, on no document. */
+    /* 2 -> 3: the history collection; 3 -> 4: expiresAt; 4 -> 5: the
+     * rooms' collections. Each made with its indexes by prepare, on no
+     * existing document. */
     for (int64_t v = version > 2 ? version : 2; v < SCHEMA_VERSION; v++)
         log_info("migrating the MongoDB store from schema version %lld to %lld", (long long)v,
                  (long long)v + 1);

@@ -12,7 +12,11 @@
  *   3  a history(user_id, id, seq, notification, acked_at) table of
  *      acknowledged notifications, the same key, swept by acked_at;
  *   4  notifications.expires_at (wall-clock ms, NULL: never), indexed
- *      where set: reads skip what expired, the sweep deletes it. */
+ *      where set: reads skip what expired, the sweep deletes it;
+ *   5  rooms and broadcast: room_notifications(stream, id, seq,
+ *      notification, type, stored_at, expires_at) keyed by (stream, id),
+ *      indexed by (stream, seq) and stored_at; room_cursors(user_id,
+ *      stream, acked_seq, acked, updated_at) keyed by (user_id, stream). */
 #include <fcntl.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -27,7 +31,7 @@
 #include "timeutil.h"
 #include "xalloc.h"
 
-#define SCHEMA_VERSION 4
+#define SCHEMA_VERSION 5
 #define CREATE_TABLE(name)                                                                      \
     "CREATE TABLE " name " (user_id TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"    \
     " notification TEXT NOT NULL, stored_at INTEGER NOT NULL, PRIMARY KEY (user_id, id))"
@@ -36,6 +40,7 @@ struct sqlite_store {
     sqlite3 *db;
     sqlite3_stmt *insert, *select, *list, *delete, *count_user, *count_all;
     sqlite3_stmt *history_insert, *history_list, *archive;
+    sqlite3_stmt *room_insert, *room_select, *cursor_select, *cursor_upsert;
     int64_t history_ms; /* 0: removals delete; else they move into history */
 };
 
@@ -61,6 +66,10 @@ static void sqlite_close(void *impl)
     sqlite3_finalize(st->delete);
     sqlite3_finalize(st->count_user);
     sqlite3_finalize(st->count_all);
+    sqlite3_finalize(st->room_insert);
+    sqlite3_finalize(st->room_select);
+    sqlite3_finalize(st->cursor_select);
+    sqlite3_finalize(st->cursor_upsert);
     sqlite3_close(st->db);
     free(st);
 }
@@ -146,6 +155,15 @@ static const char *const migrations[] = {
     "ALTER TABLE notifications ADD COLUMN expires_at INTEGER;"
     "CREATE INDEX notifications_expires_at ON notifications (expires_at)"
     " WHERE expires_at IS NOT NULL;",
+    /* 4 -> 5: rooms and broadcast, stored once, a cursor per user. */
+    "CREATE TABLE room_notifications (stream TEXT NOT NULL, id TEXT NOT NULL,"
+    " seq INTEGER NOT NULL, notification TEXT NOT NULL, type TEXT NOT NULL,"
+    " stored_at INTEGER NOT NULL, expires_at INTEGER, PRIMARY KEY (stream, id));"
+    "CREATE INDEX room_notifications_stream_seq ON room_notifications (stream, seq);"
+    "CREATE INDEX room_notifications_stored_at ON room_notifications (stored_at);"
+    "CREATE TABLE room_cursors (user_id TEXT NOT NULL, stream TEXT NOT NULL,"
+    " acked_seq INTEGER NOT NULL, acked TEXT NOT NULL, updated_at INTEGER NOT NULL,"
+    " PRIMARY KEY (user_id, stream));",
 };
 
 /* Brings the file to SCHEMA_VERSION: creates it, or migrates it forward. */
@@ -216,6 +234,19 @@ static int sqlite_prepare(void *impl, char *errstr, size_t size)
                        " WHERE id = ? AND user_id = ?"},
         {&st->count_user, "SELECT count(*) FROM notifications WHERE user_id = ?"},
         {&st->count_all, "SELECT count(*) FROM notifications"},
+        {&st->room_insert, "INSERT OR IGNORE INTO room_notifications (stream, id, seq, "
+                           "notification, type, stored_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)"},
+        {&st->room_select, "SELECT id, seq, notification, type, stored_at, expires_at FROM "
+                           "room_notifications WHERE stream = ?1 AND seq > ?2 AND stored_at >= ?3"
+                           " AND (expires_at IS NULL OR expires_at > ?4) ORDER BY seq LIMIT ?5"},
+        {&st->cursor_select, "SELECT acked_seq, acked FROM room_cursors WHERE user_id = ? AND "
+                             "stream = ?"},
+        /* A cursor never moves back: a late write of an older one keeps the newer seq. */
+        {&st->cursor_upsert, "INSERT INTO room_cursors (user_id, stream, acked_seq, acked, "
+                             "updated_at) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (user_id, stream)"
+                             " DO UPDATE SET acked = CASE WHEN excluded.acked_seq >= acked_seq "
+                             "THEN excluded.acked ELSE acked END, acked_seq = max(acked_seq, "
+                             "excluded.acked_seq), updated_at = excluded.updated_at"},
     };
     for (size_t i = 0; i < sizeof(stmts) / sizeof(stmts[0]); i++) {
         if (sqlite3_prepare_v2(st->db, stmts[i].sql, -1, stmts[i].stmt, NULL) != SQLITE_OK)
@@ -506,6 +537,126 @@ static int64_t sqlite_history_expire(void *impl, int64_t acked_before_ms, char *
                   "cannot delete the history past its retention", errstr, size);
 }
 
+static void bind_room_doc(sqlite3_stmt *stmt, const void *arg, size_t i)
+{
+    const room_doc_t *d = (const room_doc_t *)arg + i;
+    sqlite3_bind_text(stmt, 1, d->stream, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, d->id, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 3, d->seq);
+    sqlite3_bind_text(stmt, 4, d->frame, (int)d->frame_len, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 5, d->type ? d->type : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 6, d->stored_at);
+    if (d->expires_at)
+        sqlite3_bind_int64(stmt, 7, d->expires_at);
+    else
+        sqlite3_bind_null(stmt, 7);
+}
+
+static int sqlite_room_put(void *impl, const room_doc_t *docs, size_t n, char *errstr,
+                           size_t size)
+{
+    sqlite_store_t *st = impl;
+    return in_transaction(st, n, st->room_insert, bind_room_doc, docs,
+                          "cannot store room notifications", errstr, size) < 0 ? -1 : 0;
+}
+
+static int sqlite_room_fetch(void *impl, const char *stream, int64_t after_seq,
+                             int64_t stored_since_ms, int64_t now_ms, size_t limit, room_doc_cb cb,
+                             void *arg, int *more, char *errstr, size_t size)
+{
+    sqlite_store_t *st = impl;
+    sqlite3_stmt *q = st->room_select;
+    int count = 0, rc;
+    sqlite3_reset(q);
+    sqlite3_bind_text(q, 1, stream, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(q, 2, after_seq);
+    sqlite3_bind_int64(q, 3, stored_since_ms);
+    sqlite3_bind_int64(q, 4, now_ms);
+    sqlite3_bind_int64(q, 5, (sqlite3_int64)limit);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        room_doc_t d = {
+            .stream = stream,
+            .id = (const char *)sqlite3_column_text(q, 0),
+            .seq = sqlite3_column_int64(q, 1),
+            .frame = (const char *)sqlite3_column_text(q, 2),
+            .frame_len = (size_t)sqlite3_column_bytes(q, 2),
+            .type = (const char *)sqlite3_column_text(q, 3),
+            .stored_at = sqlite3_column_int64(q, 4),
+            .expires_at = sqlite3_column_int64(q, 5),
+        };
+        if (d.id && d.frame) {
+            cb(arg, &d);
+            count++;
+        }
+    }
+    if (rc != SQLITE_DONE)
+        count = fail(st, errstr, size, "cannot read room notifications");
+    *more = count >= 0 && (size_t)count == limit;
+    sqlite3_reset(q);
+    return count;
+}
+
+/* One indexed lookup per user and stream: local, cheap. */
+static int sqlite_cursor_get(void *impl, const char *const *users, size_t nusers,
+                             const char *const *streams, size_t nstreams, room_cursor_cb cb,
+                             void *arg, char *errstr, size_t size)
+{
+    sqlite_store_t *st = impl;
+    sqlite3_stmt *q = st->cursor_select;
+    int count = 0;
+    for (size_t u = 0; u < nusers && count >= 0; u++) {
+        for (size_t i = 0; i < nstreams; i++) {
+            sqlite3_reset(q);
+            sqlite3_bind_text(q, 1, users[u], -1, SQLITE_STATIC);
+            sqlite3_bind_text(q, 2, streams[i], -1, SQLITE_STATIC);
+            int rc = sqlite3_step(q);
+            if (rc == SQLITE_ROW) {
+                const char *acked = (const char *)sqlite3_column_text(q, 1);
+                room_cursor_t c = {users[u], streams[i], sqlite3_column_int64(q, 0),
+                                   acked ? acked : ""};
+                cb(arg, &c);
+                count++;
+            } else if (rc != SQLITE_DONE) {
+                count = fail(st, errstr, size, "cannot read cursors");
+                break;
+            }
+        }
+    }
+    sqlite3_reset(q);
+    return count;
+}
+
+static void bind_cursor(sqlite3_stmt *stmt, const void *arg, size_t i)
+{
+    const room_cursor_t *c = (const room_cursor_t *)arg + i;
+    sqlite3_bind_text(stmt, 1, c->user, -1, SQLITE_STATIC);
+    sqlite3_bind_text(stmt, 2, c->stream, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 3, c->acked_seq);
+    sqlite3_bind_text(stmt, 4, c->acked ? c->acked : "", -1, SQLITE_STATIC);
+    sqlite3_bind_int64(stmt, 5, now_wall_ms());
+}
+
+static int sqlite_cursor_put(void *impl, const room_cursor_t *cursors, size_t n, char *errstr,
+                             size_t size)
+{
+    sqlite_store_t *st = impl;
+    return in_transaction(st, n, st->cursor_upsert, bind_cursor, cursors, "cannot write cursors",
+                          errstr, size) < 0 ? -1 : 0;
+}
+
+static int64_t sqlite_room_expire(void *impl, int64_t stored_before_ms, int64_t now_ms,
+                                  char *errstr, size_t size)
+{
+    int64_t old = change(impl, "DELETE FROM room_notifications WHERE stored_at < ?", NULL,
+                         stored_before_ms, "cannot delete room notifications past retention",
+                         errstr, size);
+    int64_t due = old < 0 ? -1
+                          : change(impl, "DELETE FROM room_notifications WHERE expires_at <= ?",
+                                   NULL, now_ms, "cannot delete expired room notifications",
+                                   errstr, size);
+    return due < 0 ? -1 : old + due;
+}
+
 static int sqlite_ping(void *impl, char *errstr, size_t size)
 {
     sqlite_store_t *st = impl;
@@ -530,5 +681,10 @@ const struct store_backend store_sqlite_backend = {
     .ping = sqlite_ping,
     .expire = sqlite_expire,
     .expire_due = sqlite_expire_due,
+    .room_put = sqlite_room_put,
+    .room_fetch = sqlite_room_fetch,
+    .cursor_get = sqlite_cursor_get,
+    .cursor_put = sqlite_cursor_put,
+    .room_expire = sqlite_room_expire,
     .close = sqlite_close,
 };

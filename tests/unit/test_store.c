@@ -379,8 +379,8 @@ static void seed_version_1(void)
     mongoc_client_destroy(client);
 }
 
-/* A store of schema version 2 or 3 (the history), as a gateway of that
- * version left it. */
+/* A store of schema version 2, 3 (the history) or 4 (expiry), as a
+ * gateway of that version left it. */
 static void seed_version(int version)
 {
     if (strncmp(uri, "sqlite:", 7) == 0) {
@@ -395,7 +395,7 @@ static void seed_version(int version)
                          "INSERT INTO notifications VALUES ('u1', 'kept', 10, '{\"id\":\"kept\"}', 0);",
                          NULL, NULL, NULL),
             SQLITE_OK);
-        if (version == 3)
+        if (version >= 3)
             assert_int_equal(
                 sqlite3_exec(lite,
                              "CREATE TABLE history (user_id TEXT NOT NULL, id TEXT NOT NULL,"
@@ -405,6 +405,11 @@ static void seed_version(int version)
                              "CREATE INDEX history_acked_at ON history (acked_at);",
                              NULL, NULL, NULL),
                 SQLITE_OK);
+        if (version >= 4)
+            assert_int_equal(sqlite3_exec(lite,
+                                          "ALTER TABLE notifications ADD COLUMN expires_at INTEGER",
+                                          NULL, NULL, NULL),
+                             SQLITE_OK);
         char pragma[64];
         snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", version);
         assert_int_equal(sqlite3_exec(lite, pragma, NULL, NULL, NULL), SQLITE_OK);
@@ -555,6 +560,144 @@ static void version_3_data_is_migrated(void **state)
     store_close(st);
 }
 
+struct room_got {
+    char ids[64][32];
+    int64_t seqs[64];
+    char types[64][16];
+    int n;
+};
+
+static void collect_room(void *arg, const room_doc_t *d)
+{
+    struct room_got *g = arg;
+    snprintf(g->ids[g->n], 32, "%s", d->id);
+    snprintf(g->types[g->n], 16, "%s", d->type);
+    g->seqs[g->n++] = d->seq;
+}
+
+static room_doc_t room_doc(const char *stream, const char *id, int64_t seq, int64_t stored_at)
+{
+    static const char frame[] = "{\"id\":\"x\",\"message\":\"m\"}";
+    return (room_doc_t){stream, id, frame, sizeof(frame) - 1, "news", seq, stored_at, 0};
+}
+
+/* Rooms: stored once per (stream, id), read oldest first above a seq,
+ * within retention and unexpired, in batches; swept by retention and
+ * expiry. */
+static void room_notifications_are_kept_once_per_stream(void **state)
+{
+    (void)state;
+    char err[512];
+    int64_t now = wall_ms();
+    store_t *st = open_store();
+    room_doc_t docs[] = {room_doc("room:a", "r1", 10, now - 10000),
+                         room_doc("room:a", "r2", 20, now), room_doc("room:a", "r3", 30, now),
+                         room_doc("broadcast", "r1", 15, now), room_doc("room:a", "r2", 20, now),
+                         room_doc("room:a", "r4", 40, now)};
+    docs[5].expires_at = now - 1;
+    assert_int_equal(store_room_put(st, docs, 6, err, sizeof(err)), 0);
+    assert_int_equal(store_room_put(st, docs, 2, err, sizeof(err)), 0); /* again: a no-op */
+    struct room_got g = {0};
+    int m = 0;
+    assert_int_equal(store_room_fetch(st, "room:a", 0, 0, now, 10, collect_room, &g, &m, err,
+                                      sizeof(err)),
+                     3);
+    assert_string_equal(g.ids[0], "r1");
+    assert_string_equal(g.ids[2], "r3");
+    assert_string_equal(g.types[0], "news");
+    assert_false(m);
+    struct room_got after = {0};
+    assert_int_equal(store_room_fetch(st, "room:a", 10, now - 5000, now, 1, collect_room, &after,
+                                      &m, err, sizeof(err)),
+                     1);
+    assert_string_equal(after.ids[0], "r2");
+    assert_true(m);
+    struct room_got all = {0};
+    assert_int_equal(store_room_fetch(st, "broadcast", 0, 0, now, 10, collect_room, &all, &m, err,
+                                      sizeof(err)),
+                     1);
+    /* Retention (stored before now - 5 s) and expiry: r1 of room:a and r4. */
+    assert_int_equal(store_room_expire(st, now - 5000, now, err, sizeof(err)), 2);
+    struct room_got left = {0};
+    assert_int_equal(store_room_fetch(st, "room:a", 0, 0, now + 1, 10, collect_room, &left, &m,
+                                      err, sizeof(err)),
+                     2);
+    store_close(st);
+}
+
+struct cursor_got {
+    char streams[8][32];
+    int64_t seqs[8];
+    char acked[8][64];
+    int n;
+};
+
+static void collect_cursor(void *arg, const room_cursor_t *c)
+{
+    struct cursor_got *g = arg;
+    snprintf(g->streams[g->n], 32, "%s", c->stream);
+    snprintf(g->acked[g->n], 64, "%s", c->acked);
+    g->seqs[g->n++] = c->acked_seq;
+}
+
+/* A cursor per (user, stream); a write never moves it back. */
+static void cursors_are_per_user_and_stream_and_never_move_back(void **state)
+{
+    (void)state;
+    char err[512];
+    store_t *st = open_store();
+    const char *streams[] = {"room:a", "broadcast", "room:none"};
+    struct cursor_got none = {0};
+    const char *u1[] = {"u1"};
+    assert_int_equal(store_cursor_get(st, u1, 1, streams, 3, collect_cursor, &none, err,
+                                      sizeof(err)),
+                     0);
+    room_cursor_t c[] = {{"u1", "room:a", 20, "r5 r7"}, {"u1", "broadcast", 3, ""},
+                         {"u2", "room:a", 99, ""}};
+    assert_int_equal(store_cursor_put(st, c, 3, err, sizeof(err)), 0);
+    room_cursor_t older = {"u1", "room:a", 10, "r2"};
+    assert_int_equal(store_cursor_put(st, &older, 1, err, sizeof(err)), 0);
+    room_cursor_t newer = {"u1", "broadcast", 8, "b9"};
+    assert_int_equal(store_cursor_put(st, &newer, 1, err, sizeof(err)), 0);
+    struct cursor_got g = {0};
+    assert_int_equal(store_cursor_get(st, u1, 1, streams, 3, collect_cursor, &g, err, sizeof(err)),
+                     2);
+    /* Many users in one read. */
+    const char *both[] = {"u1", "u2"};
+    struct cursor_got two = {0};
+    assert_int_equal(store_cursor_get(st, both, 2, streams, 3, collect_cursor, &two, err,
+                                      sizeof(err)),
+                     3);
+    for (int i = 0; i < g.n; i++) {
+        if (strcmp(g.streams[i], "room:a") == 0) {
+            assert_int_equal(g.seqs[i], 20);
+            assert_string_equal(g.acked[i], "r5 r7");
+        } else {
+            assert_string_equal(g.streams[i], "broadcast");
+            assert_int_equal(g.seqs[i], 8);
+            assert_string_equal(g.acked[i], "b9");
+        }
+    }
+    store_close(st);
+}
+
+/* 4 -> 5: what was stored stays; rooms and cursors work. */
+static void version_4_data_is_migrated(void **state)
+{
+    (void)state;
+    char err[512];
+    seed_version(4);
+    store_t *st = open_store();
+    struct got g = {0};
+    assert_int_equal(fetch_user(st, "u1", 0, 10, &g, NULL), 1);
+    assert_string_equal(g.ids[0], "kept");
+    room_doc_t d = room_doc("room:a", "r1", 1, wall_ms());
+    assert_int_equal(store_room_put(st, &d, 1, err, sizeof(err)), 0);
+    room_cursor_t c = {"u1", "room:a", 1, ""};
+    assert_int_equal(store_cursor_put(st, &c, 1, err, sizeof(err)), 0);
+    store_close(st);
+}
+
 static void bad_uris_are_refused_clearly(void **state)
 {
     (void)state;
@@ -584,6 +727,9 @@ static void bad_uris_are_refused_clearly(void **state)
             cmocka_unit_test_setup(expire_keeps_each_users_newest_and_what_is_recent, fresh),  \
             cmocka_unit_test_setup(what_expired_is_not_read_and_is_swept, fresh),              \
             cmocka_unit_test_setup(version_3_data_is_migrated, fresh),                         \
+            cmocka_unit_test_setup(room_notifications_are_kept_once_per_stream, fresh),        \
+            cmocka_unit_test_setup(cursors_are_per_user_and_stream_and_never_move_back, fresh), \
+            cmocka_unit_test_setup(version_4_data_is_migrated, fresh),                         \
     }
 
 int main(void)
