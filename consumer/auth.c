@@ -214,4 +214,6 @@ void auth_check(const auth_t *a, const char *token, size_t len, const char *clai
     memcpy(g->jti, claims.jti, sizeof(g->jti));
     g->until_ms = (claims.exp + a->rules.leeway_s) * 1000;
     g->send = claims.send;
+    g->has_rooms = claims.has_rooms;
+    memcpy(g->rooms, claims.rooms, sizeof(g->rooms));
 }

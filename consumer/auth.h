@@ -40,6 +40,8 @@ struct auth_grant {
     char jti[JWT_JTI_MAX + 1];
     int64_t until_ms; /* wall-clock ms when the token ends (its exp plus the leeway) */
     int send;         /* the token's "send": true */
+    int has_rooms;    /* the token's "rooms", comma-separated (none: no room) */
+    char rooms[JWT_ROOMS_MAX * (NOTIF_ROOM_MAX + 1)];
 };
 
 /* Checks token (len bytes) at now_ms (wall clock). claimed_user, when not

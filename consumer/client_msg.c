@@ -64,6 +64,8 @@ static enum client_msg_type parse_send(json_t *root, struct client_msg *m, char 
         snprintf(errstr, size, "a send needs \"message\": a string");
         return CLIENT_MSG_SEND;
     }
+    if (to_room)
+        snprintf(m->rooms_buf, sizeof(m->rooms_buf), "%s", json_string_value(to_room));
     /* Only these: "from", "id" and the time are the gateway's to set. */
     json_t *body = json_pack("{s:O, s:O}", to_user ? "userId" : "room", to_user ? to_user : to_room,
                              "message", message);
@@ -72,6 +74,53 @@ static enum client_msg_type parse_send(json_t *root, struct client_msg *m, char 
     m->body = json_dumps(body, JSON_COMPACT);
     json_decref(body);
     return CLIENT_MSG_SEND;
+}
+
+/* An array of strings into a comma-separated list; valid(name) for each.
+ * -1 when it is not such an array. */
+static int join_names(json_t *list, int (*valid)(const char *, size_t), char *out, size_t size)
+{
+    size_t i, used = 0;
+    json_t *v;
+    out[0] = '\0';
+    if (!json_is_array(list))
+        return -1;
+    json_array_foreach(list, i, v) {
+        size_t len = json_string_length(v);
+        if (!json_is_string(v) || !valid(json_string_value(v), len) || strchr(json_string_value(v), ',') ||
+            used + len + 2 > size)
+            return -1;
+        used += (size_t)snprintf(out + used, size - used, "%s%s", used ? "," : "",
+                                 json_string_value(v));
+    }
+    return 0;
+}
+
+static int type_valid(const char *s, size_t len)
+{
+    return len > 0 && len <= NOTIF_TYPE_MAX && strlen(s) == len;
+}
+
+static enum client_msg_type parse_subscribe(json_t *root, struct client_msg *m, char *errstr,
+                                            size_t size)
+{
+    json_t *rooms = json_object_get(root, "rooms"), *types = json_object_get(root, "types");
+    m->rooms = m->types = NULL;
+    m->rooms_buf[0] = '\0';
+    if (rooms && join_names(rooms, notification_room_valid, m->rooms_buf,
+                            sizeof(m->rooms_buf)) != 0) {
+        snprintf(errstr, size, "\"rooms\" must be an array of room names (1 to %d letters, "
+                 "digits or . _ -)", NOTIF_ROOM_MAX);
+        return CLIENT_MSG_SUBSCRIBE;
+    }
+    if (types && join_names(types, type_valid, m->types_buf, sizeof(m->types_buf)) != 0) {
+        snprintf(errstr, size, "\"types\" must be an array of types (1 to %d bytes, no comma)",
+                 NOTIF_TYPE_MAX);
+        return CLIENT_MSG_SUBSCRIBE;
+    }
+    m->rooms = m->rooms_buf;
+    m->types = types ? m->types_buf : NULL;
+    return CLIENT_MSG_SUBSCRIBE;
 }
 
 /* Every notification is acknowledged, so the ack is the one message that
@@ -123,6 +172,8 @@ enum client_msg_type client_msg_parse(const char *frame, size_t len, struct clie
         rc = parse_token(root, CLIENT_MSG_REFRESH, m, errstr, size);
     else if (strcmp(type, "send") == 0)
         rc = parse_send(root, m, errstr, size);
+    else if (strcmp(type, "subscribe") == 0)
+        rc = parse_subscribe(root, m, errstr, size);
     else
         rc = CLIENT_MSG_OTHER;
     json_decref(root);

@@ -9,7 +9,10 @@
  *       before the current one expires;
  *   {"type":"send","toUser":"<user>" | "toRoom":"<room>","message":"…",
  *    "data":<any>?,"ref":"<id>"?}
- *       a notification to publish (client_send.h decides who may). */
+ *       a notification to publish (client_send.h decides who may);
+ *   {"type":"subscribe","rooms":[...],"types":[...]?}
+ *       the rooms this connection takes (replacing what it took), and of
+ *       rooms and broadcast only these types (absent: every type). */
 #ifndef CONSUMER_CLIENT_MSG_H
 #define CONSUMER_CLIENT_MSG_H
 
@@ -26,6 +29,7 @@ enum client_msg_type {
     CLIENT_MSG_AUTH,
     CLIENT_MSG_REFRESH,
     CLIENT_MSG_SEND, /* answered, never closes: body NULL and errstr say what is wrong */
+    CLIENT_MSG_SUBSCRIBE, /* invalid: rooms NULL and errstr say what is wrong */
 };
 
 struct client_msg {
@@ -37,7 +41,11 @@ struct client_msg {
      * send is invalid. The caller frees it. */
     char ref[NOTIF_ID_MAX + 1];
     char *body;
-    int to_room; /* send: "toRoom" rather than "toUser" */
+    int to_room; /* send: "toRoom" rather than "toUser" (its name in rooms_buf) */
+    /* subscribe: comma-separated (names have no comma); types NULL: every
+     * type. Point into buffers of m. */
+    const char *rooms, *types;
+    char rooms_buf[CLIENT_MSG_MAX], types_buf[CLIENT_MSG_MAX];
 };
 
 /* Parses one client message into m; on CLIENT_MSG_INVALID errstr says why. */

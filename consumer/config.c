@@ -129,6 +129,10 @@ static const struct setting settings[] = {
     {.flag = "history-retention", "HISTORY_RETENTION", "0", INT, S(history_retention_s),
      "seconds acknowledged notifications are kept for the inbox's state=all (0: none)",
      RANGE(0, 315360000)},
+    {.flag = "room-retention", "ROOM_RETENTION", "604800", INT, S(room_retention_s),
+     "seconds room and broadcast notifications are kept for members who have not read them "
+     "(acks do not delete them: each user has a cursor)",
+     RANGE(1, 315360000)},
     {.flag = "memory-budget", "MEMORY_BUDGET", "256", INT, S(memory_budget_mb),
      "MiB of notifications held in memory (windows, hand-off, held, waiting for the store); "
      "at it, intake from Kafka pauses and live ones go through the store",

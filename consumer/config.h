@@ -37,6 +37,7 @@ struct config {
     int max_pending_per_user;
     int pending_retention_s;
     int history_retention_s; /* 0: no history of acknowledged notifications */
+    int room_retention_s;    /* room and broadcast notifications are kept this long */
     int store_timeout_s;
     int memory_budget_mb;
     /* Identity: "jwt" or "none" (resolved: never empty once loaded; an

@@ -418,9 +418,11 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
         store_keep_history(conns[i], (int64_t)c->history_retention_s * 1000);
     }
     g->pipe.history = c->history_retention_s > 0;
+    g->pipe.room_retention_ms = (int64_t)c->room_retention_s * 1000;
     struct store_expiry expiry = {(size_t)c->max_pending_per_user,
                                   (int64_t)c->pending_retention_s * 1000,
-                                  (int64_t)c->history_retention_s * 1000, EXPIRY_INTERVAL_MS};
+                                  (int64_t)c->history_retention_s * 1000,
+                                  (int64_t)c->room_retention_s * 1000, EXPIRY_INTERVAL_MS};
     g->pipe.store = store_worker_start(conns, &expiry, &g->pipe.budget, wake_loop, g);
     if (!g->pipe.store) {
         snprintf(errstr, size, "cannot start the store worker");

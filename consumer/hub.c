@@ -38,6 +38,11 @@ static int64_t next_seq(hub_t *hub)
     return hub->last_seq;
 }
 
+int64_t hub_next_seq(hub_t *hub)
+{
+    return next_seq(hub);
+}
+
 static user_t *find_user(const hub_t *hub, const char *id)
 {
     user_t *u = NULL;
@@ -271,6 +276,7 @@ void hub_disconnect(hub_t *hub, hub_conn_t *c)
     user_t *u = c->user;
 
     int released = 0; /* something unacknowledged that no other tab holds */
+    u->leaving = u->nconns == 1;
     for (size_t i = 0; i < c->len; i++) {
         struct slot *s = SLOT(c, i);
         if (s->d)
@@ -284,12 +290,15 @@ void hub_disconnect(hub_t *hub, hub_conn_t *c)
     }
     u->nconns--;
     hub->nconns--;
+    conn_filter_free(c);
     free(c->ring);
     free(c);
 
     if (u->nconns == 0) {
         /* Every delivery was held by this user's connections only. */
         held_store(hub, u);
+        streams_save(hub, u, 0, 1);
+        streams_free(u);
         HASH_DEL(hub->users, u);
         free(u);
     } else if (released) {
@@ -349,6 +358,7 @@ int hub_ack(hub_t *hub, hub_conn_t *c, const char *id)
     if (window_ack(hub, c, id) != 0)
         return -1;
     replay_pump(hub, c->user); /* the ack made room */
+    streams_pump(hub, c->user);
     return 0;
 }
 
@@ -457,6 +467,8 @@ void hub_tick(hub_t *hub, int64_t now_ms)
             replay_from_start(hub, u);
         else
             replay_pump(hub, u);
+        streams_pump(hub, u);
+        streams_save(hub, u, now_ms, 0);
     }
 }
 
@@ -490,9 +502,11 @@ void hub_free(hub_t *hub)
         while (u->conns) {
             hub_conn_t *c = u->conns;
             u->conns = c->next;
+            conn_filter_free(c);
             free(c->ring);
             free(c);
         }
+        streams_free(u);
         delivery_t *d, *dtmp;
         HASH_ITER(hh, u->inflight, d, dtmp) {
             HASH_DEL(u->inflight, d);

@@ -48,7 +48,19 @@ typedef struct hub_msg {
     int64_t offset;
     int64_t kafka_ms;  /* that message's timestamp (wall-clock ms), 0 if none */
     int64_t expires_ms; /* wall-clock ms after which it is not delivered; 0: never */
+    /* A room or broadcast notification: its stream ("room:<name>" or
+     * "broadcast"; seq is then the stream's) and type ("" none), and a
+     * frame without "userId" (each receiver's is added). NULL: personal. */
+    const char *stream;
+    const char *type;
 } hub_msg_t;
+
+/* A user's cursor of one stream (store.h's room_cursor_t). */
+typedef struct hub_cursor {
+    const char *stream;
+    int64_t acked_seq;
+    const char *acked; /* ids above it, separated by spaces */
+} hub_cursor_t;
 
 struct hub_ops {
     void *ctx;
@@ -73,6 +85,16 @@ struct hub_ops {
     /* Another connection of the user acknowledged id, which was written to
      * this one: tell it (the read mark, docs/protocol.md). May be NULL. */
     void (*acked)(void *ctx, void *transport, const char *id);
+    /* Rooms and broadcast. Ask for user's cursors of n streams; answer
+     * with hub_cursors_loaded. */
+    void (*cursor_load)(void *ctx, const char *user, const char *const *streams, size_t n);
+    /* Ask for up to limit of stream's notifications above after_seq (within
+     * retention), oldest first; answer with hub_stream_fetch_done. */
+    void (*stream_fetch)(void *ctx, const char *user, const char *stream, int64_t after_seq,
+                         size_t limit, uint64_t gen);
+    /* Keep user's cursor of a stream (batched: at most one a second, and
+     * one when the user goes offline). */
+    void (*cursor_save)(void *ctx, const char *user, const hub_cursor_t *cursor);
 };
 
 struct hub_limits {
@@ -120,6 +142,27 @@ void hub_publish(hub_t *hub, const hub_msg_t *m);
  * than was found (store_read_t's). */
 void hub_fetch_done(hub_t *hub, const char *user, uint64_t gen, const hub_msg_t *msgs, size_t n,
                     int more);
+
+/* Rooms and broadcast (hub_stream.c). A connection takes broadcast, the
+ * rooms it subscribed to, and of those only the types listed (types NULL:
+ * every type). Replaces what c took before; the user's cursors of streams
+ * new to it are asked of the store, then what the user has not read is
+ * replayed. */
+void hub_subscribe(hub_t *hub, hub_conn_t *c, const char *const *rooms, size_t nrooms,
+                   const char *const *types, size_t ntypes);
+/* A room or broadcast notification, durable in the store now: to every
+ * online user with a connection that takes it, unless the user's replay
+ * of the stream will reach it. */
+void hub_publish_stream(hub_t *hub, const hub_msg_t *m);
+/* The store's answers to ops->cursor_load (the cursors found; a stream
+ * asked without one starts at its oldest notification) and to
+ * ops->stream_fetch. */
+void hub_cursors_loaded(hub_t *hub, const char *user, const hub_cursor_t *cursors, size_t n);
+void hub_stream_fetch_done(hub_t *hub, const char *user, const char *stream, uint64_t gen,
+                           const hub_msg_t *msgs, size_t n, int more);
+/* The seq a stream notification arriving now gets (the same clock as
+ * personal ones). */
+int64_t hub_next_seq(hub_t *hub);
 
 /* The next frame to send on conn, or NULL. Its frame_headroom bytes before
  * the returned pointer may be written (lws_write does). */

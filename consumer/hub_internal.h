@@ -10,7 +10,12 @@
 #include "hub.h"
 #include "notification.h"
 
-enum source { FROM_KAFKA, FROM_STORE };
+/* Personal ones live (FROM_KAFKA) or from the store; room and broadcast
+ * ones (FROM_STREAM) from a stream, live or replayed, acked into the
+ * user's cursor rather than the store or Kafka. */
+enum source { FROM_KAFKA, FROM_STORE, FROM_STREAM };
+
+struct ustream;
 
 /* One notification pushed to a user's connections. Shared by all of them;
  * freed when the last one releases it. */
@@ -24,6 +29,7 @@ typedef struct delivery {
     int64_t seq;
     int64_t kafka_ms; /* FROM_KAFKA: its record's timestamp, 0 if none */
     int64_t expires_ms; /* 0: never */
+    struct ustream *stream; /* FROM_STREAM: the user's state of its stream */
     int holders; /* connections that have it queued or unacknowledged */
     int acked;
     int delivered; /* written to a tab once */
@@ -37,9 +43,19 @@ struct slot {
     int64_t sent_at;
 };
 
+/* What a connection takes of rooms and types; none set: broadcast only,
+ * every type. */
+struct conn_filter {
+    char **rooms;
+    size_t nrooms;
+    char **types; /* NULL: every type */
+    size_t ntypes;
+};
+
 struct hub_conn {
     struct user *user;
     void *transport;
+    struct conn_filter *filter; /* NULL until hub_subscribe: idle connections pay 8 bytes */
     /* Window slots from head: [0, nsent) sent, [nsent, len) queued. The
      * ring starts empty and grows to the window, so an idle connection
      * costs a few bytes, not a window's worth. */
@@ -48,6 +64,35 @@ struct hub_conn {
     size_t bytes;
     hub_conn_t *next;
 };
+
+/* One id acknowledged above a cursor's seq. */
+struct acked_id {
+    int64_t seq;
+    char *id;
+};
+
+/* A user's reading of one stream (room or broadcast), while online. The
+ * cursor is acked_seq: every notification up to it is read. It moves on
+ * to the lower of handed_to (every seq up to it was handed to the user, or
+ * skipped by the type filters) and the oldest one handed and not acked
+ * yet (pending); acked keeps the ids read above it. */
+typedef struct ustream {
+    struct ustream *next;
+    int loaded;           /* its cursor came from the store */
+    int loading;          /* asked for it */
+    int replaying;        /* reading from the store: live ones are skipped, the read gets them */
+    int fetching;
+    int dirty;            /* a live one was skipped while a read was out: read again */
+    uint64_t gen, fetch_gen;
+    int64_t acked_seq, handed_to, read_to;
+    struct acked_id *acked;
+    size_t nacked, acked_cap;
+    int64_t *pending; /* handed and not acked, ascending */
+    size_t npending, pending_cap;
+    int unsaved; /* the cursor moved since it was last kept */
+    int64_t saved_ms;
+    char name[];
+} ustream_t;
 
 typedef struct user {
     UT_hash_handle hh;
@@ -67,6 +112,8 @@ typedef struct user {
      * than sent through the store and read back. */
     delivery_t *held, **held_tail;
     size_t nheld;
+    ustream_t *streams; /* rooms and broadcast its connections take or took */
+    int leaving; /* its last connection is closing: nothing more is read for it */
     char id[]; /* as long as it is: one per online user, most ids are short */
 } user_t;
 
@@ -89,6 +136,25 @@ struct hub {
 
 #define SLOT(c, i) (&(c)->ring[((c)->head + (i)) % (c)->cap])
 
+/* hub_stream.c */
+
+/* d (FROM_STREAM) was acknowledged: into its stream's cursor. */
+void stream_acked(hub_t *hub, user_t *u, delivery_t *d);
+/* d (FROM_STREAM) was let go by every connection without an ack while u
+ * is online: the stream is read again from the cursor. */
+void stream_released(hub_t *hub, user_t *u, delivery_t *d);
+/* Whether connection c takes a notification of stream (NULL: personal,
+ * always) of type. */
+int conn_takes(const hub_conn_t *c, const ustream_t *stream, const char *type);
+/* Keeps the cursors that moved: those saved over a second ago, or all
+ * (the user goes offline). */
+void streams_save(hub_t *hub, user_t *u, int64_t now_ms, int all);
+/* Asks for the next reads of u's streams that replay and have room. */
+void streams_pump(hub_t *hub, user_t *u);
+/* Frees u's streams and c's filter. */
+void streams_free(user_t *u);
+void conn_filter_free(hub_conn_t *c);
+
 /* hub_window.c */
 
 /* What d costs the memory budget. */
@@ -100,12 +166,15 @@ void delivery_event(hub_t *hub, const user_t *u, const delivery_t *d, enum event
 /* A delivery of m, with its frame marked replayed when it comes from the
  * store; NULL when a stored frame is not a JSON object. */
 delivery_t *delivery_new(hub_t *hub, const hub_msg_t *m, enum source source);
+/* Frames c's window can still take (of frame_len bytes). */
+size_t conn_room(const hub_t *hub, const hub_conn_t *c, size_t frame_len);
 /* Frames the roomiest connection of u can still take (0: every window is
  * full). Each connection has its own window: one tab that stopped reading
  * or acknowledging holds back only itself. */
 size_t window_room(const hub_t *hub, const user_t *u, size_t frame_len);
-/* Queues d on every connection of u. */
+/* Queues d on every connection of u (that takes d's stream, of type). */
 void window_push(hub_t *hub, user_t *u, delivery_t *d);
+void window_push_typed(hub_t *hub, user_t *u, delivery_t *d, const char *type);
 /* c lets go of s. Returns 1 when that left its notification with no
  * holder and unacknowledged (in the store now, or still there). */
 int window_release_slot(hub_t *hub, hub_conn_t *c, struct slot *s);

@@ -82,6 +82,8 @@ static int delivery_release(hub_t *hub, user_t *u, delivery_t *d)
         hub->ops.store(hub->ops.ctx, &m);
     }
     HASH_DEL(u->inflight, d);
+    if (unacked && d->source == FROM_STREAM)
+        stream_released(hub, u, d); /* not inflight any more: it can be read again */
     hub->ninflight--;
     budget_give(hub->lim.budget, BUDGET_WINDOWS, delivery_cost(d));
     free(d);
@@ -90,7 +92,7 @@ static int delivery_release(hub_t *hub, user_t *u, delivery_t *d)
 
 /* ---- connection windows ---- */
 
-static size_t conn_room(const hub_t *hub, const hub_conn_t *c, size_t frame_len)
+size_t conn_room(const hub_t *hub, const hub_conn_t *c, size_t frame_len)
 {
     if (c->len >= hub->lim.window || c->bytes + frame_len > hub->lim.window_bytes)
         return 0;
@@ -124,6 +126,11 @@ static void grow_ring(const hub_t *hub, hub_conn_t *c)
 
 void window_push(hub_t *hub, user_t *u, delivery_t *d)
 {
+    window_push_typed(hub, u, d, NULL);
+}
+
+void window_push_typed(hub_t *hub, user_t *u, delivery_t *d, const char *type)
+{
     HASH_ADD_KEYPTR(hh, u->inflight, d->id, strlen(d->id), d);
     hub->ninflight++;
     budget_take(hub->lim.budget, BUDGET_WINDOWS, delivery_cost(d));
@@ -132,7 +139,7 @@ void window_push(hub_t *hub, user_t *u, delivery_t *d)
         /* A full window (a tab that stopped reading or acking) is passed
          * over: the user's other tabs get it, and once one acknowledges
          * it, it is done for the user. */
-        if (conn_room(hub, c, d->frame_len) == 0)
+        if (conn_room(hub, c, d->frame_len) == 0 || !conn_takes(c, d->stream, type))
             continue;
         if (c->len == c->cap)
             grow_ring(hub, c);
@@ -238,8 +245,10 @@ void delivery_ack(hub_t *hub, user_t *u, delivery_t *d)
     delivery_event(hub, u, d, EVENT_ACKED);
     if (d->source == FROM_KAFKA)
         hub->ops.offset_done(hub->ops.ctx, d->partition, d->offset);
-    else
+    else if (d->source == FROM_STORE)
         hub->ops.remove(hub->ops.ctx, u->id, d->id);
+    else
+        stream_acked(hub, u, d);
 }
 
 int window_ack(hub_t *hub, hub_conn_t *c, const char *id)

@@ -157,6 +157,18 @@ static const char *refuse_claims(json_t *c, const struct jwt_rules *rules, int64
     json_t *send = json_object_get(c, "send");
     if (send && !json_is_boolean(send))
         return "\"send\" is not true or false";
+    json_t *rooms = json_object_get(c, "rooms");
+    if (rooms) {
+        size_t i;
+        json_t *v;
+        if (!json_is_array(rooms) || json_array_size(rooms) > JWT_ROOMS_MAX)
+            return "\"rooms\" is not an array of at most 64 room names";
+        json_array_foreach(rooms, i, v)
+            if (!json_is_string(v) ||
+                !notification_room_valid(json_string_value(v), json_string_length(v)))
+                return "\"rooms\" holds something that is not a room name (1 to 64 letters, "
+                       "digits or . _ -)";
+    }
     if (now - leeway >= exp) {
         *r = JWT_EXPIRED;
         return "the token has expired";
@@ -172,6 +184,14 @@ static void take_claims(json_t *c, struct jwt_claims *out)
     snprintf(out->jti, sizeof(out->jti), "%s", jti ? json_string_value(jti) : "");
     numeric_date(c, "exp", &out->exp);
     out->send = json_is_true(json_object_get(c, "send"));
+    json_t *rooms = json_object_get(c, "rooms");
+    size_t i, used = 0;
+    json_t *v;
+    out->has_rooms = rooms != NULL;
+    out->rooms[0] = '\0';
+    json_array_foreach(rooms, i, v)
+        used += (size_t)snprintf(out->rooms + used, sizeof(out->rooms) - used, "%s%s",
+                                 used ? "," : "", json_string_value(v));
 }
 
 enum jwt_result jwt_verify(const jwt_keys_t *keys, const struct jwt_rules *rules,

@@ -42,11 +42,17 @@ struct jwt_rules {
     int leeway_s;         /* clock skew allowed on exp, nbf and iat */
 };
 
+#define JWT_ROOMS_MAX 64 /* rooms one token may name */
+
 struct jwt_claims {
     char sub[NOTIF_USER_MAX + 1]; /* the user */
     int64_t exp;                  /* seconds since the epoch */
     char jti[JWT_JTI_MAX + 1];    /* "" when the token has none */
     int send;                     /* "send": true: may send notifications */
+    /* "rooms": the rooms the user may join, comma-separated; has_rooms 0
+     * when the token has no such claim (then none). */
+    int has_rooms;
+    char rooms[JWT_ROOMS_MAX * (NOTIF_ROOM_MAX + 1)];
 };
 
 enum jwt_result {

@@ -60,6 +60,51 @@ static void remove_acked(void *ctx, const char *user, const char *id)
     store_worker_remove(p->store, user, id, NULL, NULL);
 }
 
+/* ---- rooms and broadcast ---- */
+
+/* Durable: its offset completes, and online members get it now. */
+static void on_room_stored(void *ctx, const struct store_result *r)
+{
+    struct pipeline *p = ctx;
+    p->count.stored++;
+    if (r->msg->partition >= 0)
+        offset_done(ctx, r->msg->partition, r->msg->offset);
+    hub_publish_stream(p->hub, r->msg);
+}
+
+static void on_cursors(void *ctx, const struct store_result *r)
+{
+    struct pipeline *p = ctx;
+    hub_cursors_loaded(p->hub, r->user, r->cursors, r->ncursors);
+}
+
+static void cursor_load(void *ctx, const char *user, const char *const *streams, size_t n)
+{
+    struct pipeline *p = ctx;
+    store_worker_cursor_get(p->store, user, streams, n, on_cursors, p);
+}
+
+static void on_stream_fetched(void *ctx, const struct store_result *r)
+{
+    struct pipeline *p = ctx;
+    p->count.replayed += r->n;
+    hub_stream_fetch_done(p->hub, r->user, r->msg->stream, r->tag, r->msgs, r->n, r->more);
+}
+
+static void stream_fetch(void *ctx, const char *user, const char *stream, int64_t after,
+                         size_t limit, uint64_t gen)
+{
+    struct pipeline *p = ctx;
+    store_worker_room_fetch(p->store, user, stream, after, now_wall_ms() - p->room_retention_ms,
+                            limit, gen, on_stream_fetched, p);
+}
+
+static void cursor_save(void *ctx, const char *user, const hub_cursor_t *c)
+{
+    struct pipeline *p = ctx;
+    store_worker_cursor_put(p->store, user, c);
+}
+
 void pipeline_hub_ops(struct pipeline *p, struct hub_ops *ops)
 {
     ops->ctx = p;
@@ -68,6 +113,9 @@ void pipeline_hub_ops(struct pipeline *p, struct hub_ops *ops)
     ops->remove = remove_acked;
     ops->event = event;
     ops->offset_done = offset_done;
+    ops->cursor_load = cursor_load;
+    ops->stream_fetch = stream_fetch;
+    ops->cursor_save = cursor_save;
 }
 
 void pipeline_hand_on(struct pipeline *p)
@@ -88,8 +136,16 @@ void pipeline_take_work(struct pipeline *p)
         kafka_batch_t *b = kafka_take(p->kafka);
         if (!b)
             break;
-        for (size_t i = 0; i < b->n; i++)
-            hub_publish(p->hub, &b->msgs[i]);
+        for (size_t i = 0; i < b->n; i++) {
+            if (!b->msgs[i].stream) {
+                hub_publish(p->hub, &b->msgs[i]);
+                continue;
+            }
+            /* A room or broadcast one: stored once, then delivered. */
+            hub_msg_t m = b->msgs[i];
+            m.seq = hub_next_seq(p->hub);
+            store_worker_room_put(p->store, &m, on_room_stored, p);
+        }
         p->count.consumed += b->n;
         kafka_batch_free(b);
     }

@@ -23,6 +23,7 @@ struct pipeline {
     kafka_t *kafka;
     events_t *events; /* receipts; NULL when off */
     int history;      /* acknowledged ones are kept (--history-retention) */
+    int64_t room_retention_ms; /* rooms and broadcast are read back this far */
     int stopping; /* no more intake from Kafka */
     /* Every notification in memory counts against it (budget.h). */
     budget_t budget;
@@ -37,7 +38,8 @@ struct pipeline {
     size_t ndone, done_cap;
 };
 
-/* Sets ops' store, fetch, remove and offset_done (and ctx) to p's. */
+/* Sets ops' store, fetch, remove, offset_done and the streams' (and ctx)
+ * to p's. */
 void pipeline_hub_ops(struct pipeline *p, struct hub_ops *ops);
 
 /* Completions from the store worker, then new notifications from Kafka

@@ -63,13 +63,25 @@ static int decode(notification_t *n, const struct record *rec, const struct reco
         break;
     case NOTIF_TO_ROOM:
     case NOTIF_TO_BROADCAST:
-        return errstr_set(errstr, size, "\"room\" and \"broadcast\" are not delivered by this "
-                          "version of the gateway yet");
+        break;
     }
     if (n->expires_ms && n->expires_ms <= rules->now_ms)
         return RECORD_EXPIRED;
     if (n->audience == NOTIF_TO_USER)
         return add_copy(n, rec, out, errstr, size) == 0 ? 1 : RECORD_SKIP;
+    if (n->audience != NOTIF_TO_USERS) {
+        /* Stored once for its stream; each receiver's userId is added on
+         * delivery, so the frame has none. */
+        if (add_copy(n, rec, out, errstr, size) != 0)
+            return RECORD_SKIP;
+        hub_msg_t *m = &out->msgs[out->n - 1];
+        char stream[NOTIF_ROOM_MAX + 8];
+        snprintf(stream, sizeof(stream), "%s%s", n->audience == NOTIF_TO_ROOM ? "room:" : "",
+                 n->audience == NOTIF_TO_ROOM ? n->room : "broadcast");
+        m->stream = xstrdup(stream);
+        m->type = xstrdup(n->type);
+        return 1;
+    }
 
     size_t first = out->n;
     for (size_t i = 0; i < n->nuser_ids; i++) {
@@ -107,5 +119,7 @@ void record_msg_clear(hub_msg_t *m)
     free((char *)m->id);
     free((char *)m->user);
     free((char *)m->frame);
+    free((char *)m->stream);
+    free((char *)m->type);
     memset(m, 0, sizeof(*m));
 }

@@ -96,13 +96,6 @@ static void publish_items(const struct routes_view *v, http_request_t *req, json
                                &parsed[i], err, sizeof(err)) != 0)
             json_array_append_new(errors, json_pack("{s:I, s:s}", "index", (json_int_t)i,
                                                     "error", err));
-        else if (parsed[i].audience == NOTIF_TO_ROOM ||
-                 parsed[i].audience == NOTIF_TO_BROADCAST)
-            /* Taken now, they would only reach the dead-letter topic. */
-            json_array_append_new(errors, json_pack("{s:I, s:s}", "index", (json_int_t)i, "error",
-                                                    "\"room\" and \"broadcast\" are not "
-                                                    "delivered by this version of the gateway "
-                                                    "yet"));
         else if (parsed[i].nuser_ids > v->max_user_ids) {
             snprintf(err, sizeof(err), "\"userIds\" names %zu users, more than the gateway's "
                      "MAX_USER_IDS (%zu): split it", parsed[i].nuser_ids, v->max_user_ids);
@@ -172,17 +165,28 @@ void post_notifications(void *ctx, http_request_t *req)
     publish_items(v, req, items);
 }
 
-/* Seed 000's POST /publisher {"message"}: to everyone, which needs
- * broadcast; said, never dropped silently. */
+/* Seed 000's POST /publisher {"message"}: to everyone (a broadcast),
+ * answered as POST /api/notifications is. */
 void post_publisher(void *ctx, http_request_t *req)
 {
-    if (!api_key_caller(ctx, req))
+    const struct routes_view *v = ctx;
+    if (!api_key_caller(v, req))
         return;
-    respond_json_value(req, 501,
-                       json_pack("{s:s}", "error",
-                                 "a notification to everyone needs broadcast, which this gateway "
-                                 "does not have yet: send to each user with POST "
-                                 "/api/notifications"));
+    size_t len;
+    const char *body = body_within_limit(v, req, &len);
+    if (!body)
+        return;
+    json_t *item = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+    if (!json_is_object(item)) {
+        respond_json_value(req, HTTP_STATUS_BAD_REQUEST,
+                           json_pack("{s:s}", "error", "expected {\"message\": <text>}"));
+        json_decref(item);
+        return;
+    }
+    json_object_set_new(item, "broadcast", json_true());
+    json_t *items = json_array();
+    json_array_append_new(items, item);
+    publish_items(v, req, items);
 }
 
 /* Seed 001's POST /send-message {"from","to","message"}: a notification

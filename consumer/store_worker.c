@@ -34,6 +34,8 @@ void forget_found(store_req_t *r)
         free((char *)r->found[i].id);
         free((char *)r->found[i].user);
         free((char *)r->found[i].frame);
+        free((char *)r->found[i].stream);
+        free((char *)r->found[i].type);
     }
     r->nfound = 0;
 }
@@ -45,6 +47,16 @@ void free_reqs(store_req_t *r)
         forget_found(r);
         free(r->found);
         free(r->found_acked);
+        free((char *)r->msg.stream);
+        free((char *)r->msg.type);
+        for (size_t i = 0; i < r->nstreams; i++)
+            free(r->streams[i]);
+        free(r->streams);
+        for (size_t i = 0; i < r->ncursors; i++) {
+            free((char *)r->cursors[i].stream);
+            free((char *)r->cursors[i].acked);
+        }
+        free(r->cursors);
         free(r);
         r = next;
     }
@@ -96,6 +108,28 @@ void store_worker_put(store_worker_t *w, const hub_msg_t *m, store_done_fn done,
     budget_take(w->budget, BUDGET_STORE, budget_cost(m->frame_len));
 }
 
+void store_worker_room_put(store_worker_t *w, const hub_msg_t *m, store_done_fn done, void *arg)
+{
+    store_req_t *r = submit(w, OP_ROOM_PUT, "", m->id, m->frame, m->frame_len, done, arg);
+    r->msg.stream = xstrdup(m->stream);
+    r->msg.type = xstrdup(m->type ? m->type : "");
+    r->msg.seq = m->seq;
+    r->msg.partition = m->partition;
+    r->msg.offset = m->offset;
+    r->msg.expires_ms = m->expires_ms;
+    w->backlog++;
+    w->puts_submitted++;
+    budget_take(w->budget, BUDGET_STORE, budget_cost(m->frame_len));
+}
+
+void store_worker_cursor_put(store_worker_t *w, const char *user, const hub_cursor_t *c)
+{
+    store_req_t *r = submit(w, OP_CURSOR_PUT, user, c->stream, c->acked, strlen(c->acked), NULL,
+                            NULL);
+    r->seq = c->acked_seq;
+    w->removes_submitted++;
+}
+
 void store_worker_remove(store_worker_t *w, const char *user, const char *id, store_done_fn done,
                          void *arg)
 {
@@ -119,6 +153,26 @@ void store_worker_fetch(store_worker_t *w, const char *user, int64_t after_seq, 
                         uint64_t tag, store_done_fn done, void *arg)
 {
     submit_read(w, OP_FETCH, user, after_seq, limit, done, arg)->tag = tag;
+}
+
+void store_worker_room_fetch(store_worker_t *w, const char *user, const char *stream,
+                             int64_t after_seq, int64_t stored_since_ms, size_t limit,
+                             uint64_t tag, store_done_fn done, void *arg)
+{
+    store_req_t *r = submit_read(w, OP_ROOM_FETCH, user, after_seq, limit, done, arg);
+    r->tag = tag;
+    r->msg.stream = xstrdup(stream);
+    r->acked_at = stored_since_ms;
+}
+
+void store_worker_cursor_get(store_worker_t *w, const char *user, const char *const *streams,
+                             size_t n, store_done_fn done, void *arg)
+{
+    store_req_t *r = submit_read(w, OP_CURSOR_GET, user, 0, 0, done, arg);
+    r->streams = xcalloc(n ? n : 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        r->streams[i] = xstrdup(streams[i]);
+    r->nstreams = n;
 }
 
 void store_worker_list(store_worker_t *w, const char *user, int64_t before_seq, size_t limit,
@@ -175,13 +229,14 @@ void store_worker_poll(store_worker_t *w)
         for (store_req_t *r = l->head; r; r = r->next) {
             if (r->op == OP_HISTORY)
                 w->history_bytes -= r->msg.frame_len;
-            if (r->op == OP_PUT) {
+            if (r->op == OP_PUT || r->op == OP_ROOM_PUT) {
                 w->backlog--;
                 budget_give(w->budget, BUDGET_STORE, budget_cost(r->msg.frame_len));
             }
             if (r->done) {
-                struct store_result res = {&r->msg, r->msg.user, r->tag,   r->more,
-                                           r->found, r->nfound,    r->removed, r->found_acked};
+                struct store_result res = {&r->msg,  r->msg.user, r->tag,       r->more,
+                                           r->found, r->nfound,   r->removed,   r->found_acked,
+                                           r->cursors, r->ncursors};
                 r->done(r->arg, &res);
             }
         }

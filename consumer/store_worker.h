@@ -36,6 +36,8 @@ struct store_result {
     size_t n;
     int64_t removed;       /* counted remove: how many were deleted */
     const int64_t *acked_at; /* list: per msg, when it was acknowledged (0: pending) */
+    const hub_cursor_t *cursors; /* cursor get: those found */
+    size_t ncursors;
 };
 
 typedef void (*store_done_fn)(void *arg, const struct store_result *r);
@@ -47,6 +49,7 @@ struct store_expiry {
     size_t max_per_user;  /* 0: no limit */
     int64_t retention_ms; /* 0: kept until delivered */
     int64_t history_ms;   /* the history's retention (store_keep_history); 0: none */
+    int64_t room_retention_ms; /* how long room and broadcast notifications are kept */
     int64_t interval_ms;
 };
 
@@ -67,6 +70,18 @@ void store_worker_remove(store_worker_t *w, const char *user, const char *id, st
                          void *arg);
 void store_worker_fetch(store_worker_t *w, const char *user, int64_t after_seq, size_t limit,
                         uint64_t tag, store_done_fn done, void *arg);
+/* Rooms and broadcast (store.h): m (stream, type, seq set) stored once;
+ * counted as a put, against the budget, until it completes. */
+void store_worker_room_put(store_worker_t *w, const hub_msg_t *m, store_done_fn done, void *arg);
+/* stream's notifications above after_seq stored since stored_since_ms:
+ * r->msgs (stream and type set) and r->more; r->user and r->tag. */
+void store_worker_room_fetch(store_worker_t *w, const char *user, const char *stream,
+                             int64_t after_seq, int64_t stored_since_ms, size_t limit,
+                             uint64_t tag, store_done_fn done, void *arg);
+/* user's cursors of n streams: r->cursors. */
+void store_worker_cursor_get(store_worker_t *w, const char *user, const char *const *streams,
+                             size_t n, store_done_fn done, void *arg);
+void store_worker_cursor_put(store_worker_t *w, const char *user, const hub_cursor_t *c);
 /* The inbox: up to limit of user's stored notifications with seq below
  * before_seq, newest first, read after the writes submitted before it;
  * with_history: then up to limit of the history's, newest first. */

@@ -15,8 +15,21 @@
 
 /* The first three are also the lanes' order; a list runs on the fetches'
  * lane. */
-enum op { OP_PUT, OP_REMOVE, OP_FETCH, OP_LIST, OP_HISTORY };
-#define LANE_OF(op) ((op) == OP_LIST ? OP_FETCH : (op) == OP_HISTORY ? OP_REMOVE : (op))
+enum op {
+    OP_PUT, OP_REMOVE, OP_FETCH, OP_LIST, OP_HISTORY,
+    OP_ROOM_PUT,    /* puts' lane, counted as puts: a read after it sees it */
+    OP_CURSOR_PUT,  /* removes' lane, counted as removes: likewise */
+    OP_ROOM_FETCH,  /* reads' lane, alone */
+    OP_CURSOR_GET,  /* reads' lane, alone */
+};
+#define LANE_OF(op)                                                                           \
+    ((op) == OP_ROOM_PUT                                       ? OP_PUT                      \
+     : (op) == OP_HISTORY || (op) == OP_CURSOR_PUT             ? OP_REMOVE                   \
+     : (op) == OP_LIST || (op) == OP_ROOM_FETCH || (op) == OP_CURSOR_GET ? OP_FETCH          \
+                                                               : (op))
+/* Counted with the puts (0), the removes (1), or neither (-1). */
+#define WRITE_KIND(op)                                                                        \
+    ((op) == OP_PUT || (op) == OP_ROOM_PUT ? 0 : (op) == OP_REMOVE || (op) == OP_CURSOR_PUT ? 1 : -1)
 #define HISTORY_QUEUE_BYTES (16u << 20) /* frames waiting for the history */
 
 struct store_req {
@@ -24,7 +37,14 @@ struct store_req {
     enum op op;
     store_done_fn done;
     void *arg;
-    hub_msg_t msg; /* put: all of it; remove: id and user; fetch: user */
+    /* put: all of it; remove: id and user; fetch: user; room put: all of
+     * it, stream and type included; room fetch and cursor put: user, the
+     * stream in id (and a cursor's acked ids in frame); cursor get: user */
+    hub_msg_t msg;
+    char **streams;       /* cursor get: which, owned */
+    size_t nstreams;
+    hub_cursor_t *cursors; /* cursor get: the answer, strings owned */
+    size_t ncursors;
     int64_t seq; /* fetch: after it; list: below it; remove through: up to it */
     size_t limit;
     uint64_t tag;

@@ -77,6 +77,23 @@ static int64_t now_us(void)
     return (int64_t)t.tv_sec * 1000000 + t.tv_nsec / 1000;
 }
 
+/* A chunk of room puts or cursor writes: one call. */
+static int64_t stream_write(struct lane *lane, struct req_list *l, char *err, size_t size)
+{
+    room_doc_t docs[CHUNK]; /* each lane's own thread: not static */
+    room_cursor_t cursors[CHUNK];
+    size_t n = 0;
+    int64_t now = now_wall_ms();
+    for (store_req_t *r = l->head; r; r = r->next, n++) {
+        const hub_msg_t *m = &r->msg;
+        docs[n] = (room_doc_t){m->stream, m->id, m->frame, m->frame_len, m->type, m->seq, now,
+                               m->expires_ms};
+        cursors[n] = (room_cursor_t){m->user, m->id, r->seq, m->frame};
+    }
+    return l->head->op == OP_ROOM_PUT ? store_room_put(lane->st, docs, n, err, size)
+                                      : store_cursor_put(lane->st, cursors, n, err, size);
+}
+
 static int run_chunk(struct lane *lane, struct req_list *l)
 {
     const char *users[CHUNK], *ids[CHUNK];
@@ -98,6 +115,8 @@ static int run_chunk(struct lane *lane, struct req_list *l)
         int64_t t0 = now_us();
         int64_t rc = op == OP_PUT       ? store_put(lane->st, docs, n, err, sizeof(err))
                      : op == OP_HISTORY ? store_history_put(lane->st, docs, n, err, sizeof(err))
+                     : op == OP_ROOM_PUT || op == OP_CURSOR_PUT
+                         ? stream_write(lane, l, err, sizeof(err))
                      : one->through     ? store_remove_through(lane->st, one->msg.user, one->seq,
                                                                err, sizeof(err))
                                         : store_remove(lane->st, users, ids, n, err, sizeof(err));
@@ -106,9 +125,12 @@ static int run_chunk(struct lane *lane, struct req_list *l)
             one->removed = rc; /* what a counted remove, alone, answers */
             return 0;
         }
-        if (op == OP_PUT       ? !retry(lane, "storing notifications", err, attempt, &delay,
-                                        "nothing is lost: their Kafka offsets stay uncommitted, "
-                                        "so they are consumed again on restart")
+        if (op == OP_PUT || op == OP_ROOM_PUT
+                ? !retry(lane, "storing notifications", err, attempt, &delay,
+                         "nothing is lost: their Kafka offsets stay uncommitted, "
+                         "so they are consumed again on restart")
+            : op == OP_CURSOR_PUT ? !retry(lane, "keeping what users read of rooms", err, attempt,
+                                           &delay, "those users may see some again")
             : op == OP_HISTORY ? !retry(lane, "keeping acknowledged notifications in the history",
                                         err, attempt, &delay,
                                         "they are missing from the users' history")
@@ -148,12 +170,16 @@ static struct req_list *fetch_chunk(struct req_list *q)
 {
     struct req_list *l = list_new();
     store_req_t **p = &q->head;
-    int list = q->head->op == OP_LIST;
-    while (*p && l->n < (list ? 1 : FETCH_CHUNK)) {
+    enum op op = q->head->op;
+    const char *stream = q->head->msg.stream;
+    int alone = op == OP_LIST;
+    while (*p && l->n < (alone ? 1 : FETCH_CHUNK)) {
         store_req_t *r = *p, *o = l->head;
-        while (o && strcmp(o->msg.user, r->msg.user) != 0)
+        /* Together: fetches of distinct users; cursor reads; room reads of
+         * one stream (of distinct users). */
+        while (o && op != OP_CURSOR_GET && strcmp(o->msg.user, r->msg.user) != 0)
             o = o->next;
-        if (o || (r->op == OP_LIST) != list) {
+        if (o || r->op != op || (op == OP_ROOM_FETCH && strcmp(r->msg.stream, stream) != 0)) {
             p = &r->next;
             continue;
         }
@@ -218,6 +244,124 @@ static int run_list(struct lane *lane, store_req_t *r)
     }
 }
 
+static void found_push(store_req_t *r, hub_msg_t m)
+{
+    if (r->nfound == r->found_cap) {
+        r->found_cap = r->found_cap ? r->found_cap * 2 : 16;
+        r->found = xrealloc(r->found, r->found_cap * sizeof(*r->found));
+    }
+    r->found[r->nfound++] = m;
+}
+
+/* A batch of room reads of one stream: each request takes what is above
+ * its own position, up to its own limit. */
+struct room_read {
+    store_req_t **reqs;
+    size_t n;
+};
+
+static void on_room_found(void *arg, const room_doc_t *doc)
+{
+    struct room_read *rr = arg;
+    for (size_t i = 0; i < rr->n; i++) {
+        store_req_t *r = rr->reqs[i];
+        if (doc->seq <= r->seq || r->nfound >= r->limit)
+            continue;
+        found_push(r, (hub_msg_t){.id = xstrdup(doc->id),
+                                  .frame = xstrndup(doc->frame, doc->frame_len),
+                                  .frame_len = doc->frame_len,
+                                  .seq = doc->seq,
+                                  .partition = -1,
+                                  .offset = -1,
+                                  .expires_ms = doc->expires_at,
+                                  .stream = xstrdup(doc->stream),
+                                  .type = xstrdup(doc->type ? doc->type : "")});
+    }
+}
+
+/* A batch of cursor reads: each request takes its user's. */
+static void on_cursor_found(void *arg, const room_cursor_t *c)
+{
+    struct room_read *rr = arg;
+    for (size_t i = 0; i < rr->n; i++) {
+        store_req_t *r = rr->reqs[i];
+        if (strcmp(r->msg.user, c->user) != 0)
+            continue;
+        r->cursors = xrealloc(r->cursors, (r->ncursors + 1) * sizeof(*r->cursors));
+        r->cursors[r->ncursors++] = (hub_cursor_t){xstrdup(c->stream), c->acked_seq,
+                                                   xstrdup(c->acked ? c->acked : "")};
+    }
+}
+
+static void forget_cursors(store_req_t *r)
+{
+    for (size_t i = 0; i < r->ncursors; i++) {
+        free((char *)r->cursors[i].stream);
+        free((char *)r->cursors[i].acked);
+    }
+    r->ncursors = 0;
+}
+
+#define ROOM_READ_MAX 16384 /* notifications one batched room read holds */
+
+/* One read for a batch of room reads of one stream (from the lowest
+ * position, every limit's worth), or of cursor reads (every user and
+ * stream asked). Returns 0, or -1 when given up at a stop. */
+static int run_stream_reads(struct lane *lane, struct req_list *l)
+{
+    store_req_t *reqs[FETCH_CHUNK];
+    const char *users[FETCH_CHUNK], *streams[FETCH_CHUNK * 4];
+    struct room_read rr = {reqs, 0};
+    size_t nstreams = 0, limit = 0;
+    int64_t after = INT64_MAX, since = INT64_MAX;
+    char err[512];
+    int64_t delay = RETRY_MIN_MS;
+    enum op op = l->head->op;
+
+    for (store_req_t *r = l->head; r; r = r->next) {
+        reqs[rr.n] = r;
+        users[rr.n++] = r->msg.user;
+        after = r->seq < after ? r->seq : after;
+        since = r->acked_at < since ? r->acked_at : since;
+        limit += r->limit;
+        for (size_t i = 0; i < r->nstreams; i++) {
+            size_t j = 0;
+            while (j < nstreams && strcmp(streams[j], r->streams[i]) != 0)
+                j++;
+            if (j == nstreams && nstreams < sizeof(streams) / sizeof(streams[0]))
+                streams[nstreams++] = r->streams[i];
+        }
+    }
+    /* Room for what each one reads past the others' positions, bounded. */
+    limit = limit * 2 > ROOM_READ_MAX ? ROOM_READ_MAX : limit * 2;
+    for (int attempt = 1;; attempt++) {
+        int more = 0;
+        int64_t t0 = now_us();
+        int rc = op == OP_ROOM_FETCH
+                     ? store_room_fetch(lane->st, l->head->msg.stream, after, since,
+                                        now_wall_ms(), limit, on_room_found, &rr, &more, err,
+                                        sizeof(err))
+                     : store_cursor_get(lane->st, users, rr.n, streams, nstreams,
+                                        on_cursor_found, &rr, err, sizeof(err));
+        lane_timed(lane, now_us() - t0);
+        if (rc >= 0) {
+            /* Cut short (more), a read that got less than its limit may
+             * have more too. */
+            for (size_t i = 0; i < rr.n; i++)
+                reqs[i]->more = reqs[i]->nfound >= reqs[i]->limit || more;
+            return 0;
+        }
+        for (size_t i = 0; i < rr.n; i++) {
+            forget_found(reqs[i]);
+            forget_cursors(reqs[i]);
+        }
+        if (!retry(lane, op == OP_ROOM_FETCH ? "reading room notifications"
+                                             : "reading what users read of rooms",
+                   err, attempt, &delay, NULL))
+            return -1;
+    }
+}
+
 /* Appends what the loop submitted to q, in submission order. */
 static void enqueue(struct req_list *q, handoff_msg_t *batches)
 {
@@ -249,12 +393,16 @@ static void expire(store_worker_t *w)
 {
     char err[512];
     const struct store_expiry *e = &w->expiry;
-    int64_t due = store_expire_due(w->lanes[OP_REMOVE].st, now_wall_ms(), err, sizeof(err));
-    if (due < 0)
+    int64_t now = now_wall_ms();
+    int64_t due = store_expire_due(w->lanes[OP_REMOVE].st, now, err, sizeof(err));
+    int64_t rooms = due < 0 ? -1
+                            : store_room_expire(w->lanes[OP_REMOVE].st, now - e->room_retention_ms,
+                                                now, err, sizeof(err));
+    if (due < 0 || rooms < 0)
         log_warn("deleting expired notifications failed (tried again in %lld s): %s",
                  (long long)(e->interval_ms / 1000), err);
     else
-        atomic_fetch_add(&w->expired, (unsigned long)due);
+        atomic_fetch_add(&w->expired, (unsigned long)(due + rooms));
     if (!e->max_per_user && !e->retention_ms && !e->history_ms)
         return;
     int64_t n = store_expire(w->lanes[OP_REMOVE].st, e->max_per_user,
@@ -346,6 +494,7 @@ static void run_next(struct lane *lane, struct req_list *q)
     int ok = lane->op != OP_FETCH ? run_chunk(lane, l) == 0
              : after_writes(lane, l) != 0 ? 0
              : l->head->op == OP_LIST     ? run_list(lane, l->head) == 0
+             : l->head->op != OP_FETCH    ? run_stream_reads(lane, l) == 0
                                           : run_fetch(lane, l) == 0;
     if (ok) {
         atomic_store(&lane->failing, 0);
@@ -353,8 +502,8 @@ static void run_next(struct lane *lane, struct req_list *q)
     } else if (lane->op == OP_FETCH) {
         list_free(&l->link); /* stopping: nobody waits for a read */
     }
-    if (op == OP_PUT || op == OP_REMOVE)
-        written(w, op, n); /* given up at a stop too: nobody reads after it */
+    if (WRITE_KIND(op) >= 0) /* given up at a stop too: nobody reads after it */
+        written(w, WRITE_KIND(op) == 0 ? OP_PUT : OP_REMOVE, n);
 }
 
 /* The reads' lane asks an idle store every PROBE_MS whether it answers:

@@ -79,6 +79,81 @@ void ws_send_acked(struct ws_server *srv, struct lws *wsi, const char *id)
         ws_queue_write(srv, wsi);
 }
 
+/* ---- rooms ---- */
+
+static void send_refused(struct ws_session *s, const char *ref, const char *reason,
+                         const char *why);
+
+#define SUBSCRIBE_MAX 64 /* rooms, and types, one connection takes */
+
+static int room_allowed(const struct ws_session *s, const char *room)
+{
+    if (s->any_room)
+        return 1;
+    size_t len = strlen(room);
+    for (const char *p = s->rooms_allowed; p && *p;) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        if (n == len && memcmp(p, room, len) == 0)
+            return 1;
+        p = end ? end + 1 : NULL;
+    }
+    return 0;
+}
+
+/* Splits a comma-separated list in place into out (at most max). */
+static size_t split(char *list, const char **out, size_t max)
+{
+    size_t n = 0;
+    for (char *p = list; p && *p && n < max;) {
+        char *end = strchr(p, ',');
+        if (end)
+            *end = '\0';
+        if (*p)
+            out[n++] = p;
+        p = end ? end + 1 : NULL;
+    }
+    return n;
+}
+
+/* The rooms (comma-separated) and types (NULL: every type) this
+ * connection takes: rooms it may not join are told with an error frame
+ * and left out; answered with "subscribed" when asked by a message. */
+static void subscribe(struct ws_server *srv, struct ws_session *s, char *rooms, char *types,
+                      int answer)
+{
+    const char *want[SUBSCRIBE_MAX], *keep[SUBSCRIBE_MAX], *typelist[SUBSCRIBE_MAX];
+    size_t nwant = split(rooms, want, SUBSCRIBE_MAX), nkeep = 0;
+    size_t ntypes = types ? split(types, typelist, SUBSCRIBE_MAX) : 0;
+    for (size_t i = 0; i < nwant; i++) {
+        if (!notification_room_valid(want[i], strlen(want[i])) || !room_allowed(s, want[i])) {
+            char why[160];
+            snprintf(why, sizeof(why), "room %.64s is not one this connection may join%s", want[i],
+                     s->any_room ? "" : " (the token's \"rooms\")");
+            send_refused(s, "", "forbidden", why);
+            continue;
+        }
+        keep[nkeep++] = want[i];
+    }
+    hub_subscribe(srv->hub, s->conn, keep, nkeep, types ? typelist : NULL, ntypes);
+    srv->turn_work(srv->arg);
+    if (!answer)
+        return;
+    json_t *frame = json_pack("{s:s, s:[]}", "type", "subscribed", "rooms");
+    for (size_t i = 0; i < nkeep; i++)
+        json_array_append_new(json_object_get(frame, "rooms"), json_string(keep[i]));
+    if (types) {
+        json_t *t = json_array();
+        for (size_t i = 0; i < ntypes; i++)
+            json_array_append_new(t, json_string(typelist[i]));
+        json_object_set_new(frame, "types", t);
+    }
+    char *text = json_dumps(frame, JSON_COMPACT);
+    send_control(s, text);
+    free(text);
+    json_decref(frame);
+}
+
 /* The user known: joins the hub. */
 static int join(struct ws_server *srv, struct lws *wsi, struct ws_session *s, const char *user)
 {
@@ -109,7 +184,12 @@ static int join(struct ws_server *srv, struct lws *wsi, struct ws_session *s, co
     char welcome[64 + NOTIF_USER_MAX];
     snprintf(welcome, sizeof(welcome), "{\"type\":\"welcome\",\"userId\":\"%s\"}", user);
     send_control(s, welcome); /* user ids need no JSON escaping */
-    srv->turn_work(srv->arg);
+    /* Broadcast, and the rooms and types the URL named. */
+    char none[1] = "";
+    subscribe(srv, s, s->url_rooms ? s->url_rooms : none, s->url_types, 0);
+    free(s->url_rooms);
+    free(s->url_types);
+    s->url_rooms = s->url_types = NULL;
     return 0;
 }
 
@@ -128,6 +208,8 @@ static int accept_token(struct ws_server *srv, struct lws *wsi, struct ws_sessio
     memcpy(user, g.user, sizeof(g.user));
     s->signed_in = 1;
     s->may_send = g.send;
+    free(s->rooms_allowed);
+    s->rooms_allowed = g.has_rooms && g.rooms[0] ? xstrdup(g.rooms) : NULL;
     free(s->jti);
     s->jti = g.jti[0] ? xstrdup(g.jti) : NULL;
     set_timer(s, g.until_ms - now);
@@ -170,12 +252,20 @@ int ws_on_established(struct ws_server *srv, struct lws *wsi, struct ws_session 
         return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                       "invalid userId: 1 to 128 letters, digits or . _ - @ : + ~");
     s->speaks_v2 = http_url_arg(wsi, "v=", v, sizeof(v)) == 1 && v[0] == '2';
+    /* Read now: the URL is gone once the upgrade is done (a token may come
+     * as the first message, and the user joins then). */
+    static char list[CLIENT_MSG_MAX];
+    if (http_url_arg(wsi, "rooms=", list, sizeof(list)) > 0)
+        s->url_rooms = xstrdup(list);
+    if (http_url_arg(wsi, "types=", list, sizeof(list)) > 0)
+        s->url_types = xstrdup(list);
 
     if (!auth_required(srv->auth)) {
         if (!user || !*user)
             return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                           "missing user: connect to ws://host:port/?userId=<user>");
         s->may_send = srv->anonymous_send;
+        s->any_room = 1;
         return join(srv, wsi, s, user);
     }
     int len = ws_request_token(wsi, token, sizeof(token));
@@ -264,10 +354,10 @@ static void client_send(struct ws_server *srv, struct ws_session *s, const struc
                             s->signed_in ? "sending needs the token claim \"send\": true"
                                          : "this gateway lets no one send without a token "
                                            "(--allow-anonymous-send)");
-    if (m->to_room)
-        return send_refused(s, m->ref, "invalid",
-                            "\"toRoom\": rooms are not delivered by this version of the gateway "
-                            "yet");
+    if (m->to_room && !room_allowed(s, m->rooms_buf))
+        return send_refused(s, m->ref, "forbidden",
+                            "\"toRoom\": a room this connection may not join (the token's "
+                            "\"rooms\")");
     if (s->nsends >= WS_SENDS_MAX || !send_limiter_take(srv->send_limiter, user, now_mono_ms()))
         return send_refused(s, m->ref, "rate-limited", "too many sends: wait a little");
     struct ws_send *w = xcalloc(1, sizeof(*w));
@@ -313,6 +403,12 @@ static int on_message(struct ws_server *srv, struct lws *wsi, struct ws_session 
     if (t == CLIENT_MSG_ACK && hub_ack(srv->hub, s->conn, m.id) == 0) {
         srv->acked++;
         srv->turn_work(srv->arg);
+    }
+    if (t == CLIENT_MSG_SUBSCRIBE && s->conn) {
+        if (!m.rooms)
+            send_refused(s, "", "invalid", err);
+        else
+            subscribe(srv, s, (char *)m.rooms, (char *)m.types, 1);
     }
     if (t == CLIENT_MSG_SEND) {
         if (s->conn && s->speaks_v2) /* the original protocol has no send */
@@ -483,6 +579,11 @@ void ws_on_closed(struct ws_server *srv, struct ws_session *s)
     s->ctl = NULL;
     free(s->jti);
     s->jti = NULL;
+    free(s->rooms_allowed);
+    s->rooms_allowed = NULL;
+    free(s->url_rooms);
+    free(s->url_types);
+    s->url_rooms = s->url_types = NULL;
     for (struct ws_send *w = s->sends; w; w = w->next)
         w->s = NULL; /* answered to no one; freed by on_sent */
     s->sends = NULL;

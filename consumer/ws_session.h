@@ -84,6 +84,9 @@ struct ws_session {
     int speaks_v2;     /* may be sent control frames (see docs/protocol.md) */
     int signed_in;     /* by a token: checked against the deny-list */
     int may_send;      /* the token's "send": true, or --allow-anonymous-send */
+    int any_room;      /* --auth none: any room may be joined */
+    char *rooms_allowed; /* else the token's "rooms", comma-separated (NULL: none) */
+    char *url_rooms, *url_types; /* ?rooms= and ?types=, until the user joins */
     int flush_queued;  /* in ws_server.flush */
     char *jti;         /* that token's id, NULL if none (most connections) */
     const char *addr;  /* the client's address, counted in peers (its copy) */

@@ -299,10 +299,187 @@ def test_sending_needs_permission(kafka, topic, gateway):
                 await ws.send(json.dumps({"type": "send", "toUser": "x", "message": "m"}))
                 got = await next_frame(ws)
                 assert got.get("reason", got["type"]) == answer, got
-            # Rooms are not delivered yet: said, not published.
+        # A room outside the token's "rooms" (here none): forbidden.
         async with websockets.connect(f"ws://127.0.0.1:{signed.port}/") as ws:
             await ws.send(json.dumps({"type": "auth", "token": token("tok", send=True)}))
             await next_frame(ws)
             await ws.send(json.dumps({"type": "send", "toRoom": "r", "message": "m"}))
-            assert (await next_frame(ws))["reason"] == "invalid"
+            assert (await next_frame(ws))["reason"] == "forbidden"
     run(scenario())
+
+
+def room_docs(mongo, db: str) -> list[dict]:
+    with mongo.client() as c:
+        return list(c[db].room_notifications.find().sort("seq", 1))
+
+
+def test_a_room_reaches_its_members_live_and_later_each_from_its_cursor(
+        kafka, mongo, topic, mongo_db_name, gateway):
+    """Stored once for the room; live to the tabs in it (each with its own
+    userId), not to a tab outside it; a member who was away reads it on
+    connect, a never-seen one too; read once, it does not come again."""
+    import websockets
+    gw = gateway()
+
+    async def scenario():
+        async with websockets.connect(gw.ws_url("alice") + "&v=2&rooms=ops") as a, \
+                Tab(gw.ws_url("alice")) as outside:
+            assert (await next_frame(a))["type"] == "welcome"
+            await asyncio.sleep(0.3)
+            nid = producer(kafka, topic, "--room", "ops", "--message", "deploy at 14:00")
+            got = await next_frame(a)
+            assert (got["id"], got["userId"], got["room"]) == (nid, "alice", "ops")
+            await a.send(json.dumps({"type": "ack", "id": nid}))
+            await outside.quiet_for(0.5)
+            assert outside.ids == []
+        docs = room_docs(mongo, mongo_db_name)
+        assert [(d["stream"], d["id"]) for d in docs] == [("room:ops", nid)]
+        async with Tab(gw.ws_url("carol") + "&rooms=ops") as carol:  # never seen before
+            frames = await carol.wait_for(1)
+            assert (frames[0]["id"], frames[0]["userId"], frames[0]["replayed"]) == \
+                (nid, "carol", True)
+        await asyncio.sleep(1.5)  # cursors are kept at most once a second
+        async with Tab(gw.ws_url("alice") + "&rooms=ops") as again, \
+                Tab(gw.ws_url("carol") + "&rooms=ops") as carol2:
+            await again.quiet_for(1.0)
+            assert again.ids == [] and carol2.ids == []
+    run(scenario())
+
+
+def test_out_of_order_acks_across_two_tabs_leave_exactly_the_unread(kafka, topic, gateway):
+    """Broadcast 1..5 to two tabs; ack 1, 3, 5 (from either tab);
+    reconnect: exactly 2 and 4 come again."""
+    import websockets
+    gw = gateway()
+
+    async def scenario():
+        url = gw.ws_url("oo") + "&v=2"
+        async with websockets.connect(url) as a, websockets.connect(url) as b:
+            for ws in (a, b):
+                assert (await next_frame(ws))["type"] == "welcome"
+            await asyncio.sleep(0.3)
+            produce(kafka.bootstrap, topic, [
+                ("broadcast", json.dumps({"id": f"o{i}", "broadcast": True,
+                                          "message": str(i)}).encode()) for i in range(1, 6)])
+            ids = [(await next_frame(a))["id"] for _ in range(5)]
+            assert ids == ["o1", "o2", "o3", "o4", "o5"]
+            for i, ws in ((1, a), (3, b), (5, a)):
+                await ws.send(json.dumps({"type": "ack", "id": f"o{i}"}))
+            await asyncio.sleep(0.5)
+        async with Tab(gw.ws_url("oo")) as back:
+            await back.wait_for(2)
+            await back.quiet_for(0.5)
+            assert back.ids == ["o2", "o4"]
+    run(scenario())
+
+
+def test_subscribing_types_and_what_a_token_allows(kafka, topic, gateway):
+    """A token's "rooms" bound what a connection may join (a room outside
+    them: an error frame); subscribe answers "subscribed"; types filter
+    rooms and broadcast; a send to a room of the token reaches its
+    members."""
+    import websockets
+    from test_security import SECRET, token
+    gw = gateway(auth="jwt", env={"JWT_SECRET": SECRET})
+
+    async def auth(ws, claims):
+        await ws.send(json.dumps({"type": "auth", "token": token("tia", **claims)}))
+        assert (await next_frame(ws))["type"] == "welcome"
+
+    async def scenario():
+        base = f"ws://127.0.0.1:{gw.port}/"
+        async with websockets.connect(base + "?rooms=a,b") as ws:
+            await auth(ws, {"rooms": ["a"], "send": True})
+            refused = await next_frame(ws)
+            assert refused["type"] == "error" and "room b" in refused["message"]
+            await ws.send(json.dumps({"type": "subscribe", "rooms": ["a", "z"],
+                                      "types": ["alert"]}))
+            assert (await next_frame(ws))["reason"] == "forbidden"
+            sub = await next_frame(ws)
+            assert sub == {"type": "subscribed", "rooms": ["a"], "types": ["alert"]}
+            await asyncio.sleep(0.3)
+            produce(kafka.bootstrap, topic, [
+                ("room:a", json.dumps({"id": "t-chat", "room": "a", "message": "m",
+                                       "type": "chat"}).encode()),
+                ("room:a", json.dumps({"id": "t-alert", "room": "a", "message": "m",
+                                       "type": "alert"}).encode())])
+            assert (await next_frame(ws))["id"] == "t-alert"
+            await ws.send(json.dumps({"type": "send", "toRoom": "b", "message": "m", "ref": "x"}))
+            assert (await next_frame(ws))["reason"] == "forbidden"
+            await ws.send(json.dumps({"type": "ack", "id": "t-alert"}))
+    run(scenario())
+
+
+def test_the_seeds_publisher_is_a_broadcast(kafka, topic, gateway):
+    gw = gateway()
+
+    async def scenario():
+        async with Tab(gw.ws_url("anyone")) as tab:
+            await asyncio.sleep(0.3)
+            status, body = await asyncio.to_thread(post, gw, "/publisher", {"message": "to all"})
+            assert status == 202, body
+            frames = await tab.wait_for(1)
+            assert (frames[0]["id"], frames[0]["broadcast"], frames[0]["userId"]) == \
+                (body["ids"][0], True, "anyone")
+    run(scenario())
+
+
+async def raw_listeners(port: int, users: list[str], want: int):
+    """One plain WebSocket connection per user (the original protocol, no
+    library: 10,000 of them from one process), each reading frames until it
+    has WANT notification frames; returns the frames per user."""
+    import base64
+    import os as _os
+
+    async def one(user):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        key = base64.b64encode(_os.urandom(16)).decode()
+        writer.write((f"GET /?userId={user} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        await writer.drain()
+        await reader.readuntil(b"\r\n\r\n")
+        return user, reader, writer
+
+    async def read_frames(reader, count):
+        got = []
+        while len(got) < count:
+            head = await reader.readexactly(2)
+            n = head[1] & 0x7F
+            if n == 126:
+                n = int.from_bytes(await reader.readexactly(2), "big")
+            elif n == 127:
+                n = int.from_bytes(await reader.readexactly(8), "big")
+            payload = await reader.readexactly(n)
+            if head[0] & 0x0F == 1:
+                got.append(json.loads(payload))
+        return got
+
+    conns = []
+    for i in range(0, len(users), 500):  # in waves: the listen backlog is finite
+        conns += await asyncio.gather(*(one(u) for u in users[i:i + 500]))
+    return conns, read_frames
+
+
+def test_a_broadcast_to_10000_users_is_one_store_write(kafka, mongo, topic, mongo_db_name,
+                                                       gateway):
+    """10,000 users online: one broadcast reaches each (each frame its own
+    userId), and the store holds one document for it."""
+    gw = gateway(args=["--max-connections", "10100"])
+    users = [f"bc-{i:05d}" for i in range(10000)]
+
+    async def scenario():
+        conns, read_frames = await raw_listeners(gw.port, users, 1)
+        gw.wait_health("everyone online", lambda h: h["connections"] == len(users), timeout=60)
+        await asyncio.sleep(1.0)  # each one's broadcast cursor read
+        started = time.monotonic()
+        produce(kafka.bootstrap, topic, [("broadcast", json.dumps(
+            {"id": "to-all", "broadcast": True, "message": "hello everyone"}).encode())])
+        frames = await asyncio.wait_for(
+            asyncio.gather(*(read_frames(r, 1) for _, r, _ in conns)), 60)
+        print(f"broadcast to {len(users)} users delivered in {time.monotonic() - started:.2f} s")
+        for (user, _, w), got in zip(conns, frames):
+            assert (got[0]["id"], got[0]["userId"], got[0]["broadcast"]) == ("to-all", user, True)
+            w.close()
+    run(scenario())
+    assert [d["id"] for d in room_docs(mongo, mongo_db_name)] == ["to-all"]

@@ -221,13 +221,14 @@ def test_a_publish_kafka_cannot_take_is_503_with_its_ids(gateway, tmp_path):
     assert status == 403 and "no API keys configured" in body["error"]
 
 
-def test_the_seeds_publisher_path_says_what_it_lacks(gateway, tmp_path):
+def test_the_seeds_publish_paths_want_a_key_and_a_body(gateway, tmp_path):
+    """What they deliver: test_audiences.py."""
     keys = tmp_path / "keys"
     keys.write_text("backend " + KEY + "\n")
     gw = gateway(args=["--api-keys-file", str(keys)])
-    status, body = post(gw, "/publisher", b'{"message":"to everyone"}')
-    assert status == 501 and "broadcast" in body["error"]
     assert post(gw, "/publisher", b'{"message":"m"}', key=None)[0] == 401
+    status, body = post(gw, "/publisher", b'"not an object"')
+    assert status == 400 and "message" in body["error"]
     assert post(gw, "/send-message", b'{"from":"a","to":"b","message":"m"}', key=None)[0] == 401
 
 

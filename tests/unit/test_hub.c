@@ -98,7 +98,7 @@ static hub_t *new_hub_holding(size_t window, size_t held, budget_t *budget)
 {
     memset(&rec, 0, sizeof(rec));
     struct hub_ops ops = {&rec,   want_write, store, fetch, removed, offset_done,
-                          closed, event,      acked};
+                          closed, event,      acked, NULL,  NULL,    NULL};
     struct hub_limits lim = {
         .window = window,
         .window_bytes = 1 << 20,

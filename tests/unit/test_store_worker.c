@@ -75,7 +75,7 @@ static void each_request_completes_on_the_polling_thread(void **state)
     snprintf(uri, sizeof(uri), "sqlite:%s/s.db", dir);
     store_t *st = store_open(uri, NULL, 5000, err, sizeof(err));
     assert_non_null(st);
-    struct store_expiry none = {0, 0, 0, 60000};
+    struct store_expiry none = {0, 0, 0, 3600000, 60000};
     store_t *conns[] = {st, store_open(uri, NULL, 5000, err, sizeof(err)),
                         store_open(uri, NULL, 5000, err, sizeof(err))};
     store_worker_t *w = store_worker_start(conns, &none, &budget, wake, NULL);
@@ -85,7 +85,7 @@ static void each_request_completes_on_the_polling_thread(void **state)
         char id[16], frame[64];
         snprintf(id, sizeof(id), "n%d", i);
         snprintf(frame, sizeof(frame), "{\"id\":\"%s\"}", id);
-        hub_msg_t m = {id, "alice", frame, strlen(frame), 100 + i, 7, 1000 + i, 0, 0};
+        hub_msg_t m = {.id = id, .user = "alice", .frame = frame, .frame_len = strlen(frame), .seq = 100 + i, .partition = 7, .offset = 1000 + i};
         store_worker_put(w, &m, on_put, &s);
     }
     store_worker_fetch(w, "alice", 0, 10, 42, on_fetch, &s);
@@ -145,7 +145,7 @@ static void a_write_does_not_wait_behind_reads(void **state)
     assert_non_null(mkdtemp(dir));
     snprintf(uri, sizeof(uri), "sqlite:%s/s.db", dir);
     store_t *st = store_open(uri, NULL, 5000, err, sizeof(err));
-    struct store_expiry none = {0, 0, 0, 60000};
+    struct store_expiry none = {0, 0, 0, 3600000, 60000};
     struct order o = {0, -1};
 
     /* Reads that take a while: each returns a thousand notifications. */
@@ -165,7 +165,7 @@ static void a_write_does_not_wait_behind_reads(void **state)
         store_worker_fetch(w, "reader", 0, STORED, (uint64_t)i, count_fetch, &o);
     store_worker_flush(w);
     usleep(2000); /* the worker is reading now */
-    hub_msg_t m = {"w1", "writer", "{}", 2, 1, 0, 1, 0, 0};
+    hub_msg_t m = {.id = "w1", .user = "writer", .frame = "{}", .frame_len = 2, .seq = 1, .offset = 1};
     store_worker_put(w, &m, note_put, &o);
     store_worker_flush(w);
     wait_for(w, &o.done, READS + 1);
