@@ -10,6 +10,7 @@
  *     onStatus: (s) => console.log(s.state, s.code, s.reason),
  *   });
  *   const { id } = await client.send({ toUser: "u2", message: "hi" });
+ *   await client.subscribe({ rooms: ["ops"], types: ["alert"] }); // or options rooms, types
  *
  * What it does for the app: speaks protocol v2 (tokens in the first
  * message, never in the URL); acknowledges every copy after onNotification
@@ -69,6 +70,9 @@ export class NotifyClient {
     this.onStatus = options.onStatus || (() => {});
     this.onRepeat = options.onRepeat || (() => {});
     this.seenMax = options.seenMax || 10000;
+    this.rooms = options.rooms || []; /* joined on every connect (within the token's) */
+    this.types = options.types || null; /* of rooms and broadcast, only these; null: all */
+    this.subscribing = [];
     this.WebSocket = options.WebSocket || globalThis.WebSocket;
     this.stats = { received: 0, repeats: 0, acks: 0 };
     this.seen = new Set(); /* insertion-ordered: the oldest goes first */
@@ -126,6 +130,25 @@ export class NotifyClient {
     });
   }
 
+  /* Takes these rooms (and of rooms and broadcast only these types, or
+   * every type when types is null) from now on, and on every reconnect:
+   * resolves with what the gateway applied ({rooms, types}); rooms the
+   * token does not allow are left out (onStatus is not told: compare). */
+  subscribe({ rooms = [], types = null } = {}) {
+    this.rooms = rooms;
+    this.types = types;
+    return new Promise((resolve, reject) => {
+      if (!this.ws || this.ws.readyState !== 1 || !this.ready) {
+        resolve({ rooms, types, pending: true }); /* applied at the next connect */
+        return;
+      }
+      const frame = { type: "subscribe", rooms };
+      if (types) frame.types = types;
+      this.subscribing.push({ resolve, reject });
+      this.ws.send(JSON.stringify(frame));
+    });
+  }
+
   /* ---- inside ---- */
 
   _status(s) {
@@ -149,6 +172,9 @@ export class NotifyClient {
     for (const { reject } of this.sends.values())
       reject(new SendError("disconnected", "the connection closed before the answer"));
     this.sends.clear();
+    for (const { resolve } of this.subscribing)
+      resolve({ rooms: this.rooms, types: this.types, pending: true });
+    this.subscribing = [];
   }
 
   _address() {
@@ -156,6 +182,8 @@ export class NotifyClient {
     u.searchParams.set("v", "2");
     if (this.getToken) u.searchParams.delete("userId");
     else u.searchParams.set("userId", this.userId);
+    if (this.rooms.length) u.searchParams.set("rooms", this.rooms.join(","));
+    if (this.types) u.searchParams.set("types", this.types.join(","));
     return u.toString();
   }
 
@@ -242,6 +270,11 @@ export class NotifyClient {
       case "acked":
         try { this.onRead(m.id); } catch (e) { console.error(e); }
         break;
+      case "subscribed": {
+        const waiting = this.subscribing.shift();
+        if (waiting) waiting.resolve({ rooms: m.rooms, types: m.types || null });
+        break;
+      }
       case "sent":
       case "error": {
         const waiting = this.sends.get(m.ref);

@@ -483,3 +483,31 @@ def test_a_broadcast_to_10000_users_is_one_store_write(kafka, mongo, topic, mong
             w.close()
     run(scenario())
     assert [d["id"] for d in room_docs(mongo, mongo_db_name)] == ["to-all"]
+
+
+def test_past_room_retention_a_new_member_reads_nothing(kafka, mongo, topic, mongo_db_name,
+                                                        gateway):
+    """A never-seen user gets an earlier broadcast within --room-retention,
+    none past it; the sweep deletes what is past it."""
+    gw = gateway(args=["--room-retention", "3"])
+    produce(kafka.bootstrap, topic, [("broadcast", json.dumps(
+        {"id": "old-news", "broadcast": True, "message": "m"}).encode())])
+    deadline = time.monotonic() + 10
+    while not room_docs(mongo, mongo_db_name):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+    async def first_connect(user, want):
+        async with Tab(gw.ws_url(user)) as tab:
+            if want:
+                await tab.wait_for(1)
+            await tab.quiet_for(0.5)
+            return tab.ids
+    assert run(first_connect("early", True)) == ["old-news"]
+    time.sleep(3.5)
+    assert run(first_connect("late", False)) == []
+    gw.restart()  # the sweep, at start
+    deadline = time.monotonic() + 10
+    while room_docs(mongo, mongo_db_name):
+        assert time.monotonic() < deadline, room_docs(mongo, mongo_db_name)
+        time.sleep(0.2)

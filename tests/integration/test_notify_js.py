@@ -162,3 +162,23 @@ def test_with_tokens_4001_takes_a_fresh_one_and_1008_with_the_same_stops(kafka, 
     wait_state(page, 's.state === "stopped" && s.code === 1008', "1008")
     page.wait_for_timeout(1000)
     assert page.evaluate("window.calls") == 2  # the first connect, and the check
+
+
+def test_rooms_and_types_from_the_library(kafka, topic, gateway, page):
+    """rooms and types given to the client are joined on connect;
+    subscribe() changes them and resolves with what the gateway applied."""
+    gw = gateway()
+    start(page, gw, {"userId": "lib", "rooms": ["ops"], "types": ["alert"]})
+    produce(kafka.bootstrap, topic, [
+        ("room:ops", json.dumps({"id": "l-chat", "room": "ops", "message": "m", "type": "chat"})),
+        ("room:ops", json.dumps({"id": "l-alert", "room": "ops", "message": "m",
+                                 "type": "alert"}))])
+    page.wait_for_function('window.got.includes("l-alert")')
+    applied = page.evaluate('window.client.subscribe({rooms: ["dev"], types: null})')
+    assert applied == {"rooms": ["dev"], "types": None}
+    produce(kafka.bootstrap, topic, [
+        ("room:ops", json.dumps({"id": "l-ops", "room": "ops", "message": "m"})),
+        ("room:dev", json.dumps({"id": "l-dev", "room": "dev", "message": "m"}))])
+    page.wait_for_function('window.got.includes("l-dev")')
+    page.wait_for_timeout(500)
+    assert page.evaluate("window.got") == ["l-alert", "l-dev"]
