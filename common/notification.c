@@ -112,6 +112,20 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+/* Found on a sorted copy: the order given is the order kept. */
+const char *notification_repeated(char *const *ids, size_t n)
+{
+    char **sorted = xmalloc((n ? n : 1) * sizeof(char *));
+    memcpy(sorted, ids, n * sizeof(char *));
+    qsort(sorted, n, sizeof(char *), cmp_str);
+    const char *repeat = NULL;
+    for (size_t i = 1; i < n && !repeat; i++)
+        if (strcmp(sorted[i - 1], sorted[i]) == 0)
+            repeat = sorted[i];
+    free(sorted);
+    return repeat;
+}
+
 /* "userIds": an array of distinct valid user ids, kept in one allocation
  * (the pointers, then the strings). */
 static int parse_user_ids(json_t *ids, notification_t *n, char *errstr, size_t size)
@@ -136,17 +150,8 @@ static int parse_user_ids(json_t *ids, notification_t *n, char *errstr, size_t s
         p += json_string_length(v) + 1;
     }
     n->nuser_ids = count;
-    /* Repeats, found on a sorted copy: the order given is the order kept. */
-    char **sorted = xmalloc(count * sizeof(char *));
-    memcpy(sorted, n->user_ids, count * sizeof(char *));
-    qsort(sorted, count, sizeof(char *), cmp_str);
-    const char *repeat = NULL;
-    for (size_t i = 1; i < count && !repeat; i++)
-        if (strcmp(sorted[i - 1], sorted[i]) == 0)
-            repeat = sorted[i];
-    int rc = repeat ? errstr_set(errstr, size, "\"userIds\" names \"%s\" twice", repeat) : 0;
-    free(sorted);
-    return rc;
+    const char *repeat = notification_repeated(n->user_ids, count);
+    return repeat ? errstr_set(errstr, size, "\"userIds\" names \"%s\" twice", repeat) : 0;
 }
 
 /* Exactly one of "userId" (or "user_id"), "userIds", "room", "broadcast": true. */

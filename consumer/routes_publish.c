@@ -131,10 +131,12 @@ static void publish_items(const struct routes_view *v, http_request_t *req, json
     free(parsed);
 }
 
-/* The body, unless it is over --publish-max-bytes (answered 413). */
-static const char *body_within_limit(const struct routes_view *v, http_request_t *req,
-                                     size_t *len)
+/* The body of an API key's request, unless it is over --publish-max-bytes
+ * (answered 413); NULL when answered already. */
+static const char *caller_body(const struct routes_view *v, http_request_t *req, size_t *len)
 {
+    if (!api_key_caller(v, req))
+        return NULL;
     const char *body = http_request_body(req, len);
     if (*len <= v->publish_max)
         return body;
@@ -143,13 +145,38 @@ static const char *body_within_limit(const struct routes_view *v, http_request_t
     return NULL;
 }
 
+/* The seeds' one-notification forms: the body as a JSON object with a
+ * string field `needs`, or NULL when answered (400 naming the shape). */
+static json_t *caller_object(const struct routes_view *v, http_request_t *req, const char *needs,
+                             const char *shape)
+{
+    size_t len;
+    const char *body = caller_body(v, req, &len);
+    if (!body)
+        return NULL;
+    json_t *in = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
+    if (json_is_object(in) && json_is_string(json_object_get(in, needs)))
+        return in;
+    char why[160];
+    snprintf(why, sizeof(why), "expected %s", shape);
+    respond_json_value(req, HTTP_STATUS_BAD_REQUEST, json_pack("{s:s}", "error", why));
+    json_decref(in);
+    return NULL;
+}
+
+/* One notification, published as a list of one. */
+static void publish_one(const struct routes_view *v, http_request_t *req, json_t *item)
+{
+    json_t *items = json_array();
+    json_array_append_new(items, item);
+    publish_items(v, req, items);
+}
+
 void post_notifications(void *ctx, http_request_t *req)
 {
     const struct routes_view *v = ctx;
-    if (!api_key_caller(v, req))
-        return;
     size_t len;
-    const char *body = body_within_limit(v, req, &len);
+    const char *body = caller_body(v, req, &len);
     if (!body)
         return;
     const char *why = "no notification in the body";
@@ -169,24 +196,11 @@ void post_notifications(void *ctx, http_request_t *req)
  * answered as POST /api/notifications is. */
 void post_publisher(void *ctx, http_request_t *req)
 {
-    const struct routes_view *v = ctx;
-    if (!api_key_caller(v, req))
+    json_t *item = caller_object(ctx, req, "message", "{\"message\": <text>}");
+    if (!item)
         return;
-    size_t len;
-    const char *body = body_within_limit(v, req, &len);
-    if (!body)
-        return;
-    json_t *item = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(item)) {
-        respond_json_value(req, HTTP_STATUS_BAD_REQUEST,
-                           json_pack("{s:s}", "error", "expected {\"message\": <text>}"));
-        json_decref(item);
-        return;
-    }
     json_object_set_new(item, "broadcast", json_true());
-    json_t *items = json_array();
-    json_array_append_new(items, item);
-    publish_items(v, req, items);
+    publish_one(ctx, req, item);
 }
 
 /* Seed 001's POST /send-message {"from","to","message"}: a notification
@@ -194,28 +208,12 @@ void post_publisher(void *ctx, http_request_t *req)
  * vouches for "from"). Answered as POST /api/notifications is. */
 void post_send_message(void *ctx, http_request_t *req)
 {
-    const struct routes_view *v = ctx;
-    if (!api_key_caller(v, req))
+    json_t *item = caller_object(ctx, req, "to",
+                                 "{\"from\": <user>, \"to\": <user>, \"message\": <text>}");
+    if (!item)
         return;
-    size_t len;
-    const char *body = body_within_limit(v, req, &len);
-    if (!body)
-        return;
-    json_t *in = json_loadb(body, len, JSON_REJECT_DUPLICATES, NULL);
-    json_t *to = json_object_get(in, "to");
-    if (!json_is_object(in) || !json_is_string(to)) {
-        respond_json_value(req, HTTP_STATUS_BAD_REQUEST,
-                           json_pack("{s:s}", "error", "expected {\"from\": <user>, \"to\": "
-                                     "<user>, \"message\": <text>}"));
-        json_decref(in);
-        return;
-    }
     /* "to" is the audience; everything else is the notification's own. */
-    json_t *item = json_deep_copy(in);
+    json_object_set(item, "userId", json_object_get(item, "to"));
     json_object_del(item, "to");
-    json_object_set(item, "userId", to);
-    json_decref(in);
-    json_t *items = json_array();
-    json_array_append_new(items, item);
-    publish_items(v, req, items);
+    publish_one(ctx, req, item);
 }

@@ -184,8 +184,11 @@ static int join(struct ws_server *srv, struct lws *wsi, struct ws_session *s, co
     char welcome[64 + NOTIF_USER_MAX];
     snprintf(welcome, sizeof(welcome), "{\"type\":\"welcome\",\"userId\":\"%s\"}", user);
     send_control(s, welcome); /* user ids need no JSON escaping */
-    /* Broadcast, and the rooms and types the URL named. */
+    /* Broadcast, and the rooms the URL named, or else every room of the
+     * token's claim; the types the URL named. */
     char none[1] = "";
+    if (!s->url_rooms && s->rooms_allowed)
+        s->url_rooms = xstrdup(s->rooms_allowed);
     subscribe(srv, s, s->url_rooms ? s->url_rooms : none, s->url_types, 0);
     free(s->url_rooms);
     free(s->url_types);

@@ -276,11 +276,6 @@ static int utf8_valid(const char *s)
     return 1;
 }
 
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 /* --user-ids a,b,c: split into one allocation (pointers, then strings). */
 static int parse_user_ids(producer_options_t *o, const char *val, const char *from, char *errstr,
                           size_t size)
@@ -305,16 +300,8 @@ static int parse_user_ids(producer_options_t *o, const char *val, const char *fr
         if (!comma)
             break;
     }
-    char **sorted = xmalloc(count * sizeof(char *));
-    memcpy(sorted, o->user_ids, count * sizeof(char *));
-    qsort(sorted, count, sizeof(char *), cmp_str);
-    const char *repeat = NULL;
-    for (size_t i = 1; i < count && !repeat; i++)
-        if (strcmp(sorted[i - 1], sorted[i]) == 0)
-            repeat = sorted[i];
-    int rc = repeat ? fail(errstr, size, "%s names '%s' twice", from, repeat) : OPTIONS_RUN;
-    free(sorted);
-    return rc;
+    const char *repeat = notification_repeated(o->user_ids, o->nuser_ids);
+    return repeat ? fail(errstr, size, "%s names '%s' twice", from, repeat) : OPTIONS_RUN;
 }
 
 /* Applies one setting's value; `from` names where it came from, for errors. */

@@ -407,6 +407,14 @@ def test_subscribing_types_and_what_a_token_allows(kafka, topic, gateway):
             await ws.send(json.dumps({"type": "send", "toRoom": "b", "message": "m", "ref": "x"}))
             assert (await next_frame(ws))["reason"] == "forbidden"
             await ws.send(json.dumps({"type": "ack", "id": "t-alert"}))
+        # No ?rooms=: every room of the claim.
+        async with websockets.connect(base) as ws:
+            await auth(ws, {"rooms": ["a", "c"]})
+            await asyncio.sleep(0.3)
+            produce(kafka.bootstrap, topic, [("room:c", json.dumps(
+                {"id": "t-c", "room": "c", "message": "m"}).encode())])
+            got = await next_frame(ws)
+            assert (got["id"], got["room"]) == ("t-c", "c")
     run(scenario())
 
 
