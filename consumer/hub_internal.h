@@ -90,6 +90,7 @@ typedef struct ustream {
     int64_t *pending; /* handed and not acked, ascending */
     size_t npending, pending_cap;
     int unsaved; /* the cursor moved since it was last kept */
+    uint64_t broadcasts_at_fetch; /* hub->broadcasts when the read out was asked */
     int64_t saved_ms;
     char name[];
 } ustream_t;
@@ -132,6 +133,11 @@ struct hub {
      * restarts, so a late answer to a closed connection's read can never
      * match a new connection's replay. */
     uint64_t replays;
+    /* Broadcast: published since start, and whether a read from the start
+     * (within retention) found none since the last one: then a connecting
+     * user has no broadcast to read, and its cursor is not even asked. */
+    uint64_t broadcasts;
+    int no_broadcast;
 };
 
 #define SLOT(c, i) (&(c)->ring[((c)->head + (i)) % (c)->cap])

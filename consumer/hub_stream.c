@@ -114,6 +114,19 @@ static ustream_t *add_stream(user_t *u, const char *name)
     return st;
 }
 
+static void drop_stream(user_t *u, ustream_t *st)
+{
+    for (ustream_t **at = &u->streams; *at; at = &(*at)->next) {
+        if (*at == st) {
+            *at = st->next;
+            free(st->acked);
+            free(st->pending);
+            free(st);
+            return;
+        }
+    }
+}
+
 static int is_acked(const ustream_t *st, int64_t seq, const char *id)
 {
     if (seq <= st->acked_seq)
@@ -284,6 +297,7 @@ static void stream_pump(hub_t *hub, user_t *u, ustream_t *st)
     st->fetching = 1;
     st->fetch_gen = st->gen;
     st->dirty = 0;
+    st->broadcasts_at_fetch = hub->broadcasts;
     hub->ops.stream_fetch(hub->ops.ctx, u->id, st->name, st->read_to, limit, st->gen);
 }
 
@@ -309,6 +323,11 @@ void hub_stream_fetch_done(hub_t *hub, const char *user, const char *stream, uin
         stream_pump(hub, u, st); /* restarted meanwhile: from its new start */
         return;
     }
+    /* Nothing stored for broadcast at all, and none published since the
+     * read was asked: later users need not read it. */
+    if (!n && !more && st->read_to == 0 && strcmp(st->name, BROADCAST) == 0 &&
+        st->broadcasts_at_fetch == hub->broadcasts)
+        hub->no_broadcast = 1;
     int stalled = 0;
     for (size_t i = 0; i < n && !stalled; i++) {
         const hub_msg_t *m = &msgs[i];
@@ -330,6 +349,12 @@ void hub_stream_fetch_done(hub_t *hub, const char *user, const char *stream, uin
         st->replaying = 0; /* read to the end: live ones come as they are stored */
     advance(st);
     stream_pump(hub, u, st);
+    /* No broadcast stored: this user's state of it would only hold a
+     * cursor at the start; the first broadcast reads it again. Idle tabs
+     * cost no stream state then. */
+    if (hub->no_broadcast && !st->replaying && !st->fetching && !st->npending && !st->nacked &&
+        !st->unsaved && strcmp(st->name, BROADCAST) == 0)
+        drop_stream(u, st);
 }
 
 void streams_pump(hub_t *hub, user_t *u)
@@ -410,8 +435,8 @@ void hub_subscribe(hub_t *hub, hub_conn_t *c, const char *const *rooms, size_t n
     }
     if (!hub->ops.cursor_load)
         return;
-    if (!find_stream(u, BROADCAST))
-        add_stream(u, BROADCAST);
+    if (!find_stream(u, BROADCAST) && !hub->no_broadcast)
+        add_stream(u, BROADCAST); /* else read when the first one comes */
     for (size_t i = 0; i < nrooms; i++) {
         char name[NOTIF_ROOM_MAX + 8];
         snprintf(name, sizeof(name), "room:%s", rooms[i]);
@@ -429,14 +454,23 @@ void hub_subscribe(hub_t *hub, hub_conn_t *c, const char *const *rooms, size_t n
 void hub_publish_stream(hub_t *hub, const hub_msg_t *m)
 {
     int broadcast = strcmp(m->stream, BROADCAST) == 0;
+    if (broadcast) {
+        hub->broadcasts++;
+        hub->no_broadcast = 0;
+    }
     user_t *u, *tmp;
     HASH_ITER(hh, hub->users, u, tmp) {
         ustream_t *st = find_stream(u, m->stream);
         if (!st) {
-            /* Broadcast: a connection that never subscribed takes it too. */
-            if (!broadcast || !hub->ops.cursor_load)
+            /* Never read (broadcast, for a connection that never
+             * subscribed): read from the cursor, if a tab takes the stream;
+             * the read reaches this one. */
+            int in = broadcast;
+            for (const hub_conn_t *c = u->conns; c && !in; c = c->next)
+                in = conn_in(c, m->stream);
+            if (!in || !hub->ops.cursor_load)
                 continue;
-            st = add_stream(u, BROADCAST);
+            st = add_stream(u, m->stream);
             load_new_streams(hub, u);
         }
         if (!st->loaded || st->replaying) {
@@ -505,9 +539,11 @@ void streams_save(hub_t *hub, user_t *u, int64_t now_ms, int all)
 {
     if (!hub->ops.cursor_save)
         return;
-    for (ustream_t *st = u->streams; st; st = st->next)
+    for (ustream_t *st = u->streams, *next; st; st = next) {
+        next = st->next;
         if (st->loaded && st->unsaved && (all || now_ms - st->saved_ms >= 1000))
             save(hub, u, st, now_ms);
+    }
 }
 
 void streams_free(user_t *u)

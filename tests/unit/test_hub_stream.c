@@ -18,6 +18,7 @@ static struct {
     char loaded_streams[MAX][32];
     int nloads;
     char fetch_stream[MAX][32];
+    char fetch_user[MAX][32];
     int64_t fetch_after[MAX];
     uint64_t fetch_gen[MAX];
     int nfetches;
@@ -55,8 +56,8 @@ static void stream_fetch(void *ctx, const char *user, const char *stream, int64_
                          size_t limit, uint64_t gen)
 {
     (void)ctx;
-    (void)user;
     (void)limit;
+    snprintf(rec.fetch_user[rec.nfetches], 32, "%s", user);
     snprintf(rec.fetch_stream[rec.nfetches], 32, "%s", stream);
     rec.fetch_after[rec.nfetches] = after;
     rec.fetch_gen[rec.nfetches++] = gen;
@@ -109,12 +110,12 @@ static const char *next_frame(hub_t *hub, hub_conn_t *c)
     return f;
 }
 
-/* The last fetch of stream, answered with msgs. */
+/* user's last fetch of stream, answered with msgs. */
 static void answer(hub_t *hub, const char *user, const char *stream, const hub_msg_t *msgs,
                    size_t n)
 {
     for (int i = rec.nfetches - 1; i >= 0; i--) {
-        if (strcmp(rec.fetch_stream[i], stream) == 0) {
+        if (strcmp(rec.fetch_stream[i], stream) == 0 && strcmp(rec.fetch_user[i], user) == 0) {
             hub_stream_fetch_done(hub, user, stream, rec.fetch_gen[i], msgs, n, 0);
             return;
         }
@@ -208,10 +209,10 @@ static void what_no_tab_takes_moves_the_cursor(void **state)
     (void)state;
     hub_t *hub = new_hub(8);
     int t;
-    const char *types[] = {"alert"};
-    hub_conn_t *c = online(hub, "u3", &t, NULL, 0, types, 1);
-    answer(hub, "u3", "broadcast", NULL, 0);
-    hub_msg_t chat = smsg("broadcast", "c1", 20, "chat"), alert = smsg("broadcast", "a1", 21, "alert");
+    const char *types[] = {"alert"}, *rooms[] = {"news"};
+    hub_conn_t *c = online(hub, "u3", &t, rooms, 1, types, 1);
+    answer(hub, "u3", "room:news", NULL, 0);
+    hub_msg_t chat = smsg("room:news", "c1", 20, "chat"), alert = smsg("room:news", "a1", 21, "alert");
     hub_publish_stream(hub, &chat);
     hub_publish_stream(hub, &alert);
     assert_non_null(strstr(next_frame(hub, c), "\"a1\""));
@@ -230,9 +231,10 @@ static void full_windows_read_from_the_store(void **state)
     (void)state;
     hub_t *hub = new_hub(1);
     int t;
-    hub_conn_t *c = online(hub, "u4", &t, NULL, 0, NULL, 0);
-    answer(hub, "u4", "broadcast", NULL, 0);
-    hub_msg_t m1 = smsg("broadcast", "w1", 30, ""), m2 = smsg("broadcast", "w2", 31, "");
+    const char *rooms[] = {"news"};
+    hub_conn_t *c = online(hub, "u4", &t, rooms, 1, NULL, 0);
+    answer(hub, "u4", "room:news", NULL, 0);
+    hub_msg_t m1 = smsg("room:news", "w1", 30, ""), m2 = smsg("room:news", "w2", 31, "");
     hub_publish_stream(hub, &m1);
     int fetches = rec.nfetches;
     hub_publish_stream(hub, &m2); /* the window of 1 is full */
@@ -241,8 +243,32 @@ static void full_windows_read_from_the_store(void **state)
     assert_int_equal(hub_ack(hub, c, "w1"), 0);
     assert_int_equal(rec.nfetches, fetches + 1);
     assert_int_equal(rec.fetch_after[fetches], 30);
-    answer(hub, "u4", "broadcast", &m2, 1);
+    answer(hub, "u4", "room:news", &m2, 1);
     assert_non_null(strstr(next_frame(hub, c), "\"w2\""));
+    hub_free(hub);
+}
+
+/* With no broadcast stored at all, an idle user holds no state for it;
+ * the first broadcast reads it from the cursor (it is durable by then). */
+static void with_no_broadcast_stored_idle_users_keep_no_state_for_it(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(8);
+    int t1, t2;
+    hub_conn_t *a = online(hub, "u5", &t1, NULL, 0, NULL, 0);
+    answer(hub, "u5", "broadcast", NULL, 0); /* none stored */
+    int loads = rec.nloads;
+    hub_conn_t *b = online(hub, "u6", &t2, NULL, 0, NULL, 0); /* not even asked */
+    assert_int_equal(rec.nloads, loads);
+    hub_msg_t m = smsg("broadcast", "first", 40, "");
+    hub_publish_stream(hub, &m);
+    assert_int_equal(rec.nloads, loads + 2); /* both read it from their cursors */
+    hub_cursors_loaded(hub, "u5", NULL, 0);
+    hub_cursors_loaded(hub, "u6", NULL, 0);
+    answer(hub, "u5", "broadcast", &m, 1);
+    answer(hub, "u6", "broadcast", &m, 1);
+    assert_non_null(strstr(next_frame(hub, a), "\"userId\":\"u5\""));
+    assert_non_null(strstr(next_frame(hub, b), "\"userId\":\"u6\""));
     hub_free(hub);
 }
 
@@ -253,6 +279,7 @@ int main(void)
         cmocka_unit_test(out_of_order_acks_leave_exactly_the_unread),
         cmocka_unit_test(what_no_tab_takes_moves_the_cursor),
         cmocka_unit_test(full_windows_read_from_the_store),
+        cmocka_unit_test(with_no_broadcast_stored_idle_users_keep_no_state_for_it),
     };
     return cmocka_run_group_tests_name("hub streams", tests, NULL, NULL);
 }
