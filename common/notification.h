@@ -111,7 +111,7 @@ void notification_clear(notification_t *n);
  * digits and . _ - @ : + ~ (nothing a URL, a log line or a query could
  * misread). The same rule holds for ids given by the producer. */
 int notification_user_valid(const char *s, size_t len);
-/* The first of n ids that is there twice, or NULL. */
+/* An id that is there twice among n (the smallest such), or NULL. */
 const char *notification_repeated(char *const *ids, size_t n);
 /* Whether s is an acceptable room name: 1..NOTIF_ROOM_MAX letters, digits
  * or . _ - */

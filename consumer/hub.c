@@ -410,6 +410,7 @@ int hub_ack_user(hub_t *hub, const char *user, const char *id)
         delivery_ack(hub, u, d);
         window_release_acked(hub, u, d, NULL);
         replay_pump(hub, u); /* room made */
+        streams_pump(hub, u);
         return 1;
     }
     for (delivery_t **at = &u->held; *at; at = &(*at)->next_held) {
@@ -443,8 +444,10 @@ size_t hub_ack_user_through(hub_t *hub, const char *user, int64_t through_seq)
             at = &(*at)->next_held;
         }
     }
-    if (n)
+    if (n) {
         replay_pump(hub, u); /* room made */
+        streams_pump(hub, u);
+    }
     return n;
 }
 

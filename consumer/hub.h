@@ -154,10 +154,11 @@ void hub_subscribe(hub_t *hub, hub_conn_t *c, const char *const *rooms, size_t n
  * online user with a connection that takes it, unless the user's replay
  * of the stream will reach it. */
 void hub_publish_stream(hub_t *hub, const hub_msg_t *m);
-/* The store's answers to ops->cursor_load (the cursors found; a stream
- * asked without one starts at its oldest notification) and to
- * ops->stream_fetch. */
-void hub_cursors_loaded(hub_t *hub, const char *user, const hub_cursor_t *cursors, size_t n);
+/* The store's answers to ops->cursor_load (the streams asked, and the
+ * cursors found: a stream asked without one starts at its oldest
+ * notification) and to ops->stream_fetch. */
+void hub_cursors_loaded(hub_t *hub, const char *user, const char *const *asked, size_t nasked,
+                        const hub_cursor_t *cursors, size_t n);
 void hub_stream_fetch_done(hub_t *hub, const char *user, const char *stream, uint64_t gen,
                            const hub_msg_t *msgs, size_t n, int more);
 /* The seq a stream notification arriving now gets (the same clock as

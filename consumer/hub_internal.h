@@ -1,7 +1,7 @@
 /* The hub's insides, shared by hub.c (users, publish, connections,
- * replay from the store) and hub_window.c (deliveries and each
- * connection's window: writes, acks, timeouts). hub.c calls into
- * hub_window.c, never the other way. Nothing outside the hub includes it. */
+ * replay from the store), hub_window.c (deliveries and each connection's
+ * window: writes, acks, timeouts) and hub_stream.c (rooms and broadcast:
+ * filters, cursors, their replay). Nothing outside the hub includes it. */
 #ifndef CONSUMER_HUB_INTERNAL_H
 #define CONSUMER_HUB_INTERNAL_H
 
@@ -83,6 +83,7 @@ typedef struct ustream {
     int replaying;        /* reading from the store: live ones are skipped, the read gets them */
     int fetching;
     int dirty;            /* a live one was skipped while a read was out: read again */
+    int stalled;          /* the last read found no room for what it read: wait for some */
     uint64_t gen, fetch_gen;
     int64_t acked_seq, handed_to, read_to;
     struct acked_id *acked;
@@ -145,7 +146,7 @@ struct hub {
 /* hub_stream.c */
 
 /* d (FROM_STREAM) was acknowledged: into its stream's cursor. */
-void stream_acked(hub_t *hub, user_t *u, delivery_t *d);
+void stream_acked(hub_t *hub, delivery_t *d);
 /* d (FROM_STREAM) was let go by every connection without an ack while u
  * is online: the stream is read again from the cursor. */
 void stream_released(hub_t *hub, user_t *u, delivery_t *d);
@@ -181,8 +182,8 @@ size_t window_room(const hub_t *hub, const user_t *u, size_t frame_len);
 /* Queues d on every connection of u (that takes d's stream, of type). */
 void window_push(hub_t *hub, user_t *u, delivery_t *d);
 void window_push_typed(hub_t *hub, user_t *u, delivery_t *d, const char *type);
-/* c lets go of s. Returns 1 when that left its notification with no
- * holder and unacknowledged (in the store now, or still there). */
+/* c lets go of s. Returns 1 when that left a personal notification with
+ * no holder and unacknowledged (in the store now, or still there). */
 int window_release_slot(hub_t *hub, hub_conn_t *c, struct slot *s);
 /* d is acknowledged (by a tab or over HTTP): its offset completes, or its
  * stored copy is removed; once. Slots holding it stay until released
@@ -197,7 +198,7 @@ void window_release_acked(hub_t *hub, user_t *u, delivery_t *d, const hub_conn_t
  * holds no such notification. */
 int window_ack(hub_t *hub, hub_conn_t *c, const char *id);
 /* Releases c's frames unacknowledged for longer than the ack timeout;
- * returns how many. */
+ * returns how many were personal (those are read again from the store). */
 size_t window_expire(hub_t *hub, hub_conn_t *c, int64_t now_ms);
 
 #endif

@@ -58,11 +58,15 @@ static int user_in(const user_t *u, const ustream_t *st, const char *type, int *
 }
 
 /* Frames the roomiest connection taking the stream can still take. */
-static size_t stream_room(const hub_t *hub, const user_t *u, const ustream_t *st, size_t len)
+/* Frames of len bytes the roomiest connection that takes the stream (of
+ * type; NULL: any type) can still take. */
+static size_t stream_room(const hub_t *hub, const user_t *u, const ustream_t *st,
+                          const char *type, size_t len)
 {
     size_t max = 0;
     for (const hub_conn_t *c = u->conns; c; c = c->next) {
-        size_t r = conn_in(c, st->name) ? conn_room(hub, c, len) : 0;
+        size_t r = (type ? conn_takes(c, st, type) : conn_in(c, st->name)) ? conn_room(hub, c, len)
+                                                                          : 0;
         if (r > max)
             max = r;
     }
@@ -114,14 +118,21 @@ static ustream_t *add_stream(user_t *u, const char *name)
     return st;
 }
 
+static void free_stream(ustream_t *st)
+{
+    for (size_t i = 0; i < st->nacked; i++)
+        free(st->acked[i].id);
+    free(st->acked);
+    free(st->pending);
+    free(st);
+}
+
 static void drop_stream(user_t *u, ustream_t *st)
 {
     for (ustream_t **at = &u->streams; *at; at = &(*at)->next) {
         if (*at == st) {
             *at = st->next;
-            free(st->acked);
-            free(st->pending);
-            free(st);
+            free_stream(st);
             return;
         }
     }
@@ -269,7 +280,7 @@ static enum hand_result hand(hub_t *hub, user_t *u, ustream_t *st, const hub_msg
         skip_filtered(hub, st, m->seq, m->id);
         return HANDED;
     }
-    if (stream_room(hub, u, st, m->frame_len) == 0 || budget_full(hub->lim.budget))
+    if (budget_full(hub->lim.budget))
         return NO_ROOM;
     delivery_t *d = stream_delivery(hub, u, st, m, replayed);
     if (!d) {
@@ -277,6 +288,12 @@ static enum hand_result hand(hub_t *hub, user_t *u, ustream_t *st, const hub_msg
                  m->id);
         skip_filtered(hub, st, m->seq, m->id);
         return HANDED;
+    }
+    /* Room for this frame (its user's own, maybe replayed) in a tab that
+     * takes its type: otherwise no tab gets it, and it is read later. */
+    if (stream_room(hub, u, st, m->type, d->frame_len) == 0) {
+        free(d);
+        return NO_ROOM;
     }
     pending_add(st, m->seq);
     window_push_typed(hub, u, d, m->type);
@@ -287,9 +304,10 @@ static enum hand_result hand(hub_t *hub, user_t *u, ustream_t *st, const hub_msg
 
 static void stream_pump(hub_t *hub, user_t *u, ustream_t *st)
 {
-    if (!st->loaded || !st->replaying || st->fetching || budget_full(hub->lim.budget))
+    if (!st->loaded || !st->replaying || st->fetching || st->stalled ||
+        budget_full(hub->lim.budget))
         return;
-    size_t limit = stream_room(hub, u, st, 0);
+    size_t limit = stream_room(hub, u, st, NULL, 0);
     if (limit == 0)
         return; /* an ack makes room */
     if (limit > hub->lim.fetch_batch)
@@ -305,6 +323,7 @@ static void replay(hub_t *hub, user_t *u, ustream_t *st, int64_t from)
 {
     st->gen = ++hub->replays;
     st->replaying = 1;
+    st->stalled = 0;
     st->read_to = from;
     st->dirty = 1;
     stream_pump(hub, u, st);
@@ -347,6 +366,9 @@ void hub_stream_fetch_done(hub_t *hub, const char *user, const char *stream, uin
     }
     if (!more && !st->dirty && !stalled)
         st->replaying = 0; /* read to the end: live ones come as they are stored */
+    /* No room for what it read (a window's bytes, or the only tabs taking
+     * its type are full): read again after an ack or a tick, not at once. */
+    st->stalled = stalled;
     advance(st);
     stream_pump(hub, u, st);
     /* No broadcast stored: this user's state of it would only hold a
@@ -359,11 +381,14 @@ void hub_stream_fetch_done(hub_t *hub, const char *user, const char *stream, uin
 
 void streams_pump(hub_t *hub, user_t *u)
 {
-    for (ustream_t *st = u->streams; st; st = st->next)
+    for (ustream_t *st = u->streams; st; st = st->next) {
+        st->stalled = 0;
         stream_pump(hub, u, st);
+    }
 }
 
-void hub_cursors_loaded(hub_t *hub, const char *user, const hub_cursor_t *cursors, size_t n)
+void hub_cursors_loaded(hub_t *hub, const char *user, const char *const *asked, size_t nasked,
+                        const hub_cursor_t *cursors, size_t n)
 {
     user_t *u = NULL;
     HASH_FIND_STR(hub->users, user, u);
@@ -392,10 +417,12 @@ void hub_cursors_loaded(hub_t *hub, const char *user, const hub_cursor_t *cursor
             p = end ? end + 1 : NULL;
         }
     }
-    /* Every stream asked: loaded now, with or without a cursor (none: from
-     * its oldest notification within retention). */
-    for (ustream_t *st = u->streams; st; st = st->next) {
-        if (!st->loading)
+    /* Each stream this answer was asked for: loaded now, with or without a
+     * cursor (none: from its oldest notification within retention). Those
+     * of another load still out wait for theirs. */
+    for (size_t i = 0; i < nasked; i++) {
+        ustream_t *st = find_stream(u, asked[i]);
+        if (!st || !st->loading)
             continue;
         st->loading = 0;
         st->loaded = 1;
@@ -409,14 +436,16 @@ static void load_new_streams(hub_t *hub, user_t *u)
 {
     const char *names[64];
     size_t n = 0;
-    for (ustream_t *st = u->streams; st && n < 64; st = st->next) {
+    for (ustream_t *st = u->streams; st; st = st->next) {
         if (!st->loaded && !st->loading) {
             st->loading = 1;
             names[n++] = st->name;
         }
+        if (n == 64 || (!st->next && n)) { /* in loads of 64 */
+            hub->ops.cursor_load(hub->ops.ctx, u->id, names, n);
+            n = 0;
+        }
     }
-    if (n)
-        hub->ops.cursor_load(hub->ops.ctx, u->id, names, n);
 }
 
 void hub_subscribe(hub_t *hub, hub_conn_t *c, const char *const *rooms, size_t nrooms,
@@ -494,9 +523,8 @@ void hub_publish_stream(hub_t *hub, const hub_msg_t *m)
 
 /* ---- acks, releases, saving ---- */
 
-void stream_acked(hub_t *hub, user_t *u, delivery_t *d)
+void stream_acked(hub_t *hub, delivery_t *d)
 {
-    (void)u;
     ustream_t *st = d->stream;
     pending_remove(st, d->seq);
     acked_add(hub, st, d->seq, d->id);
@@ -551,10 +579,6 @@ void streams_free(user_t *u)
     while (u->streams) {
         ustream_t *st = u->streams;
         u->streams = st->next;
-        for (size_t i = 0; i < st->nacked; i++)
-            free(st->acked[i].id);
-        free(st->acked);
-        free(st->pending);
-        free(st);
+        free_stream(st);
     }
 }

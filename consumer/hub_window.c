@@ -248,7 +248,7 @@ void delivery_ack(hub_t *hub, user_t *u, delivery_t *d)
     else if (d->source == FROM_STORE)
         hub->ops.remove(hub->ops.ctx, u->id, d->id);
     else
-        stream_acked(hub, u, d);
+        stream_acked(hub, d);
 }
 
 int window_ack(hub_t *hub, hub_conn_t *c, const char *id)
@@ -296,13 +296,14 @@ void window_release_acked(hub_t *hub, user_t *u, delivery_t *d, const hub_conn_t
 
 size_t window_expire(hub_t *hub, hub_conn_t *c, int64_t now_ms)
 {
-    size_t released = 0;
+    size_t released = 0, personal = 0;
     for (size_t i = 0; i < c->nsent; i++) {
         struct slot *s = SLOT(c, i);
         if (!s->d)
             continue;
         if (now_ms - s->sent_at < hub->lim.ack_timeout_ms)
             break; /* sent in order: the rest are younger */
+        personal += s->d->source != FROM_STREAM; /* a stream's own replay reads it again */
         window_release_slot(hub, c, s);
         released++;
     }
@@ -311,5 +312,5 @@ size_t window_expire(hub_t *hub, hub_conn_t *c, int64_t now_ms)
                   c->user->id, released, (long long)hub->lim.ack_timeout_ms);
         window_compact(c);
     }
-    return released;
+    return personal;
 }

@@ -283,8 +283,11 @@ static void dead_letter_receipt(kafka_t *k, const rd_kafka_message_t *rkm)
     if (!k->events)
         return;
     snprintf(id, sizeof(id), "%s-%d-%lld", k->topic, (int)rkm->partition, (long long)rkm->offset);
+    /* Keys of rooms (room:NAME) and broadcast name no user. */
     if (rkm->key && rkm->key_len < sizeof(user) &&
-        notification_user_valid(rkm->key, rkm->key_len)) {
+        notification_user_valid(rkm->key, rkm->key_len) &&
+        !(rkm->key_len >= 5 && memcmp(rkm->key, "room:", 5) == 0) &&
+        !(rkm->key_len == 9 && memcmp(rkm->key, "broadcast", 9) == 0)) {
         memcpy(user, rkm->key, rkm->key_len);
         user[rkm->key_len] = '\0';
     }

@@ -75,7 +75,7 @@ static void on_room_stored(void *ctx, const struct store_result *r)
 static void on_cursors(void *ctx, const struct store_result *r)
 {
     struct pipeline *p = ctx;
-    hub_cursors_loaded(p->hub, r->user, r->cursors, r->ncursors);
+    hub_cursors_loaded(p->hub, r->user, r->asked, r->nasked, r->cursors, r->ncursors);
 }
 
 static void cursor_load(void *ctx, const char *user, const char *const *streams, size_t n)

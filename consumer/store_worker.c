@@ -40,6 +40,15 @@ void forget_found(store_req_t *r)
     r->nfound = 0;
 }
 
+void forget_cursors(store_req_t *r)
+{
+    for (size_t i = 0; i < r->ncursors; i++) {
+        free((char *)r->cursors[i].stream);
+        free((char *)r->cursors[i].acked);
+    }
+    r->ncursors = 0;
+}
+
 void free_reqs(store_req_t *r)
 {
     while (r) {
@@ -52,10 +61,7 @@ void free_reqs(store_req_t *r)
         for (size_t i = 0; i < r->nstreams; i++)
             free(r->streams[i]);
         free(r->streams);
-        for (size_t i = 0; i < r->ncursors; i++) {
-            free((char *)r->cursors[i].stream);
-            free((char *)r->cursors[i].acked);
-        }
+        forget_cursors(r);
         free(r->cursors);
         free(r);
         r = next;
@@ -236,7 +242,8 @@ void store_worker_poll(store_worker_t *w)
             if (r->done) {
                 struct store_result res = {&r->msg,  r->msg.user, r->tag,       r->more,
                                            r->found, r->nfound,   r->removed,   r->found_acked,
-                                           r->cursors, r->ncursors};
+                                           r->cursors, r->ncursors,
+                                           (const char *const *)r->streams, r->nstreams};
                 r->done(r->arg, &res);
             }
         }

@@ -38,6 +38,8 @@ struct store_result {
     const int64_t *acked_at; /* list: per msg, when it was acknowledged (0: pending) */
     const hub_cursor_t *cursors; /* cursor get: those found */
     size_t ncursors;
+    const char *const *asked; /* cursor get: the streams asked */
+    size_t nasked;
 };
 
 typedef void (*store_done_fn)(void *arg, const struct store_result *r);

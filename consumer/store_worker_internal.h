@@ -38,8 +38,9 @@ struct store_req {
     store_done_fn done;
     void *arg;
     /* put: all of it; remove: id and user; fetch: user; room put: all of
-     * it, stream and type included; room fetch and cursor put: user, the
-     * stream in id (and a cursor's acked ids in frame); cursor get: user */
+     * it, stream and type included; room fetch: user and stream; cursor
+     * put: user, the stream in id and the acked ids in frame; cursor get:
+     * user */
     hub_msg_t msg;
     char **streams;       /* cursor get: which, owned */
     size_t nstreams;
@@ -54,7 +55,7 @@ struct store_req {
      * the user's with seq up to after_seq, not the id */
     int counted, through;
     int64_t removed;
-    int64_t acked_at;  /* history: when */
+    int64_t acked_at;  /* history: when; room fetch: stored since (retention) */
     int with_history;  /* list: the history's too */
     hub_msg_t *found; /* fetch, list: the answer, each string owned */
     int64_t *found_acked; /* list: each one's acked_at (0: pending) */
@@ -124,6 +125,8 @@ void list_push(struct req_list *l, store_req_t *r);
 void free_reqs(store_req_t *r);
 void list_free(handoff_msg_t *m);
 void forget_found(store_req_t *r);
+/* Frees what a cursor read found (on a retry, or with the request). */
+void forget_cursors(store_req_t *r);
 
 /* A lane's thread (store_worker_thread.c); arg is its struct lane. */
 void *store_worker_lane(void *arg);

@@ -86,9 +86,11 @@ static int64_t stream_write(struct lane *lane, struct req_list *l, char *err, si
     int64_t now = now_wall_ms();
     for (store_req_t *r = l->head; r; r = r->next, n++) {
         const hub_msg_t *m = &r->msg;
-        docs[n] = (room_doc_t){m->stream, m->id, m->frame, m->frame_len, m->type, m->seq, now,
-                               m->expires_ms};
-        cursors[n] = (room_cursor_t){m->user, m->id, r->seq, m->frame};
+        if (r->op == OP_ROOM_PUT)
+            docs[n] = (room_doc_t){m->stream, m->id, m->frame, m->frame_len, m->type, m->seq,
+                                   now, m->expires_ms};
+        else
+            cursors[n] = (room_cursor_t){m->user, m->id, r->seq, m->frame};
     }
     return l->head->op == OP_ROOM_PUT ? store_room_put(lane->st, docs, n, err, size)
                                       : store_cursor_put(lane->st, cursors, n, err, size);
@@ -174,10 +176,10 @@ static struct req_list *fetch_chunk(struct req_list *q)
     const char *stream = q->head->msg.stream;
     int alone = op == OP_LIST;
     while (*p && l->n < (alone ? 1 : FETCH_CHUNK)) {
-        store_req_t *r = *p, *o = l->head;
         /* Together: fetches of distinct users; cursor reads; room reads of
          * one stream (of distinct users). */
-        while (o && op != OP_CURSOR_GET && strcmp(o->msg.user, r->msg.user) != 0)
+        store_req_t *r = *p, *o = op == OP_CURSOR_GET ? NULL : l->head;
+        while (o && strcmp(o->msg.user, r->msg.user) != 0)
             o = o->next;
         if (o || r->op != op || (op == OP_ROOM_FETCH && strcmp(r->msg.stream, stream) != 0)) {
             p = &r->next;
@@ -291,15 +293,6 @@ static void on_cursor_found(void *arg, const room_cursor_t *c)
         r->cursors[r->ncursors++] = (hub_cursor_t){xstrdup(c->stream), c->acked_seq,
                                                    xstrdup(c->acked ? c->acked : "")};
     }
-}
-
-static void forget_cursors(store_req_t *r)
-{
-    for (size_t i = 0; i < r->ncursors; i++) {
-        free((char *)r->cursors[i].stream);
-        free((char *)r->cursors[i].acked);
-    }
-    r->ncursors = 0;
 }
 
 #define ROOM_READ_MAX 16384 /* notifications one batched room read holds */

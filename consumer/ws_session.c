@@ -126,9 +126,16 @@ static void subscribe(struct ws_server *srv, struct ws_session *s, char *rooms, 
     size_t nwant = split(rooms, want, SUBSCRIBE_MAX), nkeep = 0;
     size_t ntypes = types ? split(types, typelist, SUBSCRIBE_MAX) : 0;
     for (size_t i = 0; i < nwant; i++) {
-        if (!notification_room_valid(want[i], strlen(want[i])) || !room_allowed(s, want[i])) {
-            char why[160];
-            snprintf(why, sizeof(why), "room %.64s is not one this connection may join%s", want[i],
+        char why[160];
+        if (!notification_room_valid(want[i], strlen(want[i]))) {
+            /* Not echoed: it may not even be UTF-8. */
+            snprintf(why, sizeof(why), "a room name is 1 to %d letters, digits or . _ -",
+                     NOTIF_ROOM_MAX);
+            send_refused(s, "", "invalid", why);
+            continue;
+        }
+        if (!room_allowed(s, want[i])) {
+            snprintf(why, sizeof(why), "room %s is not one this connection may join%s", want[i],
                      s->any_room ? "" : " (the token's \"rooms\")");
             send_refused(s, "", "forbidden", why);
             continue;
@@ -310,10 +317,11 @@ static void send_refused(struct ws_session *s, const char *ref, const char *reas
 {
     json_t *frame = json_pack("{s:s, s:s, s:s}", "type", "error", "reason", reason, "message",
                               why);
-    if (*ref)
+    if (frame && *ref)
         json_object_set_new(frame, "ref", json_string(ref));
-    char *text = json_dumps(frame, JSON_COMPACT);
-    send_control(s, text);
+    char *text = frame ? json_dumps(frame, JSON_COMPACT) : NULL;
+    if (text) /* why is ours, ref is checked: only a bug could make them bad UTF-8 */
+        send_control(s, text);
     free(text);
     json_decref(frame);
 }
@@ -389,9 +397,13 @@ static int on_message(struct ws_server *srv, struct lws *wsi, struct ws_session 
     if (t == CLIENT_MSG_INVALID)
         return refuse(wsi, LWS_CLOSE_STATUS_INVALID_PAYLOAD, err);
     if (s->awaiting_auth) {
-        if (t != CLIENT_MSG_AUTH)
+        if (t != CLIENT_MSG_AUTH) {
+            if (t == CLIENT_MSG_SEND)
+                free(m.body);
+            m.body = NULL;
             return refuse(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
                           "the first message must be {\"type\":\"auth\",\"token\":\"...\"}");
+        }
         s->awaiting_auth = 0;
         return accept_token(srv, wsi, s, m.token, strlen(m.token), NULL, sub) != 0 ||
                        join(srv, wsi, s, sub) != 0
@@ -484,9 +496,11 @@ static int write_frames(struct ws_server *srv, struct lws *wsi, struct ws_sessio
         s->ctl_len = 0;
     }
     /* Every queued frame that fits, in one write; the hub asks for another
-     * writable callback when some are left. The first always fits. */
+     * writable callback when some are left. The first always fits, after
+     * the control frames too (WS_WRITE_MAX holds both). */
+    size_t frames = 0;
     while (s->conn && (frame = hub_next_frame(s->conn, &len))) {
-        if (used && used + WSFRAME_HEADER_MAX + len > WS_WRITE_BATCH)
+        if (frames++ && used + WSFRAME_HEADER_MAX + len > WS_WRITE_BATCH)
             break;
         if (WSFRAME_HEADER_MAX + len > sizeof(srv->wbuf) - LWS_PRE) {
             /* Only a store edited by hand can hold one this large. */

@@ -31,9 +31,10 @@
 /* The most one write can carry: a batch, then one more frame. */
 #define WS_WRITE_MAX (WS_WRITE_BATCH + NOTIF_JSON_MAX + 64)
 /* Bytes of control frames waiting for one connection (a few hundred
- * "acked"), written before its notifications, within one batch. */
+ * "acked"), written before its notifications, in the same write. */
 #define WS_CTL_MAX (16u << 10)
-_Static_assert(WS_CTL_MAX <= WS_WRITE_BATCH, "control frames go out in one write");
+_Static_assert(WS_CTL_MAX + WSFRAME_HEADER_MAX + NOTIF_JSON_MAX <= WS_WRITE_MAX,
+               "control frames and the first notification go out in one write");
 
 /* Connections refused, by reason (reported in /healthz). */
 struct ws_refusals {

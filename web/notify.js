@@ -71,7 +71,8 @@ export class NotifyClient {
     this.onRepeat = options.onRepeat || (() => {});
     this.seenMax = options.seenMax || 10000;
     this.rooms = options.rooms || []; /* joined on every connect (within the token's) */
-    this.types = options.types || null; /* of rooms and broadcast, only these; null: all */
+    /* Of rooms and broadcast, only these types; null or []: every type. */
+    this.types = options.types && options.types.length ? options.types : null;
     this.subscribing = [];
     this.WebSocket = options.WebSocket || globalThis.WebSocket;
     this.stats = { received: 0, repeats: 0, acks: 0 };
@@ -79,6 +80,8 @@ export class NotifyClient {
     this.sends = new Map(); /* ref -> {resolve, reject} */
     this.nextRef = 1;
     this.ws = null;
+    this.ready = false; /* welcomed: the gateway took this connection */
+    this.nextToken = null; /* a token fetched to decide a retry, used by it */
     this.wanted = false;
     this.attempt = 0;
     this.token = null;
@@ -136,14 +139,14 @@ export class NotifyClient {
    * token does not allow are left out (onStatus is not told: compare). */
   subscribe({ rooms = [], types = null } = {}) {
     this.rooms = rooms;
-    this.types = types;
+    this.types = types && types.length ? types : null; /* [] or null: every type */
     return new Promise((resolve, reject) => {
       if (!this.ws || this.ws.readyState !== 1 || !this.ready) {
         resolve({ rooms, types, pending: true }); /* applied at the next connect */
         return;
       }
       const frame = { type: "subscribe", rooms };
-      if (types) frame.types = types;
+      if (this.types) frame.types = this.types;
       this.subscribing.push({ resolve, reject });
       this.ws.send(JSON.stringify(frame));
     });
@@ -191,7 +194,8 @@ export class NotifyClient {
     this._status({ state: "connecting", attempt: this.attempt });
     if (this.getToken) {
       try {
-        this.token = await this.getToken();
+        this.token = this.nextToken || (await this.getToken());
+        this.nextToken = null;
       } catch (e) {
         this._retry({ code: 0, reason: "getToken failed: " + e.message });
         return;
@@ -275,8 +279,14 @@ export class NotifyClient {
         if (waiting) waiting.resolve({ rooms: m.rooms, types: m.types || null });
         break;
       }
-      case "sent":
-      case "error": {
+      case "error":
+        if (!m.ref && this.subscribing.length && m.reason === "invalid") {
+          /* A subscribe the gateway could not read: nothing was applied. */
+          this.subscribing.shift().reject(new SendError(m.reason, m.message));
+          break;
+        }
+      /* falls through: a send's answer */
+      case "sent": {
         const waiting = this.sends.get(m.ref);
         if (!waiting) break;
         this.sends.delete(m.ref);
@@ -310,6 +320,7 @@ export class NotifyClient {
         this._status({ state: "stopped", ...close });
         return;
       }
+      this.nextToken = token;
     }
     this._retry(close);
   }

@@ -16,7 +16,7 @@
 
 static struct {
     char loaded_streams[MAX][32];
-    int nloads;
+    int nloads, nanswered; /* streams asked, and those answered */
     char fetch_stream[MAX][32];
     char fetch_user[MAX][32];
     int64_t fetch_after[MAX];
@@ -123,6 +123,16 @@ static void answer(hub_t *hub, const char *user, const char *stream, const hub_m
     fail_msg("no fetch of %s", stream);
 }
 
+/* Answers the cursor loads not answered yet, with cursors (the rest: none). */
+static void loaded(hub_t *hub, const char *user, const hub_cursor_t *cursors, size_t n)
+{
+    const char *asked[MAX];
+    size_t nasked = 0;
+    while (rec.nanswered < rec.nloads)
+        asked[nasked++] = rec.loaded_streams[rec.nanswered++];
+    hub_cursors_loaded(hub, user, asked, nasked, cursors, n);
+}
+
 /* Connects user, subscribed to rooms, answers the cursors (none) and the
  * personal replay; then every stream's first read, empty. */
 static hub_conn_t *online(hub_t *hub, const char *user, int *t, const char *const *rooms,
@@ -131,7 +141,7 @@ static hub_conn_t *online(hub_t *hub, const char *user, int *t, const char *cons
     hub_conn_t *c = hub_connect(hub, user, t);
     hub_fetch_done(hub, user, 1, NULL, 0, 0); /* nothing stored for the user */
     hub_subscribe(hub, c, rooms, nrooms, types, ntypes);
-    hub_cursors_loaded(hub, user, NULL, 0);
+    loaded(hub, user, NULL, 0);
     return c;
 }
 
@@ -193,7 +203,7 @@ static void out_of_order_acks_leave_exactly_the_unread(void **state)
     hub_fetch_done(hub, "u2", rec.fetch_gen[0], NULL, 0, 0);
     hub_subscribe(hub, c, NULL, 0, NULL, 0);
     hub_cursor_t cur = {"broadcast", rec.saved_seq[0], rec.saved_acked[0]};
-    hub_cursors_loaded(hub, "u2", &cur, 1);
+    loaded(hub, "u2", &cur, 1);
     assert_int_equal(rec.fetch_after[rec.nfetches - 1], 1);
     answer(hub, "u2", "broadcast", all + 1, 4);
     assert_non_null(strstr(next_frame(hub, c), "\"b2\""));
@@ -263,12 +273,39 @@ static void with_no_broadcast_stored_idle_users_keep_no_state_for_it(void **stat
     hub_msg_t m = smsg("broadcast", "first", 40, "");
     hub_publish_stream(hub, &m);
     assert_int_equal(rec.nloads, loads + 2); /* both read it from their cursors */
-    hub_cursors_loaded(hub, "u5", NULL, 0);
-    hub_cursors_loaded(hub, "u6", NULL, 0);
+    const char *bc[] = {"broadcast"};
+    hub_cursors_loaded(hub, "u5", bc, 1, NULL, 0);
+    hub_cursors_loaded(hub, "u6", bc, 1, NULL, 0);
     answer(hub, "u5", "broadcast", &m, 1);
     answer(hub, "u6", "broadcast", &m, 1);
     assert_non_null(strstr(next_frame(hub, a), "\"userId\":\"u5\""));
     assert_non_null(strstr(next_frame(hub, b), "\"userId\":\"u6\""));
+    hub_free(hub);
+}
+
+/* Room is counted in the tabs that take the type: one that would not
+ * take it does not make it "handed" while the tab that would is full. */
+static void only_tabs_that_take_a_type_count_as_room(void **state)
+{
+    (void)state;
+    hub_t *hub = new_hub(1);
+    int t1, t2;
+    const char *rooms[] = {"news"}, *chat[] = {"chat"};
+    hub_conn_t *picky = online(hub, "u7", &t1, rooms, 1, chat, 1);
+    hub_conn_t *all = online(hub, "u7", &t2, rooms, 1, NULL, 0);
+    answer(hub, "u7", "room:news", NULL, 0);
+    hub_msg_t first = smsg("room:news", "n0", 50, "x"), alert = smsg("room:news", "n1", 51, "alert");
+    hub_publish_stream(hub, &first); /* fills the window of the tab that takes every type */
+    int fetches = rec.nfetches;
+    hub_publish_stream(hub, &alert);
+    assert_null(next_frame(hub, picky));
+    /* Not handed: read from the store once there is room. */
+    assert_non_null(strstr(next_frame(hub, all), "\"n0\""));
+    assert_int_equal(hub_ack(hub, all, "n0"), 0);
+    assert_int_equal(rec.nfetches, fetches + 1);
+    assert_int_equal(rec.fetch_after[fetches], 50);
+    answer(hub, "u7", "room:news", &alert, 1);
+    assert_non_null(strstr(next_frame(hub, all), "\"n1\""));
     hub_free(hub);
 }
 
@@ -280,6 +317,7 @@ int main(void)
         cmocka_unit_test(what_no_tab_takes_moves_the_cursor),
         cmocka_unit_test(full_windows_read_from_the_store),
         cmocka_unit_test(with_no_broadcast_stored_idle_users_keep_no_state_for_it),
+        cmocka_unit_test(only_tabs_that_take_a_type_count_as_room),
     };
     return cmocka_run_group_tests_name("hub streams", tests, NULL, NULL);
 }
