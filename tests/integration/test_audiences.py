@@ -519,3 +519,20 @@ def test_past_room_retention_a_new_member_reads_nothing(kafka, mongo, topic, mon
     while room_docs(mongo, mongo_db_name):
         assert time.monotonic() < deadline, room_docs(mongo, mongo_db_name)
         time.sleep(0.2)
+
+
+def test_a_room_name_that_is_not_utf8_is_refused_and_nothing_breaks(gateway):
+    """?rooms= is URL-decoded: bytes that are no UTF-8 (nor a room name)
+    get an "invalid" error frame, not echoed; the gateway stays up."""
+    import websockets
+    gw = gateway()
+
+    async def scenario():
+        async with websockets.connect(gw.ws_url("odd") + "&v=2&rooms=ok,%C3%28" + "%FF" * 80) as ws:
+            assert (await next_frame(ws))["type"] == "welcome"
+            err = await next_frame(ws)
+            assert (err["type"], err["reason"]) == ("error", "invalid")
+        async with websockets.connect(gw.ws_url("odd") + "&rooms=%FF%FE") as ws:  # v1 too
+            await asyncio.sleep(0.3)
+    run(scenario())
+    assert gw.healthz() == 200
