@@ -18,6 +18,8 @@
  *      indexed by (stream, seq) and stored_at; room_cursors(user_id,
  *      stream, acked_seq, acked, updated_at) keyed by (user_id, stream). */
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/file.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,12 +38,63 @@
     "CREATE TABLE " name " (user_id TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"    \
     " notification TEXT NOT NULL, stored_at INTEGER NOT NULL, PRIMARY KEY (user_id, id))"
 
+/* One gateway per SQLite file: the first to open it holds an exclusive
+ * lock on PATH.lock for as long as it keeps any connection to it (its
+ * store worker opens several); another process is refused at start. */
+static struct {
+    pthread_mutex_t mu;
+    char path[4096];
+    int fd, refs;
+} held = {PTHREAD_MUTEX_INITIALIZER, "", -1, 0};
+
+static int hold_file(const char *path, char *errstr, size_t size)
+{
+    int rc = 0;
+    pthread_mutex_lock(&held.mu);
+    if (held.refs && strcmp(held.path, path) == 0) {
+        held.refs++;
+    } else if (held.refs) {
+        rc = -1; /* one store per process: never happens in the gateway */
+        snprintf(errstr, size, "sqlite: this process holds %s already", held.path);
+    } else {
+        char lock[sizeof(held.path) + 8];
+        snprintf(lock, sizeof(lock), "%s.lock", path);
+        /* A folder that cannot hold it is said when the store is opened. */
+        int fd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd >= 0 && flock(fd, LOCK_EX | LOCK_NB) != 0) {
+            snprintf(errstr, size, "the SQLite store %s is in use by another gateway (it holds %s): "
+                     "a SQLite store serves one gateway; several share a MongoDB store", path, lock);
+            close(fd);
+            rc = -1;
+        } else {
+            snprintf(held.path, sizeof(held.path), "%s", path);
+            held.fd = fd;
+            held.refs = 1;
+        }
+    }
+    pthread_mutex_unlock(&held.mu);
+    return rc;
+}
+
+static void release_file(void)
+{
+    pthread_mutex_lock(&held.mu);
+    if (held.refs && --held.refs == 0) {
+        if (held.fd >= 0)
+            close(held.fd);
+        held.fd = -1;
+        held.path[0] = '\0';
+    }
+    pthread_mutex_unlock(&held.mu);
+}
+
 struct sqlite_store {
     sqlite3 *db;
     sqlite3_stmt *insert, *select, *list, *delete, *count_user, *count_all;
     sqlite3_stmt *history_insert, *history_list, *archive;
     sqlite3_stmt *room_insert, *room_select, *cursor_select, *cursor_upsert;
     int64_t history_ms; /* 0: removals delete; else they move into history */
+    int holds; /* counts in held.refs */
 };
 
 typedef struct sqlite_store sqlite_store_t;
@@ -66,6 +119,8 @@ static void sqlite_close(void *impl)
     sqlite3_finalize(st->delete);
     sqlite3_finalize(st->count_user);
     sqlite3_finalize(st->count_all);
+    if (st->holds)
+        release_file();
     sqlite3_finalize(st->room_insert);
     sqlite3_finalize(st->room_select);
     sqlite3_finalize(st->cursor_select);
@@ -98,12 +153,15 @@ static void *sqlite_open(const char *uri, const char *db, int timeout_ms, char *
         return NULL;
     }
     make_parent(path);
+    if (hold_file(path, errstr, size) != 0)
+        return NULL;
     /* Only the gateway's user reads what users were sent; SQLite gives its
      * journal files the database's mode. An existing file keeps its own. */
     int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd >= 0)
         close(fd);
     sqlite_store_t *st = xcalloc(1, sizeof(*st));
+    st->holds = 1;
     /* FULLMUTEX: the store worker is the only user, but cheap insurance. */
     if (sqlite3_open_v2(path, &st->db,
                         SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,

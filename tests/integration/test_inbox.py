@@ -212,3 +212,21 @@ def test_with_a_history_state_all_lists_what_was_acknowledged(kafka, topic, gate
     assert ids(page) == ["h3"]
     status, page = call(gw, "GET", f"/api/users/away/notifications?state=all&limit=1&after={page['next']}")
     assert ids(page) == ["h2"] and page["next"] is None
+
+
+def test_a_second_gateway_on_one_sqlite_file_is_refused_naming_it(gateway, tmp_path):
+    """A SQLite store serves one gateway: another process is refused at
+    start, saying which file and what to use instead; after the first
+    stops, the file is free again."""
+    db = tmp_path / "one.db"
+    first = gateway(args=["--store", f"sqlite:{db}"])
+    second = gateway(args=["--store", f"sqlite:{db}"], wait=False)
+    deadline = time.monotonic() + 20
+    while second.running and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert second.returncode not in (None, 0)
+    assert f"the SQLite store {db} is in use by another gateway" in second.log_text()
+    assert "MongoDB" in second.log_text()
+    first.stop()
+    second.restart()  # the lock went with the first
+    assert second.healthz() == 200
