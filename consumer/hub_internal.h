@@ -189,9 +189,9 @@ int window_release_slot(hub_t *hub, hub_conn_t *c, struct slot *s);
  * stored copy is removed; once. Slots holding it stay until released
  * (window_release_acked). */
 void delivery_ack(hub_t *hub, user_t *u, delivery_t *d);
-/* d was acknowledged (delivery_ack): every connection of u lets go of it,
- * and those it was written to, but by (the one that acked, or NULL), are
- * told through ops.acked. */
+/* d was acknowledged (delivery_ack): every connection of u but by (the
+ * one that acked, which releases its own slot after; or NULL) lets go of
+ * it, and those it was written to are told through ops.acked. */
 void window_release_acked(hub_t *hub, user_t *u, delivery_t *d, const hub_conn_t *by);
 /* c acknowledged id: completes it (offset done or removal from the store)
  * and frees its slot in every connection of the user. 0, or -1 when c

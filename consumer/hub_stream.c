@@ -57,7 +57,6 @@ static int user_in(const user_t *u, const ustream_t *st, const char *type, int *
     return in;
 }
 
-/* Frames the roomiest connection taking the stream can still take. */
 /* Frames of len bytes the roomiest connection that takes the stream (of
  * type; NULL: any type) can still take. */
 static size_t stream_room(const hub_t *hub, const user_t *u, const ustream_t *st,
@@ -219,9 +218,9 @@ static void advance(ustream_t *st)
     st->nacked = kept;
 }
 
-/* A notification of the stream that the user is in but no connection of
- * it takes (type filters): read, as if acknowledged. */
-static void skip_filtered(hub_t *hub, ustream_t *st, int64_t seq, const char *id)
+/* Read: acknowledged, or one no connection of the user takes (type
+ * filters): kept above the cursor until advance() passes it. */
+static void mark_read(hub_t *hub, ustream_t *st, int64_t seq, const char *id)
 {
     acked_add(hub, st, seq, id);
     st->unsaved = 1;
@@ -277,7 +276,7 @@ static enum hand_result hand(hub_t *hub, user_t *u, ustream_t *st, const hub_msg
     if (dup)
         return HANDED; /* on its way already */
     if (!takes) {
-        skip_filtered(hub, st, m->seq, m->id);
+        mark_read(hub, st, m->seq, m->id);
         return HANDED;
     }
     if (budget_full(hub->lim.budget))
@@ -286,7 +285,7 @@ static enum hand_result hand(hub_t *hub, user_t *u, ustream_t *st, const hub_msg
     if (!d) {
         log_warn("stream %s: notification %s is not a frame of this gateway; skipped", st->name,
                  m->id);
-        skip_filtered(hub, st, m->seq, m->id);
+        mark_read(hub, st, m->seq, m->id);
         return HANDED;
     }
     /* Room for this frame (its user's own, maybe replayed) in a tab that
@@ -527,9 +526,8 @@ void stream_acked(hub_t *hub, delivery_t *d)
 {
     ustream_t *st = d->stream;
     pending_remove(st, d->seq);
-    acked_add(hub, st, d->seq, d->id);
+    mark_read(hub, st, d->seq, d->id);
     advance(st);
-    st->unsaved = 1;
 }
 
 void stream_released(hub_t *hub, user_t *u, delivery_t *d)

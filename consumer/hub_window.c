@@ -271,7 +271,10 @@ int window_ack(hub_t *hub, hub_conn_t *c, const char *id)
         return -1; /* another connection's, already released here */
 
     delivery_ack(hub, u, d);
+    /* The others first: c's slot, found already, keeps d alive meanwhile. */
     window_release_acked(hub, u, d, c);
+    window_release_slot(hub, c, s);
+    window_compact(c);
     return 0;
 }
 
@@ -279,6 +282,8 @@ void window_release_acked(hub_t *hub, user_t *u, delivery_t *d, const hub_conn_t
 {
     d->holders++; /* d outlives the loop, whoever lets go last */
     for (hub_conn_t *c = u->conns; c; c = c->next) {
+        if (c == by)
+            continue; /* its slot is the caller's to release */
         for (size_t i = 0; i < c->len; i++) {
             struct slot *s = SLOT(c, i);
             if (s->d != d)
@@ -286,7 +291,7 @@ void window_release_acked(hub_t *hub, user_t *u, delivery_t *d, const hub_conn_t
             int written = i < c->nsent;
             window_release_slot(hub, c, s);
             window_compact(c);
-            if (written && c != by && hub->ops.acked)
+            if (written && hub->ops.acked)
                 hub->ops.acked(hub->ops.ctx, c->transport, d->id);
             break;
         }

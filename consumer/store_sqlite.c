@@ -342,6 +342,15 @@ static int64_t in_transaction(sqlite_store_t *st, size_t n, sqlite3_stmt *stmt,
     return changed;
 }
 
+/* An expiry (wall-clock ms), NULL for never (0). */
+static void bind_expiry(sqlite3_stmt *stmt, int col, int64_t expires_at)
+{
+    if (expires_at)
+        sqlite3_bind_int64(stmt, col, expires_at);
+    else
+        sqlite3_bind_null(stmt, col);
+}
+
 /* The fifth column: when it was stored, or (history) acknowledged. */
 static void bind_doc(sqlite3_stmt *stmt, const void *arg, size_t i)
 {
@@ -351,12 +360,8 @@ static void bind_doc(sqlite3_stmt *stmt, const void *arg, size_t i)
     sqlite3_bind_int64(stmt, 3, d->seq);
     sqlite3_bind_text(stmt, 4, d->frame, (int)d->frame_len, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 5, d->acked_at ? d->acked_at : now_wall_ms());
-    if (sqlite3_bind_parameter_count(stmt) >= 6) { /* notifications, not the history */
-        if (d->expires_at)
-            sqlite3_bind_int64(stmt, 6, d->expires_at);
-        else
-            sqlite3_bind_null(stmt, 6);
-    }
+    if (sqlite3_bind_parameter_count(stmt) >= 6) /* notifications, not the history */
+        bind_expiry(stmt, 6, d->expires_at);
 }
 
 static int sqlite_history_put(void *impl, const store_doc_t *docs, size_t n, char *errstr,
@@ -604,10 +609,7 @@ static void bind_room_doc(sqlite3_stmt *stmt, const void *arg, size_t i)
     sqlite3_bind_text(stmt, 4, d->frame, (int)d->frame_len, SQLITE_STATIC);
     sqlite3_bind_text(stmt, 5, d->type ? d->type : "", -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 6, d->stored_at);
-    if (d->expires_at)
-        sqlite3_bind_int64(stmt, 7, d->expires_at);
-    else
-        sqlite3_bind_null(stmt, 7);
+    bind_expiry(stmt, 7, d->expires_at);
 }
 
 static int sqlite_room_put(void *impl, const room_doc_t *docs, size_t n, char *errstr,

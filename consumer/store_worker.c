@@ -102,9 +102,12 @@ static store_req_t *submit(store_worker_t *w, enum op op, const char *user, cons
     return r;
 }
 
-void store_worker_put(store_worker_t *w, const hub_msg_t *m, store_done_fn done, void *arg)
+/* A put of m (personal, or a stream's): counted as a put, against the
+ * budget until it completes. */
+static store_req_t *submit_put(store_worker_t *w, enum op op, const char *user, const hub_msg_t *m,
+                               store_done_fn done, void *arg)
 {
-    store_req_t *r = submit(w, OP_PUT, m->user, m->id, m->frame, m->frame_len, done, arg);
+    store_req_t *r = submit(w, op, user, m->id, m->frame, m->frame_len, done, arg);
     r->msg.seq = m->seq;
     r->msg.partition = m->partition;
     r->msg.offset = m->offset;
@@ -112,20 +115,19 @@ void store_worker_put(store_worker_t *w, const hub_msg_t *m, store_done_fn done,
     w->backlog++;
     w->puts_submitted++;
     budget_take(w->budget, BUDGET_STORE, budget_cost(m->frame_len));
+    return r;
+}
+
+void store_worker_put(store_worker_t *w, const hub_msg_t *m, store_done_fn done, void *arg)
+{
+    submit_put(w, OP_PUT, m->user, m, done, arg);
 }
 
 void store_worker_room_put(store_worker_t *w, const hub_msg_t *m, store_done_fn done, void *arg)
 {
-    store_req_t *r = submit(w, OP_ROOM_PUT, "", m->id, m->frame, m->frame_len, done, arg);
+    store_req_t *r = submit_put(w, OP_ROOM_PUT, "", m, done, arg);
     r->msg.stream = xstrdup(m->stream);
     r->msg.type = xstrdup(m->type ? m->type : "");
-    r->msg.seq = m->seq;
-    r->msg.partition = m->partition;
-    r->msg.offset = m->offset;
-    r->msg.expires_ms = m->expires_ms;
-    w->backlog++;
-    w->puts_submitted++;
-    budget_take(w->budget, BUDGET_STORE, budget_cost(m->frame_len));
 }
 
 void store_worker_cursor_put(store_worker_t *w, const char *user, const hub_cursor_t *c)

@@ -55,8 +55,8 @@ static int queue_control(struct ws_session *s, const char *frame)
         return 0;
     if (s->ctl_len + WSFRAME_HEADER_MAX + len > WS_CTL_MAX)
         return -1;
-    if (!s->ctl)
-        s->ctl = xmalloc(WS_CTL_MAX);
+    /* As long as what waits: most connections only ever queue a welcome. */
+    s->ctl = xrealloc(s->ctl, s->ctl_len + WSFRAME_HEADER_MAX + len);
     s->ctl_len += wsframe_text_header((unsigned char *)s->ctl + s->ctl_len, len);
     memcpy(s->ctl + s->ctl_len, frame, len);
     s->ctl_len += len;
