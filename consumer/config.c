@@ -1,6 +1,7 @@
 /* The settings table and its parsing: defaults, environment, flags, --help. */
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stddef.h>
@@ -46,7 +47,7 @@ struct setting {
     validate_fn *validate;     /* optional */
 };
 
-static validate_fn check_store, check_mongodb_uri, check_auth, check_origins, check_proxies,
+static validate_fn check_node_id, check_store, check_mongodb_uri, check_auth, check_origins, check_proxies,
     check_tls, check_health_listen;
 
 static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
@@ -79,6 +80,10 @@ static const struct setting settings[] = {
      "Kafka topic for delivery receipts: delivered, acked, stored, dead-lettered, keyed by "
      "user (empty: none; created when missing)"},
     {.flag = "group", "KAFKA_GROUP", "notification-group", STR, S(group), "Kafka consumer group"},
+    {.flag = "node-id", "NODE_ID", "", STR, S(node_id),
+     "this gateway's name among the gateways on one topic and group: letters, digits, . _ -, "
+     "up to 64, unique among live ones (empty: HOSTNAME-PORT)",
+     .validate = check_node_id},
     {.flag = "store", "STORE_URI", "", STR, S(store),
      "offline store: mongodb://HOST:PORT/ or sqlite:PATH (empty: the --mongodb-uri server)",
      .secret = 1, .validate = check_store},
@@ -342,6 +347,18 @@ static int check_proxies(const struct config *c, const char *value, const char *
     return from_source(proxies_parse(&px, value, why, sizeof(why)), source, why, errstr, size);
 }
 
+static int check_node_id(const struct config *c, const char *value, const char *source,
+                         char *errstr, size_t size)
+{
+    (void)c;
+    if (!*value || node_id_valid(value))
+        return 0;
+    snprintf(errstr, size,
+             "%s: \"%.80s\" is not a node id: use 1 to %d letters, digits, '.', '_' or '-'",
+             source, value, NODE_ID_MAX);
+    return -1;
+}
+
 static int check_tls(const struct config *c, const char *value, const char *source,
                      char *errstr, size_t size)
 {
@@ -495,6 +512,34 @@ void config_free(struct config *c)
 static void resolve_store(struct config *c)
 {
     c->store_uri = *c->store ? c->store : c->embedded ? EMBEDDED_STORE : c->mongodb_uri;
+}
+
+int node_id_valid(const char *id)
+{
+    size_t n = strlen(id);
+    if (n == 0 || n > NODE_ID_MAX)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)id[i]) && !strchr("._-", id[i]))
+            return 0;
+    return 1;
+}
+
+/* HOSTNAME-PORT, with what a node id cannot hold in the host name
+ * replaced: the default is always a valid id. */
+static void resolve_node_id(struct config *c)
+{
+    char host[NODE_ID_MAX + 1] = "gateway";
+    if (*c->node_id)
+        return;
+    if (gethostname(host, sizeof(host)) != 0 || !*host)
+        snprintf(host, sizeof(host), "gateway");
+    host[sizeof(host) - 8] = '\0'; /* room for -PORT */
+    for (char *h = host; *h; h++)
+        if (!isalnum((unsigned char)*h) && !strchr("._-", *h))
+            *h = '-';
+    snprintf(c->node_id_default, sizeof(c->node_id_default), "%s-%d", host, c->port);
+    c->node_id = c->node_id_default;
 }
 
 static void resolve_dlq(struct config *c)
@@ -671,6 +716,7 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
     resolve_auth(c);
     resolve_health(c);
     resolve_dlq(c);
+    resolve_node_id(c);
     resolve_web_root(c);
     for (size_t i = 0; i < NSETTINGS; i++)
         if (settings[i].offset == S(ops_open) && c->embedded &&

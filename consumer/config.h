@@ -10,12 +10,15 @@
 
 #define CONFIG_MAX_PROPS 64
 
+#define NODE_ID_MAX 64
+
 struct config {
     const char *brokers;
     const char *topic;
     const char *dlq_topic; /* resolved: never empty once loaded (<topic>.dlq) */
     const char *events_topic; /* delivery receipts; empty: none */
     const char *group;
+    const char *node_id; /* resolved: never empty once loaded (HOSTNAME-PORT) */
     const char *store; /* as given; the gateway opens store_uri */
     const char *mongodb_uri;
     const char *mongodb_db;
@@ -70,6 +73,7 @@ struct config {
     int connect_rate_per_address;
     int connect_burst_per_address;
     const char *trusted_proxies;
+    char node_id_default[NODE_ID_MAX + 1];
     char dlq_default[300]; /* <topic>.dlq, when dlq_topic is not given */
     char web_installed[4096]; /* where make install put the web files, found from the binary */
     /* The store to open, never empty: --store, else the embedded mode's
@@ -100,6 +104,10 @@ enum config_result config_load(struct config *c, int argc, char **argv, char *er
 /* Frees what config_load allocated (the file's and variables' Kafka
  * properties). */
 void config_free(struct config *c);
+
+/* Whether id is a node id: 1 to NODE_ID_MAX letters, digits, '.', '_', '-'
+ * (it names Kafka topics and groups). */
+int node_id_valid(const char *id);
 
 /* The --help text. */
 void config_usage(FILE *out);

@@ -327,6 +327,35 @@ static void the_store_uri_is_resolved_once(void **state)
     assert_string_equal(c.store_uri, "sqlite:x.db");
 }
 
+static void a_node_id_is_checked_and_defaults_to_host_and_port(void **state)
+{
+    (void)state;
+    struct config c;
+    char err[512], want[NODE_ID_MAX + 16], host[NODE_ID_MAX + 1] = "";
+
+    assert_int_equal(load(&c, err, sizeof(err), "--node-id=gw.1_a-B", NULL), CONFIG_OK);
+    assert_string_equal(c.node_id, "gw.1_a-B");
+    assert_int_equal(load(&c, err, sizeof(err), "--node-id=a/b", NULL), CONFIG_ERROR);
+    assert_string_equal(err, "--node-id: \"a/b\" is not a node id: use 1 to 64 letters, digits, "
+                             "'.', '_' or '-'");
+    setenv("NODE_ID", "x x", 1);
+    assert_int_equal(load(&c, err, sizeof(err), NULL), CONFIG_ERROR);
+    assert_non_null(strstr(err, "environment variable NODE_ID: \"x x\""));
+    clear_env(state);
+
+    assert_int_equal(load(&c, err, sizeof(err), "--port=8090", NULL), CONFIG_OK);
+    gethostname(host, sizeof(host));
+    snprintf(want, sizeof(want), "-%d", 8090);
+    assert_true(node_id_valid(c.node_id));
+    assert_non_null(strstr(c.node_id, want));
+    if (strlen(host) + 5 <= NODE_ID_MAX && strspn(host, "abcdefghijklmnopqrstuvwxyz"
+                                                        "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") ==
+                                               strlen(host)) {
+        snprintf(want, sizeof(want), "%s-8090", host);
+        assert_string_equal(c.node_id, want);
+    }
+}
+
 static void kafka_keys_the_gateway_sets_are_refused(void **state)
 {
     (void)state;
@@ -472,6 +501,7 @@ int main(void)
         cmocka_unit_test_setup(a_bad_log_level_lists_the_allowed_ones, clear_env),
         cmocka_unit_test_setup(a_bad_store_scheme_is_refused_without_showing_the_uri, clear_env),
         cmocka_unit_test_setup(the_store_uri_is_resolved_once, clear_env),
+        cmocka_unit_test_setup(a_node_id_is_checked_and_defaults_to_host_and_port, clear_env),
         cmocka_unit_test_setup(kafka_keys_the_gateway_sets_are_refused, clear_env),
         cmocka_unit_test_setup(secrets_are_not_logged, clear_env),
         cmocka_unit_test_setup(auth_must_be_chosen_and_its_secret_kept_off_the_command_line,
