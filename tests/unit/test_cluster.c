@@ -1,0 +1,125 @@
+/* The presence map: which live nodes hold a user, from heartbeats and
+ * presence records, as every node reads them from <topic>.presence. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "cluster.h"
+
+static void put(cluster_t *c, const char *key, const char *val, int64_t ts)
+{
+    assert_int_equal(cluster_apply(c, key, strlen(key), val, val ? strlen(val) : 0, ts), 0);
+}
+
+static void a_user_is_held_by_the_live_nodes_that_say_so_but_never_by_itself(void **state)
+{
+    (void)state;
+    cluster_t *c = cluster_new("a", 10000);
+    const char *out[4];
+    put(c, "n a", "up 1", 1000);
+    put(c, "n b", "up 2", 1000);
+    put(c, "n c", "up 3", 1000);
+    put(c, "u a alice", "1", 1000);
+    put(c, "u b alice", "1", 1000);
+    put(c, "u c alice", "1", 1000);
+    put(c, "u c bob smith", "1", 1000); /* a user id may hold spaces */
+    assert_int_equal(cluster_holders(c, "alice", 2000, out, 4), 2);
+    assert_true((!strcmp(out[0], "b") && !strcmp(out[1], "c")) ||
+                (!strcmp(out[0], "c") && !strcmp(out[1], "b")));
+    assert_int_equal(cluster_holders(c, "bob smith", 2000, out, 4), 1);
+    assert_string_equal(out[0], "c");
+    assert_int_equal(cluster_holders(c, "nobody", 2000, out, 4), 0);
+    assert_int_equal(cluster_holders(c, "alice", 2000, out, 1), 1); /* at most max */
+
+    /* The last tab leaves: a tombstone. */
+    put(c, "u b alice", NULL, 1500);
+    assert_int_equal(cluster_holders(c, "alice", 2000, out, 4), 1);
+    assert_string_equal(out[0], "c");
+    put(c, "u c alice", NULL, 1500);
+    assert_int_equal(cluster_holders(c, "alice", 2000, out, 4), 0);
+    assert_int_equal(cluster_peers(c, 2000, out, 4), 2);
+    cluster_free(c);
+}
+
+static void a_silent_or_stopped_node_holds_no_one(void **state)
+{
+    (void)state;
+    cluster_t *c = cluster_new("a", 10000);
+    const char *out[4];
+    struct cluster_node_state st;
+    put(c, "u b alice", "1", 1000); /* presence before any heartbeat: not live yet */
+    assert_int_equal(cluster_holders(c, "alice", 1000, out, 4), 0);
+    assert_int_equal(cluster_node_state(c, "b", &st), -1);
+    put(c, "n b", "up first", 1000);
+    assert_int_equal(cluster_holders(c, "alice", 10999, out, 4), 1);
+    /* Killed: no heartbeat for live_ms. */
+    assert_int_equal(cluster_holders(c, "alice", 11000, out, 4), 0);
+    assert_int_equal(cluster_peers(c, 11000, out, 4), 0);
+    /* Back with another incarnation; an older heartbeat read late changes nothing. */
+    put(c, "n b", "up second", 12000);
+    put(c, "n b", "up first", 5000);
+    assert_int_equal(cluster_node_state(c, "b", &st), 0);
+    assert_string_equal(st.incarnation, "second");
+    assert_int_equal(st.last_ms, 12000);
+    assert_int_equal(cluster_holders(c, "alice", 12000, out, 4), 1);
+    /* Stopped cleanly. */
+    put(c, "n b", "down second", 13000);
+    assert_int_equal(cluster_holders(c, "alice", 13000, out, 4), 0);
+    assert_int_equal(cluster_node_state(c, "b", &st), 0);
+    assert_false(st.up);
+    cluster_free(c);
+}
+
+static void collect(void *arg, const char *user)
+{
+    int *n = arg;
+    assert_true(!strcmp(user, "x") || !strcmp(user, "y"));
+    (*n)++;
+}
+
+static void a_nodes_users_can_be_listed_to_clear_them(void **state)
+{
+    (void)state;
+    cluster_t *c = cluster_new("a", 10000);
+    int n = 0;
+    put(c, "u a x", "1", 1);
+    put(c, "u a y", "1", 1);
+    put(c, "u b z", "1", 1);
+    cluster_each_user_of(c, "a", collect, &n);
+    assert_int_equal(n, 2);
+    cluster_free(c);
+}
+
+static void records_of_another_shape_are_refused(void **state)
+{
+    (void)state;
+    cluster_t *c = cluster_new("a", 10000);
+    const char *bad[][2] = {{"", "1"},          {"x a", "1"},        {"u a", "1"},
+                            {"u  alice", "1"},  {"u a ", "1"},       {"n a b", "up 1"},
+                            {"n b", "up"},      {"n b", "sideways 1"}, {"n b", "up "},
+                            {"nb", "up 1"}};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_int_equal(cluster_apply(c, bad[i][0], strlen(bad[i][0]), bad[i][1],
+                                       strlen(bad[i][1]), 1),
+                         -1);
+    char key[16];
+    assert_int_equal(cluster_user_key(key, sizeof(key), "node", "alice"), 12);
+    assert_string_equal(key, "u node alice");
+    assert_int_equal(cluster_user_key(key, sizeof(key), "node", "a-much-longer-user"), 0);
+    assert_int_equal(cluster_node_key(key, sizeof(key), "node"), 6);
+    cluster_free(c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_user_is_held_by_the_live_nodes_that_say_so_but_never_by_itself),
+        cmocka_unit_test(a_silent_or_stopped_node_holds_no_one),
+        cmocka_unit_test(a_nodes_users_can_be_listed_to_clear_them),
+        cmocka_unit_test(records_of_another_shape_are_refused),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
