@@ -207,3 +207,20 @@ void cluster_each_user_of(const cluster_t *c, const char *node,
             if (!strcmp(h->nodes[i]->id, node))
                 fn(arg, h->user);
 }
+
+const char *cluster_self(const cluster_t *c)
+{
+    return c->self;
+}
+
+size_t cluster_remote_users(const cluster_t *c)
+{
+    size_t n = 0;
+    for (const struct holding *h = c->users; h; h = h->hh.next)
+        for (size_t i = 0; i < h->n; i++)
+            if (strcmp(h->nodes[i]->id, c->self) != 0) {
+                n++;
+                break;
+            }
+    return n;
+}

@@ -5,8 +5,8 @@
  * Presence records, key and value:
  *   "n NODE"         "up INCARNATION" every second while NODE runs, "down
  *                    INCARNATION" when it stops cleanly: a heartbeat
- *   "u NODE USER"    "1" while NODE holds a tab of USER; a tombstone (no
- *                    value) once it holds none
+ *   "u NODE USER"    NODE's incarnation while NODE holds a tab of USER; a
+ *                    tombstone (no value) once it holds none
  * A node is live while its last heartbeat says up and is younger than
  * live_ms (the record's log-append time: the broker's one clock). Loop
  * thread only. */
@@ -37,6 +37,10 @@ size_t cluster_holders(const cluster_t *c, const char *user, int64_t now_ms, con
                        size_t max);
 /* Every live node other than this one, likewise. */
 size_t cluster_peers(const cluster_t *c, int64_t now_ms, const char **out, size_t max);
+
+const char *cluster_self(const cluster_t *c);
+/* Users some node other than this one is recorded as holding. */
+size_t cluster_remote_users(const cluster_t *c);
 
 /* What the heartbeats said of node: 0 and *out filled, or -1 if none. */
 struct cluster_node_state {

@@ -96,7 +96,7 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
 
 int dlq_ensure_topic(dlq_t *d, int partitions, int timeout_ms, char *errstr, size_t size)
 {
-    return kafka_topic_ensure(d->rk, d->dlq_topic, partitions, timeout_ms, "dead-letter",
+    return kafka_topic_ensure(d->rk, d->dlq_topic, partitions, NULL, timeout_ms, "dead-letter",
                               "--dlq-topic", errstr, size);
 }
 
@@ -171,7 +171,7 @@ void dlq_send(dlq_t *d, const rd_kafka_message_t *rkm, const char *why)
 
 void dlq_poll(dlq_t *d)
 {
-    if (!d->pending)
+    if (!d || !d->pending)
         return;
     rd_kafka_poll(d->rk, 0);
     int64_t now = now_mono_ms();

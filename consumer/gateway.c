@@ -48,6 +48,9 @@
 #define EMBEDDED_PARTITIONS 3
 #define EXPIRY_INTERVAL_MS 60000 /* how often the store's limits are applied */
 #define PROTOCOL "notifications"
+/* A node silent this long is dead to the others: the consumer group's
+ * session.timeout.ms, after which its partitions move too. */
+#define CLUSTER_LIVE_MS 10000
 
 struct gateway {
     struct config conf;
@@ -86,6 +89,19 @@ struct session {
     struct ws_session ws;
     struct http_session http;
 };
+
+static int link_ready(void *link)
+{
+    return cluster_link_ready(link);
+}
+
+/* Another node's operator disconnected user. */
+static void disconnect_user(void *arg, const char *user)
+{
+    gateway_t *g = arg;
+    size_t n = ws_disconnect_user(&g->ws, user);
+    log_info("another gateway's operator disconnected %s: %zu connections here", user, n);
+}
 
 static gateway_t *gateway_of(struct lws *wsi)
 {
@@ -154,6 +170,8 @@ static void on_tick(lws_sorted_usec_list_t *sul)
         say_ready(g);
     }
     const char *failed = kafka_status(g->pipe.kafka).failed;
+    if (!failed)
+        failed = cluster_link_failed(g->pipe.link);
     if (failed && !g->stop_requested) {
         log_error("cannot go on: %s", failed);
         g->failed = 1;
@@ -439,9 +457,13 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
                             .events_topic = c->events_topic,
                             .budget = &g->pipe.budget,
                             .max_user_ids = (size_t)c->max_user_ids};
+    char presence[512], inbox[512], inbox_group[512];
+    cluster_presence_topic(presence, sizeof(presence), c->topic);
+    cluster_inbox_topic(inbox, sizeof(inbox), c->topic, c->node_id);
+    snprintf(inbox_group, sizeof(inbox_group), "%s.%s", c->group, c->node_id);
     if (c->embedded) {
-        const char *topics[] = {c->topic, c->dlq_topic, *c->events_topic ? c->events_topic : NULL,
-                                NULL};
+        const char *topics[] = {c->topic, presence, inbox, c->dlq_topic,
+                                *c->events_topic ? c->events_topic : NULL, NULL};
         g->embedded = embedded_start(topics, EMBEDDED_PARTITIONS, c->embedded_port, errstr, size);
         if (!g->embedded)
             goto fail;
@@ -456,8 +478,30 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
             goto fail;
         kc.events = g->pipe.events;
     }
+    /* Nothing is consumed before the node knows who holds which user. */
+    struct cluster_link_conf lc = {kc.brokers, c->kafka_props, c->topic, c->group, c->node_id,
+                                   c->embedded, CLUSTER_LIVE_MS};
+    g->pipe.cluster = cluster_new(c->node_id, CLUSTER_LIVE_MS);
+    g->pipe.link = cluster_link_start(&lc, wake_loop, g, errstr, size);
+    if (!g->pipe.link)
+        goto fail;
+    g->pipe.disconnect_user = disconnect_user;
+    g->pipe.disconnect_arg = g;
+    kc.gate = link_ready;
+    kc.gate_arg = g->pipe.link;
     g->pipe.kafka = kafka_start(&kc, wake_loop, g, errstr, size);
     if (!g->pipe.kafka)
+        goto fail;
+    struct kafka_conf ic = {.brokers = kc.brokers,
+                            .topic = inbox,
+                            .group = inbox_group,
+                            .props = c->kafka_props,
+                            .budget = &g->pipe.budget,
+                            .inbox = 1,
+                            .gate = kc.gate,
+                            .gate_arg = kc.gate_arg};
+    g->pipe.inbox = kafka_start(&ic, wake_loop, g, errstr, size);
+    if (!g->pipe.inbox)
         goto fail;
     g->publisher = publisher_new(c->embedded ? g->embedded_port : kc.brokers, c->kafka_props,
                                  c->topic, c->publish_timeout_s * 1000, errstr, size);
@@ -531,7 +575,8 @@ int gateway_run(gateway_t *g)
              hub_inflight_count(g->pipe.hub));
     g->pipe.stopping = 1;
     kafka_stop(g->pipe.kafka);
-    hub_disconnect_all(g->pipe.hub);
+    kafka_stop(g->pipe.inbox);
+    hub_disconnect_all(g->pipe.hub); /* and each user's presence here ends */
     pipeline_hand_on(&g->pipe);
     /* Until what clients held is stored and every client got its close frame. */
     while ((store_worker_backlog(g->pipe.store) > 0 || g->ws.sessions > 0) &&
@@ -544,8 +589,12 @@ int gateway_run(gateway_t *g)
         log_warn("%zu notifications were not stored before the deadline: their offsets stay "
                  "uncommitted and they are consumed again on restart", left);
     /* A little beyond the store's deadline, for the final commit. */
-    kafka_close(g->pipe.kafka, (deadline > now_mono_ms() ? deadline : now_mono_ms()) + 1000);
-    g->pipe.kafka = NULL;
+    int64_t commit_by = (deadline > now_mono_ms() ? deadline : now_mono_ms()) + 1000;
+    kafka_close(g->pipe.kafka, commit_by);
+    kafka_close(g->pipe.inbox, commit_by);
+    cluster_link_close(g->pipe.link, commit_by);
+    g->pipe.kafka = g->pipe.inbox = NULL;
+    g->pipe.link = NULL;
     log_info("stopped");
     return g->failed ? -1 : 0;
 }
@@ -555,6 +604,9 @@ void gateway_free(gateway_t *g)
     if (!g)
         return;
     kafka_close(g->pipe.kafka, now_mono_ms() + 2000);
+    kafka_close(g->pipe.inbox, now_mono_ms() + 2000);
+    cluster_link_close(g->pipe.link, now_mono_ms() + 2000);
+    cluster_free(g->pipe.cluster);
     /* Its last reports answer requests: before the context goes. */
     publisher_free(g->publisher);
     events_free(g->pipe.events, 2000);

@@ -247,6 +247,8 @@ hub_conn_t *hub_connect(hub_t *hub, const char *user, void *transport)
         memcpy(u->id, user, ulen + 1);
         u->held_tail = &u->held;
         HASH_ADD_STR(hub->users, id, u);
+        if (hub->ops.presence)
+            hub->ops.presence(hub->ops.ctx, u->id, 1);
     }
     c->user = u;
     c->transport = transport;
@@ -299,6 +301,8 @@ void hub_disconnect(hub_t *hub, hub_conn_t *c)
         held_store(hub, u);
         streams_save(hub, u, 0, 1);
         streams_free(u);
+        if (hub->ops.presence)
+            hub->ops.presence(hub->ops.ctx, u->id, 0);
         HASH_DEL(hub->users, u);
         free(u);
     } else if (released) {
@@ -335,6 +339,18 @@ void hub_each_transport(hub_t *hub, void (*fn)(void *arg, void *transport), void
         for (hub_conn_t *c = u->conns; c; c = c->next)
             fn(arg, c->transport);
     }
+}
+
+int hub_user_online(const hub_t *hub, const char *user)
+{
+    return find_user(hub, user) != NULL;
+}
+
+void hub_replay(hub_t *hub, const char *user)
+{
+    user_t *u = find_user(hub, user);
+    if (u)
+        replay_from_start(hub, u);
 }
 
 void hub_disconnect_all(hub_t *hub)

@@ -95,6 +95,9 @@ struct hub_ops {
     /* Keep user's cursor of a stream (batched: at most one a second, and
      * one when the user goes offline). */
     void (*cursor_save)(void *ctx, const char *user, const hub_cursor_t *cursor);
+    /* user's first connection opened (online 1), or its last closed (0).
+     * May be NULL. */
+    void (*presence)(void *ctx, const char *user, int online);
 };
 
 struct hub_limits {
@@ -207,6 +210,12 @@ size_t hub_user_count(const hub_t *hub);
 size_t hub_conn_count(const hub_t *hub);
 /* Notifications pushed or queued and not yet acknowledged or released. */
 size_t hub_inflight_count(const hub_t *hub);
+/* Whether the user has a connection here. */
+int hub_user_online(const hub_t *hub, const char *user);
+/* The store may hold more of user's notifications than the replay saw
+ * (another node wrote them): read it again from the start, sending
+ * nothing twice. Nothing if the user is not online. */
+void hub_replay(hub_t *hub, const char *user);
 /* Whether the user is online and draining the store before live delivery. */
 int hub_user_replaying(const hub_t *hub, const char *user);
 

@@ -11,6 +11,7 @@
 
 #include "kafka_internal.h"
 #include "kafka_topic.h"
+#include "inbox.h"
 #include "log.h"
 #include "notification.h"
 #include "record.h"
@@ -128,6 +129,13 @@ void kafka_offsets_done(kafka_t *k, const struct part_offset *done, size_t n)
     rd_kafka_topic_partition_list_destroy(commit);
 }
 
+void kafka_expect_more(kafka_t *k, int32_t partition, int64_t offset, uint32_t more)
+{
+    pthread_mutex_lock(&k->lock);
+    tracker_expect_more(k->tracker, partition, offset, more);
+    pthread_mutex_unlock(&k->lock);
+}
+
 struct kafka_status kafka_status(kafka_t *k)
 {
     pthread_mutex_lock(&k->lock);
@@ -167,6 +175,23 @@ static void check_reachable(kafka_t *k, int64_t *next_ms)
     }
 }
 
+/* While gated, nothing polls the consumer, so librdkafka's errors are not
+ * served: ask a broker directly, at most once a second. */
+static void probe_reachable(kafka_t *k, int64_t *next_ms)
+{
+    const struct rd_kafka_metadata *md;
+    if (now_mono_ms() < *next_ms)
+        return;
+    *next_ms = now_mono_ms() + 1000;
+    if (rd_kafka_metadata(k->rk, 0, NULL, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        rd_kafka_metadata_destroy(md);
+        if (atomic_exchange(&k->unreachable, 0) && !k->inbox)
+            log_info("kafka: a broker answers again");
+    } else if (!atomic_exchange(&k->unreachable, 1) && !k->inbox) {
+        log_error("kafka: no broker answers: consuming waits until one does");
+    }
+}
+
 void kafka_batch_free(kafka_batch_t *b)
 {
     if (!b)
@@ -175,6 +200,7 @@ void kafka_batch_free(kafka_batch_t *b)
         record_msg_clear(&b->msgs[i]);
     budget_give(b->budget, BUDGET_HANDOFF, b->cost);
     free(b->msgs);
+    free(b->kinds);
     free(b);
 }
 
@@ -294,6 +320,31 @@ static void dead_letter_receipt(kafka_t *k, const rd_kafka_message_t *rkm)
     events_emit(k->events, user, id, EVENT_DEAD_LETTERED);
 }
 
+/* An inbox's records: one message each, its kind beside it; one that is
+ * not an inbox record is logged and done (no dead-letter topic: only
+ * gateways write there). */
+static void decode_inbox(kafka_t *k, rd_kafka_message_t **rkms, size_t polled,
+                         struct record_msgs *out, unsigned char *kinds)
+{
+    char err[256];
+    for (size_t i = 0; i < polled; i++) {
+        const rd_kafka_message_t *rkm = rkms[i];
+        enum inbox_kind kind;
+        hub_msg_t *m = &out->msgs[out->n];
+        if (inbox_decode(rkm->key, rkm->key_len, rkm->payload, rkm->len, m, &kind, err,
+                         sizeof(err)) != 0) {
+            log_warn("skipping the record at %s partition %d offset %lld: %s", k->topic,
+                     (int)rkm->partition, (long long)rkm->offset, err);
+            kafka_offsets_done(k, &(struct part_offset){rkm->partition, rkm->offset}, 1);
+        } else {
+            m->partition = rkm->partition + KAFKA_INBOX_PARTITION_BASE;
+            m->offset = rkm->offset;
+            kinds[out->n++] = (unsigned char)kind;
+        }
+        rd_kafka_message_destroy(rkms[i]);
+    }
+}
+
 static void *consume_loop(void *arg)
 {
     kafka_t *k = arg;
@@ -302,6 +353,11 @@ static void *consume_loop(void *arg)
     int64_t next_check = 0;
 
     while (!handoff_closed(k->batches)) {
+        if (k->gate && !k->gate(k->gate_arg)) {
+            probe_reachable(k, &next_check);
+            handoff_pause(k->batches, 20);
+            continue;
+        }
         check_reachable(k, &next_check);
         /* First the topics it writes to: the dead-letter topic (nothing is
          * consumed that could not go there) and the receipts'. Asked here,
@@ -311,7 +367,7 @@ static void *consume_loop(void *arg)
             int parts = partitions_of(k->rk, k->topic);
             int rc = dlq_ensure_topic(k->dlq, parts, 2000, k->failure, sizeof(k->failure));
             if (rc == 0 && k->events_topic)
-                rc = kafka_topic_ensure(k->rk, k->events_topic, parts, 2000, "receipts",
+                rc = kafka_topic_ensure(k->rk, k->events_topic, parts, NULL, 2000, "receipts",
                                         "--events-topic", k->failure, sizeof(k->failure));
             if (rc < 0) {
                 atomic_store(&k->failed, 1);
@@ -337,8 +393,11 @@ static void *consume_loop(void *arg)
         if (!polled)
             continue;
         struct record_msgs out = {xmalloc(polled * sizeof(hub_msg_t)), 0, polled};
+        unsigned char *kinds = k->inbox ? xmalloc(polled) : NULL;
+        if (k->inbox)
+            decode_inbox(k, rkms, polled, &out, kinds);
         struct record_rules rules = {k->max_user_ids, now_wall_ms()};
-        for (size_t i = 0; i < polled; i++) {
+        for (size_t i = 0; i < polled && !k->inbox; i++) {
             const rd_kafka_message_t *rkm = rkms[i];
             struct record rec = {rkm->payload, rkm->len, k->topic, rkm->partition, rkm->offset,
                                  rd_kafka_message_timestamp(rkm, NULL)};
@@ -363,6 +422,7 @@ static void *consume_loop(void *arg)
         kafka_batch_t *b = xmalloc(sizeof(*b));
         b->n = out.n;
         b->msgs = out.msgs;
+        b->kinds = kinds;
         b->budget = k->budget;
         b->cost = 0;
         for (size_t i = 0; i < b->n; i++)
@@ -406,6 +466,9 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
                           : NULL; /* the embedded broker made it */
     k->budget = conf->budget;
     k->max_user_ids = conf->max_user_ids;
+    k->inbox = conf->inbox;
+    k->gate = conf->gate;
+    k->gate_arg = conf->gate_arg;
     k->batches = handoff_new(QUEUE_BATCHES, notify, arg);
     pthread_mutex_init(&k->lock, NULL);
 
@@ -484,11 +547,14 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
         snprintf(errstr, size, "cannot subscribe to %s: %s", conf->topic, rd_kafka_err2str(rerr));
         goto fail;
     }
-    struct dlq_conf dc = {conf->brokers, conf->props, conf->topic, conf->dlq_topic, dlq_done, k};
-    k->dlq = dlq_new(&dc, errstr, size);
-    k->topics_ready = conf->embedded != NULL; /* the embedded broker made them with the main topic */
-    if (!k->dlq)
-        goto fail;
+    /* The embedded broker made them with the main topic; an inbox writes to none. */
+    k->topics_ready = conf->embedded != NULL || conf->inbox;
+    if (!conf->inbox) {
+        struct dlq_conf dc = {conf->brokers, conf->props, conf->topic, conf->dlq_topic,
+                              dlq_done, k};
+        if (!(k->dlq = dlq_new(&dc, errstr, size)))
+            goto fail;
+    }
     if (pthread_create(&k->thread, NULL, consume_loop, k) != 0) {
         snprintf(errstr, size, "cannot start the Kafka thread");
         goto fail;

@@ -39,7 +39,18 @@ struct kafka_conf {
      * queue is sized from its limit (an eighth), outside it. Required. */
     budget_t *budget;
     size_t max_user_ids; /* --max-user-ids */
+    /* Set: the topic is this node's inbox (inbox.h), not notifications:
+     * no dead-letter topic, and each batch says each record's kind. */
+    int inbox;
+    /* Set: nothing is consumed until gate(gate_arg) returns nonzero (the
+     * node knows who holds which user). */
+    int (*gate)(void *arg);
+    void *gate_arg;
 };
+
+/* Messages from the inbox carry their record's partition plus this, so
+ * that one (partition, offset) says which consumer it completes. */
+#define KAFKA_INBOX_PARTITION_BASE (1 << 24)
 
 /* Notifications handed to the loop; each msgs[i] owns its strings. */
 typedef struct kafka_batch {
@@ -48,6 +59,7 @@ typedef struct kafka_batch {
     size_t cost; /* what it takes of the budget */
     size_t n;
     hub_msg_t *msgs; /* owned */
+    unsigned char *kinds; /* an inbox's: each message's enum inbox_kind; else NULL */
 } kafka_batch_t;
 
 /* Creates the consumer, subscribes and starts the thread; notify(arg) is
@@ -63,6 +75,9 @@ void kafka_batch_free(kafka_batch_t *b);
 /* Notifications that are done; stores the offsets that became committable.
  * Any thread. */
 void kafka_offsets_done(kafka_t *k, const struct part_offset *done, size_t n);
+/* A consumed record, not yet done, needs more completions (copies sent to
+ * other nodes). Any thread. */
+void kafka_expect_more(kafka_t *k, int32_t partition, int64_t offset, uint32_t more);
 
 struct kafka_status {
     size_t pending;  /* messages consumed and not yet committable */

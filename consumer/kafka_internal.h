@@ -20,6 +20,9 @@ struct kafka {
     events_t *events;
     budget_t *budget;
     size_t max_user_ids;
+    int inbox; /* the records are this node's inbox (inbox.h) */
+    int (*gate)(void *arg);
+    void *gate_arg;
     atomic_ulong expired; /* notifications expired when consumed */
     handoff_t *batches; /* to the loop; closed when consuming stops */
     pthread_t thread;

@@ -5,7 +5,8 @@
 
 #include "log.h"
 
-int kafka_topic_ensure(rd_kafka_t *rk, const char *topic, int partitions, int timeout_ms,
+int kafka_topic_ensure(rd_kafka_t *rk, const char *topic, int partitions,
+                       const char *const *configs, int timeout_ms,
                        const char *what, const char *flag, char *errstr, size_t size)
 {
     const struct rd_kafka_metadata *md;
@@ -29,6 +30,14 @@ int kafka_topic_ensure(rd_kafka_t *rk, const char *topic, int partitions, int ti
     if (!nt) {
         snprintf(errstr, size, "the %s topic %s cannot be created (%s)", what, topic, why);
         return -1;
+    }
+    for (const char *const *c = configs; c && *c; c += 2) {
+        if (rd_kafka_NewTopic_set_config(nt, c[0], c[1]) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            snprintf(errstr, size, "the %s topic %s cannot be created with %s=%s", what, topic,
+                     c[0], c[1]);
+            rd_kafka_NewTopic_destroy(nt);
+            return -1;
+        }
     }
     rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
     rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);

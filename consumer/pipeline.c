@@ -6,14 +6,24 @@
 #include "timeutil.h"
 #include "xalloc.h"
 
-static void offset_done(void *ctx, int32_t partition, int64_t offset)
+static void push_done(struct part_offset **done, size_t *n, size_t *cap, int32_t partition,
+                      int64_t offset)
+{
+    if (*n == *cap) {
+        *cap = *cap ? *cap * 2 : 256;
+        *done = xrealloc(*done, *cap * sizeof(**done));
+    }
+    (*done)[(*n)++] = (struct part_offset){partition, offset};
+}
+
+void pipeline_offset_done(void *ctx, int32_t partition, int64_t offset)
 {
     struct pipeline *p = ctx;
-    if (p->ndone == p->done_cap) {
-        p->done_cap = p->done_cap ? p->done_cap * 2 : 256;
-        p->done = xrealloc(p->done, p->done_cap * sizeof(*p->done));
-    }
-    p->done[p->ndone++] = (struct part_offset){partition, offset};
+    if (partition >= KAFKA_INBOX_PARTITION_BASE)
+        push_done(&p->inbox_done, &p->ninbox_done, &p->inbox_done_cap,
+                  partition - KAFKA_INBOX_PARTITION_BASE, offset);
+    else
+        push_done(&p->done, &p->ndone, &p->done_cap, partition, offset);
 }
 
 static void on_stored(void *ctx, const struct store_result *r)
@@ -21,7 +31,7 @@ static void on_stored(void *ctx, const struct store_result *r)
     struct pipeline *p = ctx;
     p->count.stored++;
     if (r->msg->partition >= 0)
-        offset_done(ctx, r->msg->partition, r->msg->offset);
+        pipeline_offset_done(ctx, r->msg->partition, r->msg->offset);
     events_emit(p->events, r->msg->user, r->msg->id, EVENT_STORED);
 }
 
@@ -31,6 +41,8 @@ static void event(void *ctx, enum event_kind kind, const hub_msg_t *m)
 {
     struct pipeline *p = ctx;
     events_emit(p->events, m->user, m->id, kind);
+    if (kind == EVENT_ACKED)
+        pipeline_acked_elsewhere(p, m);
     if (kind == EVENT_ACKED && p->history && m->partition >= 0)
         store_worker_history(p->store, m, now_wall_ms());
 }
@@ -62,14 +74,12 @@ static void remove_acked(void *ctx, const char *user, const char *id)
 
 /* ---- rooms and broadcast ---- */
 
-/* Durable: its offset completes, and online members get it now. */
+/* Durable: online members here and on other nodes get it now. */
 static void on_room_stored(void *ctx, const struct store_result *r)
 {
     struct pipeline *p = ctx;
     p->count.stored++;
-    if (r->msg->partition >= 0)
-        offset_done(ctx, r->msg->partition, r->msg->offset);
-    hub_publish_stream(p->hub, r->msg);
+    pipeline_stream_durable(p, r->msg);
 }
 
 static void on_cursors(void *ctx, const struct store_result *r)
@@ -112,7 +122,8 @@ void pipeline_hub_ops(struct pipeline *p, struct hub_ops *ops)
     ops->fetch = fetch;
     ops->remove = remove_acked;
     ops->event = event;
-    ops->offset_done = offset_done;
+    ops->offset_done = pipeline_offset_done;
+    ops->presence = pipeline_presence;
     ops->cursor_load = cursor_load;
     ops->stream_fetch = stream_fetch;
     ops->cursor_save = cursor_save;
@@ -124,12 +135,17 @@ void pipeline_hand_on(struct pipeline *p)
         kafka_offsets_done(p->kafka, p->done, p->ndone);
         p->ndone = 0;
     }
+    if (p->ninbox_done) {
+        kafka_offsets_done(p->inbox, p->inbox_done, p->ninbox_done);
+        p->ninbox_done = 0;
+    }
     store_worker_flush(p->store);
 }
 
 void pipeline_take_work(struct pipeline *p)
 {
     store_worker_poll(p->store);
+    pipeline_take_cluster(p);
     /* The one place intake pauses: with the memory budget spent (what the
      * store has not made durable yet counts), Kafka waits. */
     while (!p->stopping && !budget_full(&p->budget)) {
@@ -138,7 +154,7 @@ void pipeline_take_work(struct pipeline *p)
             break;
         for (size_t i = 0; i < b->n; i++) {
             if (!b->msgs[i].stream) {
-                hub_publish(p->hub, &b->msgs[i]);
+                pipeline_route(p, &b->msgs[i]);
                 continue;
             }
             /* A room or broadcast one: stored once, then delivered. */
@@ -155,6 +171,7 @@ void pipeline_take_work(struct pipeline *p)
 void pipeline_clear(struct pipeline *p)
 {
     free(p->done);
-    p->done = NULL;
-    p->ndone = p->done_cap = 0;
+    free(p->inbox_done);
+    p->done = p->inbox_done = NULL;
+    p->ndone = p->done_cap = p->ninbox_done = p->inbox_done_cap = 0;
 }

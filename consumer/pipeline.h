@@ -11,6 +11,8 @@
 
 #include <stddef.h>
 
+#include "cluster.h"
+#include "cluster_link.h"
 #include "events.h"
 #include "hub.h"
 #include "kafka.h"
@@ -21,6 +23,17 @@ struct pipeline {
     hub_t *hub;
     store_worker_t *store;
     kafka_t *kafka;
+    /* Several gateways (pipeline_cluster.c, docs/adr/0001): who holds
+     * which user, the link that reads and writes presence and sends to
+     * other nodes' inboxes, and this node's inbox. */
+    cluster_t *cluster;
+    cluster_link_t *link;
+    kafka_t *inbox;
+    int remote_ack; /* applying another node's ack: not sent back */
+    /* Closes user's connections here (an admin disconnect from another
+     * node); set by the gateway. */
+    void (*disconnect_user)(void *arg, const char *user);
+    void *disconnect_arg;
     events_t *events; /* receipts; NULL when off */
     int history;      /* acknowledged ones are kept (--history-retention) */
     int64_t room_retention_ms; /* rooms and broadcast are read back this far */
@@ -33,9 +46,10 @@ struct pipeline {
         unsigned long stored;   /* durable in the offline store */
         unsigned long replayed; /* read back from the store for a replay */
     } count;
-    /* Offsets completed during this turn (acks, durable puts). */
-    struct part_offset *done;
-    size_t ndone, done_cap;
+    /* Offsets completed during this turn (acks, durable puts), of the
+     * notifications topic and of the inbox. */
+    struct part_offset *done, *inbox_done;
+    size_t ndone, done_cap, ninbox_done, inbox_done_cap;
 };
 
 /* Sets ops' store, fetch, remove, offset_done and the streams' (and ctx)
@@ -50,5 +64,21 @@ void pipeline_take_work(struct pipeline *p);
 void pipeline_hand_on(struct pipeline *p);
 
 void pipeline_clear(struct pipeline *p);
+
+/* pipeline_cluster.c: */
+/* A notification from Kafka: to this node's tabs and, copied, to every
+ * other live node holding its user; a stream's once it is durable. */
+void pipeline_route(struct pipeline *p, const hub_msg_t *m);
+void pipeline_stream_durable(struct pipeline *p, const hub_msg_t *m);
+/* What the inbox and the link brought this turn. */
+void pipeline_take_cluster(struct pipeline *p);
+/* For the hub: a user's first tab here, or last; an ack to tell the other
+ * nodes of. */
+void pipeline_presence(void *ctx, const char *user, int online);
+void pipeline_acked_elsewhere(struct pipeline *p, const hub_msg_t *m);
+/* Asks every other live node to close user's tabs; how many were asked. */
+size_t pipeline_disconnect_elsewhere(const struct pipeline *p, const char *user);
+/* The offset completion every path ends in. */
+void pipeline_offset_done(void *ctx, int32_t partition, int64_t offset);
 
 #endif

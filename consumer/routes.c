@@ -186,6 +186,8 @@ static void get_notify_js(void *ctx, http_request_t *req)
     serve_web_file(ctx, req, "notify.js", "text/javascript; charset=utf-8");
 }
 
+#define PEERS_MAX 256
+
 /* GET /status.json: what the gateway holds and waits for, for operators
  * and the status page: "status" is "ok", "degraded" (Kafka unreachable or
  * the store failing: it keeps serving and retrying) or "stopping". */
@@ -200,6 +202,7 @@ static void get_status_json(void *ctx, http_request_t *req)
     struct store_health store = store_worker_health(p->store);
     const budget_t *b = &p->budget;
     struct health_words words = health_words(p, &kafka, &store);
+    const char *peers[PEERS_MAX];
     static char body[2048 + 256 * 32];
     int n = snprintf(
         body, sizeof(body),
@@ -211,6 +214,8 @@ static void get_status_json(void *ctx, http_request_t *req)
         "\"memoryUsed\":%zu,\"memoryBudget\":%zu,"
         "\"memory\":{\"budget\":%zu,\"used\":%zu,\"handoff\":%zu,\"windows\":%zu,"
         "\"held\":%zu,\"storing\":%zu,\"full\":%s},"
+        "\"cluster\":{\"node\":\"%s\",\"ready\":%s,\"peers\":%zu,\"remoteUsers\":%zu,"
+        "\"inboxPending\":%zu},"
         "\"refused\":{\"origin\":%lu,\"addressLimit\":%lu,\"addressRate\":%lu,"
         "\"token\":%lu},\"lag\":{",
         words.status, words.kafka, words.store, hub_user_count(p->hub), hub_conn_count(p->hub),
@@ -220,8 +225,11 @@ static void get_status_json(void *ctx, http_request_t *req)
         store.failures, kafka.pending, kafka.assigned, budget_used(b), b->limit, b->limit,
         budget_used(b), budget_part(b, BUDGET_HANDOFF), budget_part(b, BUDGET_WINDOWS),
         budget_part(b, BUDGET_HELD), budget_part(b, BUDGET_STORE),
-        budget_full(b) ? "true" : "false", r->origin, r->address_limit, r->address_rate,
-        r->token);
+        budget_full(b) ? "true" : "false", cluster_self(p->cluster),
+        cluster_link_ready(p->link) && kafka_status(p->inbox).joined ? "true" : "false",
+        cluster_peers(p->cluster, now_wall_ms(), peers, PEERS_MAX),
+        cluster_remote_users(p->cluster), kafka_status(p->inbox).pending, r->origin,
+        r->address_limit, r->address_rate, r->token);
     /* Records behind each assigned partition's end (-1: not known yet). */
     struct partition_lag lag[256];
     size_t nlag = kafka_lag(p->kafka, lag, 256);
@@ -233,7 +241,8 @@ static void get_status_json(void *ctx, http_request_t *req)
 }
 
 /* POST /api/users/{userId}/disconnect: an operator closes the user's
- * connections on this gateway (4003); what they held is stored. */
+ * connections (4003) on this gateway and asks every other live one to;
+ * what they held is stored. */
 static void post_disconnect(void *ctx, http_request_t *req)
 {
     const struct routes_view *v = ctx;
@@ -243,9 +252,12 @@ static void post_disconnect(void *ctx, http_request_t *req)
     if (!user_param_ok(req, user))
         return;
     size_t n = ws_disconnect_user(v->ws, user);
-    log_info("operator: disconnected %s (%zu connections)", user, n);
-    char body[64];
-    int len = snprintf(body, sizeof(body), "{\"closed\":%zu}\n", n);
+    size_t nodes = pipeline_disconnect_elsewhere(v->pipe, user);
+    log_info("operator: disconnected %s (%zu connections here, %zu other gateways asked)", user,
+             n, nodes);
+    char body[96];
+    int len = snprintf(body, sizeof(body), "{\"closed\":%zu,\"otherGateways\":%zu}\n", n,
+                       nodes);
     http_respond(req, HTTP_STATUS_OK, "application/json", body, (size_t)len);
 }
 

@@ -137,6 +137,14 @@ int64_t tracker_expect(tracker_t *t, int32_t partition, int64_t offset, uint32_t
     return advance(t, p);
 }
 
+void tracker_expect_more(tracker_t *t, int32_t partition, int64_t offset, uint32_t more)
+{
+    struct partition *p = get_partition(t, partition, 0);
+    long slot = p && p->len ? find(p, offset) : -1;
+    if (slot >= 0 && p->left[slot] > 0)
+        p->left[slot] += more;
+}
+
 int64_t tracker_done(tracker_t *t, int32_t partition, int64_t offset)
 {
     struct partition *p = get_partition(t, partition, 0);

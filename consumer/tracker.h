@@ -35,6 +35,9 @@ int tracker_add(tracker_t *t, int32_t partition, int64_t offset);
  * what tracker_done would. */
 int64_t tracker_expect(tracker_t *t, int32_t partition, int64_t offset, uint32_t copies);
 
+/* A message added and not yet done needs more completions than it did. */
+void tracker_expect_more(tracker_t *t, int32_t partition, int64_t offset, uint32_t more);
+
 /* Marks a message (or one of its copies) done. Returns the partition's new
  * committable offset when it advanced, or -1 (not tracked, already done,
  * copies or earlier ones pending). */

@@ -109,7 +109,7 @@ def test_it_retries_after_1001_and_1013_and_stops_after_4003_and_1009(kafka, top
     req = urllib.request.Request(gw.http_url("/api/users/rt/disconnect"), method="POST",
                                  headers={"Authorization": f"Bearer {gw.ops_key}"})
     with urllib.request.urlopen(req, timeout=5) as r:
-        assert json.load(r) == {"closed": 1}
+        assert json.load(r) == {"closed": 1, "otherGateways": 0}
     s = wait_state(page, 's.state === "stopped" && s.code === 4003', "stop after 4003")
     page.wait_for_timeout(1500)
     assert gw.health()["connections"] == 0

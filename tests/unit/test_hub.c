@@ -33,6 +33,8 @@ struct rec {
     void *told[MAX_EVENTS]; /* transports told "acked" */
     char told_id[MAX_EVENTS][64];
     int ntold;
+    char presence[MAX_EVENTS][40]; /* "+user" online, "-user" offline */
+    int npresence;
 };
 
 static void want_write(void *ctx, void *t)
@@ -91,6 +93,12 @@ static void acked(void *ctx, void *t, const char *id)
     r->told[r->ntold++] = t;
 }
 
+static void presence(void *ctx, const char *user, int online)
+{
+    struct rec *r = ctx;
+    snprintf(r->presence[r->npresence++], 40, "%c%s", online ? '+' : '-', user);
+}
+
 static struct rec rec;
 
 /* held: live notifications held per user (0: straight to the store). */
@@ -98,7 +106,7 @@ static hub_t *new_hub_holding(size_t window, size_t held, budget_t *budget)
 {
     memset(&rec, 0, sizeof(rec));
     struct hub_ops ops = {&rec,   want_write, store, fetch, removed, offset_done,
-                          closed, event,      acked, NULL,  NULL,    NULL};
+                          closed, event,      acked, NULL,  NULL,    NULL, presence};
     struct hub_limits lim = {
         .window = window,
         .window_bytes = 1 << 20,
@@ -754,7 +762,13 @@ static void the_oldest_connection_is_named_at_the_cap(void **state)
     assert_null(hub_oldest_transport(hub, "dora"));
     assert_null(hub_oldest_transport(hub, "nobody"));
     hub_disconnect(hub, c[1]);
+    assert_true(hub_user_online(hub, "dora"));
     hub_disconnect(hub, c[2]);
+    assert_false(hub_user_online(hub, "dora"));
+    /* The user's presence here: once at the first tab, once at the last. */
+    assert_int_equal(rec.npresence, 2);
+    assert_string_equal(rec.presence[0], "+dora");
+    assert_string_equal(rec.presence[1], "-dora");
     hub_free(hub);
 }
 
