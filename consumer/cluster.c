@@ -168,6 +168,19 @@ int cluster_apply(cluster_t *c, const char *key, size_t klen, const char *val, s
     return 0;
 }
 
+int cluster_record_joins(const char *key, size_t klen, const char *val, char *node, size_t nsize,
+                         char *user, size_t usize)
+{
+    if (!val || klen < 5 || key[0] != 'u' || key[1] != ' ')
+        return 0;
+    const char *sp = memchr(key + 2, ' ', klen - 2);
+    if (!sp || sp == key + 2 || sp + 1 == key + klen)
+        return 0;
+    snprintf(node, nsize, "%.*s", (int)(sp - key - 2), key + 2);
+    snprintf(user, usize, "%.*s", (int)(key + klen - sp - 1), sp + 1);
+    return 1;
+}
+
 size_t cluster_holders(const cluster_t *c, const char *user, int64_t now_ms, const char **out,
                        size_t max)
 {
@@ -223,4 +236,23 @@ size_t cluster_remote_users(const cluster_t *c)
                 break;
             }
     return n;
+}
+
+size_t cluster_dead(const cluster_t *c, int64_t now_ms, int64_t within_ms, const char **out,
+                    size_t max)
+{
+    size_t k = 0;
+    for (const struct node *n = c->nodes; n && k < max; n = n->hh.next)
+        if (n->last_ms && now_ms - n->last_ms < within_ms && !live(c, n, now_ms) &&
+            strcmp(n->id, c->self) != 0)
+            out[k++] = n->id;
+    return k;
+}
+
+int cluster_lowest(const cluster_t *c, int64_t now_ms)
+{
+    for (const struct node *n = c->nodes; n; n = n->hh.next)
+        if (live(c, n, now_ms) && strcmp(n->id, c->self) < 0)
+            return 0;
+    return 1;
 }

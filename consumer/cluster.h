@@ -31,6 +31,11 @@ size_t cluster_user_key(char *buf, size_t size, const char *node, const char *us
 int cluster_apply(cluster_t *c, const char *key, size_t klen, const char *val, size_t vlen,
                   int64_t ts_ms);
 
+/* Whether a presence record says a node now holds a user: 1 with the
+ * node and user copied out (NUL-ended, cut to their sizes), else 0. */
+int cluster_record_joins(const char *key, size_t klen, const char *val, char *node, size_t nsize,
+                         char *user, size_t usize);
+
 /* The live nodes other than this one that hold user: up to max ids into
  * out (valid until the next cluster_apply); how many. */
 size_t cluster_holders(const cluster_t *c, const char *user, int64_t now_ms, const char **out,
@@ -41,6 +46,14 @@ size_t cluster_peers(const cluster_t *c, int64_t now_ms, const char **out, size_
 const char *cluster_self(const cluster_t *c);
 /* Users some node other than this one is recorded as holding. */
 size_t cluster_remote_users(const cluster_t *c);
+
+/* Nodes other than this one that beat within the last within_ms and are
+ * not live now (killed, or stopped): up to max ids into out; how many. */
+size_t cluster_dead(const cluster_t *c, int64_t now_ms, int64_t within_ms, const char **out,
+                    size_t max);
+/* Whether this node has the lowest id among the live ones: the one that
+ * drains dead nodes' inboxes. */
+int cluster_lowest(const cluster_t *c, int64_t now_ms);
 
 /* What the heartbeats said of node: 0 and *out filled, or -1 if none. */
 struct cluster_node_state {

@@ -188,6 +188,14 @@ void cluster_link_presence(cluster_link_t *cl, const char *user, int holds)
                 holds ? strlen(cl->incarnation) : 0, NULL);
 }
 
+void cluster_link_clear(cluster_link_t *cl, const char *node, const char *user)
+{
+    char key[KEY_MAX];
+    size_t klen = cluster_user_key(key, sizeof(key), node, user);
+    if (klen)
+        produce(cl, cl->presence_topic, key, klen, NULL, 0, NULL);
+}
+
 int cluster_link_send(cluster_link_t *cl, const char *node, enum inbox_kind kind,
                       const char *key, const hub_msg_t *m, int32_t partition, int64_t offset)
 {

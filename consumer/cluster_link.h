@@ -69,6 +69,8 @@ void cluster_batch_free(cluster_batch_t *b);
 
 /* Loop thread. Presence: this node holds user (holds 1) or no longer (0). */
 void cluster_link_presence(cluster_link_t *cl, const char *user, int holds);
+/* A dead node's presence of user is cleared (a tombstone). */
+void cluster_link_clear(cluster_link_t *cl, const char *node, const char *user);
 /* Sends m to node's inbox as kind, keyed by key; a CLUSTER_SENT (or
  * FAILED) with partition and offset follows. 0, or -1 when librdkafka's
  * queue refused it now (no event follows). */

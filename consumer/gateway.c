@@ -95,6 +95,28 @@ static int link_ready(void *link)
     return cluster_link_ready(link);
 }
 
+static void wake_loop(void *arg);
+
+/* The inbox of a dead node, read in its group as it would have. */
+static kafka_t *start_drain(void *arg, const char *node, int source)
+{
+    gateway_t *g = arg;
+    char topic[512], group[512], err[512];
+    cluster_inbox_topic(topic, sizeof(topic), g->conf.topic, node);
+    snprintf(group, sizeof(group), "%s.%s", g->conf.group, node);
+    struct kafka_conf dc = {.brokers = g->conf.brokers,
+                            .topic = topic,
+                            .group = group,
+                            .props = g->conf.kafka_props,
+                            .budget = &g->pipe.budget,
+                            .inbox = 1,
+                            .source = source};
+    kafka_t *k = kafka_start(&dc, wake_loop, g, err, sizeof(err));
+    if (!k)
+        log_error("cluster: cannot drain the inbox of node %s: %s", node, err);
+    return k;
+}
+
 /* Another node's operator disconnected user. */
 static void disconnect_user(void *arg, const char *user)
 {
@@ -487,6 +509,8 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
         goto fail;
     g->pipe.disconnect_user = disconnect_user;
     g->pipe.disconnect_arg = g;
+    g->pipe.start_drain = start_drain;
+    g->pipe.drain_arg = g;
     kc.gate = link_ready;
     kc.gate_arg = g->pipe.link;
     g->pipe.kafka = kafka_start(&kc, wake_loop, g, errstr, size);
@@ -499,7 +523,8 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
                             .budget = &g->pipe.budget,
                             .inbox = 1,
                             .gate = kc.gate,
-                            .gate_arg = kc.gate_arg};
+                            .gate_arg = kc.gate_arg,
+                            .source = 1};
     g->pipe.inbox = kafka_start(&ic, wake_loop, g, errstr, size);
     if (!g->pipe.inbox)
         goto fail;
@@ -592,6 +617,7 @@ int gateway_run(gateway_t *g)
     int64_t commit_by = (deadline > now_mono_ms() ? deadline : now_mono_ms()) + 1000;
     kafka_close(g->pipe.kafka, commit_by);
     kafka_close(g->pipe.inbox, commit_by);
+    pipeline_drains_close(&g->pipe, commit_by);
     cluster_link_close(g->pipe.link, commit_by);
     g->pipe.kafka = g->pipe.inbox = NULL;
     g->pipe.link = NULL;
@@ -605,6 +631,7 @@ void gateway_free(gateway_t *g)
         return;
     kafka_close(g->pipe.kafka, now_mono_ms() + 2000);
     kafka_close(g->pipe.inbox, now_mono_ms() + 2000);
+    pipeline_drains_close(&g->pipe, now_mono_ms() + 2000);
     cluster_link_close(g->pipe.link, now_mono_ms() + 2000);
     cluster_free(g->pipe.cluster);
     /* Its last reports answer requests: before the context goes. */

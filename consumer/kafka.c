@@ -337,13 +337,15 @@ static void decode_inbox(kafka_t *k, rd_kafka_message_t **rkms, size_t polled,
                      (int)rkm->partition, (long long)rkm->offset, err);
             kafka_offsets_done(k, &(struct part_offset){rkm->partition, rkm->offset}, 1);
         } else {
-            m->partition = rkm->partition + KAFKA_INBOX_PARTITION_BASE;
+            m->partition = rkm->partition + k->source * KAFKA_SOURCE_SPAN;
             m->offset = rkm->offset;
             kinds[out->n++] = (unsigned char)kind;
         }
         rd_kafka_message_destroy(rkms[i]);
     }
 }
+
+static int subscribe(kafka_t *k, char *errstr, size_t size);
 
 static void *consume_loop(void *arg)
 {
@@ -357,6 +359,10 @@ static void *consume_loop(void *arg)
             probe_reachable(k, &next_check);
             handoff_pause(k->batches, 20);
             continue;
+        }
+        if (!k->subscribed && subscribe(k, k->failure, sizeof(k->failure)) != 0) {
+            atomic_store(&k->failed, 1);
+            break;
         }
         check_reachable(k, &next_check);
         /* First the topics it writes to: the dead-letter topic (nothing is
@@ -440,6 +446,20 @@ static void *consume_loop(void *arg)
     return NULL;
 }
 
+static int subscribe(kafka_t *k, char *errstr, size_t size)
+{
+    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(sub, k->topic, RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t rerr = rd_kafka_subscribe(k->rk, sub);
+    rd_kafka_topic_partition_list_destroy(sub);
+    if (rerr) {
+        snprintf(errstr, size, "cannot subscribe to %s: %s", k->topic, rd_kafka_err2str(rerr));
+        return -1;
+    }
+    k->subscribed = 1;
+    return 0;
+}
+
 static int set_props(rd_kafka_conf_t *rconf, const char *props[][2], size_t n, char *errstr,
                      size_t size)
 {
@@ -467,6 +487,7 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
     k->budget = conf->budget;
     k->max_user_ids = conf->max_user_ids;
     k->inbox = conf->inbox;
+    k->source = conf->source;
     k->gate = conf->gate;
     k->gate_arg = conf->gate_arg;
     k->batches = handoff_new(QUEUE_BATCHES, notify, arg);
@@ -487,6 +508,9 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
          * member's partitions to a live one: notifications wait too. */
         {"session.timeout.ms", "10000"},
         {"heartbeat.interval.ms", "2000"},
+        /* Several gateways in one group: a joining or leaving one moves
+         * only the partitions that change hands, the others never stop. */
+        {"partition.assignment.strategy", "cooperative-sticky"},
         /* What librdkafka fetches ahead of the loop, beside the budget. */
         {"queued.max.messages.kbytes", queue_kb},
     };
@@ -539,14 +563,11 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
     rconf = NULL; /* owned by rk now */
     rd_kafka_poll_set_consumer(k->rk);
 
-    rd_kafka_topic_partition_list_t *sub = rd_kafka_topic_partition_list_new(1);
-    rd_kafka_topic_partition_list_add(sub, conf->topic, RD_KAFKA_PARTITION_UA);
-    rd_kafka_resp_err_t rerr = rd_kafka_subscribe(k->rk, sub);
-    rd_kafka_topic_partition_list_destroy(sub);
-    if (rerr) {
-        snprintf(errstr, size, "cannot subscribe to %s: %s", conf->topic, rd_kafka_err2str(rerr));
+    /* A gated consumer subscribes once the gate opens: its topic may be
+     * made meanwhile (an inbox), and librdkafka looks again for a topic
+     * missing at subscription only at its next metadata refresh. */
+    if (!conf->gate && subscribe(k, errstr, size) != 0)
         goto fail;
-    }
     /* The embedded broker made them with the main topic; an inbox writes to none. */
     k->topics_ready = conf->embedded != NULL || conf->inbox;
     if (!conf->inbox) {
@@ -651,4 +672,30 @@ void kafka_close(kafka_t *k, int64_t deadline_ms)
     free(k->topic);
     free(k->events_topic);
     free(k);
+}
+
+struct detached_close {
+    kafka_t *k;
+    int64_t deadline_ms;
+};
+
+static void *close_thread(void *arg)
+{
+    struct detached_close *c = arg;
+    kafka_close(c->k, c->deadline_ms);
+    free(c);
+    return NULL;
+}
+
+void kafka_close_detached(kafka_t *k, int64_t deadline_ms)
+{
+    pthread_t t;
+    pthread_attr_t attr;
+    struct detached_close *c = xmalloc(sizeof(*c));
+    *c = (struct detached_close){k, deadline_ms};
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    if (pthread_create(&t, &attr, close_thread, c) != 0)
+        close_thread(c); /* no thread: wait here rather than leak */
+    pthread_attr_destroy(&attr);
 }

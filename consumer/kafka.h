@@ -46,11 +46,13 @@ struct kafka_conf {
      * node knows who holds which user). */
     int (*gate)(void *arg);
     void *gate_arg;
+    /* An inbox's messages carry their record's partition plus source ×
+     * KAFKA_SOURCE_SPAN (source > 0), so that one (partition, offset) says
+     * which consumer it completes. */
+    int source;
 };
 
-/* Messages from the inbox carry their record's partition plus this, so
- * that one (partition, offset) says which consumer it completes. */
-#define KAFKA_INBOX_PARTITION_BASE (1 << 24)
+#define KAFKA_SOURCE_SPAN (1 << 24)
 
 /* Notifications handed to the loop; each msgs[i] owns its strings. */
 typedef struct kafka_batch {
@@ -102,6 +104,9 @@ size_t kafka_lag(kafka_t *k, struct partition_lag *out, size_t max);
 
 /* Stops consuming: the thread exits; nothing is committed yet. */
 void kafka_stop(kafka_t *k);
+/* kafka_close on a thread of its own, so the caller does not wait for the
+ * broker (a drained inbox given back from the loop). */
+void kafka_close_detached(kafka_t *k, int64_t deadline_ms);
 /* Commits the stored offsets, leaves the group (waiting for the broker no
  * later than deadline_ms, monotonic) and frees everything, including
  * batches never taken (their offsets stay uncommitted). */

@@ -20,7 +20,9 @@ struct kafka {
     events_t *events;
     budget_t *budget;
     size_t max_user_ids;
-    int inbox; /* the records are this node's inbox (inbox.h) */
+    int inbox; /* the records are an inbox's (inbox.h) */
+    int source; /* kafka_conf's */
+    int subscribed;
     int (*gate)(void *arg);
     void *gate_arg;
     atomic_ulong expired; /* notifications expired when consumed */

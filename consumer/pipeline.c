@@ -6,24 +6,24 @@
 #include "timeutil.h"
 #include "xalloc.h"
 
-static void push_done(struct part_offset **done, size_t *n, size_t *cap, int32_t partition,
-                      int64_t offset)
+/* The consumer of a source (pipeline.h), or NULL. */
+kafka_t *pipeline_source(const struct pipeline *p, int source)
 {
-    if (*n == *cap) {
-        *cap = *cap ? *cap * 2 : 256;
-        *done = xrealloc(*done, *cap * sizeof(**done));
-    }
-    (*done)[(*n)++] = (struct part_offset){partition, offset};
+    return source == 0 ? p->kafka : source == 1 ? p->inbox : p->drains[source - 2].kafka;
 }
 
 void pipeline_offset_done(void *ctx, int32_t partition, int64_t offset)
 {
     struct pipeline *p = ctx;
-    if (partition >= KAFKA_INBOX_PARTITION_BASE)
-        push_done(&p->inbox_done, &p->ninbox_done, &p->inbox_done_cap,
-                  partition - KAFKA_INBOX_PARTITION_BASE, offset);
-    else
-        push_done(&p->done, &p->ndone, &p->done_cap, partition, offset);
+    int source = partition / KAFKA_SOURCE_SPAN;
+    if (partition < 0 || source >= PIPELINE_SOURCES || !pipeline_source(p, source))
+        return; /* a drained inbox given back meanwhile: its owner redoes it */
+    struct source_done *d = &p->done[source];
+    if (d->n == d->cap) {
+        d->cap = d->cap ? d->cap * 2 : 256;
+        d->done = xrealloc(d->done, d->cap * sizeof(*d->done));
+    }
+    d->done[d->n++] = (struct part_offset){partition % KAFKA_SOURCE_SPAN, offset};
 }
 
 static void on_stored(void *ctx, const struct store_result *r)
@@ -131,13 +131,10 @@ void pipeline_hub_ops(struct pipeline *p, struct hub_ops *ops)
 
 void pipeline_hand_on(struct pipeline *p)
 {
-    if (p->ndone) {
-        kafka_offsets_done(p->kafka, p->done, p->ndone);
-        p->ndone = 0;
-    }
-    if (p->ninbox_done) {
-        kafka_offsets_done(p->inbox, p->inbox_done, p->ninbox_done);
-        p->ninbox_done = 0;
+    for (int i = 0; i < PIPELINE_SOURCES; i++) {
+        if (p->done[i].n && pipeline_source(p, i))
+            kafka_offsets_done(pipeline_source(p, i), p->done[i].done, p->done[i].n);
+        p->done[i].n = 0;
     }
     store_worker_flush(p->store);
 }
@@ -170,8 +167,9 @@ void pipeline_take_work(struct pipeline *p)
 
 void pipeline_clear(struct pipeline *p)
 {
-    free(p->done);
-    free(p->inbox_done);
-    p->done = p->inbox_done = NULL;
-    p->ndone = p->done_cap = p->ninbox_done = p->inbox_done_cap = 0;
+    pipeline_cluster_clear(p);
+    for (int i = 0; i < PIPELINE_SOURCES; i++) {
+        free(p->done[i].done);
+        p->done[i] = (struct source_done){0};
+    }
 }

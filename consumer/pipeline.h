@@ -13,11 +13,17 @@
 
 #include "cluster.h"
 #include "cluster_link.h"
+#include "config.h"
 #include "events.h"
 #include "hub.h"
 #include "kafka.h"
 #include "store_worker.h"
 #include "tracker.h"
+
+/* Sources of notifications: the topic (0), this node's inbox (1) and up
+ * to PIPELINE_DRAINS inboxes of dead nodes (2...). */
+#define PIPELINE_DRAINS 8
+#define PIPELINE_SOURCES (2 + PIPELINE_DRAINS)
 
 struct pipeline {
     hub_t *hub;
@@ -30,6 +36,12 @@ struct pipeline {
     cluster_link_t *link;
     kafka_t *inbox;
     int remote_ack; /* applying another node's ack: not sent back */
+    /* Users whose notifications were stored here because no node held
+     * them, lately; and wakes owed to nodes that took such a user since,
+     * sent once those puts are durable (pipeline_cluster.c). */
+    struct stored_for *stored_for;
+    struct owed_wake *wakes;
+    int64_t stored_for_swept_ms;
     /* Closes user's connections here (an admin disconnect from another
      * node); set by the gateway. */
     void (*disconnect_user)(void *arg, const char *user);
@@ -46,10 +58,23 @@ struct pipeline {
         unsigned long stored;   /* durable in the offline store */
         unsigned long replayed; /* read back from the store for a replay */
     } count;
-    /* Offsets completed during this turn (acks, durable puts), of the
-     * notifications topic and of the inbox. */
-    struct part_offset *done, *inbox_done;
-    size_t ndone, done_cap, ninbox_done, inbox_done_cap;
+    /* Inboxes of dead nodes this node drains (the lowest live id does):
+     * source 2 + i, a free slot has none. */
+    struct drain {
+        char node[NODE_ID_MAX + 1];
+        kafka_t *kafka;
+    } drains[PIPELINE_DRAINS];
+    int64_t drains_checked_ms;
+    const char *clearing; /* the dead node whose presence is being cleared */
+    /* Starts draining node's inbox as source (set by the gateway). */
+    kafka_t *(*start_drain)(void *arg, const char *node, int source);
+    void *drain_arg;
+    /* Offsets completed during this turn (acks, durable puts), per source:
+     * the notifications topic, this node's inbox, the drained ones. */
+    struct source_done {
+        struct part_offset *done;
+        size_t n, cap;
+    } done[PIPELINE_SOURCES];
 };
 
 /* Sets ops' store, fetch, remove, offset_done and the streams' (and ctx)
@@ -78,6 +103,13 @@ void pipeline_presence(void *ctx, const char *user, int online);
 void pipeline_acked_elsewhere(struct pipeline *p, const hub_msg_t *m);
 /* Asks every other live node to close user's tabs; how many were asked. */
 size_t pipeline_disconnect_elsewhere(const struct pipeline *p, const char *user);
+/* Closes the drains (at shutdown), waiting for the broker until deadline. */
+void pipeline_drains_close(struct pipeline *p, int64_t deadline_ms);
+/* Frees what pipeline_cluster.c keeps (pipeline_clear calls it). */
+void pipeline_cluster_clear(struct pipeline *p);
+/* The consumer of a source (0: the topic, 1: this node's inbox, 2...: the
+ * drained ones), or NULL. */
+kafka_t *pipeline_source(const struct pipeline *p, int source);
 /* The offset completion every path ends in. */
 void pipeline_offset_done(void *ctx, int32_t partition, int64_t offset);
 

@@ -4,15 +4,115 @@
  * is delivered as if consumed here. A record's offset completes once its
  * copy here is done and Kafka has every copy sent. Without other nodes
  * (or without the link) everything stays local. */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
 
+#include "config.h"
 #include "log.h"
+#include "notification.h"
 #include "pipeline.h"
 #include "record.h"
 #include "timeutil.h"
 #include "xalloc.h"
 
 #define HOLDERS_MAX 64
+/* A node that read a user's presence this much later than this node
+ * stored for them is not owed a wake: its tab's replay read the store
+ * after the write (presence travels in well under a second). */
+#define STORED_FOR_MS 30000
+/* A node silent for longer than this is not drained any more: whatever
+ * its inbox held was routed long ago (presence tombstones live a day). */
+#define DRAIN_WITHIN_MS (24 * 3600 * 1000LL)
+
+/* A user stored for here because no node held them, and when. */
+struct stored_for {
+    UT_hash_handle hh;
+    int64_t at_ms;
+    char user[];
+};
+
+/* A node that took such a user: told to replay once the puts submitted
+ * before it learned of that are durable. */
+struct owed_wake {
+    struct owed_wake *next;
+    size_t puts;
+    char node[NODE_ID_MAX + 1];
+    char user[];
+};
+
+static void note_stored_for(struct pipeline *p, const char *user)
+{
+    struct stored_for *s = NULL;
+    HASH_FIND_STR(p->stored_for, user, s);
+    if (!s) {
+        size_t len = strlen(user);
+        s = xmalloc(sizeof(*s) + len + 1);
+        memcpy(s->user, user, len + 1);
+        HASH_ADD_STR(p->stored_for, user, s);
+    }
+    s->at_ms = now_mono_ms();
+}
+
+/* A node took user: if this node stored for them lately, that node's
+ * replay may have read the store before those writes; it is owed a wake. */
+static void joined(struct pipeline *p, const char *node, const char *user)
+{
+    struct stored_for *s = NULL;
+    HASH_FIND_STR(p->stored_for, user, s);
+    if (!s || now_mono_ms() - s->at_ms > STORED_FOR_MS ||
+        !strcmp(node, cluster_self(p->cluster)))
+        return;
+    size_t len = strlen(user);
+    struct owed_wake *w = xmalloc(sizeof(*w) + len + 1);
+    w->puts = store_worker_puts_submitted(p->store);
+    snprintf(w->node, sizeof(w->node), "%s", node);
+    memcpy(w->user, user, len + 1);
+    w->next = p->wakes;
+    p->wakes = w;
+}
+
+static void send_wakes(struct pipeline *p)
+{
+    size_t durable = p->wakes ? store_worker_puts_durable(p->store) : 0;
+    for (struct owed_wake **at = &p->wakes; *at;) {
+        struct owed_wake *w = *at;
+        if (durable < w->puts) {
+            at = &w->next;
+            continue;
+        }
+        hub_msg_t m = {.user = w->user, .id = ""};
+        cluster_link_send(p->link, w->node, INBOX_WAKE, w->user, &m, -1, -1);
+        *at = w->next;
+        free(w);
+    }
+    int64_t now = now_mono_ms();
+    if (now - p->stored_for_swept_ms < 1000)
+        return;
+    p->stored_for_swept_ms = now;
+    struct stored_for *s, *tmp;
+    HASH_ITER(hh, p->stored_for, s, tmp) {
+        if (now - s->at_ms > STORED_FOR_MS) {
+            HASH_DEL(p->stored_for, s);
+            free(s);
+        }
+    }
+}
+
+void pipeline_cluster_clear(struct pipeline *p)
+{
+    struct stored_for *s, *tmp;
+    HASH_ITER(hh, p->stored_for, s, tmp) {
+        HASH_DEL(p->stored_for, s);
+        free(s);
+    }
+    while (p->wakes) {
+        struct owed_wake *w = p->wakes;
+        p->wakes = w->next;
+        free(w);
+    }
+}
 
 /* Sends m to each node as kind; the record (partition, offset; -1: none)
  * waits for one completion per send queued. Returns how many. */
@@ -26,21 +126,25 @@ static size_t send_to(struct pipeline *p, const char *const *nodes, size_t n,
     return sent;
 }
 
-void pipeline_route(struct pipeline *p, const hub_msg_t *m)
+/* Routes m: to this node's tabs and every other live node holding its
+ * user (with no holder anywhere, it is stored here). */
+static void route(struct pipeline *p, const hub_msg_t *m)
 {
     const char *nodes[HOLDERS_MAX];
-    size_t n = 0;
-    /* What came through the inbox was sent to every holder already. */
-    if (p->cluster && m->partition >= 0 && m->partition < KAFKA_INBOX_PARTITION_BASE)
-        n = cluster_holders(p->cluster, m->user, now_wall_ms(), nodes, HOLDERS_MAX);
+    size_t n = p->cluster ? cluster_holders(p->cluster, m->user, now_wall_ms(), nodes,
+                                            HOLDERS_MAX)
+                          : 0;
     if (n == 0) {
+        if (p->cluster && !hub_user_online(p->hub, m->user))
+            note_stored_for(p, m->user);
         hub_publish(p->hub, m);
         return;
     }
     int here = hub_user_online(p->hub, m->user);
     /* It now waits for n sends and the copy here, if any (one completion
      * is expected already). */
-    kafka_expect_more(p->kafka, m->partition, m->offset, (uint32_t)(n - !here));
+    kafka_expect_more(pipeline_source(p, m->partition / KAFKA_SOURCE_SPAN),
+                      m->partition % KAFKA_SOURCE_SPAN, m->offset, (uint32_t)(n - !here));
     size_t sent = send_to(p, nodes, n, INBOX_NOTIFY, m->user, m, m->partition, m->offset);
     /* With nothing sent, it is kept here (stored, with no tab here); and
      * what librdkafka refused now completes now. */
@@ -51,11 +155,16 @@ void pipeline_route(struct pipeline *p, const hub_msg_t *m)
         hub_publish(p->hub, m);
 }
 
+void pipeline_route(struct pipeline *p, const hub_msg_t *m)
+{
+    route(p, m);
+}
+
 void pipeline_stream_durable(struct pipeline *p, const hub_msg_t *m)
 {
     const char *nodes[HOLDERS_MAX];
     size_t n = 0;
-    if (p->cluster && m->partition >= 0 && m->partition < KAFKA_INBOX_PARTITION_BASE)
+    if (p->cluster && m->partition >= 0 && m->partition < KAFKA_SOURCE_SPAN)
         n = cluster_peers(p->cluster, now_wall_ms(), nodes, HOLDERS_MAX);
     if (n) {
         kafka_expect_more(p->kafka, m->partition, m->offset, (uint32_t)n);
@@ -95,26 +204,33 @@ size_t pipeline_disconnect_elsewhere(const struct pipeline *p, const char *user)
     return told;
 }
 
-/* One record of this node's inbox. */
-static void take_inbox_msg(struct pipeline *p, const hub_msg_t *m, enum inbox_kind kind)
+/* One inbox record: this node's, or a dead node's this node drains (its
+ * notifications go wherever their users are now; what was for its tabs
+ * alone, streams and disconnects, is done). */
+static void take_inbox_msg(struct pipeline *p, const hub_msg_t *m, enum inbox_kind kind,
+                           int drained)
 {
     switch (kind) {
     case INBOX_NOTIFY:
-        hub_publish(p->hub, m); /* completes as a live one does */
+        if (drained)
+            route(p, m);
+        else
+            hub_publish(p->hub, m); /* completes as a live one does */
         return;
     case INBOX_STREAM:
-        hub_publish_stream(p->hub, m);
+        if (!drained)
+            hub_publish_stream(p->hub, m);
         break;
     case INBOX_ACK:
         /* As a tab's ack here: the copy here is done, the tabs told; one
          * already released to the store is removed there. */
         p->remote_ack = 1;
-        if (!hub_ack_user(p->hub, m->user, m->id))
+        if (!hub_ack_user(p->hub, m->user, m->id) && !drained)
             store_worker_remove(p->store, m->user, m->id, NULL, NULL);
         p->remote_ack = 0;
         break;
     case INBOX_DISCONNECT:
-        if (p->disconnect_user)
+        if (p->disconnect_user && !drained)
             p->disconnect_user(p->disconnect_arg, m->user);
         break;
     case INBOX_WAKE:
@@ -122,6 +238,75 @@ static void take_inbox_msg(struct pipeline *p, const hub_msg_t *m, enum inbox_ki
         break;
     }
     pipeline_offset_done(p, m->partition, m->offset);
+}
+
+/* ---- dead nodes' inboxes ---- */
+
+static int is_dead(const char *const *dead, size_t n, const char *node)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(dead[i], node))
+            return 1;
+    return 0;
+}
+
+static void clear_presence(void *arg, const char *user)
+{
+    struct pipeline *p = arg;
+    cluster_link_clear(p->link, p->clearing, user);
+}
+
+/* Once a second: the lowest live node drains every dead node's inbox
+ * (what was sent there and not done is routed again: wherever its user is
+ * now) and clears its presence; a drain ends when its node is back or
+ * another node is the lowest. */
+static void check_drains(struct pipeline *p)
+{
+    int64_t now = now_mono_ms();
+    if (!p->cluster || !p->start_drain || now - p->drains_checked_ms < 1000)
+        return;
+    p->drains_checked_ms = now;
+    int64_t wall = now_wall_ms();
+    const char *dead[PIPELINE_DRAINS];
+    size_t n = 0;
+    if (!p->stopping && cluster_link_ready(p->link) && cluster_lowest(p->cluster, wall))
+        n = cluster_dead(p->cluster, wall, DRAIN_WITHIN_MS, dead, PIPELINE_DRAINS);
+    for (int i = 0; i < PIPELINE_DRAINS; i++) {
+        struct drain *d = &p->drains[i];
+        if (d->kafka && !is_dead(dead, n, d->node)) {
+            log_info("cluster: node %s is back or another node drains it: its inbox is given "
+                     "back", d->node);
+            kafka_close_detached(d->kafka, now + 5000);
+            d->kafka = NULL;
+        }
+    }
+    for (size_t j = 0; j < n; j++) {
+        int slot = -1, have = 0;
+        for (int i = 0; i < PIPELINE_DRAINS; i++) {
+            have |= p->drains[i].kafka && !strcmp(p->drains[i].node, dead[j]);
+            if (!p->drains[i].kafka && slot < 0)
+                slot = i;
+        }
+        if (have || slot < 0)
+            continue;
+        struct drain *d = &p->drains[slot];
+        snprintf(d->node, sizeof(d->node), "%s", dead[j]);
+        d->kafka = p->start_drain(p->drain_arg, d->node, 2 + slot);
+        if (!d->kafka)
+            continue;
+        log_warn("cluster: node %s is silent: draining its inbox here, its presence cleared",
+                 d->node);
+        p->clearing = d->node;
+        cluster_each_user_of(p->cluster, d->node, clear_presence, p);
+    }
+}
+
+void pipeline_drains_close(struct pipeline *p, int64_t deadline_ms)
+{
+    for (int i = 0; i < PIPELINE_DRAINS; i++) {
+        kafka_close(p->drains[i].kafka, deadline_ms);
+        p->drains[i].kafka = NULL;
+    }
 }
 
 /* A send that failed for good: a notification is kept here instead (the
@@ -150,8 +335,13 @@ void pipeline_take_cluster(struct pipeline *p)
     while (p->link && (cb = cluster_link_take(p->link))) {
         for (size_t i = 0; i < cb->n; i++) {
             const struct cluster_event *e = &cb->ev[i];
-            if (e->kind == CLUSTER_PRESENCE)
+            if (e->kind == CLUSTER_PRESENCE) {
+                char node[NODE_ID_MAX + 1], user[NOTIF_USER_MAX + 1];
                 cluster_apply(p->cluster, e->key, e->klen, e->value, e->vlen, e->ts_ms);
+                if (cluster_record_joins(e->key, e->klen, e->value, node, sizeof(node), user,
+                                         sizeof(user)))
+                    joined(p, node, user);
+            }
             else if (e->kind == CLUSTER_SENT && e->partition >= 0)
                 pipeline_offset_done(p, e->partition, e->offset);
             else if (e->kind == CLUSTER_FAILED)
@@ -159,10 +349,15 @@ void pipeline_take_cluster(struct pipeline *p)
         }
         cluster_batch_free(cb);
     }
-    kafka_batch_t *b;
-    while (p->inbox && !p->stopping && !budget_full(&p->budget) && (b = kafka_take(p->inbox))) {
-        for (size_t i = 0; i < b->n; i++)
-            take_inbox_msg(p, &b->msgs[i], (enum inbox_kind)b->kinds[i]);
-        kafka_batch_free(b);
+    send_wakes(p);
+    check_drains(p);
+    for (int source = 1; source < PIPELINE_SOURCES; source++) {
+        kafka_t *k = pipeline_source(p, source);
+        kafka_batch_t *b;
+        while (k && !p->stopping && !budget_full(&p->budget) && (b = kafka_take(k))) {
+            for (size_t i = 0; i < b->n; i++)
+                take_inbox_msg(p, &b->msgs[i], (enum inbox_kind)b->kinds[i], source > 1);
+            kafka_batch_free(b);
+        }
     }
 }

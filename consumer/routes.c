@@ -42,23 +42,26 @@ static void get_healthz(void *ctx, http_request_t *req)
 }
 
 /* GET /readyz: whether a load balancer should send clients here: the
- * consumer is a member of its group (with partitions or none, during a
- * rebalance too), a broker answers, the store answers, and the gateway is
- * not draining. 503 with the reasons otherwise. */
+ * node read who holds which user (presence, to its end at start), its
+ * consumers are members of their groups (with partitions or none, during
+ * a rebalance too), a broker answers, the store answers, and the gateway
+ * is not draining. 503 with the reasons otherwise. */
 static void get_readyz(void *ctx, http_request_t *req)
 {
     const struct routes_view *v = ctx;
     const struct pipeline *p = v->pipe;
     struct kafka_status kafka = kafka_status(p->kafka);
-    const char *reasons[5];
+    const char *reasons[8];
     size_t n = 0;
     if (p->stopping)
         reasons[n++] = "draining";
-    if (kafka.failed)
+    if (kafka.failed || cluster_link_failed(p->link))
         reasons[n++] = "kafka: consuming stopped (see the log)";
     if (kafka.unreachable)
         reasons[n++] = "kafka unreachable";
-    else if (!kafka.joined)
+    else if (!cluster_link_ready(p->link))
+        reasons[n++] = "presence not read yet";
+    else if (!kafka.joined || !kafka_status(p->inbox).joined)
         reasons[n++] = "not in the consumer group yet";
     if (store_worker_health(p->store).failing)
         reasons[n++] = "store failing";

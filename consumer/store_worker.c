@@ -292,6 +292,19 @@ size_t store_worker_backlog(const store_worker_t *w)
     return w->backlog;
 }
 
+size_t store_worker_puts_submitted(const store_worker_t *w)
+{
+    return w->puts_submitted;
+}
+
+size_t store_worker_puts_durable(store_worker_t *w)
+{
+    pthread_mutex_lock(&w->lock);
+    size_t n = w->puts_done;
+    pthread_mutex_unlock(&w->lock);
+    return n;
+}
+
 store_worker_t *store_worker_start(store_t *const conns[STORE_LANES],
                                    const struct store_expiry *expiry, budget_t *budget,
                                    void (*wake)(void *arg), void *arg)

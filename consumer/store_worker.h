@@ -130,6 +130,10 @@ void store_worker_latency(store_worker_t *w, int kind, struct store_latency *out
 
 /* Puts submitted and not yet completed. */
 size_t store_worker_backlog(const store_worker_t *w);
+/* Puts submitted so far, and puts durable so far: once the second reaches
+ * a value the first had, every put submitted before then is durable. */
+size_t store_worker_puts_submitted(const store_worker_t *w);
+size_t store_worker_puts_durable(store_worker_t *w);
 
 /* Lets the worker finish what it holds, retrying failed writes until
  * deadline_ms (monotonic; reads are dropped), then joins its threads.

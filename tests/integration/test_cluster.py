@@ -148,3 +148,154 @@ def test_an_operator_disconnect_closes_the_users_tabs_on_every_node(gateway):
             await asyncio.wait_for(tb.wait_closed(), 10)
             assert tb.close_code == 4003
     run(scenario())
+
+
+class RoamingTab:
+    """A browser tab on one node that, when its node goes away, reconnects
+    to the next node that answers (as behind a load balancer), acking
+    everything it gets. Each connection's frames are kept apart."""
+
+    def __init__(self, user: str, nodes: list, first: int):
+        self.user, self.nodes, self.at = user, nodes, first
+        self.connections: list[list[tuple[str, float]]] = []  # per connection: (id, time)
+        self.foreign: list[dict] = []
+        self.stop = asyncio.Event()
+        self.task = None
+
+    async def run(self) -> None:
+        while not self.stop.is_set():
+            gw = self.nodes[self.at % len(self.nodes)]
+            try:
+                async with websockets.connect(gw.ws_url(self.user), open_timeout=2) as ws:
+                    got: list[tuple[str, float]] = []
+                    self.connections.append(got)
+                    while not self.stop.is_set():
+                        try:
+                            raw = await asyncio.wait_for(ws.recv(), 0.5)
+                        except asyncio.TimeoutError:
+                            continue
+                        f = json.loads(raw)
+                        if f.get("userId") != self.user:
+                            self.foreign.append(f)
+                        got.append((f["id"], time.time()))
+                        await ws.send(json.dumps({"type": "ack", "id": f["id"]}))
+            except (OSError, websockets.WebSocketException, asyncio.TimeoutError):
+                pass
+            if not self.stop.is_set():
+                self.at += 1  # the balancer sends the retry elsewhere
+                await asyncio.sleep(0.3)
+
+    def first_arrivals(self) -> dict[str, float]:
+        first: dict[str, float] = {}
+        for conn in self.connections:
+            for nid, t in conn:
+                first.setdefault(nid, t)
+        return first
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
+
+
+def test_a_node_killed_mid_stream_loses_nothing_and_comes_back_with_its_id(
+        kafka, mongo, mongo_db_name, gateway, request):
+    """Three nodes, 6 partitions, 90 users with tabs spread over them (every
+    fifth user with a second tab on another node), a steady stream; node b
+    is SIGKILLed, its tabs move to the others, and it comes back with its
+    id. Nothing is lost or foreign; each notification reached an open tab
+    of its user within 15 s of its production or of the kill, whichever is
+    later; fault-free, each connection's first copies came in topic order;
+    nothing unacknowledged is left stored."""
+    from conftest import unique_name
+    topic = kafka.create_topic(unique_name(request, "t6"), partitions=6)
+    gws = [gateway(topic=topic, args=["--node-id", f"node-{n}"]) for n in "abc"]
+    for gw in gws:
+        gw.wait_health("partitions and the inbox", lambda h: h["partitions"] > 0
+                       and h["cluster"]["ready"], timeout=30)
+    users = [f"r{i}" for i in range(90)]
+    rate, seconds, kill_at, back_at = 250, 24.0, 6.0, 14.0
+    produced: dict[str, tuple[str, float, int]] = {}  # id -> (user, time, index for the user)
+
+    async def scenario():
+        tabs = [RoamingTab(u, gws, i % 3) for i, u in enumerate(users)]
+        tabs += [RoamingTab(u, gws, i % 3 + 1) for i, u in enumerate(users) if i % 5 == 0]
+        for t in tabs:
+            t.task = asyncio.create_task(t.run())
+        await asyncio.to_thread(wait_cluster, gws)
+        await asyncio.sleep(2)  # presence of every tab read everywhere
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True,
+                      "linger.ms": 5})
+        start = time.time()
+        killed = restarted = None
+        counts = {u: 0 for u in users}
+        for n in range(int(rate * seconds)):
+            due = start + n / rate
+            now = time.time()
+            if due > now:
+                await asyncio.sleep(due - now)
+            if killed is None and now - start >= kill_at:
+                gws[1].kill()
+                killed = time.time()
+            if restarted is None and now - start >= back_at:
+                await asyncio.to_thread(gws[1].start)
+                restarted = time.time()
+            u = users[n % len(users)]
+            nid = f"k{n}"
+            produced[nid] = (u, time.time(), counts[u])
+            counts[u] += 1
+            p.produce(topic, key=u, value=json.dumps({"id": nid, "userId": u, "message": "m"}))
+            p.poll(0)
+        await asyncio.to_thread(p.flush, 30)
+        # Everything arrives, then the tabs stop.
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            got = set()
+            for t in tabs:
+                got |= set(t.first_arrivals())
+            if len(got) >= len(produced):
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(1)
+        for t in tabs:
+            t.stop.set()
+        await asyncio.gather(*(t.task for t in tabs))
+        return tabs, killed
+
+    tabs, killed = run(scenario())
+    firsts: dict[str, float] = {}
+    duplicates = 0  # a tab given an id it had already (across its reconnects)
+    for t in tabs:
+        assert t.foreign == [], f"{t.user} got another user's notifications: {t.foreign[:3]}"
+        duplicates += sum(len(c) for c in t.connections) - len(t.first_arrivals())
+        for nid, when in t.first_arrivals().items():
+            if nid in firsts:
+                firsts[nid] = min(firsts[nid], when)
+            else:
+                firsts[nid] = when
+    lost = sorted(set(produced) - set(firsts))
+    assert lost == [], f"{len(lost)} never reached their user: {lost[:10]}"
+    waits = [firsts[nid] - max(made, killed) for nid, (_, made, _) in produced.items()]
+    latency = [firsts[nid] - made for nid, (_, made, _) in produced.items()]
+    disorder = 0
+    for t in tabs:
+        for conn in t.connections:
+            seen, last = set(), -1
+            for nid, when in conn:
+                if nid in seen:
+                    continue
+                seen.add(nid)
+                idx = produced[nid][2]
+                if idx < last and when < killed:
+                    disorder += 1
+                last = max(last, idx)
+    print(f"\ncluster kill: {len(produced)} notifications, {duplicates} duplicates, "
+          f"latency p50 {pct(latency, .5) * 1e3:.0f} ms p99 {pct(latency, .99) * 1e3:.0f} ms "
+          f"max {max(latency):.1f} s; longest wait after the kill {max(waits):.1f} s")
+    assert disorder == 0, f"{disorder} notifications came out of topic order before the kill"
+    assert max(waits) <= 15.0, f"a notification waited {max(waits):.1f} s for an open tab"
+    for gw in gws:
+        gw.wait_health("every copy done", lambda h: h["kafkaPending"] == 0
+                       and h["cluster"]["inboxPending"] == 0, timeout=30)
+    assert stored(mongo, mongo_db_name) == []

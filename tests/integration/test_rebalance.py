@@ -1,7 +1,7 @@
 """Two gateways in one consumer group: a second one joins, then leaves.
 
-What must hold through both rebalances, with the cooperative-sticky assignor
-(several gateways in one group) and with the default eager one:
+What must hold through both rebalances, with the gateway's default
+cooperative-sticky assignor and with an eager one (range,roundrobin):
 
 - /healthz's "partitions" of the members add up to the topic's partition
   count once the group has settled, and never to more than that;
@@ -26,8 +26,8 @@ from servers import produce
 from wsclient import Tab
 
 STRATEGIES = [
-    pytest.param("cooperative-sticky", id="cooperative"),
-    pytest.param(None, id="eager"),  # librdkafka's default: range,roundrobin
+    pytest.param(None, id="cooperative"),  # the gateway's default: cooperative-sticky
+    pytest.param("range,roundrobin", id="eager"),
 ]
 
 

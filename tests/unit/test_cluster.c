@@ -70,6 +70,14 @@ static void a_silent_or_stopped_node_holds_no_one(void **state)
     assert_int_equal(cluster_holders(c, "alice", 13000, out, 4), 0);
     assert_int_equal(cluster_node_state(c, "b", &st), 0);
     assert_false(st.up);
+    /* Dead, so drained: by the lowest live id, within a window. */
+    assert_int_equal(cluster_dead(c, 14000, 60000, out, 4), 1);
+    assert_string_equal(out[0], "b");
+    assert_int_equal(cluster_dead(c, 74000, 60000, out, 4), 0);
+    assert_true(cluster_lowest(c, 14000));
+    put(c, "n 0", "up zero", 14000); /* "0" sorts before "a" */
+    assert_false(cluster_lowest(c, 14000));
+    assert_true(cluster_lowest(c, 24000)); /* silent since */
     cluster_free(c);
 }
 
@@ -105,6 +113,15 @@ static void records_of_another_shape_are_refused(void **state)
         assert_int_equal(cluster_apply(c, bad[i][0], strlen(bad[i][0]), bad[i][1],
                                        strlen(bad[i][1]), 1),
                          -1);
+    char node[8], user[8];
+    assert_int_equal(cluster_record_joins("u n1 bob", 8, "x", node, sizeof(node), user,
+                                          sizeof(user)), 1);
+    assert_string_equal(node, "n1");
+    assert_string_equal(user, "bob");
+    assert_int_equal(cluster_record_joins("u n1 bob", 8, NULL, node, 8, user, 8), 0);
+    assert_int_equal(cluster_record_joins("n n1", 4, "up 1", node, 8, user, 8), 0);
+    assert_int_equal(cluster_record_joins("u n1", 4, "x", node, 8, user, 8), 0);
+
     char key[16];
     assert_int_equal(cluster_user_key(key, sizeof(key), "node", "alice"), 12);
     assert_string_equal(key, "u node alice");
