@@ -55,11 +55,48 @@ else
       && docker-compose -f "$compose_file" config >"$tmp/config.yml" 2>/dev/null; then
     services=$(docker-compose -f "$compose_file" config --services 2>/dev/null | tr '\n' ' ')
     missing=""
-    for s in kafka kafka-init mongo gateway producer; do
+    for s in kafka kafka-init mongo gateway gateway-2 producer; do
       case " $services " in *" $s "*) ;; *) missing="$missing $s" ;; esac
     done
     if [ -z "$missing" ]; then ok "$compose_file: services $services"
     else fail "$compose_file: services missing:$missing (has: $services)"; fi
+
+    # Several gateways: gateway-2 only with the cluster profile, each node
+    # with its own id and host port, and kafka-init making their topics.
+    awk '
+      /^  [A-Za-z0-9_-]+:$/ { svc = $1; sub(/:$/, "", svc) }
+      /^[a-z]/ { svc = "" }
+      svc != "" && $1 == "NODE_ID:" { print svc, "id", $2 }
+      svc != "" && $1 == "NODE_IDS:" { $1 = ""; print svc, "ids", $0 }
+      svc != "" && /published:/ { print svc, "port", $NF }
+      svc != "" && $1 == "-" && $2 == "cluster" { print svc, "profile", "cluster" }
+    ' "$tmp/config.yml" >"$tmp/nodes"
+    id1=$(awk '$1 == "gateway" && $2 == "id" { print $3 }' "$tmp/nodes")
+    id2=$(awk '$1 == "gateway-2" && $2 == "id" { print $3 }' "$tmp/nodes")
+    port1=$(awk '$1 == "gateway" && $2 == "port" { print $3 }' "$tmp/nodes")
+    port2=$(awk '$1 == "gateway-2" && $2 == "port" { print $3 }' "$tmp/nodes")
+    ids=$(awk '$1 == "kafka-init" && $2 == "ids" { $1 = $2 = ""; print }' "$tmp/nodes")
+    if ! grep -q "^gateway-2 profile cluster" "$tmp/nodes"; then
+      fail "$compose_file: no gateway-2 in a \"cluster\" profile"
+    elif [ -z "$id1" ] || [ -z "$id2" ] || [ "$id1" = "$id2" ]; then
+      fail "$compose_file: gateway and gateway-2 need distinct NODE_IDs (have '$id1', '$id2')"
+    elif [ "$port1" != 8083 ] || [ -z "$port2" ] || [ "$port1" = "$port2" ]; then
+      fail "$compose_file: gateway on 8083 and gateway-2 on another host port (have '$port1', '$port2')"
+    else
+      ok "$compose_file: cluster profile: $id1 on $port1, $id2 on $port2"
+    fi
+    missing_ids=""
+    for id in $id1 $id2; do
+      case " $ids " in *" $id "*) ;; *) missing_ids="$missing_ids $id" ;; esac
+    done
+    if [ -n "$missing_ids" ]; then fail "$compose_file: kafka-init's NODE_IDS lacks$missing_ids (no inbox would be made)"
+    else ok "$compose_file: kafka-init makes the inboxes of$ids"; fi
+    if grep -q 'presence' docker/kafka/create-topics.sh && grep -q 'cleanup.policy=compact' docker/kafka/create-topics.sh \
+        && grep -q 'inbox.\$id' docker/kafka/create-topics.sh; then
+      ok "docker/kafka/create-topics.sh: makes the compacted presence topic and each inbox"
+    else
+      fail "docker/kafka/create-topics.sh: does not make the presence topic (compacted) and the inboxes"
+    fi
 
     # Conditions the start order relies on.
     for c in service_completed_successfully service_healthy; do

@@ -16,7 +16,7 @@ what=${1:-build}
 
 runtime_pkgs="librdkafka1 libmongoc-1.0-0 libbson-1.0-0 libwebsockets17 libwebsockets-evlib-ev libev4 libjansson4 libsqlite3-0 libssl3 ca-certificates"
 build_pkgs="build-essential pkg-config librdkafka-dev libmongoc-dev libbson-dev libwebsockets-dev libjansson-dev libsqlite3-dev libssl-dev libev-dev uthash-dev"
-test_pkgs="libcmocka-dev kcat sqlite3 chromium docker-compose systemd podman runc debootstrap golang-github-containernetworking-plugin-dnsname default-jdk-headless maven golang-go python3-pip"
+test_pkgs="libcmocka-dev kcat sqlite3 haproxy chromium docker-compose systemd podman runc debootstrap golang-github-containernetworking-plugin-dnsname default-jdk-headless maven golang-go python3-pip"
 # clang only recommends its runtime, where libFuzzer lives.
 fuzz_pkgs="clang libclang-rt-14-dev"
 

@@ -7,6 +7,8 @@
 #   KAFKA_BOOTSTRAP     broker to talk to            (default kafka:9092)
 #   TOPIC               topic name                   (default notifications)
 #   DLQ_TOPIC           its dead-letter topic        (default $TOPIC.dlq)
+#   NODE_IDS            the gateways' --node-id values, space-separated: each
+#                       gets its inbox $TOPIC.inbox.ID (default gateway-1)
 #   PARTITIONS          partitions of a new topic    (default 3)
 #   REPLICATION_FACTOR  replicas of a new topic      (default 1)
 #   WAIT_SECONDS        how long to wait for Kafka   (default 120)
@@ -18,6 +20,7 @@ dlq_topic=${DLQ_TOPIC:-$topic.dlq}
 partitions=${PARTITIONS:-3}
 replication=${REPLICATION_FACTOR:-1}
 wait_seconds=${WAIT_SECONDS:-120}
+node_ids=${NODE_IDS:-gateway-1}
 topics=${KAFKA_HOME:-/opt/kafka}/bin/kafka-topics.sh
 
 if [ ! -x "$topics" ]; then
@@ -41,7 +44,21 @@ for t in "$topic" "$dlq_topic"; do
     --topic "$t" --partitions "$partitions" --replication-factor "$replication"
 done
 
+# Several gateways (docs/adr/0001-many-gateways.md): who holds which user,
+# compacted, one partition, read whole by every gateway at its start...
+"$topics" --bootstrap-server "$bootstrap" --create --if-not-exists \
+  --topic "$topic.presence" --partitions 1 --replication-factor "$replication" \
+  --config cleanup.policy=compact --config delete.retention.ms=86400000 \
+  --config segment.ms=3600000 --config min.cleanable.dirty.ratio=0.1 \
+  --config message.timestamp.type=LogAppendTime
+# ...and each gateway's inbox, one partition (order), kept as long as the
+# notifications topic keeps its records (the broker's default retention).
+for id in $node_ids; do
+  "$topics" --bootstrap-server "$bootstrap" --create --if-not-exists \
+    --topic "$topic.inbox.$id" --partitions 1 --replication-factor "$replication"
+done
+
 # A topic made earlier keeps its partition count: show it rather than
 # alter it, since adding partitions moves users' keys to other partitions.
 "$topics" --bootstrap-server "$bootstrap" --describe --topic "$topic" | head -n 1
-echo "create-topics: topics '$topic' and '$dlq_topic' are ready"
+echo "create-topics: topics '$topic', '$dlq_topic', '$topic.presence' and the inboxes of: $node_ids are ready"

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
 import urllib.request
+from pathlib import Path
 
 import websockets
 
@@ -299,3 +301,74 @@ def test_a_node_killed_mid_stream_loses_nothing_and_comes_back_with_its_id(
         gw.wait_health("every copy done", lambda h: h["kafkaPending"] == 0
                        and h["cluster"]["inboxPending"] == 0, timeout=30)
     assert stored(mongo, mongo_db_name) == []
+
+
+def readme_haproxy_config() -> str:
+    """The haproxy configuration the README gives for several gateways."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Running several gateways"):]
+    return section.split("```", 2)[1].strip() + "\n"
+
+
+def test_two_nodes_behind_haproxy_with_the_readmes_config(kafka, topic, gateway, tmp_path):
+    """Debian's haproxy 2.6 with the README's configuration in front of two
+    gateways that trust it: clients from four addresses, two connections
+    each, pass the per-address cap of 2 (the gateways count the
+    X-Forwarded-For address, not haproxy's), land on both nodes, and get
+    every notification live."""
+    haproxy = shutil.which("haproxy")
+    assert haproxy, "haproxy is missing: scripts/install-deps.sh test installs it"
+    from servers import free_port, spawn, terminate
+    gws = [gateway(args=["--node-id", f"node-{n}", "--trusted-proxies", "127.0.0.1"],
+                   max_connections_per_address=2) for n in "ab"]
+    for gw in gws:
+        gw.wait_health("partitions and the inbox", lambda h: h["partitions"] > 0
+                       and h["cluster"]["ready"], timeout=30)
+    port = free_port()
+    cfg = readme_haproxy_config()
+    cfg = cfg.replace("bind :8080", f"bind 127.0.0.1:{port}")
+    cfg = cfg.replace("10.0.0.11:8083", f"127.0.0.1:{gws[0].port}")
+    cfg = cfg.replace("10.0.0.12:8084", f"127.0.0.1:{gws[1].port}")
+    (tmp_path / "haproxy.cfg").write_text(cfg)
+    proc = spawn([haproxy, "-db", "-f", str(tmp_path / "haproxy.cfg")], tmp_path / "haproxy.log")
+    try:
+        url = f"ws://127.0.0.1:{port}/?userId="
+        users = [f"h{i}" for i in range(8)]
+
+        async def scenario():
+            deadline = time.monotonic() + 20
+            while True:  # until haproxy passes connections on
+                try:
+                    async with websockets.connect(url + "probe", open_timeout=2):
+                        break
+                except (OSError, websockets.WebSocketException, asyncio.TimeoutError):
+                    pass
+                assert time.monotonic() < deadline, "haproxy never passed a connection on"
+                await asyncio.sleep(0.3)
+            tabs = []
+            for i, u in enumerate(users):
+                ws = await websockets.connect(url + u,
+                                              local_addr=(f"127.0.0.{2 + i // 2}", 0))
+                tabs.append(ws)
+            try:
+                assert all(gw.health()["users"] > 0 for gw in gws), "leastconn used one node"
+                await asyncio.to_thread(wait_cluster, gws)
+                await asyncio.sleep(1)  # presence read everywhere
+                produce(kafka.bootstrap, topic,
+                        [{"id": f"{u}-{k}", "userId": u, "message": "m"} for k in range(5)
+                         for u in users])
+                for u, ws in zip(users, tabs):
+                    got = []
+                    while len(got) < 5:
+                        f = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                        got.append(f["id"])
+                        await ws.send(json.dumps({"type": "ack", "id": f["id"]}))
+                    assert got == [f"{u}-{k}" for k in range(5)]
+            finally:
+                for ws in tabs:
+                    await ws.close()
+        run(scenario())
+        refused = sum(gw.health()["refused"]["addressLimit"] for gw in gws)
+        assert refused == 0
+    finally:
+        terminate(proc)
