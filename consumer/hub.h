@@ -48,6 +48,7 @@ typedef struct hub_msg {
     int64_t offset;
     int64_t kafka_ms;  /* that message's timestamp (wall-clock ms), 0 if none */
     int64_t expires_ms; /* wall-clock ms after which it is not delivered; 0: never */
+    int64_t stored_ms;  /* a put's: when it was handed to the store (wall-clock ms) */
     /* A room or broadcast notification: its stream ("room:<name>" or
      * "broadcast"; seq is then the stream's) and type ("" none), and a
      * frame without "userId" (each receiver's is added). NULL: personal. */
@@ -188,8 +189,6 @@ int hub_ack_user(hub_t *hub, const char *user, const char *id);
 /* acknowledges every one of user's pending on this node with seq up to
  * through_seq; returns how many; */
 size_t hub_ack_user_through(hub_t *hub, const char *user, int64_t through_seq);
-/* the seq a notification arriving now would be above. */
-int64_t hub_seq_now(const hub_t *hub);
 
 /* Releases frames unacknowledged for longer than ack_timeout_ms. */
 void hub_tick(hub_t *hub, int64_t now_ms);

@@ -156,7 +156,8 @@ void pipeline_take_work(struct pipeline *p)
             }
             /* A room or broadcast one: stored once, then delivered. */
             hub_msg_t m = b->msgs[i];
-            m.seq = hub_next_seq(p->hub);
+            if (!m.seq) /* past record_seq's range */
+                m.seq = hub_next_seq(p->hub);
             store_worker_room_put(p->store, &m, on_room_stored, p);
         }
         p->count.consumed += b->n;

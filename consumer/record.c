@@ -1,6 +1,7 @@
 /* One Kafka record into the hub's notifications, without librdkafka. */
 #include "record.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +35,7 @@ static int add_copy(const notification_t *n, const struct record *rec, struct re
         .user = xstrdup(n->user),
         .frame = frame,
         .frame_len = frame_len,
+        .seq = record_seq(rec->partition, rec->offset),
         .partition = rec->partition,
         .offset = rec->offset,
         .kafka_ms = rec->timestamp_ms > 0 ? rec->timestamp_ms : 0,
@@ -112,6 +114,13 @@ int record_decode(const struct record *rec, const struct record_rules *rules,
     int rc = decode(&n, rec, rules, out, errstr, size);
     notification_clear(&n);
     return rc;
+}
+
+int64_t record_seq(int32_t partition, int64_t offset)
+{
+    if (partition < 0 || partition >= (1 << 16) || offset < 0 || offset >= (INT64_C(1) << 46))
+        return 0;
+    return (INT64_C(1) << 62) + ((int64_t)partition << 46) + offset;
 }
 
 void record_msg_clear(hub_msg_t *m)

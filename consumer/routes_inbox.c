@@ -310,10 +310,9 @@ static void acknowledge(const struct routes_view *v, http_request_t *req, const 
     struct ack_req *a = xcalloc(1, sizeof(*a));
     a->req = req;
     a->events = v->pipe->events;
-    int64_t through = hub_seq_now(hub);
     if (!id)
-        a->acked = hub_ack_user_through(hub, user, through);
-    store_worker_remove_counted(v->pipe->store, user, id, through, ack_answer, a);
+        a->acked = hub_ack_user_through(hub, user, INT64_MAX); /* all pending here now */
+    store_worker_remove_counted(v->pipe->store, user, id, now_wall_ms(), ack_answer, a);
     v->ws->turn_work(v->ws->arg);
     log_debug("user %s: %s acknowledged over HTTP", user, id ? id : "everything pending");
 }

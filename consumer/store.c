@@ -84,10 +84,10 @@ int64_t store_remove(store_t *st, const char *const *users, const char *const *i
     return n ? st->backend->remove(st->impl, users, ids, n, errstr, size) : 0;
 }
 
-int64_t store_remove_through(store_t *st, const char *user, int64_t through_seq, char *errstr,
+int64_t store_remove_through(store_t *st, const char *user, int64_t before_ms, char *errstr,
                              size_t size)
 {
-    return st->backend->remove_through(st->impl, user, through_seq, errstr, size);
+    return st->backend->remove_through(st->impl, user, before_ms, errstr, size);
 }
 
 int store_ping(store_t *st, char *errstr, size_t size)

@@ -23,6 +23,7 @@ typedef struct store_doc {
     int64_t seq;
     int64_t acked_at; /* history: when it was acknowledged (wall-clock ms) */
     int64_t expires_at; /* pending: when it expires (wall-clock ms), 0: never */
+    int64_t stored_at;  /* pending: when it was handed to the store (wall-clock ms), 0: now */
 } store_doc_t;
 
 /* Which notifications: pending (stored for delivery), or acknowledged and
@@ -92,9 +93,11 @@ int store_history_put(store_t *st, const store_doc_t *docs, size_t n, char *errs
  * were, or -1. */
 int64_t store_remove(store_t *st, const char *const *users, const char *const *ids, size_t n,
                      char *errstr, size_t errstr_size);
-/* Deletes every notification of user with seq up to through_seq (an
- * acknowledgement of all). Returns how many, or -1. */
-int64_t store_remove_through(store_t *st, const char *user, int64_t through_seq, char *errstr,
+/* Deletes every notification of user handed to the store before
+ * before_ms (wall-clock ms: an acknowledgement of all that were there when
+ * it was asked; seq cannot say, it orders by place in Kafka, not by time).
+ * Returns how many, or -1. */
+int64_t store_remove_through(store_t *st, const char *user, int64_t before_ms, char *errstr,
                              size_t errstr_size);
 
 /* Deletes the pending notifications whose expires_at is at or before

@@ -26,7 +26,7 @@ struct store_backend {
                               size_t errstr_size);
     int64_t (*remove)(void *impl, const char *const *users, const char *const *ids, size_t n,
                       char *errstr, size_t errstr_size);
-    int64_t (*remove_through)(void *impl, const char *user, int64_t through_seq, char *errstr,
+    int64_t (*remove_through)(void *impl, const char *user, int64_t before_ms, char *errstr,
                               size_t errstr_size);
     int64_t (*count)(void *impl, const char *user, char *errstr, size_t errstr_size);
     int (*ping)(void *impl, char *errstr, size_t errstr_size);

@@ -27,7 +27,11 @@
  *      notification {_id: "<stream>/<id>", stream, id, seq, notification,
  *      type, storedAt, expiresAt?}, index {stream: 1, seq: 1}; and
  *      "room_cursors" {_id: "<userId>/<stream>", userId, stream, ackedSeq,
- *      acked, updatedAt}, written with $max on ackedSeq.
+ *      acked, updatedAt}, written with $max on ackedSeq;
+ *   6  seq is the record's place in Kafka (record_seq: 2^62 and over, the
+ *      same on every gateway), so documents of version 5 and before (a
+ *      clock's µs) come first; an ack of all deletes by storedAt, with an
+ *      index {userId: 1, storedAt: 1}. Nothing to rewrite.
  * Migrations and expiry are store_mongo_upkeep.c's. */
 #include "store_backend.h"
 
@@ -217,7 +221,7 @@ static int mongo_put(void *impl, const store_doc_t *docs, size_t n, char *errstr
     int64_t now = now_wall_ms();
     for (size_t i = 0; i < n; i++) {
         bdocs[i] = mongo_new_doc(docs[i].id, docs[i].user, docs[i].seq, docs[i].frame,
-                                 docs[i].frame_len, now);
+                                 docs[i].frame_len, docs[i].stored_at ? docs[i].stored_at : now);
         if (docs[i].expires_at)
             BSON_APPEND_DATE_TIME(bdocs[i], "expiresAt", docs[i].expires_at);
     }
@@ -347,6 +351,10 @@ static int mongo_prepare(void *impl, char *errstr, size_t size)
         rc = mongo_set_err(errstr, size, "cannot create the index on userId and seq", &err);
     else if (create_index(st->rooms, by_stream, -1, &err) != 0)
         rc = mongo_set_err(errstr, size, "cannot create the index on stream and seq", &err);
+    bson_t *by_stored = BCON_NEW("userId", BCON_INT32(1), "storedAt", BCON_INT32(1));
+    if (rc == 0 && create_index(st->coll, by_stored, -1, &err) != 0)
+        rc = mongo_set_err(errstr, size, "cannot create the index on userId and storedAt", &err);
+    bson_destroy(by_stored);
     bson_destroy(by_stream);
     bson_destroy(by_user);
     /* Expired notifications: deleted at their expiresAt by the server's TTL
@@ -564,12 +572,12 @@ static int64_t mongo_remove(void *impl, const char *const *users, const char *co
     return removed;
 }
 
-static int64_t mongo_remove_through(void *impl, const char *user, int64_t through_seq,
+static int64_t mongo_remove_through(void *impl, const char *user, int64_t before_ms,
                                     char *errstr, size_t size)
 {
     mongo_store_t *st = impl;
-    bson_t *filter = BCON_NEW("userId", BCON_UTF8(user), "seq", "{", "$lte",
-                              BCON_INT64(through_seq), "}");
+    bson_t *filter = BCON_NEW("userId", BCON_UTF8(user), "storedAt", "{", "$lt",
+                              BCON_DATE_TIME(before_ms), "}");
     int64_t removed = st->history_ms && archive(st, filter, errstr, size) != 0
                           ? -1
                           : mongo_delete_counted(st, filter,

@@ -16,7 +16,7 @@
 #define ROOMS_COLLECTION "room_notifications"
 #define CURSORS_COLLECTION "room_cursors"
 #define MONGO_DUPLICATE_KEY 11000
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 #define MIGRATE_BATCH 1000
 #define KEY_MAX (NOTIF_USER_MAX + 1 + NOTIF_ID_MAX + 1)
 

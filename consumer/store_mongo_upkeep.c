@@ -127,8 +127,8 @@ int mongo_migrate(mongo_store_t *st, char *errstr, size_t size)
             return -1;
     }
     /* 2 -> 3: the history collection; 3 -> 4: expiresAt; 4 -> 5: the
-     * rooms' collections. Each made with its indexes by prepare, on no
-     * existing document. */
+     * rooms' collections; 5 -> 6: seq from Kafka, the storedAt index. Each
+     * made with its indexes by prepare, on no existing document. */
     for (int64_t v = version > 2 ? version : 2; v < SCHEMA_VERSION; v++)
         log_info("migrating the MongoDB store from schema version %lld to %lld", (long long)v,
                  (long long)v + 1);

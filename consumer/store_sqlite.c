@@ -16,7 +16,11 @@
  *   5  rooms and broadcast: room_notifications(stream, id, seq,
  *      notification, type, stored_at, expires_at) keyed by (stream, id),
  *      indexed by (stream, seq) and stored_at; room_cursors(user_id,
- *      stream, acked_seq, acked, updated_at) keyed by (user_id, stream). */
+ *      stream, acked_seq, acked, updated_at) keyed by (user_id, stream);
+ *   6  seq is the record's place in Kafka (record_seq: 2^62 and over, the
+ *      same on every gateway), so rows of version 5 and before (a clock's
+ *      µs) come first; an ack of all deletes by stored_at, indexed with
+ *      user_id. */
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/file.h>
@@ -33,7 +37,7 @@
 #include "timeutil.h"
 #include "xalloc.h"
 
-#define SCHEMA_VERSION 5
+#define SCHEMA_VERSION 6
 #define CREATE_TABLE(name)                                                                      \
     "CREATE TABLE " name " (user_id TEXT NOT NULL, id TEXT NOT NULL, seq INTEGER NOT NULL,"    \
     " notification TEXT NOT NULL, stored_at INTEGER NOT NULL, PRIMARY KEY (user_id, id))"
@@ -222,6 +226,11 @@ static const char *const migrations[] = {
     "CREATE TABLE room_cursors (user_id TEXT NOT NULL, stream TEXT NOT NULL,"
     " acked_seq INTEGER NOT NULL, acked TEXT NOT NULL, updated_at INTEGER NOT NULL,"
     " PRIMARY KEY (user_id, stream));",
+    /* 5 -> 6: seq is the record's place in Kafka from here on (the same on
+     * every gateway; record_seq), above every seq before; an ack of all
+     * asks by stored_at instead. A gateway of version 5 would write seqs
+     * below the new ones: it refuses this file. */
+    "CREATE INDEX notifications_user_stored_at ON notifications (user_id, stored_at);",
 };
 
 /* Brings the file to SCHEMA_VERSION: creates it, or migrates it forward. */
@@ -359,7 +368,9 @@ static void bind_doc(sqlite3_stmt *stmt, const void *arg, size_t i)
     sqlite3_bind_text(stmt, 2, d->user, -1, SQLITE_STATIC);
     sqlite3_bind_int64(stmt, 3, d->seq);
     sqlite3_bind_text(stmt, 4, d->frame, (int)d->frame_len, SQLITE_STATIC);
-    sqlite3_bind_int64(stmt, 5, d->acked_at ? d->acked_at : now_wall_ms());
+    sqlite3_bind_int64(stmt, 5, d->acked_at    ? d->acked_at
+                                : d->stored_at ? d->stored_at
+                                               : now_wall_ms());
     if (sqlite3_bind_parameter_count(stmt) >= 6) /* notifications, not the history */
         bind_expiry(stmt, 6, d->expires_at);
 }
@@ -577,20 +588,21 @@ static int64_t sqlite_expire_due(void *impl, int64_t now_ms, char *errstr, size_
                   "cannot delete expired notifications", errstr, size);
 }
 
-static int64_t sqlite_remove_through(void *impl, const char *user, int64_t through_seq,
+static int64_t sqlite_remove_through(void *impl, const char *user, int64_t before_ms,
                                      char *errstr, size_t size)
 {
     sqlite_store_t *st = impl;
     char archive[256];
     snprintf(archive, sizeof(archive),
              "INSERT OR IGNORE INTO history (id, user_id, seq, notification, acked_at) SELECT id,"
-             " user_id, seq, notification, %lld FROM notifications WHERE user_id = ? AND seq <= ?",
+             " user_id, seq, notification, %lld FROM notifications WHERE user_id = ? AND "
+             "stored_at < ?",
              (long long)now_wall_ms());
-    if (st->history_ms && change(st, archive, user, through_seq,
+    if (st->history_ms && change(st, archive, user, before_ms,
                                  "cannot keep acknowledged notifications", errstr, size) < 0)
         return -1;
-    return change(st, "DELETE FROM notifications WHERE user_id = ? AND seq <= ?", user,
-                  through_seq, "cannot delete acknowledged notifications", errstr, size);
+    return change(st, "DELETE FROM notifications WHERE user_id = ? AND stored_at < ?", user,
+                  before_ms, "cannot delete acknowledged notifications", errstr, size);
 }
 
 static int64_t sqlite_history_expire(void *impl, int64_t acked_before_ms, char *errstr,

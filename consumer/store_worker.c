@@ -112,6 +112,7 @@ static store_req_t *submit_put(store_worker_t *w, enum op op, const char *user, 
     r->msg.partition = m->partition;
     r->msg.offset = m->offset;
     r->msg.expires_ms = m->expires_ms;
+    r->msg.stored_ms = now_wall_ms(); /* an ack-all before it leaves it (store_remove_through) */
     w->backlog++;
     w->puts_submitted++;
     budget_take(w->budget, BUDGET_STORE, budget_cost(m->frame_len));
@@ -190,12 +191,12 @@ void store_worker_list(store_worker_t *w, const char *user, int64_t before_seq, 
 }
 
 void store_worker_remove_counted(store_worker_t *w, const char *user, const char *id,
-                                 int64_t through_seq, store_done_fn done, void *arg)
+                                 int64_t before_ms, store_done_fn done, void *arg)
 {
     store_req_t *r = submit(w, OP_REMOVE, user, id, NULL, 0, done, arg);
     r->counted = 1;
     r->through = id == NULL;
-    r->seq = through_seq;
+    r->seq = before_ms;
     r->puts_before = w->puts_submitted;
     w->removes_submitted++;
 }

@@ -96,10 +96,11 @@ void store_worker_list(store_worker_t *w, const char *user, int64_t before_seq, 
 void store_worker_history(store_worker_t *w, const hub_msg_t *m, int64_t acked_at);
 unsigned long store_worker_history_dropped(const store_worker_t *w);
 /* An acknowledgement from outside a connection: deletes user's id, or with
- * id NULL every one of user's with seq up to through_seq, in a call of its
- * own, so done learns how many were deleted. */
+ * id NULL every one of user's handed to the store before before_ms (puts
+ * record when: store_remove_through), in a call of its own, so done learns
+ * how many were deleted. */
 void store_worker_remove_counted(store_worker_t *w, const char *user, const char *id,
-                                 int64_t through_seq, store_done_fn done, void *arg);
+                                 int64_t before_ms, store_done_fn done, void *arg);
 /* Hands what was submitted to the worker. */
 void store_worker_flush(store_worker_t *w);
 

@@ -106,8 +106,8 @@ static int run_chunk(struct lane *lane, struct req_list *l)
 
     for (store_req_t *r = l->head; r; r = r->next, n++) {
         const hub_msg_t *m = &r->msg;
-        docs[n] = (store_doc_t){m->id,  m->user,      m->frame,     m->frame_len,
-                                m->seq, r->acked_at, m->expires_ms};
+        docs[n] = (store_doc_t){m->id,  m->user,      m->frame,        m->frame_len,
+                                m->seq, r->acked_at, m->expires_ms, m->stored_ms};
         users[n] = m->user;
         ids[n] = m->id;
     }

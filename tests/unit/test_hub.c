@@ -618,7 +618,7 @@ static void acks_from_outside_a_connection(void **state)
     assert_int_equal(rec.nremoved, 1);
 
     assert_int_equal(hub_ack_user_through(hub, "jo", 0), 0); /* all are newer */
-    assert_int_equal(hub_ack_user_through(hub, "jo", hub_seq_now(hub)), 1);
+    assert_int_equal(hub_ack_user_through(hub, "jo", INT64_MAX), 1);
     assert_int_equal(rec.ndone, 2);
     assert_int_equal(rec.done[1], 8);
     pending = 0;

@@ -50,8 +50,21 @@ static void a_valid_record_is_delivered_as_is(void **state)
     assert_int_equal(m->frame_len, strlen(m->frame));
     assert_int_equal(m->partition, 2);
     assert_int_equal(m->offset, 41);
-    assert_int_equal(m->seq, 0);
+    /* Its place in Kafka orders it, the same on every gateway. */
+    assert_int_equal(m->seq, (INT64_C(1) << 62) + (INT64_C(2) << 46) + 41);
     assert_int_equal(m->expires_ms, 0);
+}
+
+static void the_order_is_the_place_in_kafka_within_range(void **state)
+{
+    (void)state;
+    assert_true(record_seq(0, 1) > record_seq(0, 0));
+    assert_true(record_seq(0, 0) > (INT64_C(1) << 51)); /* after every clock seq of before */
+    assert_true(record_seq(1, 0) > record_seq(0, (INT64_C(1) << 46) - 1));
+    assert_true(record_seq(65535, (INT64_C(1) << 46) - 1) > 0); /* no overflow */
+    assert_int_equal(record_seq(65536, 0), 0);
+    assert_int_equal(record_seq(0, INT64_C(1) << 46), 0);
+    assert_int_equal(record_seq(-1, 0), 0);
 }
 
 static void missing_id_and_time_come_from_the_record(void **state)
@@ -126,6 +139,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(a_valid_record_is_delivered_as_is, teardown),
+        cmocka_unit_test(the_order_is_the_place_in_kafka_within_range),
         cmocka_unit_test_teardown(missing_id_and_time_come_from_the_record, teardown),
         cmocka_unit_test_teardown(user_ids_fan_out_into_personal_copies, teardown),
         cmocka_unit_test_teardown(expired_ones_are_not_delivered, teardown),

@@ -15,6 +15,7 @@
 #include <mongoc/mongoc.h>
 #include <sqlite3.h>
 
+#include "record.h"
 #include "store.h"
 
 static char uri[512];
@@ -53,7 +54,7 @@ static store_doc_t doc(const char *id, const char *user, int64_t seq)
     static int next;
     char *f = frames[next++ % 64];
     snprintf(f, 96, "{\"id\":\"%s\",\"userId\":\"%s\",\"message\":\"é ✓\"}", id, user);
-    return (store_doc_t){id, user, f, strlen(f), seq, 0, 0};
+    return (store_doc_t){id, user, f, strlen(f), seq, 0, 0, 0};
 }
 
 /* Keeping a history of acknowledged ones for history_ms (0: none). */
@@ -218,20 +219,23 @@ static void list_is_newest_first_below_a_cursor(void **state)
     store_close(st);
 }
 
-/* Acknowledging all: what is at or below a seq, of that user only,
- * counted. */
-static void remove_through_a_seq_counts_one_users(void **state)
+/* Acknowledging all: what was handed to the store before a time, of that
+ * user only, counted. */
+static void remove_through_a_time_counts_one_users(void **state)
 {
     (void)state;
     char err[512];
     store_t *st = open_store();
     store_doc_t docs[] = {doc("a", "ann", 10), doc("b", "ann", 20), doc("c", "ann", 30),
                           doc("a", "bo", 15)};
+    for (int i = 0; i < 4; i++)
+        docs[i].stored_at = docs[i].seq; /* handed to the store at "seq" ms */
     assert_int_equal(store_put(st, docs, 4, err, sizeof(err)), 0);
-    assert_int_equal(store_remove_through(st, "ann", 20, err, sizeof(err)), 2);
+    assert_int_equal(store_remove_through(st, "ann", 21, err, sizeof(err)), 2);
     assert_int_equal(store_count(st, "ann", err, sizeof(err)), 1);
     assert_int_equal(store_count(st, "bo", err, sizeof(err)), 1);
-    assert_int_equal(store_remove_through(st, "ann", 20, err, sizeof(err)), 0);
+    assert_int_equal(store_remove_through(st, "ann", 21, err, sizeof(err)), 0);
+    assert_int_equal(store_remove_through(st, "ann", 30, err, sizeof(err)), 0); /* at 30: kept */
     store_close(st);
 }
 
@@ -245,10 +249,12 @@ static void acknowledged_ones_move_into_the_history(void **state)
     store_t *st = open_store_keeping(3600 * 1000);
     store_doc_t docs[] = {doc("a", "ann", 10), doc("b", "ann", 20), doc("c", "ann", 30),
                           doc("a", "bo", 15)};
+    for (int i = 0; i < 4; i++)
+        docs[i].stored_at = docs[i].seq;
     assert_int_equal(store_put(st, docs, 4, err, sizeof(err)), 0);
     const char *users[] = {"ann"}, *ids[] = {"a"};
     assert_int_equal(store_remove(st, users, ids, 1, err, sizeof(err)), 1);
-    assert_int_equal(store_remove_through(st, "ann", 20, err, sizeof(err)), 1); /* b */
+    assert_int_equal(store_remove_through(st, "ann", 21, err, sizeof(err)), 1); /* b */
     store_doc_t live = doc("live", "ann", 40);
     live.acked_at = 1234;
     assert_int_equal(store_history_put(st, &live, 1, err, sizeof(err)), 0);
@@ -310,7 +316,7 @@ static void big_batches(void **state)
     store_t *st = open_store();
     for (int i = 0; i < N; i++) {
         snprintf(ids[i], sizeof(ids[i]), "b%05d", i);
-        docs[i] = (store_doc_t){ids[i], "bulk", "{}", 2, i + 1, 0, 0};
+        docs[i] = (store_doc_t){ids[i], "bulk", "{}", 2, i + 1, 0, 0, 0};
     }
     assert_int_equal(store_put(st, docs, N, err, sizeof(err)), 0);
     assert_int_equal(store_count(st, "bulk", err, sizeof(err)), N);
@@ -410,6 +416,20 @@ static void seed_version(int version)
                                           "ALTER TABLE notifications ADD COLUMN expires_at INTEGER",
                                           NULL, NULL, NULL),
                              SQLITE_OK);
+        if (version >= 5)
+            assert_int_equal(
+                sqlite3_exec(
+                    lite,
+                    "CREATE TABLE room_notifications (stream TEXT NOT NULL, id TEXT NOT NULL,"
+                    " seq INTEGER NOT NULL, notification TEXT NOT NULL, type TEXT NOT NULL,"
+                    " stored_at INTEGER NOT NULL, expires_at INTEGER, PRIMARY KEY (stream, id));"
+                    "CREATE INDEX room_notifications_stream_seq ON room_notifications (stream, seq);"
+                    "CREATE INDEX room_notifications_stored_at ON room_notifications (stored_at);"
+                    "CREATE TABLE room_cursors (user_id TEXT NOT NULL, stream TEXT NOT NULL,"
+                    " acked_seq INTEGER NOT NULL, acked TEXT NOT NULL, updated_at INTEGER NOT NULL,"
+                    " PRIMARY KEY (user_id, stream));",
+                    NULL, NULL, NULL),
+                SQLITE_OK);
         char pragma[64];
         snprintf(pragma, sizeof(pragma), "PRAGMA user_version = %d", version);
         assert_int_equal(sqlite3_exec(lite, pragma, NULL, NULL, NULL), SQLITE_OK);
@@ -422,7 +442,8 @@ static void seed_version(int version)
     mongoc_collection_t *coll = mongoc_client_get_collection(client, db, "notifications");
     mongoc_collection_t *meta = mongoc_client_get_collection(client, db, "meta");
     bson_t *d = BCON_NEW("_id", "u1/kept", "id", "kept", "userId", "u1", "seq", BCON_INT64(10),
-                         "notification", BCON_UTF8("{\"id\":\"kept\"}"));
+                         "notification", BCON_UTF8("{\"id\":\"kept\"}"), "storedAt",
+                         BCON_DATE_TIME(0));
     bson_t *v = BCON_NEW("_id", "schema", "version", BCON_INT32(version));
     if (!mongoc_collection_insert_one(coll, d, NULL, NULL, &err) ||
         !mongoc_collection_insert_one(meta, v, NULL, NULL, &err))
@@ -698,6 +719,25 @@ static void version_4_data_is_migrated(void **state)
     store_close(st);
 }
 
+/* 5 -> 6: seq is a record's place in Kafka from now on; what was stored
+ * before (a clock's seq) stays ahead of what comes after, and an ack of
+ * all still reaches both. */
+static void version_5_data_is_migrated(void **state)
+{
+    (void)state;
+    char err[512];
+    seed_version(5);
+    store_t *st = open_store();
+    store_doc_t later = doc("later", "u1", record_seq(0, 3));
+    assert_int_equal(store_put(st, &later, 1, err, sizeof(err)), 0);
+    struct got g = {0};
+    assert_int_equal(fetch_user(st, "u1", 0, 10, &g, NULL), 2);
+    assert_string_equal(g.ids[0], "kept");
+    assert_string_equal(g.ids[1], "later");
+    assert_int_equal(store_remove_through(st, "u1", wall_ms() + 1, err, sizeof(err)), 2);
+    store_close(st);
+}
+
 static void bad_uris_are_refused_clearly(void **state)
 {
     (void)state;
@@ -717,7 +757,7 @@ static void bad_uris_are_refused_clearly(void **state)
             cmocka_unit_test_setup(one_read_for_many_users, fresh),                            \
             cmocka_unit_test_setup(remove_needs_the_owner, fresh),                             \
             cmocka_unit_test_setup(list_is_newest_first_below_a_cursor, fresh),                \
-            cmocka_unit_test_setup(remove_through_a_seq_counts_one_users, fresh),              \
+            cmocka_unit_test_setup(remove_through_a_time_counts_one_users, fresh),              \
             cmocka_unit_test_setup(acknowledged_ones_move_into_the_history, fresh),            \
             cmocka_unit_test_setup(version_2_data_is_migrated, fresh),                         \
             cmocka_unit_test_setup(survives_reopening, fresh),                                 \
@@ -730,6 +770,7 @@ static void bad_uris_are_refused_clearly(void **state)
             cmocka_unit_test_setup(room_notifications_are_kept_once_per_stream, fresh),        \
             cmocka_unit_test_setup(cursors_are_per_user_and_stream_and_never_move_back, fresh), \
             cmocka_unit_test_setup(version_4_data_is_migrated, fresh),                         \
+            cmocka_unit_test_setup(version_5_data_is_migrated, fresh),                         \
     }
 
 int main(void)

@@ -154,7 +154,7 @@ static void a_write_does_not_wait_behind_reads(void **state)
     for (int i = 0; i < STORED; i++) {
         snprintf(ids[i], sizeof(ids[i]), "r%04d", i);
         static const char frame[] = "{\"message\":\"a read takes a while\"}";
-        docs[i] = (store_doc_t){ids[i], "reader", frame, sizeof(frame) - 1, i + 1, 0, 0};
+        docs[i] = (store_doc_t){ids[i], "reader", frame, sizeof(frame) - 1, i + 1, 0, 0, 0};
     }
     assert_int_equal(store_prepare(st, err, sizeof(err)), 0);
     assert_int_equal(store_put(st, docs, STORED, err, sizeof(err)), 0);
