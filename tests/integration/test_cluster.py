@@ -9,8 +9,10 @@ their inboxes) and mongo-java-server."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import shutil
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -200,15 +202,48 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))] if xs else float("nan")
 
 
-def test_a_node_killed_mid_stream_loses_nothing_and_comes_back_with_its_id(
+class Owners:
+    """Which node holds which partition, from each node's /status.json,
+    sampled every 200 ms in a thread of its own."""
+
+    def __init__(self, gws):
+        self.gws, self.samples, self.stop = gws, [], False
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        while not self.stop:
+            owners = {}
+            for gw in list(self.gws):
+                try:
+                    for part in gw.health()["lag"]:
+                        owners[int(part)] = gw.port
+                except (OSError, ValueError, KeyError, http.client.HTTPException):
+                    pass
+            self.samples.append((time.time(), owners))
+            time.sleep(0.2)
+
+    def moved(self, start: float, end: float) -> set[int]:
+        """Partitions whose owner changed (or that had none) between start and end."""
+        before = [o for t, o in self.samples if t <= start]
+        base = before[-1] if before else {}
+        moved = set()
+        for t, o in self.samples:
+            if start <= t <= end:
+                moved |= {p for p in set(base) | set(o) if base.get(p) != o.get(p)}
+        return moved
+
+
+def test_a_node_killed_then_restarted_then_a_fourth_joining_lose_nothing(
         kafka, mongo, mongo_db_name, gateway, request):
     """Three nodes, 6 partitions, 90 users with tabs spread over them (every
-    fifth user with a second tab on another node), a steady stream; node b
-    is SIGKILLed, its tabs move to the others, and it comes back with its
-    id. Nothing is lost or foreign; each notification reached an open tab
-    of its user within 15 s of its production or of the kill, whichever is
-    later; fault-free, each connection's first copies came in topic order;
-    nothing unacknowledged is left stored."""
+    fifth user with a second tab on another node), a steady stream. Node b
+    is SIGKILLed (its tabs move to the others) and comes back with its id;
+    then a fourth node joins. Nothing is lost or foreign; each notification
+    reached an open tab of its user within 15 s of its production or of the
+    kill, whichever is later; while b rejoins and d joins, within 5 s, and
+    within 1 s from a partition that did not move; fault-free, each
+    connection's first copies came in topic order; nothing unacknowledged
+    is left stored."""
     from conftest import unique_name
     topic = kafka.create_topic(unique_name(request, "t6"), partitions=6)
     gws = [gateway(topic=topic, args=["--node-id", f"node-{n}"]) for n in "abc"]
@@ -216,12 +251,15 @@ def test_a_node_killed_mid_stream_loses_nothing_and_comes_back_with_its_id(
         gw.wait_health("partitions and the inbox", lambda h: h["partitions"] > 0
                        and h["cluster"]["ready"], timeout=30)
     users = [f"r{i}" for i in range(90)]
-    rate, seconds, kill_at, back_at = 250, 24.0, 6.0, 14.0
-    produced: dict[str, tuple[str, float, int]] = {}  # id -> (user, time, index for the user)
+    rate, seconds, kill_at, back_at, join_at = 250, 32.0, 6.0, 14.0, 22.0
+    produced: dict[str, list] = {}  # id -> [user, time, index for the user, partition]
+    owners = Owners(gws)
+    owners.thread.start()
+    events: dict[str, float] = {}
 
     async def scenario():
-        tabs = [RoamingTab(u, gws, i % 3) for i, u in enumerate(users)]
-        tabs += [RoamingTab(u, gws, i % 3 + 1) for i, u in enumerate(users) if i % 5 == 0]
+        tabs = [RoamingTab(u, gws[:3], i % 3) for i, u in enumerate(users)]
+        tabs += [RoamingTab(u, gws[:3], i % 3 + 1) for i, u in enumerate(users) if i % 5 == 0]
         for t in tabs:
             t.task = asyncio.create_task(t.run())
         await asyncio.to_thread(wait_cluster, gws)
@@ -229,28 +267,39 @@ def test_a_node_killed_mid_stream_loses_nothing_and_comes_back_with_its_id(
         from confluent_kafka import Producer
         p = Producer({"bootstrap.servers": kafka.bootstrap, "enable.idempotence": True,
                       "linger.ms": 5})
+
+        def placed(nid):
+            def cb(err, msg):
+                if err is None:
+                    produced[nid][3] = msg.partition()
+            return cb
         start = time.time()
-        killed = restarted = None
+        starting = []
         counts = {u: 0 for u in users}
         for n in range(int(rate * seconds)):
             due = start + n / rate
             now = time.time()
             if due > now:
                 await asyncio.sleep(due - now)
-            if killed is None and now - start >= kill_at:
+            if "kill" not in events and now - start >= kill_at:
                 gws[1].kill()
-                killed = time.time()
-            if restarted is None and now - start >= back_at:
-                await asyncio.to_thread(gws[1].start)
-                restarted = time.time()
+                events["kill"] = time.time()
+            if "back" not in events and now - start >= back_at:
+                events["back"] = time.time()
+                starting.append(asyncio.create_task(asyncio.to_thread(gws[1].start)))
+            if "join" not in events and now - start >= join_at:
+                events["join"] = time.time()
+                starting.append(asyncio.create_task(asyncio.to_thread(
+                    lambda: gws.append(gateway(topic=topic, args=["--node-id", "node-d"])))))
             u = users[n % len(users)]
             nid = f"k{n}"
-            produced[nid] = (u, time.time(), counts[u])
+            produced[nid] = [u, time.time(), counts[u], -1]
             counts[u] += 1
-            p.produce(topic, key=u, value=json.dumps({"id": nid, "userId": u, "message": "m"}))
+            p.produce(topic, key=u, value=json.dumps({"id": nid, "userId": u, "message": "m"}),
+                      on_delivery=placed(nid))
             p.poll(0)
         await asyncio.to_thread(p.flush, 30)
-        # Everything arrives, then the tabs stop.
+        await asyncio.gather(*starting)
         deadline = time.time() + 30
         while time.time() < deadline:
             got = set()
@@ -263,23 +312,33 @@ def test_a_node_killed_mid_stream_loses_nothing_and_comes_back_with_its_id(
         for t in tabs:
             t.stop.set()
         await asyncio.gather(*(t.task for t in tabs))
-        return tabs, killed
+        return tabs
 
-    tabs, killed = run(scenario())
+    tabs = run(scenario())
+    owners.stop = True
+    killed, back, joined = events["kill"], events["back"], events["join"]
     firsts: dict[str, float] = {}
     duplicates = 0  # a tab given an id it had already (across its reconnects)
     for t in tabs:
         assert t.foreign == [], f"{t.user} got another user's notifications: {t.foreign[:3]}"
         duplicates += sum(len(c) for c in t.connections) - len(t.first_arrivals())
         for nid, when in t.first_arrivals().items():
-            if nid in firsts:
-                firsts[nid] = min(firsts[nid], when)
-            else:
-                firsts[nid] = when
+            firsts[nid] = min(firsts.get(nid, when), when)
     lost = sorted(set(produced) - set(firsts))
     assert lost == [], f"{len(lost)} never reached their user: {lost[:10]}"
-    waits = [firsts[nid] - max(made, killed) for nid, (_, made, _) in produced.items()]
-    latency = [firsts[nid] - made for nid, (_, made, _) in produced.items()]
+    latency = {nid: firsts[nid] - made for nid, (_, made, _, _) in produced.items()}
+    after_kill = [firsts[nid] - max(made, killed) for nid, (_, made, _, _) in produced.items()
+                  if made < back]
+    moves = {"rejoin": (back, owners.moved(back, joined)),
+             "join": (joined, owners.moved(joined, joined + 10))}
+    late = []
+    for name, (at, moved) in moves.items():
+        end = joined if name == "rejoin" else at + 10
+        for nid, (_, made, _, part) in produced.items():
+            if at <= made < end:
+                bound = 5.0 if part in moved else 1.0
+                if latency[nid] > bound:
+                    late.append((name, nid, part, round(latency[nid], 2), bound))
     disorder = 0
     for t in tabs:
         for conn in t.connections:
@@ -292,11 +351,15 @@ def test_a_node_killed_mid_stream_loses_nothing_and_comes_back_with_its_id(
                 if idx < last and when < killed:
                     disorder += 1
                 last = max(last, idx)
-    print(f"\ncluster kill: {len(produced)} notifications, {duplicates} duplicates, "
-          f"latency p50 {pct(latency, .5) * 1e3:.0f} ms p99 {pct(latency, .99) * 1e3:.0f} ms "
-          f"max {max(latency):.1f} s; longest wait after the kill {max(waits):.1f} s")
+    lat = list(latency.values())
+    print(f"\ncluster kill, rejoin, join: {len(produced)} notifications, {duplicates} duplicates, "
+          f"latency p50 {pct(lat, .5) * 1e3:.0f} ms p99 {pct(lat, .99) * 1e3:.0f} ms, "
+          f"longest wait after the kill {max(after_kill):.1f} s; partitions moved at the rejoin "
+          f"{sorted(moves['rejoin'][1])}, at the join {sorted(moves['join'][1])}; "
+          f"past their bound: {len(late)}")
     assert disorder == 0, f"{disorder} notifications came out of topic order before the kill"
-    assert max(waits) <= 15.0, f"a notification waited {max(waits):.1f} s for an open tab"
+    assert max(after_kill) <= 15.0, f"a notification waited {max(after_kill):.1f} s for a tab"
+    assert late == [], f"{len(late)} waited past the bounds of a join: {late[:10]}"
     for gw in gws:
         gw.wait_health("every copy done", lambda h: h["kafkaPending"] == 0
                        and h["cluster"]["inboxPending"] == 0, timeout=30)
