@@ -99,7 +99,8 @@ FULL = dict(burst_count=100_000, burst_users=1000, burst_runs=3, burst_warmup=1,
             fanout_users=500, fanout_conns_per_user=2, fanout_count=100_000, fanout_runs=3,
             fanout_warmup=1,
             scale_connections=[1_000, 5_000, 15_000], scale_count=100_000, scale_runs=3,
-            scale_warmup=1, scale_rate=10_000, scale_seconds=10)
+            scale_warmup=1, scale_rate=10_000, scale_seconds=10,
+            cluster_rate=5_000, cluster_seconds=10, cluster_users=1000, cluster_runs=3)
 QUICK = dict(burst_count=20_000, burst_users=1000, burst_runs=3, burst_warmup=1,
              paced_rate=10_000, paced_seconds=3, paced_users=1000, paced_runs=3,
              paced_warmup_seconds=1,
@@ -112,8 +113,10 @@ QUICK = dict(burst_count=20_000, burst_users=1000, burst_runs=3, burst_warmup=1,
              fanout_users=500, fanout_conns_per_user=2, fanout_count=20_000, fanout_runs=3,
              fanout_warmup=1,
              scale_connections=[1_000, 5_000, 15_000], scale_count=20_000, scale_runs=3,
-             scale_warmup=0, scale_rate=10_000, scale_seconds=2)
-SCENARIOS = ("burst", "paced", "fanout", "scale", "idle", "offline", "storerate", "replay1", "storm")
+             scale_warmup=0, scale_rate=10_000, scale_seconds=2,
+             cluster_rate=5_000, cluster_seconds=3, cluster_users=1000, cluster_runs=3)
+SCENARIOS = ("burst", "paced", "fanout", "scale", "idle", "offline", "storerate", "replay1", "storm",
+             "cluster")
 
 
 def log(msg: str) -> None:
@@ -654,6 +657,75 @@ class Bench:
         out["kafka_only_p99_ms"] = out["variants"][f"kafka-only linger {linger0}"]["latency_p99_ms"]
         return gw, out
 
+    def cluster(self) -> dict:
+        """Two gateways (docs/adr/0001) on a one-partition topic, so that one
+        (a) consumes everything: users on a get it locally, users on b only
+        through b's inbox, one more Kafka leg. Paced at cluster_rate, each
+        run of each kind after a Kafka-only run (the load client's own
+        consumer) at the same rate; gateway CPU is both gateways' summed."""
+        s = self.sizes
+        topic = f"bench-cluster-{uuid.uuid4().hex[:6]}"
+        self.kafka.create_topic(topic, partitions=1)
+        ko_topic = self.kafka.create_topic(f"bench-cluster-ko-{uuid.uuid4().hex[:6]}", partitions=1)
+        extra = ["--max-connections", str(self.a.max_connections)]
+        a = Gateway(self.gateway_bin, self.workdir, self.kafka, self.mongo, topic, "cluster-a",
+                    extra + ["--node-id", "bench-a"])
+        self.gateways.append(a)
+        a.wait_ready()
+        b = Gateway(self.gateway_bin, self.workdir, self.kafka, self.mongo, topic, "cluster-b",
+                    extra + ["--node-id", "bench-b", "--group", a.group, "--mongodb-db", a.db])
+        self.gateways.append(b)
+        deadline = time.monotonic() + 60
+        while True:  # b is up, has read presence and joined its groups (no partition)
+            hs = [gw.health() for gw in (a, b)]
+            if all(h and h["cluster"]["ready"] and h["cluster"]["peers"] == 1 for h in hs):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the two gateways did not settle: {hs}")
+            time.sleep(0.2)
+        out = {"settings": {"rate_per_s": s["cluster_rate"], "seconds": s["cluster_seconds"],
+                            "users": s["cluster_users"], "runs": s["cluster_runs"],
+                            "topic_partitions": 1,
+                            "local": "users connected to a, which consumes the topic",
+                            "cross_node": "users connected to b: a forwards each to b's inbox",
+                            "cpu": "schedstat of both gateways, all threads, per notification "
+                                   "delivered"}}
+        runs: dict = {"kafka-only": [], "local": [], "cross-node": []}
+        n = 0
+        for i in range(s["cluster_runs"] + 1):  # the first of each: a warm-up
+            for kind in ("kafka-only", "local", "cross-node"):
+                n += 1
+                args = ["--users", s["cluster_users"], "--rate", s["cluster_rate"],
+                        "--duration", s["cluster_seconds"], "--id-prefix", f"cl{n}-",
+                        "--timeout", 30, "--linger-ms", 0, "--start-delay", 1.0]
+                if kind == "kafka-only":
+                    r = loadgen(["--brokers", self.kafka.bootstrap, "--topic", ko_topic,
+                                 "--kafka-only", *map(str, args)], self.lg_log)
+                else:
+                    gw = a if kind == "local" else b
+                    c0 = a.sched_s() + b.sched_s()
+                    r = self.lg(gw, *args)
+                    r["gateways_cpu_s"] = a.sched_s() + b.sched_s() - c0
+                    a.wait_quiet()
+                    b.wait_quiet()
+                lat = r["latency_us"]
+                log(f"cluster {kind} run {i}: {r['unique']}/{r['count']}, p50 "
+                    f"{lat['p50'] / 1e3:.2f} ms, p99 {lat['p99'] / 1e3:.2f} ms"
+                    + (f", gateways {r['gateways_cpu_s']:.2f} CPU-s" if kind != "kafka-only" else ""))
+                if i:
+                    runs[kind].append(r)
+        for kind, rs in runs.items():
+            v = {f"latency_{k}_ms": summary([r["latency_us"][k] / 1e3 for r in rs])
+                 for k in ("p50", "p99", "p999", "max")}
+            if kind != "kafka-only":
+                v["us_per_delivery"] = summary([r["gateways_cpu_s"] / r["unique"] * 1e6
+                                                for r in rs if r["unique"]])
+                v["missing"] = sum(r["missing"] for r in rs)
+            out[kind] = v
+        for gw in (b, a):
+            self.stop_gateway(gw)
+        return out
+
     def idle(self) -> dict:
         s = self.sizes
         n = s["idle_conns"]
@@ -1168,7 +1240,7 @@ class Bench:
                     if res:
                         out["profile"] = res
                 self.stop_gateway(gw)
-            for name in ("idle", "offline", "storerate", "replay1", "storm"):
+            for name in ("idle", "offline", "storerate", "replay1", "storm", "cluster"):
                 if name in only:
                     res = attempt(name, getattr(self, name))
                     if res:
@@ -1340,6 +1412,16 @@ def table(res: dict) -> str:
             target=f"<= {TARGET_KB_PER_CONN:g}")
         row("idle", "  kernel KB per TCP socket (extra)", i["kernel_kb_per_socket"], ".2f")
         row("idle", f"s to open {n:,} connections", i["connect_s"], ".2f")
+    if "cluster" in res:
+        c = res["cluster"]
+        rate = c["settings"]["rate_per_s"]
+        for kind in ("kafka-only", "local", "cross-node"):
+            row("cluster", f"{kind}: p50 ms at {rate:,}/s", c[kind]["latency_p50_ms"], ".2f")
+            row("cluster", f"{kind}: p99 ms at {rate:,}/s", c[kind]["latency_p99_ms"], ".2f",
+                target="<= 20" if kind == "cross-node" else "")
+            if kind != "kafka-only":
+                row("cluster", f"{kind}: gateways' µs per delivery (both summed)",
+                    c[kind]["us_per_delivery"], ".1f")
     if "burst" in res:
         b = res["burst"]
         row("burst", "notifications/s (end to end)", b["throughput_per_s"])

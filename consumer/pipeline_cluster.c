@@ -212,10 +212,14 @@ static void take_inbox_msg(struct pipeline *p, const hub_msg_t *m, enum inbox_ki
 {
     switch (kind) {
     case INBOX_NOTIFY:
-        if (drained)
-            route(p, m);
+        /* For a tab here: delivered as a live one (the sender sent it to
+         * the user's other nodes). No tab here any more (this node came
+         * back after a crash, its tabs went elsewhere): on to wherever the
+         * user is now, stored only if nowhere. */
+        if (!drained && hub_user_online(p->hub, m->user))
+            hub_publish(p->hub, m);
         else
-            hub_publish(p->hub, m); /* completes as a live one does */
+            route(p, m);
         return;
     case INBOX_STREAM:
         if (!drained)
