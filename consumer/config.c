@@ -203,7 +203,8 @@ static const struct setting settings[] = {
      S(connect_burst_per_address),
      "new WebSocket connections one client address may open at once", RANGE(1, 1000000)},
     {.flag = "trusted-proxies", "TRUSTED_PROXIES", "", STR, S(trusted_proxies),
-     "addresses or networks (10.0.0.0/8,::1) whose X-Forwarded-For names the client",
+     "addresses or networks (10.0.0.0/8,::1) whose PROXY protocol header (v1, v2) or "
+     "X-Forwarded-For names the client",
      .validate = check_proxies},
     {.flag = "log-level", "LOG_LEVEL", "info", ENUM, S(log_level), "how much to log on stderr",
      .values = log_levels},

@@ -358,7 +358,19 @@ static int listen_http(gateway_t *g, char *errstr, size_t size)
     }
     info.ssl_cert_filepath = tls ? c->tls_cert_file : NULL;
     info.ssl_private_key_filepath = tls ? c->tls_key_file : NULL;
-    if (!lws_create_vhost(g->ctx, &info)) {
+    /* Behind trusted proxies the gateway accepts itself, to read PROXY
+     * headers before libwebsockets sees a byte (proxy_listen.h). */
+    int own_listener = *c->trusted_proxies != '\0';
+    if (own_listener)
+        info.port = CONTEXT_PORT_NO_LISTEN;
+    struct lws_vhost *vhost = lws_create_vhost(g->ctx, &info);
+    if (vhost && own_listener) {
+        g->ws.proxy = proxy_listener_new(g->loop, vhost, c->bind, c->port, &g->ws.proxies, errstr,
+                                         size);
+        if (!g->ws.proxy)
+            return -1;
+    }
+    if (!vhost) {
         snprintf(errstr, size,
                  tls ? "cannot listen on %s:%d, or load --tls-cert-file/--tls-key-file (is the "
                        "port in use? are they PEM and do they match?)"
@@ -638,6 +650,7 @@ void gateway_free(gateway_t *g)
     publisher_free(g->publisher);
     events_free(g->pipe.events, 2000);
     embedded_stop(g->embedded);
+    proxy_listener_free(g->ws.proxy); /* its watchers are on the loop */
     if (g->ctx)
         lws_context_destroy(g->ctx);
     if (g->loop)

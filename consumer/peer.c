@@ -156,7 +156,7 @@ int proxies_parse(struct proxies *px, const char *csv, char *errstr, size_t size
     return 0;
 }
 
-static int trusted(const struct proxies *px, const char *addr)
+int proxies_trust(const struct proxies *px, const char *addr)
 {
     int family;
     unsigned char a[16];
@@ -176,15 +176,19 @@ static int trusted(const struct proxies *px, const char *addr)
     return 0;
 }
 
-void peer_client_address(const struct proxies *px, const char *peer, const char *xff,
-                         char *out)
+const char *peer_unmapped(const char *addr)
 {
     /* A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d: one client,
      * one spelling. */
-    if (strncasecmp(peer, "::ffff:", 7) == 0 && strchr(peer + 7, '.'))
-        peer += 7;
+    return strncasecmp(addr, "::ffff:", 7) == 0 && strchr(addr + 7, '.') ? addr + 7 : addr;
+}
+
+void peer_client_address(const struct proxies *px, const char *peer, const char *xff,
+                         char *out)
+{
+    peer = peer_unmapped(peer);
     snprintf(out, PEER_ADDR_MAX, "%s", peer);
-    if (!xff || !trusted(px, peer))
+    if (!xff || !proxies_trust(px, peer))
         return;
     /* From the right: each hop appended the address it got the request from. */
     const char *end = xff + strlen(xff);
@@ -205,7 +209,7 @@ void peer_client_address(const struct proxies *px, const char *peer, const char 
             if (parse_addr(hop, &family, bytes) != 0)
                 return; /* not an address: believe nothing further left */
             snprintf(out, PEER_ADDR_MAX, "%s", hop);
-            if (!trusted(px, hop))
+            if (!proxies_trust(px, hop))
                 return;
         }
         end = start > xff ? start - 1 : xff;

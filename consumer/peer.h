@@ -48,6 +48,11 @@ struct proxies {
 /* "10.0.0.0/8,::1" (a bare address is /32 or /128); -1 with errstr. */
 int proxies_parse(struct proxies *px, const char *csv, char *errstr, size_t size);
 
+/* Whether addr (text) is in one of the networks. */
+int proxies_trust(const struct proxies *px, const char *addr);
+/* addr without the ::ffff: of an IPv4 client on a dual-stack socket. */
+const char *peer_unmapped(const char *addr);
+
 /* The client's address: peer itself, or, when peer is a trusted proxy, the
  * right-most address in xff (X-Forwarded-For, may be NULL) that is not a
  * trusted proxy. Written to out (PEER_ADDR_MAX). */

@@ -23,6 +23,7 @@
 #include "publish.h"
 #include "origin.h"
 #include "peer.h"
+#include "proxy_listen.h"
 #include "notification.h"
 #include "wsframe.h"
 
@@ -50,6 +51,7 @@ struct ws_server {
     const auth_t *auth;
     struct origins origins;
     struct proxies proxies;
+    proxy_listener_t *proxy; /* with --trusted-proxies: who a PROXY header named */
     peers_t *peers;
     struct ws_refusals refused;
     unsigned long pushed; /* notification frames written to sockets */

@@ -43,6 +43,13 @@ int ws_confirm_upgrade(struct ws_server *srv, struct lws *wsi)
 void ws_client_address(struct ws_server *srv, struct lws *wsi, char *out)
 {
     char peer[PEER_ADDR_MAX], xff[512];
+    /* A trusted proxy's PROXY header names the client: nothing the client
+     * sent (its own X-Forwarded-For) is believed after it. */
+    const char *named = proxy_listener_client(srv->proxy, lws_get_socket_fd(wsi));
+    if (named) {
+        snprintf(out, PEER_ADDR_MAX, "%s", named);
+        return;
+    }
     lws_get_peer_simple(wsi, peer, sizeof(peer));
     peer_client_address(&srv->proxies, peer,
                         http_header(wsi, WSI_TOKEN_X_FORWARDED_FOR, xff, sizeof(xff)), out);

@@ -584,3 +584,77 @@ def test_audience_and_issuer_are_checked_when_configured(gateway):
             await asyncio.sleep(0.3)
             assert ws.close_code is None
     asyncio.run(scenario())
+
+
+def test_a_proxy_header_names_the_client_only_from_a_trusted_proxy(gateway):
+    """Behind --trusted-proxies the gateway reads a PROXY protocol header
+    (v1 and v2) before the request: from 127.0.0.1 (trusted) the client it
+    names is the one counted (a cap of one connection per address: two
+    clients pass, the first one again is refused 1013); from 127.0.0.2 the
+    header is ignored (two clients it names count as 127.0.0.2: the second
+    is refused). A trusted proxy that sends no header is the client itself."""
+    import socket
+    import struct
+    gw = gateway(max_connections_per_address=1, args=["--trusted-proxies", "127.0.0.1"])
+    request = (f"GET /?userId=px HTTP/1.1\r\nHost: 127.0.0.1:{gw.port}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+               "Sec-WebSocket-Version: 13\r\n\r\n").encode()
+
+    def upgrade(source: str, prefix: bytes):
+        s = socket.create_connection(("127.0.0.1", gw.port), timeout=5,
+                                     source_address=(source, 0))
+        s.sendall(prefix + request)
+        head = b""
+        try:
+            while b"\r\n\r\n" not in head:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+        except OSError:
+            pass
+        return head.split(b"\r\n", 1)[0], head.split(b"\r\n\r\n", 1)[-1], s
+
+    def v1(client: str) -> bytes:
+        return f"PROXY TCP4 {client} 127.0.0.1 40000 {gw.port}\r\n".encode()
+
+    def v2(client: str) -> bytes:
+        body = socket.inet_aton(client) + socket.inet_aton("127.0.0.1") + struct.pack(
+            "!HH", 40001, gw.port)
+        return (b"\r\n\r\n\x00\r\nQUIT\n" + bytes([0x21, 0x11]) + struct.pack("!H", len(body))
+                + body)
+
+    def refused_1013(s, early: bytes) -> bool:
+        data = early
+        s.settimeout(5)
+        while len(data) < 4:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return len(data) >= 4 and data[0] & 0x0f == 0x8 and struct.unpack("!H", data[2:4])[0] == 1013
+
+    held = []
+    status, _, a = upgrade("127.0.0.1", v1("203.0.113.5"))
+    assert status == b"HTTP/1.1 101 Switching Protocols", status
+    held.append(a)
+    status, _, b = upgrade("127.0.0.1", v2("203.0.113.6"))
+    assert status == b"HTTP/1.1 101 Switching Protocols", status
+    held.append(b)
+    status, early, again = upgrade("127.0.0.1", v1("203.0.113.5"))  # the same client: at its cap
+    assert status == b"HTTP/1.1 101 Switching Protocols" and refused_1013(again, early)
+    again.close()
+    status, _, plain = upgrade("127.0.0.1", b"")  # the proxy itself, no header: 127.0.0.1
+    assert status == b"HTTP/1.1 101 Switching Protocols", status
+    held.append(plain)
+    # From an untrusted peer the header is ignored: both count as 127.0.0.2.
+    status, _, untrusted = upgrade("127.0.0.2", v1("203.0.113.9"))
+    assert status == b"HTTP/1.1 101 Switching Protocols", status
+    held.append(untrusted)
+    status, early, second = upgrade("127.0.0.2", v1("203.0.113.10"))
+    assert status == b"HTTP/1.1 101 Switching Protocols" and refused_1013(second, early), \
+        "a PROXY header from an untrusted peer was believed"
+    second.close()
+    assert gw.health()["refused"]["addressLimit"] == 2
+    for s in held:
+        s.close()
