@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <uthash.h>
 
 #include "cluster.h"
@@ -494,6 +495,15 @@ cluster_link_t *cluster_link_start(const struct cluster_link_conf *conf,
     }
     cl->started = 1;
     return cl;
+}
+
+void cluster_link_drain(cluster_link_t *cl, int timeout_ms)
+{
+    int64_t until = now_mono_ms() + timeout_ms;
+    while (rd_kafka_outq_len(cl->prod) > 0 && now_mono_ms() < until) {
+        struct timespec ms = {0, 1000000};
+        nanosleep(&ms, NULL);
+    }
 }
 
 void cluster_link_close(cluster_link_t *cl, int64_t deadline_ms)

@@ -77,6 +77,10 @@ void cluster_link_clear(cluster_link_t *cl, const char *node, const char *user);
 int cluster_link_send(cluster_link_t *cl, const char *node, enum inbox_kind kind,
                       const char *key, const hub_msg_t *m, int32_t partition, int64_t offset);
 
+/* Waits, up to timeout_ms, until everything queued is written (any thread;
+ * it serves no delivery report itself). */
+void cluster_link_drain(cluster_link_t *cl, int timeout_ms);
+
 /* Stops: tombstones were sent by the loop; a "down" heartbeat, then what
  * is queued goes out until deadline_ms (monotonic). Frees everything. */
 void cluster_link_close(cluster_link_t *cl, int64_t deadline_ms);

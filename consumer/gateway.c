@@ -95,6 +95,13 @@ static int link_ready(void *link)
     return cluster_link_ready(link);
 }
 
+/* Before a partition moves: what this node forwarded from it is written
+ * (a few ms; bounded, as the other partitions wait meanwhile). */
+static void link_drain(void *link)
+{
+    cluster_link_drain(link, 300);
+}
+
 static void wake_loop(void *arg);
 
 /* The inbox of a dead node, read in its group as it would have. */
@@ -525,6 +532,7 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     g->pipe.drain_arg = g;
     kc.gate = link_ready;
     kc.gate_arg = g->pipe.link;
+    kc.before_revoke = link_drain;
     g->pipe.kafka = kafka_start(&kc, wake_loop, g, errstr, size);
     if (!g->pipe.kafka)
         goto fail;

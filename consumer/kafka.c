@@ -490,6 +490,7 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
     k->source = conf->source;
     k->gate = conf->gate;
     k->gate_arg = conf->gate_arg;
+    k->before_revoke = conf->before_revoke;
     k->batches = handoff_new(QUEUE_BATCHES, notify, arg);
     pthread_mutex_init(&k->lock, NULL);
 

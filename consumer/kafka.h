@@ -46,6 +46,10 @@ struct kafka_conf {
      * node knows who holds which user). */
     int (*gate)(void *arg);
     void *gate_arg;
+    /* Called on the consumer's thread before partitions are given back:
+     * the copies sent to other nodes go out first, so that the new owner's
+     * follow them (order) and their offsets complete (fewer repeats). */
+    void (*before_revoke)(void *arg);
     /* An inbox's messages carry their record's partition plus source ×
      * KAFKA_SOURCE_SPAN (source > 0), so that one (partition, offset) says
      * which consumer it completes. */

@@ -25,6 +25,7 @@ struct kafka {
     int subscribed;
     int (*gate)(void *arg);
     void *gate_arg;
+    void (*before_revoke)(void *arg); /* called with gate_arg */
     atomic_ulong expired; /* notifications expired when consumed */
     handoff_t *batches; /* to the loop; closed when consuming stops */
     pthread_t thread;

@@ -90,6 +90,8 @@ void kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         log_warn("rebalance of %s failed: %s; giving up partitions [%s]", k->topic,
                  rd_kafka_err2str(err), list);
 
+    if (k->before_revoke && !lost)
+        k->before_revoke(k->gate_arg);
     /* Completions still to come for these partitions are someone else's to
      * redo; librdkafka commits what was stored so far. Forgotten before the
      * unassign, so nothing is stored for a partition that is no longer ours. */
