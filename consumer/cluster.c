@@ -29,6 +29,7 @@ struct holding {
 struct cluster {
     char *self;
     int64_t live_ms;
+    int64_t newest_ms; /* the newest heartbeat's time: "now" on the broker's clock */
     struct node *nodes;
     struct holding *users;
 };
@@ -86,9 +87,13 @@ static struct node *node_get(cluster_t *c, const char *id, size_t len)
     return n;
 }
 
-static int live(const cluster_t *c, const struct node *n, int64_t now_ms)
+/* Judged by the broker's clock alone (log-append times): a node is live
+ * while its last heartbeat is less than live_ms older than the newest
+ * heartbeat read, this node's own included. So an outage, in which no
+ * heartbeat is read, kills no one, and no node's clock matters. */
+static int live(const cluster_t *c, const struct node *n)
 {
-    return n->up && now_ms - n->last_ms < c->live_ms && strcmp(n->id, c->self) != 0;
+    return n->up && c->newest_ms - n->last_ms < c->live_ms && strcmp(n->id, c->self) != 0;
 }
 
 static void hold(cluster_t *c, const char *user, size_t ulen, struct node *n)
@@ -128,7 +133,8 @@ static void unhold(cluster_t *c, const char *user, size_t ulen, const struct nod
 }
 
 /* "up INC" / "down INC" */
-static int apply_heartbeat(struct node *n, const char *val, size_t vlen, int64_t ts_ms)
+static int apply_heartbeat(struct node *n, const char *val, size_t vlen, int64_t ts_ms,
+                           int64_t *newest)
 {
     const char *sp = memchr(val, ' ', vlen);
     size_t word = sp ? (size_t)(sp - val) : 0, inc = sp ? vlen - word - 1 : 0;
@@ -139,6 +145,8 @@ static int apply_heartbeat(struct node *n, const char *val, size_t vlen, int64_t
         return -1;
     if (ts_ms < n->last_ms) /* an older heartbeat read late changes nothing */
         return 0;
+    if (ts_ms > *newest)
+        *newest = ts_ms;
     n->up = up;
     n->last_ms = ts_ms;
     memcpy(n->incarnation, sp + 1, inc);
@@ -156,7 +164,8 @@ int cluster_apply(cluster_t *c, const char *key, size_t klen, const char *val, s
     if (key[0] == 'n') {
         if (sp || !val)
             return sp ? -1 : 0; /* a node key's tombstone: compaction's business */
-        return apply_heartbeat(node_get(c, id, (size_t)(end - id)), val, vlen, ts_ms);
+        return apply_heartbeat(node_get(c, id, (size_t)(end - id)), val, vlen, ts_ms,
+                               &c->newest_ms);
     }
     if (!sp || sp == id || sp + 1 == end)
         return -1;
@@ -168,10 +177,10 @@ int cluster_apply(cluster_t *c, const char *key, size_t klen, const char *val, s
     return 0;
 }
 
-int cluster_record_joins(const char *key, size_t klen, const char *val, char *node, size_t nsize,
-                         char *user, size_t usize)
+int cluster_record_user(const char *key, size_t klen, char *node, size_t nsize, char *user,
+                        size_t usize)
 {
-    if (!val || klen < 5 || key[0] != 'u' || key[1] != ' ')
+    if (klen < 5 || key[0] != 'u' || key[1] != ' ')
         return 0;
     const char *sp = memchr(key + 2, ' ', klen - 2);
     if (!sp || sp == key + 2 || sp + 1 == key + klen)
@@ -181,23 +190,22 @@ int cluster_record_joins(const char *key, size_t klen, const char *val, char *no
     return 1;
 }
 
-size_t cluster_holders(const cluster_t *c, const char *user, int64_t now_ms, const char **out,
-                       size_t max)
+size_t cluster_holders(const cluster_t *c, const char *user, const char **out, size_t max)
 {
     struct holding *h = NULL;
     size_t k = 0;
     HASH_FIND_STR(c->users, user, h);
     for (size_t i = 0; h && i < h->n && k < max; i++)
-        if (live(c, h->nodes[i], now_ms))
+        if (live(c, h->nodes[i]))
             out[k++] = h->nodes[i]->id;
     return k;
 }
 
-size_t cluster_peers(const cluster_t *c, int64_t now_ms, const char **out, size_t max)
+size_t cluster_peers(const cluster_t *c, const char **out, size_t max)
 {
     size_t k = 0;
     for (const struct node *n = c->nodes; n && k < max; n = n->hh.next)
-        if (live(c, n, now_ms))
+        if (live(c, n))
             out[k++] = n->id;
     return k;
 }
@@ -238,21 +246,29 @@ size_t cluster_remote_users(const cluster_t *c)
     return n;
 }
 
-size_t cluster_dead(const cluster_t *c, int64_t now_ms, int64_t within_ms, const char **out,
-                    size_t max)
+size_t cluster_dead(const cluster_t *c, int64_t within_ms, const char **out, size_t max)
 {
     size_t k = 0;
-    for (const struct node *n = c->nodes; n && k < max; n = n->hh.next)
-        if (n->last_ms && now_ms - n->last_ms < within_ms && !live(c, n, now_ms) &&
-            strcmp(n->id, c->self) != 0)
-            out[k++] = n->id;
+    /* Killed ones first: their inboxes hold what was on its way to them. */
+    for (int crashed = 1; crashed >= 0; crashed--)
+        for (const struct node *n = c->nodes; n && k < max; n = n->hh.next)
+            if (n->last_ms && c->newest_ms - n->last_ms < within_ms && !live(c, n) &&
+                n->up == crashed && strcmp(n->id, c->self) != 0)
+                out[k++] = n->id;
     return k;
 }
 
-int cluster_lowest(const cluster_t *c, int64_t now_ms)
+int cluster_lowest(const cluster_t *c)
 {
     for (const struct node *n = c->nodes; n; n = n->hh.next)
-        if (live(c, n, now_ms) && strcmp(n->id, c->self) < 0)
+        if (live(c, n) && strcmp(n->id, c->self) < 0)
             return 0;
     return 1;
+}
+
+int cluster_node_up(const cluster_t *c, const char *node)
+{
+    struct node *n = NULL;
+    HASH_FIND_STR(c->nodes, node, n);
+    return n && n->up;
 }

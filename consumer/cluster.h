@@ -7,9 +7,10 @@
  *                    INCARNATION" when it stops cleanly: a heartbeat
  *   "u NODE USER"    NODE's incarnation while NODE holds a tab of USER; a
  *                    tombstone (no value) once it holds none
- * A node is live while its last heartbeat says up and is younger than
- * live_ms (the record's log-append time: the broker's one clock). Loop
- * thread only. */
+ * A node is live while its last heartbeat says up and is less than live_ms
+ * older than the newest heartbeat read (the records' log-append times: the
+ * broker's one clock; an outage, in which none is read, kills no one).
+ * Loop thread only. */
 #ifndef CONSUMER_CLUSTER_H
 #define CONSUMER_CLUSTER_H
 
@@ -31,29 +32,30 @@ size_t cluster_user_key(char *buf, size_t size, const char *node, const char *us
 int cluster_apply(cluster_t *c, const char *key, size_t klen, const char *val, size_t vlen,
                   int64_t ts_ms);
 
-/* Whether a presence record says a node now holds a user: 1 with the
- * node and user copied out (NUL-ended, cut to their sizes), else 0. */
-int cluster_record_joins(const char *key, size_t klen, const char *val, char *node, size_t nsize,
-                         char *user, size_t usize);
+/* Whether a presence key is a user's ("u NODE USER"): 1 with the node
+ * and user copied out (NUL-ended, cut to their sizes), else 0. */
+int cluster_record_user(const char *key, size_t klen, char *node, size_t nsize, char *user,
+                        size_t usize);
 
 /* The live nodes other than this one that hold user: up to max ids into
  * out (valid until the next cluster_apply); how many. */
-size_t cluster_holders(const cluster_t *c, const char *user, int64_t now_ms, const char **out,
-                       size_t max);
+size_t cluster_holders(const cluster_t *c, const char *user, const char **out, size_t max);
 /* Every live node other than this one, likewise. */
-size_t cluster_peers(const cluster_t *c, int64_t now_ms, const char **out, size_t max);
+size_t cluster_peers(const cluster_t *c, const char **out, size_t max);
 
 const char *cluster_self(const cluster_t *c);
 /* Users some node other than this one is recorded as holding. */
 size_t cluster_remote_users(const cluster_t *c);
 
-/* Nodes other than this one that beat within the last within_ms and are
- * not live now (killed, or stopped): up to max ids into out; how many. */
-size_t cluster_dead(const cluster_t *c, int64_t now_ms, int64_t within_ms, const char **out,
-                    size_t max);
+/* Nodes other than this one that beat within within_ms of the newest
+ * heartbeat and are not live (killed ones first, then stopped ones): up
+ * to max ids into out; how many. */
+size_t cluster_dead(const cluster_t *c, int64_t within_ms, const char **out, size_t max);
+/* Whether node's last heartbeat said up (a crash, if it is not live). */
+int cluster_node_up(const cluster_t *c, const char *node);
 /* Whether this node has the lowest id among the live ones: the one that
  * drains dead nodes' inboxes. */
-int cluster_lowest(const cluster_t *c, int64_t now_ms);
+int cluster_lowest(const cluster_t *c);
 
 /* What the heartbeats said of node: 0 and *out filled, or -1 if none. */
 struct cluster_node_state {

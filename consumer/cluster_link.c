@@ -134,10 +134,14 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     (void)rk;
     cluster_link_t *cl = opaque;
     struct token *t = m->_private;
-    if (!t) /* presence and heartbeats: a failure is logged, the next beat repairs it */
-    {
-        if (m->err)
-            log_warn("cluster: a presence record was not written: %s", rd_kafka_err2str(m->err));
+    if (!t) { /* presence and heartbeats: a heartbeat is written again in a second */
+        if (m->err && m->key_len > 0 && ((const char *)m->key)[0] == 'u') {
+            log_warn("cluster: a presence record was not written (%s): writing it again",
+                     rd_kafka_err2str(m->err));
+            struct cluster_event *e = event_add(cl, CLUSTER_PRESENCE_LOST);
+            e->key = xstrndup(m->key, m->key_len);
+            e->klen = m->key_len;
+        }
         return;
     }
     struct cluster_event *e = event_add(cl, m->err ? CLUSTER_FAILED : CLUSTER_SENT);
@@ -146,7 +150,7 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     e->offset = t->offset;
     if (m->err) {
         log_error("cluster: a %s record to %s was not written (%s): kept here instead",
-                  t->kind == INBOX_NOTIFY ? "notification" : "control", rd_kafka_topic_name(m->rkt),
+                  t->kind == INBOX_NOTIFY || t->kind == INBOX_RELAY ? "notification" : "control", rd_kafka_topic_name(m->rkt),
                   rd_kafka_err2str(m->err));
         e->key = xstrndup(m->key ? m->key : "", m->key_len);
         e->klen = m->key_len;
@@ -291,11 +295,14 @@ static int caught_up(cluster_link_t *cl)
 static void note_own(cluster_link_t *cl, const rd_kafka_message_t *m)
 {
     char key[KEY_MAX];
-    if (!m->key || m->key_len >= sizeof(key))
+    size_t nlen = strlen(cl->node);
+    /* "n NODE" or "u NODE USER" of this node: anything shorter is another's */
+    if (!m->key || m->key_len >= sizeof(key) || m->key_len < 2 + nlen)
         return;
     memcpy(key, m->key, m->key_len);
     key[m->key_len] = '\0';
-    size_t nlen = strlen(cl->node);
+    if (key[1] != ' ')
+        return;
     if (key[0] == 'n' && !strcmp(key + 2, cl->node) && m->payload) {
         const char *v = m->payload, *sp = memchr(v, ' ', m->len);
         if (!sp || (size_t)(v + m->len - sp - 1) >= sizeof(cl->other))
@@ -306,7 +313,8 @@ static void note_own(cluster_link_t *cl, const rd_kafka_message_t *m)
             cl->other_beat = 1;
         snprintf(cl->other, sizeof(cl->other), "%.*s", (int)(v + m->len - sp - 1), sp + 1);
         cl->other_up = sp - v == 2 && !memcmp(v, "up", 2);
-    } else if (key[0] == 'u' && !strncmp(key + 2, cl->node, nlen) && key[2 + nlen] == ' ') {
+    } else if (key[0] == 'u' && m->key_len > 3 + nlen && !strncmp(key + 2, cl->node, nlen) &&
+               key[2 + nlen] == ' ') {
         const char *user = key + 3 + nlen;
         struct leftover *l = NULL;
         HASH_FIND_STR(cl->leftovers, user, l);

@@ -47,6 +47,7 @@ enum cluster_event_kind {
     CLUSTER_PRESENCE, /* a presence record: key, value (NULL: tombstone), ts_ms */
     CLUSTER_SENT,     /* a send was acknowledged: its partition and offset */
     CLUSTER_FAILED,   /* a send failed for good: its partition, offset and the record */
+    CLUSTER_PRESENCE_LOST, /* a presence record of this node Kafka refused: its key */
 };
 struct cluster_event {
     enum cluster_event_kind kind;

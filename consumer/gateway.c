@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "auth.h"
 #include "embedded.h"
@@ -96,10 +97,10 @@ static int link_ready(void *link)
 }
 
 /* Before a partition moves: what this node forwarded from it is written
- * (a few ms; bounded, as the other partitions wait meanwhile). */
+ * (a few ms; at most 100, as the other partitions wait meanwhile). */
 static void link_drain(void *link)
 {
-    cluster_link_drain(link, 300);
+    cluster_link_drain(link, 100);
 }
 
 static void wake_loop(void *arg);
@@ -201,6 +202,8 @@ static void on_tick(lws_sorted_usec_list_t *sul)
     const char *failed = kafka_status(g->pipe.kafka).failed;
     if (!failed)
         failed = cluster_link_failed(g->pipe.link);
+    if (!failed)
+        failed = kafka_status(g->pipe.inbox).failed;
     if (failed && !g->stop_requested) {
         log_error("cannot go on: %s", failed);
         g->failed = 1;
@@ -628,6 +631,13 @@ int gateway_run(gateway_t *g)
            now_mono_ms() < deadline)
         ev_run(g->loop, EVRUN_ONCE);
     store_worker_stop(g->pipe.store, deadline);
+    /* What went to other nodes' inboxes completes its offsets too, once
+     * Kafka has it and the link handed the news over (it polls every
+     * 50 ms). */
+    int64_t left_ms = deadline - now_mono_ms();
+    cluster_link_drain(g->pipe.link, left_ms > 0 ? (int)left_ms : 0);
+    struct timespec link_turn = {0, 120 * 1000000};
+    nanosleep(&link_turn, NULL);
     pipeline_take_work(&g->pipe);
     size_t left = store_worker_backlog(g->pipe.store);
     if (left)
@@ -652,6 +662,7 @@ void gateway_free(gateway_t *g)
     kafka_close(g->pipe.kafka, now_mono_ms() + 2000);
     kafka_close(g->pipe.inbox, now_mono_ms() + 2000);
     pipeline_drains_close(&g->pipe, now_mono_ms() + 2000);
+    kafka_wait_detached(); /* drains given back lately: they use the budget */
     cluster_link_close(g->pipe.link, now_mono_ms() + 2000);
     cluster_free(g->pipe.cluster);
     /* Its last reports answer requests: before the context goes. */

@@ -11,13 +11,13 @@
 #include "record.h"
 #include "xalloc.h"
 
-static const char *const kinds[] = {"notify", "stream", "ack", "disconnect", "wake"};
+static const char *const kinds[] = {"notify", "stream", "ack", "disconnect", "wake", "relay"};
 #define NKINDS (sizeof(kinds) / sizeof(kinds[0]))
 #define LINE_MAX_LEN 160
 
 char *inbox_encode(enum inbox_kind kind, const hub_msg_t *m, size_t *len)
 {
-    int full = kind == INBOX_NOTIFY || kind == INBOX_STREAM;
+    int full = kind == INBOX_NOTIFY || kind == INBOX_STREAM || kind == INBOX_RELAY;
     const char *id = kind == INBOX_ACK || full ? m->id : "";
     const char *stream = full && m->stream ? m->stream : "";
     const char *type = full && m->type ? m->type : "";
@@ -72,7 +72,7 @@ int inbox_decode(const void *key, size_t klen, const void *value, size_t len, hu
         return errstr_set(errstr, size, "lengths past the record or the limits");
     if (!key || klen == 0 || klen > NOTIF_ROOM_MAX + 5 + NOTIF_USER_MAX)
         return errstr_set(errstr, size, "no key");
-    int full = k == INBOX_NOTIFY || k == INBOX_STREAM;
+    int full = k == INBOX_NOTIFY || k == INBOX_STREAM || k == INBOX_RELAY;
     if ((full || k == INBOX_ACK) && idlen == 0)
         return errstr_set(errstr, size, "no id");
     if (k == INBOX_STREAM && slen == 0)

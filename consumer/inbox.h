@@ -19,6 +19,7 @@ enum inbox_kind {
     INBOX_ACK,        /* the user acknowledged id on another node */
     INBOX_DISCONNECT, /* close the user's tabs */
     INBOX_WAKE,       /* the sender stored the user's notifications: replay them */
+    INBOX_RELAY,      /* a notification a node passes on from an inbox: not again */
 };
 
 /* The value for m (its id, stream, type, seq, Kafka timestamp, expiry and

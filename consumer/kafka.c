@@ -680,11 +680,23 @@ struct detached_close {
     int64_t deadline_ms;
 };
 
+/* Closes still running on their threads: the budget they give back must
+ * outlive them (kafka_wait_detached). */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    int running;
+} detached = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+
 static void *close_thread(void *arg)
 {
     struct detached_close *c = arg;
     kafka_close(c->k, c->deadline_ms);
     free(c);
+    pthread_mutex_lock(&detached.lock);
+    detached.running--;
+    pthread_cond_broadcast(&detached.done);
+    pthread_mutex_unlock(&detached.lock);
     return NULL;
 }
 
@@ -694,9 +706,20 @@ void kafka_close_detached(kafka_t *k, int64_t deadline_ms)
     pthread_attr_t attr;
     struct detached_close *c = xmalloc(sizeof(*c));
     *c = (struct detached_close){k, deadline_ms};
+    pthread_mutex_lock(&detached.lock);
+    detached.running++;
+    pthread_mutex_unlock(&detached.lock);
     pthread_attr_init(&attr);
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (pthread_create(&t, &attr, close_thread, c) != 0)
         close_thread(c); /* no thread: wait here rather than leak */
     pthread_attr_destroy(&attr);
+}
+
+void kafka_wait_detached(void)
+{
+    pthread_mutex_lock(&detached.lock);
+    while (detached.running > 0)
+        pthread_cond_wait(&detached.done, &detached.lock);
+    pthread_mutex_unlock(&detached.lock);
 }

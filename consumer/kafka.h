@@ -111,6 +111,8 @@ void kafka_stop(kafka_t *k);
 /* kafka_close on a thread of its own, so the caller does not wait for the
  * broker (a drained inbox given back from the loop). */
 void kafka_close_detached(kafka_t *k, int64_t deadline_ms);
+/* Until every kafka_close_detached is done (each has its deadline). */
+void kafka_wait_detached(void);
 /* Commits the stored offsets, leaves the group (waiting for the broker no
  * later than deadline_ms, monotonic) and frees everything, including
  * batches never taken (their offsets stay uncommitted). */

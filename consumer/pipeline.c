@@ -9,7 +9,12 @@
 /* The consumer of a source (pipeline.h), or NULL. */
 kafka_t *pipeline_source(const struct pipeline *p, int source)
 {
-    return source == 0 ? p->kafka : source == 1 ? p->inbox : p->drains[source - 2].kafka;
+    if (source < 2)
+        return source == 0 ? p->kafka : p->inbox;
+    for (int i = 0; i < PIPELINE_DRAINS; i++)
+        if (p->drains[i].kafka && p->drains[i].source == source)
+            return p->drains[i].kafka;
+    return NULL;
 }
 
 void pipeline_offset_done(void *ctx, int32_t partition, int64_t offset)

@@ -21,9 +21,12 @@
 #include "tracker.h"
 
 /* Sources of notifications: the topic (0), this node's inbox (1) and up
- * to PIPELINE_DRAINS inboxes of dead nodes (2...). */
+ * to PIPELINE_DRAINS inboxes of dead nodes at once, numbered 2 to
+ * PIPELINE_SOURCES - 1 in turn, so that a completion still on its way for
+ * a drain that ended never reaches the next one. */
 #define PIPELINE_DRAINS 8
-#define PIPELINE_SOURCES (2 + PIPELINE_DRAINS)
+#define PIPELINE_SOURCES (INT32_MAX / KAFKA_SOURCE_SPAN + 1)
+#define PIPELINE_DRAINED 32 /* stopped nodes whose inboxes were read to their end */
 
 struct pipeline {
     hub_t *hub;
@@ -63,7 +66,17 @@ struct pipeline {
     struct drain {
         char node[NODE_ID_MAX + 1];
         kafka_t *kafka;
+        int source;
+        int64_t idle_since; /* monotonic ms its inbox was last seen read to its end, or 0 */
     } drains[PIPELINE_DRAINS];
+    int next_source;
+    /* Stopped nodes drained to the end, and their last heartbeat then: not
+     * drained again until they beat again. */
+    struct drained {
+        char node[NODE_ID_MAX + 1];
+        int64_t last_ms;
+    } drained[PIPELINE_DRAINED];
+    size_t ndrained;
     int64_t drains_checked_ms;
     const char *clearing; /* the dead node whose presence is being cleared */
     /* Starts draining node's inbox as source (set by the gateway). */

@@ -25,6 +25,8 @@
 /* A node silent for longer than this is not drained any more: whatever
  * its inbox held was routed long ago (presence tombstones live a day). */
 #define DRAIN_WITHIN_MS (24 * 3600 * 1000LL)
+/* A stopped node's inbox read to its end this long is done with. */
+#define DRAINED_AFTER_MS 10000
 
 /* A user stored for here because no node held them, and when. */
 struct stored_for {
@@ -127,12 +129,11 @@ static size_t send_to(struct pipeline *p, const char *const *nodes, size_t n,
 }
 
 /* Routes m: to this node's tabs and every other live node holding its
- * user (with no holder anywhere, it is stored here). */
-static void route(struct pipeline *p, const hub_msg_t *m)
+ * user, as kind (with no holder anywhere, it is stored here). */
+static void route(struct pipeline *p, const hub_msg_t *m, enum inbox_kind kind)
 {
     const char *nodes[HOLDERS_MAX];
-    size_t n = p->cluster ? cluster_holders(p->cluster, m->user, now_wall_ms(), nodes,
-                                            HOLDERS_MAX)
+    size_t n = p->cluster ? cluster_holders(p->cluster, m->user, nodes, HOLDERS_MAX)
                           : 0;
     if (n == 0) {
         if (p->cluster && !hub_user_online(p->hub, m->user))
@@ -145,7 +146,7 @@ static void route(struct pipeline *p, const hub_msg_t *m)
      * is expected already). */
     kafka_expect_more(pipeline_source(p, m->partition / KAFKA_SOURCE_SPAN),
                       m->partition % KAFKA_SOURCE_SPAN, m->offset, (uint32_t)(n - !here));
-    size_t sent = send_to(p, nodes, n, INBOX_NOTIFY, m->user, m, m->partition, m->offset);
+    size_t sent = send_to(p, nodes, n, kind, m->user, m, m->partition, m->offset);
     /* With nothing sent, it is kept here (stored, with no tab here); and
      * what librdkafka refused now completes now. */
     int publish = here || sent == 0;
@@ -157,7 +158,7 @@ static void route(struct pipeline *p, const hub_msg_t *m)
 
 void pipeline_route(struct pipeline *p, const hub_msg_t *m)
 {
-    route(p, m);
+    route(p, m, INBOX_NOTIFY);
 }
 
 void pipeline_stream_durable(struct pipeline *p, const hub_msg_t *m)
@@ -165,7 +166,7 @@ void pipeline_stream_durable(struct pipeline *p, const hub_msg_t *m)
     const char *nodes[HOLDERS_MAX];
     size_t n = 0;
     if (p->cluster && m->partition >= 0 && m->partition < KAFKA_SOURCE_SPAN)
-        n = cluster_peers(p->cluster, now_wall_ms(), nodes, HOLDERS_MAX);
+        n = cluster_peers(p->cluster, nodes, HOLDERS_MAX);
     if (n) {
         kafka_expect_more(p->kafka, m->partition, m->offset, (uint32_t)n);
         size_t sent = send_to(p, nodes, n, INBOX_STREAM, m->stream, m, m->partition, m->offset);
@@ -189,14 +190,14 @@ void pipeline_acked_elsewhere(struct pipeline *p, const hub_msg_t *m)
     const char *nodes[HOLDERS_MAX];
     if (!p->cluster || p->remote_ack)
         return;
-    size_t n = cluster_holders(p->cluster, m->user, now_wall_ms(), nodes, HOLDERS_MAX);
+    size_t n = cluster_holders(p->cluster, m->user, nodes, HOLDERS_MAX);
     send_to(p, nodes, n, INBOX_ACK, m->user, m, -1, -1);
 }
 
 size_t pipeline_disconnect_elsewhere(const struct pipeline *p, const char *user)
 {
     const char *nodes[HOLDERS_MAX];
-    size_t n = p->cluster ? cluster_peers(p->cluster, now_wall_ms(), nodes, HOLDERS_MAX) : 0;
+    size_t n = p->cluster ? cluster_peers(p->cluster, nodes, HOLDERS_MAX) : 0;
     hub_msg_t m = {.user = user, .id = ""};
     size_t told = 0;
     for (size_t i = 0; i < n; i++)
@@ -212,14 +213,16 @@ static void take_inbox_msg(struct pipeline *p, const hub_msg_t *m, enum inbox_ki
 {
     switch (kind) {
     case INBOX_NOTIFY:
+    case INBOX_RELAY:
         /* For a tab here: delivered as a live one (the sender sent it to
          * the user's other nodes). No tab here any more (this node came
-         * back after a crash, its tabs went elsewhere): on to wherever the
-         * user is now, stored only if nowhere. */
-        if (!drained && hub_user_online(p->hub, m->user))
+         * back after a crash, its tabs went elsewhere), or a dead node's:
+         * on to wherever the user is now, once (a relay goes no further:
+         * presence that is wrong for a while cannot make records loop). */
+        if (!drained && (kind == INBOX_RELAY || hub_user_online(p->hub, m->user)))
             hub_publish(p->hub, m);
         else
-            route(p, m);
+            route(p, m, INBOX_RELAY);
         return;
     case INBOX_STREAM:
         if (!drained)
@@ -260,29 +263,69 @@ static void clear_presence(void *arg, const char *user)
     cluster_link_clear(p->link, p->clearing, user);
 }
 
+static int was_drained(const struct pipeline *p, const char *node)
+{
+    struct cluster_node_state st;
+    if (cluster_node_state(p->cluster, node, &st) != 0)
+        return 0;
+    for (size_t i = 0; i < p->ndrained; i++)
+        if (!strcmp(p->drained[i].node, node) && p->drained[i].last_ms == st.last_ms)
+            return 1;
+    return 0;
+}
+
+/* A stopped node's inbox read to its end for a while: done with it. */
+static int drained_to_end(struct pipeline *p, struct drain *d, int64_t now)
+{
+    struct partition_lag lag[4];
+    size_t n = kafka_lag(d->kafka, lag, 4);
+    int at_end = kafka_status(d->kafka).joined && n > 0;
+    for (size_t i = 0; i < n; i++)
+        at_end &= lag[i].lag == 0;
+    if (!at_end || cluster_node_up(p->cluster, d->node)) {
+        d->idle_since = 0;
+        return 0;
+    }
+    if (!d->idle_since)
+        d->idle_since = now;
+    if (now - d->idle_since < DRAINED_AFTER_MS)
+        return 0;
+    struct cluster_node_state st;
+    struct drained *x = &p->drained[p->ndrained++ % PIPELINE_DRAINED];
+    if (p->ndrained > PIPELINE_DRAINED)
+        p->ndrained = PIPELINE_DRAINED;
+    snprintf(x->node, sizeof(x->node), "%s", d->node);
+    x->last_ms = cluster_node_state(p->cluster, d->node, &st) == 0 ? st.last_ms : 0;
+    return 1;
+}
+
 /* Once a second: the lowest live node drains every dead node's inbox
  * (what was sent there and not done is routed again: wherever its user is
- * now) and clears its presence; a drain ends when its node is back or
- * another node is the lowest. */
+ * now) and clears its presence; a drain ends when its node is back,
+ * another node is the lowest, or (a stopped node) its inbox stays read to
+ * its end. Nothing is judged while no heartbeat is read (cluster.h). */
 static void check_drains(struct pipeline *p)
 {
     int64_t now = now_mono_ms();
-    if (!p->cluster || !p->start_drain || now - p->drains_checked_ms < 1000)
+    if (!p->cluster || !p->start_drain || p->stopping || now - p->drains_checked_ms < 1000)
         return;
     p->drains_checked_ms = now;
-    int64_t wall = now_wall_ms();
     const char *dead[PIPELINE_DRAINS];
     size_t n = 0;
-    if (!p->stopping && cluster_link_ready(p->link) && cluster_lowest(p->cluster, wall))
-        n = cluster_dead(p->cluster, wall, DRAIN_WITHIN_MS, dead, PIPELINE_DRAINS);
+    if (cluster_link_ready(p->link) && cluster_lowest(p->cluster))
+        n = cluster_dead(p->cluster, DRAIN_WITHIN_MS, dead, PIPELINE_DRAINS);
     for (int i = 0; i < PIPELINE_DRAINS; i++) {
         struct drain *d = &p->drains[i];
-        if (d->kafka && !is_dead(dead, n, d->node)) {
-            log_info("cluster: node %s is back or another node drains it: its inbox is given "
-                     "back", d->node);
-            kafka_close_detached(d->kafka, now + 5000);
-            d->kafka = NULL;
-        }
+        if (!d->kafka)
+            continue;
+        int done = drained_to_end(p, d, now);
+        if (!done && is_dead(dead, n, d->node))
+            continue;
+        log_info("cluster: node %s %s: its inbox is given back", d->node,
+                 done ? "stopped and its inbox is read to its end"
+                      : "is back or another node drains it");
+        kafka_close_detached(d->kafka, now + 5000);
+        d->kafka = NULL;
     }
     for (size_t j = 0; j < n; j++) {
         int slot = -1, have = 0;
@@ -291,11 +334,17 @@ static void check_drains(struct pipeline *p)
             if (!p->drains[i].kafka && slot < 0)
                 slot = i;
         }
-        if (have || slot < 0)
+        if (have || slot < 0 || was_drained(p, dead[j]))
             continue;
         struct drain *d = &p->drains[slot];
         snprintf(d->node, sizeof(d->node), "%s", dead[j]);
-        d->kafka = p->start_drain(p->drain_arg, d->node, 2 + slot);
+        /* A number no drain had lately: late completions of an old one are dropped. */
+        p->next_source = p->next_source >= 2 && p->next_source < PIPELINE_SOURCES - 1
+                             ? p->next_source + 1
+                             : 2;
+        d->source = p->next_source;
+        d->idle_since = 0;
+        d->kafka = p->start_drain(p->drain_arg, d->node, d->source);
         if (!d->kafka)
             continue;
         log_warn("cluster: node %s is silent: draining its inbox here, its presence cleared",
@@ -321,7 +370,7 @@ static void send_failed(struct pipeline *p, const struct cluster_event *e)
     hub_msg_t m;
     enum inbox_kind kind;
     char err[128];
-    if (e->inbox_kind == INBOX_NOTIFY &&
+    if ((e->inbox_kind == INBOX_NOTIFY || e->inbox_kind == INBOX_RELAY) &&
         inbox_decode(e->key, e->klen, e->value, e->vlen, &m, &kind, err, sizeof(err)) == 0) {
         m.partition = e->partition;
         m.offset = e->offset;
@@ -333,19 +382,35 @@ static void send_failed(struct pipeline *p, const struct cluster_event *e)
         pipeline_offset_done(p, e->partition, e->offset);
 }
 
+/* A presence record read (or one of this node's that Kafka refused). This
+ * node's own say what is true here, whatever was written over them: a
+ * tombstone from a node that took this one for dead (an outage), or a
+ * write that failed, is written right again. */
+static void take_presence(struct pipeline *p, const struct cluster_event *e)
+{
+    char node[NODE_ID_MAX + 1] = "", user[NOTIF_USER_MAX + 1] = "";
+    int ours = cluster_record_user(e->key, e->klen, node, sizeof(node), user, sizeof(user)) &&
+               !strcmp(node, cluster_self(p->cluster));
+    if (e->kind == CLUSTER_PRESENCE_LOST) {
+        if (ours)
+            cluster_link_presence(p->link, user, hub_user_online(p->hub, user));
+        return;
+    }
+    cluster_apply(p->cluster, e->key, e->klen, e->value, e->vlen, e->ts_ms);
+    if (!e->value && ours && hub_user_online(p->hub, user))
+        cluster_link_presence(p->link, user, 1);
+    else if (e->value && !ours && node[0])
+        joined(p, node, user);
+}
+
 void pipeline_take_cluster(struct pipeline *p)
 {
     cluster_batch_t *cb;
     while (p->link && (cb = cluster_link_take(p->link))) {
         for (size_t i = 0; i < cb->n; i++) {
             const struct cluster_event *e = &cb->ev[i];
-            if (e->kind == CLUSTER_PRESENCE) {
-                char node[NODE_ID_MAX + 1], user[NOTIF_USER_MAX + 1];
-                cluster_apply(p->cluster, e->key, e->klen, e->value, e->vlen, e->ts_ms);
-                if (cluster_record_joins(e->key, e->klen, e->value, node, sizeof(node), user,
-                                         sizeof(user)))
-                    joined(p, node, user);
-            }
+            if (e->kind == CLUSTER_PRESENCE || e->kind == CLUSTER_PRESENCE_LOST)
+                take_presence(p, e);
             else if (e->kind == CLUSTER_SENT && e->partition >= 0)
                 pipeline_offset_done(p, e->partition, e->offset);
             else if (e->kind == CLUSTER_FAILED)

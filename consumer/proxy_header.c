@@ -82,6 +82,12 @@ static int parse_v2(const unsigned char *buf, size_t len, char *client, char *er
     return (int)(16 + body);
 }
 
+int proxy_header_sure(const unsigned char *buf, size_t len)
+{
+    return (len >= 6 && !memcmp(buf, "PROXY ", 6)) ||
+           (len >= sizeof(v2_sig) && !memcmp(buf, v2_sig, sizeof(v2_sig)));
+}
+
 int proxy_header_parse(const unsigned char *buf, size_t len, char *client, char *errstr,
                        size_t size)
 {

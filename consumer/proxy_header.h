@@ -23,5 +23,8 @@ enum {
  * the above, with why in errstr for PROXY_BAD. */
 int proxy_header_parse(const unsigned char *buf, size_t len, char *client, char *errstr,
                        size_t size);
+/* Whether the first len bytes are surely a PROXY header's ("PROXY " or
+ * v2's 12-byte signature, whole), not the start of something else. */
+int proxy_header_sure(const unsigned char *buf, size_t len);
 
 #endif

@@ -24,6 +24,8 @@
 
 #define LISTENERS_MAX 2
 #define HEADER_WAIT_S 5.0 /* a trusted proxy says its piece at once, or is dropped */
+#define PEEK_AGAIN_S 0.005
+#define ACCEPT_PAUSE_S 0.1 /* out of descriptors: accept again after this */
 
 /* A connection a PROXY header named the client of. */
 struct named {
@@ -40,6 +42,8 @@ struct pending {
     unsigned char buf[PROXY_HEADER_MAX]; /* header bytes read off the socket so far */
     size_t have;
     char peer[PEER_ADDR_MAX];
+    ev_tstamp since; /* accepted */
+    int waiting;     /* on PEEK_AGAIN_S, not on the socket */
     struct pending *prev, *next;
 };
 
@@ -49,6 +53,7 @@ struct proxy_listener {
     const struct proxies *trusted;
     ev_io listen[LISTENERS_MAX];
     int nlisten;
+    ev_timer resume; /* after running out of descriptors */
     struct named *named;
     struct pending *pending;
 };
@@ -80,10 +85,8 @@ static void adopt(proxy_listener_t *pl, int fd, const char *client)
         snprintf(n->client, sizeof(n->client), "%s", client);
         HASH_ADD_INT(pl->named, fd, n);
     }
-    if (!lws_adopt_socket_vhost(pl->vhost, fd)) {
-        forget(pl, fd);
-        close(fd);
-    }
+    if (!lws_adopt_socket_vhost(pl->vhost, fd))
+        forget(pl, fd); /* lws closed it (lws-adopt.h) */
 }
 
 static void pending_end(struct pending *p, int keep)
@@ -128,6 +131,16 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
         adopt(pl, fd, NULL);
         return;
     }
+    /* Bytes that may yet turn out to be HTTP ("P" of "POST") stay on the
+     * socket; looked at again shortly rather than spun on. */
+    if (rc == PROXY_MORE && !proxy_header_sure(buf, p->have + (size_t)got)) {
+        ev_io_stop(loop, w);
+        ev_timer_stop(loop, &p->timer);
+        ev_timer_set(&p->timer, PEEK_AGAIN_S, 0);
+        ev_timer_start(loop, &p->timer);
+        p->waiting = 1;
+        return;
+    }
     size_t take = rc > 0 ? (size_t)rc - p->have : (size_t)got;
     if (rc == PROXY_BAD || recv(w->fd, p->buf + p->have, take, 0) != (ssize_t)take) {
         log_warn("a PROXY header from %s refused: %s", p->peer,
@@ -146,9 +159,15 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 
 static void on_silent(struct ev_loop *loop, ev_timer *w, int revents)
 {
-    (void)loop;
     (void)revents;
     struct pending *p = (struct pending *)((char *)w - offsetof(struct pending, timer));
+    if (p->waiting && ev_now(loop) - p->since < HEADER_WAIT_S) {
+        p->waiting = 0; /* a few bytes were there: look again */
+        ev_timer_set(&p->timer, HEADER_WAIT_S - (ev_now(loop) - p->since), 0);
+        ev_timer_start(loop, &p->timer);
+        ev_io_start(loop, &p->io);
+        return;
+    }
     log_debug("a connection from trusted proxy %s sent nothing in %g s: closed", p->peer,
               HEADER_WAIT_S);
     pending_end(p, 0);
@@ -175,8 +194,14 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
     for (;;) {
         int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
-            if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED)
+            if (errno == EMFILE || errno == ENFILE) {
+                /* The socket stays readable: pause rather than spin. */
+                log_warn("accept: %s: accepting again in %g s", strerror(errno), ACCEPT_PAUSE_S);
+                ev_io_stop(loop, w);
+                ev_timer_start(loop, &pl->resume);
+            } else if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
                 log_warn("accept: %s", strerror(errno));
+            }
             return;
         }
         forget(pl, fd); /* a number closed and given out again */
@@ -191,6 +216,7 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
         snprintf(p->peer, sizeof(p->peer), "%s", peer);
         ev_io_init(&p->io, on_readable, fd, EV_READ);
         ev_timer_init(&p->timer, on_silent, HEADER_WAIT_S, 0);
+        p->since = ev_now(loop);
         ev_io_start(loop, &p->io);
         ev_timer_start(loop, &p->timer);
         p->next = pl->pending;
@@ -198,6 +224,14 @@ static void on_accept(struct ev_loop *loop, ev_io *w, int revents)
             pl->pending->prev = p;
         pl->pending = p;
     }
+}
+
+static void on_resume(struct ev_loop *loop, ev_timer *w, int revents)
+{
+    (void)revents;
+    proxy_listener_t *pl = w->data;
+    for (int i = 0; i < pl->nlisten; i++)
+        ev_io_start(loop, &pl->listen[i]);
 }
 
 static int listen_on(proxy_listener_t *pl, const struct addrinfo *ai, char *errstr, size_t size)
@@ -229,6 +263,8 @@ proxy_listener_t *proxy_listener_new(struct ev_loop *loop, struct lws_vhost *vho
     pl->loop = loop;
     pl->vhost = vhost;
     pl->trusted = trusted;
+    ev_timer_init(&pl->resume, on_resume, ACCEPT_PAUSE_S, 0);
+    pl->resume.data = pl;
     struct addrinfo hints = {.ai_flags = AI_PASSIVE, .ai_socktype = SOCK_STREAM}, *res = NULL;
     char service[16], why[256] = "no address";
     snprintf(service, sizeof(service), "%d", port);
@@ -263,6 +299,7 @@ void proxy_listener_free(proxy_listener_t *pl)
 {
     if (!pl)
         return;
+    ev_timer_stop(pl->loop, &pl->resume);
     for (int i = 0; i < pl->nlisten; i++) {
         ev_io_stop(pl->loop, &pl->listen[i]);
         close(pl->listen[i].fd);

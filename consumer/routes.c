@@ -230,7 +230,7 @@ static void get_status_json(void *ctx, http_request_t *req)
         budget_part(b, BUDGET_HELD), budget_part(b, BUDGET_STORE),
         budget_full(b) ? "true" : "false", cluster_self(p->cluster),
         cluster_link_ready(p->link) && kafka_status(p->inbox).joined ? "true" : "false",
-        cluster_peers(p->cluster, now_wall_ms(), peers, PEERS_MAX),
+        cluster_peers(p->cluster, peers, PEERS_MAX),
         cluster_remote_users(p->cluster), kafka_status(p->inbox).pending, r->origin,
         r->address_limit, r->address_rate, r->token);
     /* Records behind each assigned partition's end (-1: not known yet). */

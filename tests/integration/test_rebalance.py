@@ -117,7 +117,7 @@ def forwarded_ids(kafka, inbox: str) -> set[str]:
         quiet = time.monotonic() + 1.5
         head, rest = m.value().split(b"\n", 1)
         kind, _seq, _ts, _exp, idlen, _slen, _tlen = head.split()
-        if kind == b"notify":
+        if kind in (b"notify", b"relay"):
             ids.add(rest[:int(idlen)].decode())
     c.close()
     return ids

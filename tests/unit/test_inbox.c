@@ -60,6 +60,24 @@ static void a_stream_notification_keeps_its_stream_and_any_type(void **state)
     free(v);
 }
 
+static void a_relay_is_a_notification_passed_on_once(void **state)
+{
+    (void)state;
+    hub_msg_t m = {.id = "n9", .user = "cy", .frame = "{\"id\":\"n9\"}", .frame_len = 11,
+                   .seq = 5};
+    size_t len;
+    char *v = inbox_encode(INBOX_RELAY, &m, &len);
+    hub_msg_t out;
+    enum inbox_kind kind;
+    char err[128];
+    assert_int_equal(inbox_decode("cy", 2, v, len, &out, &kind, err, sizeof(err)), 0);
+    assert_int_equal(kind, INBOX_RELAY);
+    assert_string_equal(out.frame, "{\"id\":\"n9\"}");
+    assert_int_equal(out.seq, 5);
+    record_msg_clear(&out);
+    free(v);
+}
+
 static void control_records_carry_the_user_and_the_acked_id(void **state)
 {
     (void)state;
@@ -119,6 +137,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_notification_crosses_whole),
         cmocka_unit_test(a_stream_notification_keeps_its_stream_and_any_type),
+        cmocka_unit_test(a_relay_is_a_notification_passed_on_once),
         cmocka_unit_test(control_records_carry_the_user_and_the_acked_id),
         cmocka_unit_test(what_is_not_an_inbox_record_is_refused),
     };

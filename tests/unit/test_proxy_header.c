@@ -60,6 +60,11 @@ static void version_2_names_the_client(void **state)
 static void other_bytes_are_left_alone(void **state)
 {
     (void)state;
+    /* "P" may be "POST": not sure until "PROXY " is whole. */
+    assert_false(proxy_header_sure((const unsigned char *)"P", 1));
+    assert_false(proxy_header_sure((const unsigned char *)"PROXY", 5));
+    assert_true(proxy_header_sure((const unsigned char *)"PROXY ", 6));
+    assert_false(proxy_header_sure((const unsigned char *)"\r\n\r\n", 4));
     char client[PEER_ADDR_MAX];
     const char *plain[] = {"GET / HTTP/1.1\r\n", "POST /api", "PRI * HTTP/2.0", "\x16\x03\x01"};
     for (size_t i = 0; i < 4; i++)
