@@ -512,6 +512,11 @@ kafka_t *kafka_start(const struct kafka_conf *conf, void (*notify)(void *arg), v
         /* Several gateways in one group: a joining or leaving one moves
          * only the partitions that change hands, the others never stop. */
         {"partition.assignment.strategy", "cooperative-sticky"},
+        /* A change of assignment drops the fetch in flight, which then
+         * comes again after these (500 ms each by default): a partition
+         * that did not move would wait a second at each join. */
+        {"fetch.wait.max.ms", "100"},
+        {"fetch.error.backoff.ms", "100"},
         /* What librdkafka fetches ahead of the loop, beside the budget. */
         {"queued.max.messages.kbytes", queue_kb},
     };
