@@ -287,7 +287,16 @@ def through_failures(kafka, store, db, gateway, topic, nodes, users, rate, secon
     events: dict[str, float] = {}
     home = gws[:nodes]
 
+    lags: list[tuple[float, float]] = []  # the test's own event loop: (when, late by)
+
+    async def watch_lag():
+        while True:
+            t = time.monotonic()
+            await asyncio.sleep(0.02)
+            lags.append((time.time(), time.monotonic() - t - 0.02))
+
     async def scenario():
+        lag_task = asyncio.create_task(watch_lag())
         tabs = [RoamingTab(u, home, i % nodes) for i, u in enumerate(users)]
         tabs += [RoamingTab(u, home, i % nodes + 1) for i, u in enumerate(users) if i % 5 == 0]
         for t in tabs:
@@ -351,6 +360,7 @@ def through_failures(kafka, store, db, gateway, topic, nodes, users, rate, secon
         for t in tabs:
             t.stop.set()
         await asyncio.gather(*(t.task for t in tabs))
+        lag_task.cancel()
         return tabs
 
     tabs = run(scenario())
@@ -419,7 +429,9 @@ def through_failures(kafka, store, db, gateway, topic, nodes, users, rate, secon
           f"latency p50 {pct(lat, .5) * 1e3:.0f} ms p99 {pct(lat, .99) * 1e3:.0f} ms, "
           f"longest wait after the kill {max(after_kill):.1f} s; partitions moved at the rejoin "
           f"{sorted(moves['rejoin'][1])}, at the join {sorted(moves.get('join', (0, []))[1])}; "
-          f"past their bound: {len(late)}; from partitions that did not move, over 1 s: {over_1s}")
+          f"past their bound: {len(late)}; from partitions that did not move, over 1 s: {over_1s}; "
+          f"the test's own loop late by up to {max((l for _, l in lags), default=0):.2f} s "
+          f"(around the rejoin {max((l for w, l in lags if abs(w - settled) < 3), default=0):.2f} s)")
     assert disorder == 0, f"{disorder} notifications came out of topic order before the kill"
     assert max(after_kill) <= 15.0, f"a notification waited {max(after_kill):.1f} s for a tab"
     assert late == [], f"{len(late)} waited past the bounds of a join: {late[:10]}"
