@@ -19,9 +19,9 @@ int kafka_props_from_file(const char *path, kafka_prop_fn *add, void *arg, char 
 int kafka_props_from_env(char *const *env, kafka_prop_fn *add, void *arg, char *errstr,
                          size_t size);
 
-/* Sets on conf, a producer's, the properties of props (a consumer's
- * "key=value", NULL-ended) that say how to reach and log in to the
- * brokers (security.*, sasl.*, ssl.*, socket.*, broker.*, client.*,
+/* Sets on conf, a producer's (or a consumer's that reads by hand, outside
+ * a group), the properties of props (the group consumer's "key=value",
+ * NULL-ended) that say how to reach and log in to the brokers (security.*, sasl.*, ssl.*, socket.*, broker.*, client.*,
  * reconnect.*); the consumer's own ones (session.timeout.ms...) are left
  * out. -1 with errstr naming the key when librdkafka refuses one. */
 struct rd_kafka_conf_s;

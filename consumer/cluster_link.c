@@ -12,6 +12,7 @@
 
 #include "cluster.h"
 #include "kafka_producer.h"
+#include "kafka_props.h"
 #include "kafka_topic.h"
 #include "log.h"
 #include "timeutil.h"
@@ -41,7 +42,6 @@ struct cluster_link {
     char *node, *presence_topic, *inbox_prefix;
     char incarnation[UUID7_LEN];
     int embedded;
-    int64_t live_ms;
     rd_kafka_t *prod;
     rd_kafka_t *cons; /* presence, assigned from the start, never committed */
     handoff_t *events;
@@ -150,8 +150,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
     e->offset = t->offset;
     if (m->err) {
         log_error("cluster: a %s record to %s was not written (%s): kept here instead",
-                  t->kind == INBOX_NOTIFY || t->kind == INBOX_RELAY ? "notification" : "control", rd_kafka_topic_name(m->rkt),
-                  rd_kafka_err2str(m->err));
+                  t->kind == INBOX_NOTIFY || t->kind == INBOX_RELAY ? "notification" : "control",
+                  rd_kafka_topic_name(m->rkt), rd_kafka_err2str(m->err));
         e->key = xstrndup(m->key ? m->key : "", m->key_len);
         e->klen = m->key_len;
         e->value = xmalloc(m->len + 1);
@@ -294,28 +294,22 @@ static int caught_up(cluster_link_t *cl)
 /* Before the node is ready: what earlier incarnations of its id left. */
 static void note_own(cluster_link_t *cl, const rd_kafka_message_t *m)
 {
-    char key[KEY_MAX];
-    size_t nlen = strlen(cl->node);
-    /* "n NODE" or "u NODE USER" of this node: anything shorter is another's */
-    if (!m->key || m->key_len >= sizeof(key) || m->key_len < 2 + nlen)
+    char own[KEY_MAX], node[KEY_MAX], user[KEY_MAX];
+    size_t olen = cluster_node_key(own, sizeof(own), cl->node);
+    if (!m->key)
         return;
-    memcpy(key, m->key, m->key_len);
-    key[m->key_len] = '\0';
-    if (key[1] != ' ')
-        return;
-    if (key[0] == 'n' && !strcmp(key + 2, cl->node) && m->payload) {
+    if (m->key_len == olen && !memcmp(m->key, own, olen) && m->payload) {
+        /* "up INCARNATION" or "down INCARNATION" of this id */
         const char *v = m->payload, *sp = memchr(v, ' ', m->len);
-        if (!sp || (size_t)(v + m->len - sp - 1) >= sizeof(cl->other))
+        size_t ilen = sp ? (size_t)(v + m->len - sp - 1) : 0;
+        if (!sp || ilen >= sizeof(cl->other))
             return;
-        int same = cl->other[0] && (size_t)(v + m->len - sp - 1) == strlen(cl->other) &&
-                   !memcmp(sp + 1, cl->other, strlen(cl->other));
-        if (cl->watch_until && same)
+        if (cl->watch_until && ilen == strlen(cl->other) && !memcmp(sp + 1, cl->other, ilen))
             cl->other_beat = 1;
-        snprintf(cl->other, sizeof(cl->other), "%.*s", (int)(v + m->len - sp - 1), sp + 1);
+        snprintf(cl->other, sizeof(cl->other), "%.*s", (int)ilen, sp + 1);
         cl->other_up = sp - v == 2 && !memcmp(v, "up", 2);
-    } else if (key[0] == 'u' && m->key_len > 3 + nlen && !strncmp(key + 2, cl->node, nlen) &&
-               key[2 + nlen] == ' ') {
-        const char *user = key + 3 + nlen;
+    } else if (cluster_record_user(m->key, m->key_len, node, sizeof(node), user, sizeof(user)) &&
+               !strcmp(node, cl->node)) {
         struct leftover *l = NULL;
         HASH_FIND_STR(cl->leftovers, user, l);
         /* This incarnation's own (a tab came before presence was read). */
@@ -437,13 +431,11 @@ static rd_kafka_t *presence_consumer(const struct cluster_link_conf *conf, char 
     char group[512], err[512];
     snprintf(group, sizeof(group), "%s.%s", conf->group, conf->node_id);
     rd_kafka_conf_t *rc = rd_kafka_conf_new();
-    for (const char *const *p = conf->props; p && *p; p++) {
-        const char *eq = strchr(*p, '=');
-        char key[256];
-        if (!eq || (size_t)(eq - *p) >= sizeof(key))
-            continue; /* the main consumer refused it already */
-        snprintf(key, sizeof(key), "%.*s", (int)(eq - *p), *p);
-        rd_kafka_conf_set(rc, key, eq + 1, err, sizeof(err));
+    /* Of -X, what reaches and logs in to the brokers: it reads one topic
+     * by hand, none of the group consumer's settings apply. */
+    if (kafka_props_for_producer(rc, conf->props, "presence consumer", errstr, size) != 0) {
+        rd_kafka_conf_destroy(rc);
+        return NULL;
     }
     const char *fixed[][2] = {
         {"bootstrap.servers", conf->brokers}, {"group.id", group},
@@ -479,7 +471,6 @@ cluster_link_t *cluster_link_start(const struct cluster_link_conf *conf,
     cluster_inbox_topic(buf, sizeof(buf), conf->topic, "");
     cl->inbox_prefix = xstrdup(buf);
     cl->embedded = conf->embedded;
-    cl->live_ms = conf->live_ms;
     uuid7_generate(cl->incarnation);
     cl->events = handoff_new(0, notify, arg);
 

@@ -25,7 +25,6 @@ struct cluster_link_conf {
     const char *group;
     const char *node_id;
     int embedded; /* the in-process broker made the topics (and has no Admin API) */
-    int64_t live_ms; /* a node is dead after this long without a heartbeat */
 };
 
 /* The names of the topics, for whoever creates them (embedded mode). */

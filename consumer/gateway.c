@@ -524,7 +524,7 @@ gateway_t *gateway_new(const struct config *c, char *errstr, size_t size)
     }
     /* Nothing is consumed before the node knows who holds which user. */
     struct cluster_link_conf lc = {kc.brokers, c->kafka_props, c->topic, c->group, c->node_id,
-                                   c->embedded, CLUSTER_LIVE_MS};
+                                   c->embedded};
     g->pipe.cluster = cluster_new(c->node_id, CLUSTER_LIVE_MS);
     g->pipe.link = cluster_link_start(&lc, wake_loop, g, errstr, size);
     if (!g->pipe.link)

@@ -159,35 +159,21 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
         log_warn("kafka: %s: %s", rd_kafka_err2str(err), reason);
 }
 
-/* While no broker answered, asks one for metadata, at most once a second:
- * an answer clears the state. librdkafka says when brokers go down, not
- * when they come back. */
-static void check_reachable(kafka_t *k, int64_t *next_ms)
+/* Asks a broker for metadata, at most once a second: while none answered
+ * (librdkafka says when brokers go down, not when they come back), and
+ * while gated (nothing polls the consumer, so its errors are not served).
+ * An inbox's consumer keeps quiet: the topic's says the same. */
+static void check_reachable(kafka_t *k, int64_t *next_ms, int gated)
 {
     const struct rd_kafka_metadata *md;
-    if (!atomic_load(&k->unreachable) || now_mono_ms() < *next_ms)
-        return;
-    *next_ms = now_mono_ms() + 1000;
-    if (rd_kafka_metadata(k->rk, 0, NULL, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        rd_kafka_metadata_destroy(md);
-        atomic_store(&k->unreachable, 0);
-        log_info("kafka: a broker answers again");
-    }
-}
-
-/* While gated, nothing polls the consumer, so librdkafka's errors are not
- * served: ask a broker directly, at most once a second. */
-static void probe_reachable(kafka_t *k, int64_t *next_ms)
-{
-    const struct rd_kafka_metadata *md;
-    if (now_mono_ms() < *next_ms)
+    if ((!gated && !atomic_load(&k->unreachable)) || now_mono_ms() < *next_ms)
         return;
     *next_ms = now_mono_ms() + 1000;
     if (rd_kafka_metadata(k->rk, 0, NULL, &md, 1000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
         rd_kafka_metadata_destroy(md);
         if (atomic_exchange(&k->unreachable, 0) && !k->inbox)
             log_info("kafka: a broker answers again");
-    } else if (!atomic_exchange(&k->unreachable, 1) && !k->inbox) {
+    } else if (gated && !atomic_exchange(&k->unreachable, 1) && !k->inbox) {
         log_error("kafka: no broker answers: consuming waits until one does");
     }
 }
@@ -356,7 +342,7 @@ static void *consume_loop(void *arg)
 
     while (!handoff_closed(k->batches)) {
         if (k->gate && !k->gate(k->gate_arg)) {
-            probe_reachable(k, &next_check);
+            check_reachable(k, &next_check, 1);
             handoff_pause(k->batches, 20);
             continue;
         }
@@ -364,7 +350,7 @@ static void *consume_loop(void *arg)
             atomic_store(&k->failed, 1);
             break;
         }
-        check_reachable(k, &next_check);
+        check_reachable(k, &next_check, 0);
         /* First the topics it writes to: the dead-letter topic (nothing is
          * consumed that could not go there) and the receipts'. Asked here,
          * not at start, so that a broker that is down does not hold the

@@ -76,7 +76,7 @@ struct pipeline {
         char node[NODE_ID_MAX + 1];
         int64_t last_ms;
     } drained[PIPELINE_DRAINED];
-    size_t ndrained;
+    size_t ndrained, drained_next; /* the oldest is written over */
     int64_t drains_checked_ms;
     const char *clearing; /* the dead node whose presence is being cleared */
     /* Starts draining node's inbox as source (set by the gateway). */

@@ -118,7 +118,7 @@ void pipeline_cluster_clear(struct pipeline *p)
 
 /* Sends m to each node as kind; the record (partition, offset; -1: none)
  * waits for one completion per send queued. Returns how many. */
-static size_t send_to(struct pipeline *p, const char *const *nodes, size_t n,
+static size_t send_to(const struct pipeline *p, const char *const *nodes, size_t n,
                       enum inbox_kind kind, const char *key, const hub_msg_t *m,
                       int32_t partition, int64_t offset)
 {
@@ -199,10 +199,7 @@ size_t pipeline_disconnect_elsewhere(const struct pipeline *p, const char *user)
     const char *nodes[HOLDERS_MAX];
     size_t n = p->cluster ? cluster_peers(p->cluster, nodes, HOLDERS_MAX) : 0;
     hub_msg_t m = {.user = user, .id = ""};
-    size_t told = 0;
-    for (size_t i = 0; i < n; i++)
-        told += cluster_link_send(p->link, nodes[i], INBOX_DISCONNECT, user, &m, -1, -1) == 0;
-    return told;
+    return send_to(p, nodes, n, INBOX_DISCONNECT, user, &m, -1, -1);
 }
 
 /* One inbox record: this node's, or a dead node's this node drains (its
@@ -245,6 +242,17 @@ static void take_inbox_msg(struct pipeline *p, const hub_msg_t *m, enum inbox_ki
         break;
     }
     pipeline_offset_done(p, m->partition, m->offset);
+}
+
+/* What an inbox consumer (NULL: none) handed over, while memory allows. */
+static void take_inbox(struct pipeline *p, kafka_t *k, int drained)
+{
+    kafka_batch_t *b;
+    while (k && !p->stopping && !budget_full(&p->budget) && (b = kafka_take(k))) {
+        for (size_t i = 0; i < b->n; i++)
+            take_inbox_msg(p, &b->msgs[i], (enum inbox_kind)b->kinds[i], drained);
+        kafka_batch_free(b);
+    }
 }
 
 /* ---- dead nodes' inboxes ---- */
@@ -291,9 +299,9 @@ static int drained_to_end(struct pipeline *p, struct drain *d, int64_t now)
     if (now - d->idle_since < DRAINED_AFTER_MS)
         return 0;
     struct cluster_node_state st;
-    struct drained *x = &p->drained[p->ndrained++ % PIPELINE_DRAINED];
-    if (p->ndrained > PIPELINE_DRAINED)
-        p->ndrained = PIPELINE_DRAINED;
+    struct drained *x = &p->drained[p->drained_next++ % PIPELINE_DRAINED];
+    if (p->ndrained < PIPELINE_DRAINED)
+        p->ndrained++;
     snprintf(x->node, sizeof(x->node), "%s", d->node);
     x->last_ms = cluster_node_state(p->cluster, d->node, &st) == 0 ? st.last_ms : 0;
     return 1;
@@ -420,13 +428,7 @@ void pipeline_take_cluster(struct pipeline *p)
     }
     send_wakes(p);
     check_drains(p);
-    for (int source = 1; source < PIPELINE_SOURCES; source++) {
-        kafka_t *k = pipeline_source(p, source);
-        kafka_batch_t *b;
-        while (k && !p->stopping && !budget_full(&p->budget) && (b = kafka_take(k))) {
-            for (size_t i = 0; i < b->n; i++)
-                take_inbox_msg(p, &b->msgs[i], (enum inbox_kind)b->kinds[i], source > 1);
-            kafka_batch_free(b);
-        }
-    }
+    take_inbox(p, p->inbox, 0);
+    for (int i = 0; i < PIPELINE_DRAINS; i++)
+        take_inbox(p, p->drains[i].kafka, 1);
 }

@@ -108,9 +108,17 @@ static void pending_end(struct pending *p, int keep)
 /* What the socket has, on the bytes read so far: a header (read exactly
  * that much off the socket, then hand over), none (hand over untouched),
  * part of one (read it off: every byte so far is the header's). */
+/* The pending connection goes to libwebsockets, named client (or not). */
+static void hand_over(struct pending *p, const char *client)
+{
+    int fd = p->io.fd;
+    proxy_listener_t *pl = p->pl;
+    pending_end(p, 1);
+    adopt(pl, fd, client);
+}
+
 static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
 {
-    (void)loop;
     (void)revents;
     struct pending *p = (struct pending *)w;
     unsigned char buf[PROXY_HEADER_MAX];
@@ -125,10 +133,7 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
     }
     int rc = proxy_header_parse(buf, p->have + (size_t)got, client, why, sizeof(why));
     if (rc == PROXY_NOT) {
-        int fd = w->fd;
-        proxy_listener_t *pl = p->pl;
-        pending_end(p, 1);
-        adopt(pl, fd, NULL);
+        hand_over(p, NULL);
         return;
     }
     /* Bytes that may yet turn out to be HTTP ("P" of "POST") stay on the
@@ -149,12 +154,8 @@ static void on_readable(struct ev_loop *loop, ev_io *w, int revents)
         return;
     }
     p->have += take;
-    if (rc > 0) {
-        int fd = w->fd;
-        proxy_listener_t *pl = p->pl;
-        pending_end(p, 1);
-        adopt(pl, fd, client);
-    }
+    if (rc > 0)
+        hand_over(p, client);
 }
 
 static void on_silent(struct ev_loop *loop, ev_timer *w, int revents)
