@@ -15,7 +15,7 @@ import pytest
 
 from conftest import PRODUCER_BIN, HARNESS_KEY
 from servers import produce
-from wsclient import Tab
+from wsclient import Tab, recv_frames
 from test_gateway import stored, wait_stored
 
 
@@ -201,22 +201,16 @@ def test_an_ack_in_one_tab_is_the_read_mark_for_every_tab(kafka, topic, gateway)
     gw = gateway()
     v2 = gw.ws_url("reader") + "&v=2"
 
-    async def frames(ws, count, timeout=10.0):
-        got = []
-        while len(got) < count:
-            got.append(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
-        return got
-
     async def scenario():
         async with websockets.connect(v2) as a, websockets.connect(v2) as b, \
                 websockets.connect(gw.ws_url("reader")) as old:
             for ws in (a, b):  # v2: told it is in first
-                assert await frames(ws, 1) == [{"type": "welcome", "userId": "reader"}]
+                assert await recv_frames(ws, 1) == [{"type": "welcome", "userId": "reader"}]
             produce(kafka.bootstrap, topic, [{"id": "rd-1", "userId": "reader", "message": "m"}])
             for ws in (a, b, old):
-                assert (await frames(ws, 1))[0]["id"] == "rd-1"
+                assert (await recv_frames(ws, 1))[0]["id"] == "rd-1"
             await a.send(json.dumps({"type": "ack", "id": "rd-1"}))
-            assert await frames(b, 1) == [{"type": "acked", "id": "rd-1"}]
+            assert await recv_frames(b, 1) == [{"type": "acked", "id": "rd-1"}]
             await b.send(json.dumps({"type": "ack", "id": "rd-1"}))  # late: ignored
             with pytest.raises(asyncio.TimeoutError):
                 await asyncio.wait_for(old.recv(), 0.5)

@@ -20,7 +20,7 @@ from pathlib import Path
 import websockets
 
 from servers import produce
-from wsclient import Tab
+from wsclient import Tab, recv_frames
 
 
 def run(coro):
@@ -107,29 +107,23 @@ def test_an_ack_on_one_node_is_the_read_mark_on_the_other(kafka, mongo, topic, m
     done (its offset completes, nothing is stored)."""
     a, b = nodes(gateway)
 
-    async def frames(ws, count, timeout=10.0):
-        got = []
-        while len(got) < count:
-            got.append(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
-        return got
-
     async def scenario():
         async with websockets.connect(a.ws_url("both") + "&v=2") as ta, \
                 websockets.connect(b.ws_url("both") + "&v=2") as tb:
             for ws in (ta, tb):
-                assert await frames(ws, 1) == [{"type": "welcome", "userId": "both"}]
+                assert await recv_frames(ws, 1) == [{"type": "welcome", "userId": "both"}]
             await asyncio.to_thread(wait_cluster, [a, b], [1, 1])
             produce(kafka.bootstrap, topic,
                     [{"id": f"rm-{k}", "userId": "both", "message": "m"} for k in range(4)])
-            got_a = [f["id"] for f in await frames(ta, 4)]
-            got_b = [f["id"] for f in await frames(tb, 4)]
+            got_a = [f["id"] for f in await recv_frames(ta, 4)]
+            got_b = [f["id"] for f in await recv_frames(tb, 4)]
             assert got_a == got_b == [f"rm-{k}" for k in range(4)]
             for k in range(2):
                 await ta.send(json.dumps({"type": "ack", "id": f"rm-{k}"}))
             for k in range(2, 4):
                 await tb.send(json.dumps({"type": "ack", "id": f"rm-{k}"}))
-            told_b = await frames(tb, 2)
-            told_a = await frames(ta, 2)
+            told_b = await recv_frames(tb, 2)
+            told_a = await recv_frames(ta, 2)
             assert told_b == [{"type": "acked", "id": f"rm-{k}"} for k in range(2)]
             assert told_a == [{"type": "acked", "id": f"rm-{k}"} for k in range(2, 4)]
             for gw in (a, b):

@@ -82,6 +82,15 @@ class Tab:
         assert len(self.frames) == before, f"unexpected frames: {self.frames[before:]}"
 
 
+async def recv_frames(ws, count: int, timeout: float = 10.0) -> list[dict]:
+    """The next COUNT frames of a raw websockets connection, as JSON, each
+    within TIMEOUT seconds; nothing is acknowledged."""
+    got = []
+    while len(got) < count:
+        got.append(json.loads(await asyncio.wait_for(ws.recv(), timeout)))
+    return got
+
+
 def stalled_tab(port: int, user: str) -> socket.socket:
     """A WebSocket connection that, once open, neither reads nor acks."""
     s = socket.create_connection(("127.0.0.1", port), timeout=5)
