@@ -291,7 +291,17 @@ static int caught_up(cluster_link_t *cl)
     return all;
 }
 
-/* Before the node is ready: what earlier incarnations of its id left. */
+/* What other incarnations of this node's id wrote: before the node is
+ * ready, the users they left and whether one may be alive; after, a live
+ * twin that started first. */
+static void refuse_duplicate(cluster_link_t *cl)
+{
+    snprintf(cl->failure, sizeof(cl->failure),
+             "node id %s is in use by another live gateway: give this one another "
+             "--node-id (NODE_ID)", cl->node);
+    atomic_store(&cl->failed, 1);
+}
+
 static void note_own(cluster_link_t *cl, const rd_kafka_message_t *m)
 {
     char own[KEY_MAX], node[KEY_MAX], user[KEY_MAX];
@@ -302,13 +312,24 @@ static void note_own(cluster_link_t *cl, const rd_kafka_message_t *m)
         /* "up INCARNATION" or "down INCARNATION" of this id */
         const char *v = m->payload, *sp = memchr(v, ' ', m->len);
         size_t ilen = sp ? (size_t)(v + m->len - sp - 1) : 0;
-        if (!sp || ilen >= sizeof(cl->other))
+        int up = sp && sp - v == 2 && !memcmp(v, "up", 2);
+        if (!sp || ilen >= sizeof(cl->other) ||
+            (ilen == strlen(cl->incarnation) && !memcmp(sp + 1, cl->incarnation, ilen)))
+            return; /* this incarnation's own */
+        if (atomic_load(&cl->ready)) {
+            /* Written since this one started: two live gateways with one id
+             * (both read presence before either beat). The newer gives way:
+             * incarnations are UUIDv7, ordered by when they were made. */
+            if (up && memcmp(sp + 1, cl->incarnation, ilen) < 0)
+                refuse_duplicate(cl);
             return;
+        }
         if (cl->watch_until && ilen == strlen(cl->other) && !memcmp(sp + 1, cl->other, ilen))
             cl->other_beat = 1;
         snprintf(cl->other, sizeof(cl->other), "%.*s", (int)ilen, sp + 1);
-        cl->other_up = sp - v == 2 && !memcmp(v, "up", 2);
-    } else if (cluster_record_user(m->key, m->key_len, node, sizeof(node), user, sizeof(user)) &&
+        cl->other_up = up;
+    } else if (!atomic_load(&cl->ready) &&
+               cluster_record_user(m->key, m->key_len, node, sizeof(node), user, sizeof(user)) &&
                !strcmp(node, cl->node)) {
         struct leftover *l = NULL;
         HASH_FIND_STR(cl->leftovers, user, l);
@@ -339,8 +360,7 @@ static void poll_presence(cluster_link_t *cl, int timeout_ms)
             rd_kafka_message_destroy(m);
             continue;
         }
-        if (!atomic_load(&cl->ready))
-            note_own(cl, m);
+        note_own(cl, m);
         struct cluster_event *e = event_add(cl, CLUSTER_PRESENCE);
         e->key = xstrndup(m->key ? m->key : "", m->key_len);
         e->klen = m->key_len;
@@ -363,10 +383,7 @@ static int become_ready(cluster_link_t *cl)
         cl->watch_until = now_mono_ms() + DUPLICATE_WATCH_MS;
     }
     if (cl->other_beat) {
-        snprintf(cl->failure, sizeof(cl->failure),
-                 "node id %s is in use by another live gateway: give this one another "
-                 "--node-id (NODE_ID)", cl->node);
-        atomic_store(&cl->failed, 1);
+        refuse_duplicate(cl);
         return 0;
     }
     if (cl->watch_until && now_mono_ms() < cl->watch_until)
@@ -414,7 +431,7 @@ static void *link_loop(void *arg)
                 next_beat = now_mono_ms() + HEARTBEAT_MS;
             if (atomic_load(&cl->failed))
                 break;
-        } else if (now_mono_ms() >= next_beat) {
+        } else if (now_mono_ms() >= next_beat && !atomic_load(&cl->failed)) {
             heartbeat(cl, "up");
             next_beat = now_mono_ms() + HEARTBEAT_MS;
         }
@@ -514,7 +531,7 @@ void cluster_link_close(cluster_link_t *cl, int64_t deadline_ms)
         pthread_join(cl->thread, NULL);
     }
     if (cl->prod) {
-        if (atomic_load(&cl->ready))
+        if (atomic_load(&cl->ready) && !atomic_load(&cl->failed)) /* a twin's says nothing */
             heartbeat(cl, "down");
         int64_t left = deadline_ms - now_mono_ms();
         rd_kafka_flush(cl->prod, left > 0 ? (int)left : 0);

@@ -657,9 +657,17 @@ void kafka_close(kafka_t *k, int64_t deadline_ms)
     /* Before the last commit: what reaches the dead-letter topic by the
      * deadline completes its offset. */
     dlq_close(k->dlq, deadline_ms);
+    handoff_free(k->batches, free_batch_msg); /* what they took of the budget is back */
+    if (k->rk && k->subscribed && !k->ever_assigned) {
+        /* librdkafka 2.0.2 aborts when a cooperative-sticky consumer that
+         * never had an assignment is closed or destroyed (its issue #4312,
+         * fixed in 2.3.0): the handle, and k that its threads use, are left
+         * to the process's exit. Nothing was consumed: nothing to commit. */
+        log_info("kafka: leaving %s before the group gave this gateway its share", k->topic);
+        return;
+    }
     if (k->rk)
         close_consumer(k, deadline_ms);
-    handoff_free(k->batches, free_batch_msg);
     tracker_free(k->tracker);
     free(k->topic);
     free(k->events_topic);

@@ -23,6 +23,7 @@ struct kafka {
     int inbox; /* the records are an inbox's (inbox.h) */
     int source; /* kafka_conf's */
     int subscribed;
+    int ever_assigned; /* the group gave it an assignment once (none counts) */
     int (*gate)(void *arg);
     void *gate_arg;
     void (*before_revoke)(void *arg); /* called with gate_arg */

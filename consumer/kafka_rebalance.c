@@ -75,6 +75,7 @@ void kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             return;
         held = count_assigned(k);
         atomic_store(&k->joined, 1);
+        k->ever_assigned = 1;
         log_info("assigned partitions [%s] of %s (%s rebalancing); %d held now", list, k->topic,
                  incremental ? "cooperative" : "eager", held);
         return;

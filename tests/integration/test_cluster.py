@@ -135,6 +135,18 @@ def test_an_ack_on_one_node_is_the_read_mark_on_the_other(kafka, mongo, topic, m
     assert stored(mongo, mongo_db_name) == []
 
 
+def test_a_second_gateway_with_a_live_nodes_id_is_refused_naming_it(gateway):
+    """A live node-a beats every second; a second gateway started with its
+    id watches for a heartbeat of the other incarnation, sees one, and
+    exits 1 saying which id is in use. node-a goes on."""
+    a = gateway(args=["--node-id", "node-a"])
+    a.wait_health("presence read", lambda h: h["cluster"]["ready"], timeout=30)
+    twin = gateway(args=["--node-id", "node-a"], wait=False)
+    assert twin.proc.wait(timeout=30) == 1
+    assert "node id node-a is in use by another live gateway" in twin.log_text()
+    assert a.running and a.health()["cluster"]["ready"]
+
+
 def test_an_operator_disconnect_closes_the_users_tabs_on_every_node(gateway):
     a, b = nodes(gateway)
 

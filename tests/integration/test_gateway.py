@@ -472,6 +472,8 @@ def test_ready_in_the_group_with_or_without_partitions(kafka, gateway, request):
             assert time.monotonic() < deadline, readyz(gw)
             time.sleep(0.2)
         assert readyz(gw) == (200, {"ready": True})
+        # Ready means it knows who holds which user too (docs/adr/0001).
+        assert gw.health()["cluster"]["ready"]
     assert sorted(gw.health()["partitions"] for gw in (a, b)) == [0, 1]
 
 
