@@ -20,12 +20,34 @@ static void format_partitions(const rd_kafka_topic_partition_list_t *parts, char
                                  parts->elems[i].partition);
 }
 
+/* librdkafka pauses every assigned partition while a rebalance callback is
+ * due, and the assign call in the callback resumes them; in 2.0.2 the
+ * resume does not wake the broker thread that fetches them, and one that
+ * went idle meanwhile sleeps out its 1 s wait: the partitions this member
+ * kept stall for up to a second at every rebalance. A request to each
+ * partition's leader wakes that thread; asking for the newest offsets
+ * changes nothing. */
+static void wake_fetchers(kafka_t *k, const rd_kafka_topic_partition_list_t *held)
+{
+    if (held->cnt == 0)
+        return;
+    rd_kafka_topic_partition_list_t *probe = rd_kafka_topic_partition_list_copy(held);
+    for (int i = 0; i < probe->cnt; i++)
+        probe->elems[i].offset = RD_KAFKA_OFFSET_END; /* as a timestamp: the newest */
+    rd_kafka_offsets_for_times(k->rk, probe, 500); /* the answer does not matter */
+    rd_kafka_topic_partition_list_destroy(probe);
+}
+
 /* What librdkafka holds as this member's assignment, after a change: read
- * back rather than counted, so a failed call cannot leave it off. */
+ * back rather than counted, so a failed call cannot leave it off. Read
+ * through librdkafka's main queue, so the resumes queued by the change
+ * are applied before the fetchers are woken. */
 static int count_assigned(kafka_t *k)
 {
     rd_kafka_topic_partition_list_t *now = NULL;
     int n = rd_kafka_assignment(k->rk, &now) ? -1 : now->cnt;
+    if (n >= 0)
+        wake_fetchers(k, now);
     if (now)
         rd_kafka_topic_partition_list_destroy(now);
     if (n < 0)

@@ -240,3 +240,89 @@ def test_join_and_leave_keep_the_count_and_commit_only_what_is_done(
                 and "cannot add" not in log and "cannot assign" not in log, gw.log_path
 
     asyncio.run(scenario())
+
+
+def test_partitions_a_gateway_keeps_never_wait_at_a_rebalance(kafka, topic, gateway_group,
+                                                              gateway):
+    """At every cooperative rebalance librdkafka pauses all of a member's
+    partitions until the rebalance callback has run, and in 2.0.2 the
+    resume does not wake the thread that fetches them: when that thread
+    had gone idle meanwhile, the partitions the member kept waited out its
+    1 s sleep. A steady stream runs while another member joins and leaves
+    the group eight times; what came from a partition the gateway kept
+    through a cycle reaches its tab within 0.3 s (the issue's bar at a join
+    is 1 s; without the wake-up, most runs see a 1 s stall). fetch.wait.max.ms
+    of 1 ms makes the fetching thread see the pause at once, as a busy
+    gateway's does."""
+    from confluent_kafka import Consumer
+    total = len(kafka.admin().list_topics(topic, timeout=10).topics[topic].partitions)
+    a = gateway(args=["-X", "session.timeout.ms=6000", "-X", "heartbeat.interval.ms=200",
+                      "-X", "fetch.wait.max.ms=1"])
+    a.wait_health("every partition", lambda h: h["partitions"] == total, timeout=30)
+    users = users_for(total)
+    made: dict[str, tuple[int, float]] = {}  # id -> (partition, when produced)
+    cycles: list[tuple[float, float, set[int]]] = []  # (from, to, partitions the other took)
+
+    def join_and_leave() -> None:
+        taken: set[int] = set()
+        c = Consumer({"bootstrap.servers": kafka.bootstrap, "group.id": gateway_group,
+                      "partition.assignment.strategy": "cooperative-sticky",
+                      "enable.auto.commit": False, "session.timeout.ms": 6000,
+                      "heartbeat.interval.ms": 200})
+        start = time.time()
+        c.subscribe([topic], on_assign=lambda _c, ps: taken.update(p.partition for p in ps))
+        deadline = time.monotonic() + 20
+        while not taken and time.monotonic() < deadline:
+            c.poll(0.1)
+        for _ in range(10):  # the second round of the cooperative protocol
+            c.poll(0.1)
+        c.close()
+        assert taken, "the other member was never given a partition"
+        cycles.append((start, time.time() + 2, set(taken)))
+
+    async def scenario():
+        tabs = {p: Tab(a.ws_url(u)) for p, u in users.items()}
+        for t in tabs.values():
+            await t.__aenter__()
+        await asyncio.sleep(0.3)
+        stop = asyncio.Event()
+
+        async def stream():
+            from confluent_kafka import Producer
+            p = Producer({"bootstrap.servers": kafka.bootstrap, "linger.ms": 0})
+            n = 0
+            while not stop.is_set():
+                part = n % total
+                nid = f"s{n}"
+                made[nid] = (part, time.time())
+                p.produce(topic, key=users[part], partition=part,
+                          value=json.dumps({"id": nid, "userId": users[part], "message": "m"}))
+                p.poll(0)
+                n += 1
+                await asyncio.sleep(0.01)
+            await asyncio.to_thread(p.flush, 10)
+
+        flow = asyncio.create_task(stream())
+        await asyncio.sleep(1)
+        for _ in range(8):
+            await asyncio.to_thread(join_and_leave)
+            await asyncio.sleep(0.5)
+        stop.set()
+        await flow
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and \
+                sum(len(t.frames) for t in tabs.values()) < len(made):
+            await asyncio.sleep(0.2)
+        for t in tabs.values():
+            await t.close()
+        return tabs
+
+    tabs = asyncio.run(scenario())
+    arrived = {f["id"]: when for t in tabs.values() for f, when in zip(t.frames, t.arrived_at)}
+    late = []
+    for nid, (part, when) in made.items():
+        assert nid in arrived, f"{nid} never arrived"
+        kept = all(part not in taken for start, end, taken in cycles if start <= when <= end)
+        if kept and arrived[nid] - when > 0.3:
+            late.append((nid, part, round(arrived[nid] - when, 2)))
+    assert late == [], f"{len(late)} from partitions the gateway kept waited: {late[:10]}"
