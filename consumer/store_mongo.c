@@ -336,6 +336,20 @@ static int create_index(mongoc_collection_t *coll, const bson_t *keys, int64_t t
     return ok ? 0 : -1;
 }
 
+/* FerretDB 1.24 on SQLite stops answering, every connection, when two
+ * clients each send an update command of several upserts to one
+ * collection at once (two gateways writing room cursors); one upsert per
+ * command does not. Its buildInfo names it. */
+static int is_ferretdb(mongo_store_t *st)
+{
+    bson_t *cmd = BCON_NEW("buildInfo", BCON_INT32(1)), reply;
+    int yes = mongoc_client_command_simple(st->client, "admin", cmd, NULL, &reply, NULL) &&
+              bson_has_field(&reply, "ferretdbVersion");
+    bson_destroy(&reply);
+    bson_destroy(cmd);
+    return yes;
+}
+
 static int mongo_prepare(void *impl, char *errstr, size_t size)
 {
     mongo_store_t *st = impl;
@@ -343,6 +357,7 @@ static int mongo_prepare(void *impl, char *errstr, size_t size)
 
     if (mongo_migrate(st, errstr, size) != 0)
         return -1;
+    st->one_update_per_command = is_ferretdb(st);
     bson_t *by_user = BCON_NEW("userId", BCON_INT32(1), "seq", BCON_INT32(1));
     bson_t *by_stream = BCON_NEW("stream", BCON_INT32(1), "seq", BCON_INT32(1));
     int rc = 0;
@@ -731,42 +746,59 @@ static int mongo_cursor_get(void *impl, const char *const *users, size_t nusers,
     return count;
 }
 
-/* One upsert each, in one bulk write, of {_id, ackedSeq <= the new one}:
- * a stored cursor that is further on does not match, the upsert then
- * collides with its _id, and that duplicate is the answer "a newer one is
- * there" (so a cursor never moves back, and its acked set stays with it).
- * No update pipelines: neither test server has them. */
+/* One upsert each of {_id, ackedSeq <= the new one}: a stored cursor
+ * that is further on does not match, the upsert then collides with its
+ * _id, and that duplicate is the answer "a newer one is there" (so a
+ * cursor never moves back, and its acked set stays with it). No update
+ * pipelines: neither test server has them. */
+static void cursor_upsert(const room_cursor_t *c, int64_t now, bson_t **sel, bson_t **update)
+{
+    char key[NOTIF_USER_MAX + NOTIF_ROOM_MAX + 16];
+    snprintf(key, sizeof(key), "%s/%s", c->user, c->stream);
+    *sel = BCON_NEW("_id", BCON_UTF8(key), "ackedSeq", "{", "$lte", BCON_INT64(c->acked_seq),
+                    "}");
+    *update = BCON_NEW("$set", "{", "userId", BCON_UTF8(c->user), "stream", BCON_UTF8(c->stream),
+                       "ackedSeq", BCON_INT64(c->acked_seq), "acked",
+                       BCON_UTF8(c->acked ? c->acked : ""), "updatedAt", BCON_DATE_TIME(now), "}");
+}
+
+/* In one bulk write, or one command each on FerretDB (is_ferretdb). */
 static int mongo_cursor_put(void *impl, const room_cursor_t *cursors, size_t n, char *errstr,
                             size_t size)
 {
     mongo_store_t *st = impl;
-    bson_t opts = BSON_INITIALIZER, reply;
+    bson_t opts = BSON_INITIALIZER, reply = BSON_INITIALIZER;
     bson_error_t err;
     BSON_APPEND_BOOL(&opts, "ordered", false);
-    mongoc_bulk_operation_t *bulk = mongoc_collection_create_bulk_operation_with_opts(st->cursors,
-                                                                                      &opts);
+    mongoc_bulk_operation_t *bulk = NULL;
+    bson_t *uopts = BCON_NEW("upsert", BCON_BOOL(true));
     int64_t now = now_wall_ms();
-    for (size_t i = 0; i < n; i++) {
-        char key[NOTIF_USER_MAX + NOTIF_ROOM_MAX + 16];
-        snprintf(key, sizeof(key), "%s/%s", cursors[i].user, cursors[i].stream);
-        bson_t *sel = BCON_NEW("_id", BCON_UTF8(key), "ackedSeq", "{", "$lte",
-                               BCON_INT64(cursors[i].acked_seq), "}");
-        bson_t *update = BCON_NEW("$set", "{", "userId", BCON_UTF8(cursors[i].user), "stream",
-                                  BCON_UTF8(cursors[i].stream), "ackedSeq",
-                                  BCON_INT64(cursors[i].acked_seq), "acked",
-                                  BCON_UTF8(cursors[i].acked ? cursors[i].acked : ""),
-                                  "updatedAt", BCON_DATE_TIME(now), "}");
-        bson_t *uopts = BCON_NEW("upsert", BCON_BOOL(true));
-        mongoc_bulk_operation_update_one_with_opts(bulk, sel, update, uopts, NULL);
-        bson_destroy(uopts);
+    int rc = 0;
+    if (!st->one_update_per_command)
+        bulk = mongoc_collection_create_bulk_operation_with_opts(st->cursors, &opts);
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        bson_t *sel, *update;
+        cursor_upsert(&cursors[i], now, &sel, &update);
+        if (bulk) {
+            mongoc_bulk_operation_update_one_with_opts(bulk, sel, update, uopts, NULL);
+        } else {
+            bson_destroy(&reply);
+            if (!mongoc_collection_update_one(st->cursors, sel, update, uopts, &reply, &err) &&
+                err.code != MONGO_DUPLICATE_KEY && !only_duplicates(&reply))
+                rc = mongo_set_err(errstr, size, "cannot write cursors", &err);
+        }
         bson_destroy(update);
         bson_destroy(sel);
     }
-    int rc = mongoc_bulk_operation_execute(bulk, &reply, &err) || only_duplicates(&reply)
+    if (bulk) {
+        bson_destroy(&reply);
+        rc = mongoc_bulk_operation_execute(bulk, &reply, &err) || only_duplicates(&reply)
                  ? 0
                  : mongo_set_err(errstr, size, "cannot write cursors", &err);
+        mongoc_bulk_operation_destroy(bulk);
+    }
     bson_destroy(&reply);
-    mongoc_bulk_operation_destroy(bulk);
+    bson_destroy(uopts);
     bson_destroy(&opts);
     return rc;
 }

@@ -24,6 +24,7 @@ struct mongo_store {
     mongoc_client_t *client;
     mongoc_collection_t *coll, *meta, *history, *rooms, *cursors;
     int64_t history_ms; /* 0: removals delete; else they move into history */
+    int one_update_per_command; /* FerretDB: see is_ferretdb() */
 };
 
 typedef struct mongo_store mongo_store_t;
