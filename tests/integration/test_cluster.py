@@ -147,6 +147,19 @@ def test_a_second_gateway_with_a_live_nodes_id_is_refused_naming_it(gateway):
     assert a.running and a.health()["cluster"]["ready"]
 
 
+def test_an_inbox_the_broker_will_not_create_stops_the_gateway_naming_it(kafka, topic, gateway):
+    """Auto-creation is off; the gateway makes its inbox through the Admin
+    API. Kafka refuses a name that differs from an existing topic's only
+    in '.' and '_' (their metric names would collide): the gateway exits 1
+    naming the topic, the broker's reason and what to change."""
+    kafka.create_topic(f"{topic}_inbox_node_x", partitions=1)
+    gw = gateway(args=["--node-id", "node_x"], wait=False)
+    assert gw.proc.wait(timeout=30) == 1
+    log = gw.log_text()
+    assert f"the inbox topic {topic}.inbox.node_x is missing and the broker would not create " \
+        f"it (" in log and "collides" in log and "name another with --node-id" in log, log[-2000:]
+
+
 def test_an_operator_disconnect_closes_the_users_tabs_on_every_node(gateway):
     a, b = nodes(gateway)
 
