@@ -127,9 +127,10 @@ fuzz:
 	if grep -l 'ERROR' build-fuzz/*.log; then \
 	    echo "fuzz: a crash (above): its input is in tests/fuzz/crashes/"; exit 1; fi
 
-# The integration tests run the binaries of this build.
+# The integration tests run the binaries of this build; the slowest are
+# listed at the end, to keep `make test` inside its budget.
 PYTEST_ARGS ?= tests/integration
-PYTEST  = BUILD_DIR=$(abspath $(BUILD)) python3 -m pytest -v $(PYTEST_ARGS)
+PYTEST  = BUILD_DIR=$(abspath $(BUILD)) python3 -m pytest -v --durations=10 $(PYTEST_ARGS)
 
 integration: all unit-bin
 	$(PYTEST)
