@@ -34,7 +34,9 @@ static void wake_fetchers(kafka_t *k, const rd_kafka_topic_partition_list_t *hel
     rd_kafka_topic_partition_list_t *probe = rd_kafka_topic_partition_list_copy(held);
     for (int i = 0; i < probe->cnt; i++)
         probe->elems[i].offset = RD_KAFKA_OFFSET_END; /* as a timestamp: the newest */
-    rd_kafka_offsets_for_times(k->rk, probe, 500); /* the answer does not matter */
+    /* Queuing the requests wakes the threads; no wait for the answers
+     * (librdkafka drops late ones), so a slow broker holds nothing here. */
+    rd_kafka_offsets_for_times(k->rk, probe, 0);
     rd_kafka_topic_partition_list_destroy(probe);
 }
 

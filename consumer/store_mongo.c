@@ -339,15 +339,16 @@ static int create_index(mongoc_collection_t *coll, const bson_t *keys, int64_t t
 /* FerretDB 1.24 on SQLite stops answering, every connection, when two
  * clients each send an update command of several upserts to one
  * collection at once (two gateways writing room cursors); one upsert per
- * command does not. Its buildInfo names it. */
-static int is_ferretdb(mongo_store_t *st)
+ * command does not. Its buildInfo names it. 1, 0, or -1: no answer. */
+static int is_ferretdb(mongo_store_t *st, bson_error_t *err)
 {
     bson_t *cmd = BCON_NEW("buildInfo", BCON_INT32(1)), reply;
-    int yes = mongoc_client_command_simple(st->client, "admin", cmd, NULL, &reply, NULL) &&
-              bson_has_field(&reply, "ferretdbVersion");
+    int rc = mongoc_client_command_simple(st->client, "admin", cmd, NULL, &reply, err)
+                 ? bson_has_field(&reply, "ferretdbVersion")
+                 : -1;
     bson_destroy(&reply);
     bson_destroy(cmd);
-    return yes;
+    return rc;
 }
 
 static int mongo_prepare(void *impl, char *errstr, size_t size)
@@ -357,7 +358,9 @@ static int mongo_prepare(void *impl, char *errstr, size_t size)
 
     if (mongo_migrate(st, errstr, size) != 0)
         return -1;
-    st->one_update_per_command = is_ferretdb(st);
+    st->one_update_per_command = is_ferretdb(st, &err);
+    if (st->one_update_per_command < 0)
+        return mongo_set_err(errstr, size, "cannot ask the server what it is (buildInfo)", &err);
     bson_t *by_user = BCON_NEW("userId", BCON_INT32(1), "seq", BCON_INT32(1));
     bson_t *by_stream = BCON_NEW("stream", BCON_INT32(1), "seq", BCON_INT32(1));
     int rc = 0;

@@ -250,7 +250,7 @@ def test_partitions_a_gateway_keeps_never_wait_at_a_rebalance(kafka, topic, gate
     had gone idle meanwhile, the partitions the member kept waited out its
     1 s sleep. A steady stream runs while another member joins and leaves
     the group eight times; what came from a partition the gateway kept
-    through a cycle reaches its tab within 0.3 s (the issue's bar at a join
+    through a cycle reaches its tab within 0.5 s (the issue's bar at a join
     is 1 s; without the wake-up, most runs see a 1 s stall). fetch.wait.max.ms
     of 1 ms makes the fetching thread see the pause at once, as a busy
     gateway's does."""
@@ -318,11 +318,14 @@ def test_partitions_a_gateway_keeps_never_wait_at_a_rebalance(kafka, topic, gate
         return tabs
 
     tabs = asyncio.run(scenario())
-    arrived = {f["id"]: when for t in tabs.values() for f, when in zip(t.frames, t.arrived_at)}
+    arrived: dict[str, float] = {}
+    for t in tabs.values():
+        for f, when in zip(t.frames, t.arrived_at):
+            arrived[f["id"]] = min(arrived.get(f["id"], when), when)
     late = []
     for nid, (part, when) in made.items():
         assert nid in arrived, f"{nid} never arrived"
         kept = all(part not in taken for start, end, taken in cycles if start <= when <= end)
-        if kept and arrived[nid] - when > 0.3:
+        if kept and arrived[nid] - when > 0.5:
             late.append((nid, part, round(arrived[nid] - when, 2)))
     assert late == [], f"{len(late)} from partitions the gateway kept waited: {late[:10]}"
