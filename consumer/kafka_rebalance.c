@@ -40,11 +40,11 @@ static void wake_fetchers(kafka_t *k, const rd_kafka_topic_partition_list_t *hel
     rd_kafka_topic_partition_list_destroy(probe);
 }
 
-/* What librdkafka holds as this member's assignment, after a change: read
- * back rather than counted, so a failed call cannot leave it off. Read
- * through librdkafka's main queue, so the resumes queued by the change
- * are applied before the fetchers are woken. */
-static int count_assigned(kafka_t *k)
+/* After a change: what librdkafka holds as this member's assignment,
+ * read back rather than counted, so a failed call cannot leave it off;
+ * then its fetchers are woken. The read goes through librdkafka's main
+ * queue, so the resumes queued by the change are applied before that. */
+static int settle_assignment(kafka_t *k)
 {
     rd_kafka_topic_partition_list_t *now = NULL;
     int n = rd_kafka_assignment(k->rk, &now) ? -1 : now->cnt;
@@ -71,7 +71,7 @@ static int assign_failed(kafka_t *k, const char *what, const char *list,
               what, list, k->topic, error ? rd_kafka_error_string(error) : rd_kafka_err2str(err));
     if (error)
         rd_kafka_error_destroy(error);
-    count_assigned(k);
+    settle_assignment(k);
     return 1;
 }
 
@@ -97,7 +97,7 @@ void kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (incremental ? assign_failed(k, "add", list, rd_kafka_incremental_assign(rk, parts), 0)
                         : assign_failed(k, "assign", list, NULL, rd_kafka_assign(rk, parts)))
             return;
-        held = count_assigned(k);
+        held = settle_assignment(k);
         atomic_store(&k->joined, 1);
         k->ever_assigned = 1;
         log_info("assigned partitions [%s] of %s (%s rebalancing); %d held now", list, k->topic,
@@ -132,7 +132,7 @@ void kafka_on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             ? assign_failed(k, "give up", list, rd_kafka_incremental_unassign(rk, parts), 0)
             : assign_failed(k, "give up", list, NULL, rd_kafka_assign(rk, NULL)))
         return;
-    held = count_assigned(k);
+    held = settle_assignment(k);
     if (lost)
         log_warn("lost partitions [%s] of %s (%s rebalancing); %d held now: the group no longer "
                  "counted this gateway as a member (session timeout or fencing), and their new "
